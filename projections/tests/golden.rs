@@ -1,0 +1,51 @@
+//! Golden tests: each folder under `tests/fixtures/` holds `events.jsonl` (events in
+//! log order) and `expected.json` (the snapshot the fold must produce). Run with
+//! `PORTWATCH_BLESS=1` to rewrite `expected.json` after a deliberate change, then
+//! review the diff by hand.
+
+use std::fs;
+use std::path::Path;
+
+use portwatch_events::Event;
+use portwatch_projections::{fold_all, FoldConfig, Snapshot};
+
+fn run_case(name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let text = fs::read_to_string(dir.join("events.jsonl")).expect("events.jsonl");
+    let events: Vec<Event> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| Event::from_json(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)))
+        .collect();
+    let snapshot = fold_all(FoldConfig::default(), &events);
+    let expected_path = dir.join("expected.json");
+    if std::env::var_os("PORTWATCH_BLESS").is_some() {
+        let json = serde_json::to_string_pretty(&snapshot).expect("json");
+        fs::write(&expected_path, json + "\n").expect("write expected");
+    }
+    let expected: Snapshot =
+        serde_json::from_str(&fs::read_to_string(&expected_path).expect("expected.json"))
+            .expect("expected.json parses");
+    assert_eq!(snapshot, expected, "fold of {name} differs from expected.json");
+}
+
+#[test]
+fn open_then_closed() {
+    run_case("open_then_closed");
+}
+
+#[test]
+fn flap_and_reopen() {
+    run_case("flap_and_reopen");
+}
+
+#[test]
+fn liveness() {
+    run_case("liveness");
+}
+
+#[test]
+fn late_and_partial() {
+    run_case("late_and_partial");
+}
