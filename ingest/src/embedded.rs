@@ -1,0 +1,261 @@
+//! The embedded engine: one SQLite file in WAL mode.
+//!
+//! One partition is enough here: a single writer serialises appends anyway, and one
+//! global order makes replays trivially deterministic. The offset is SQLite's rowid,
+//! which only grows (AUTOINCREMENT), so an offset is never reused even after a crash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use portwatch_events::Event;
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
+
+/// Event log in one SQLite database file.
+#[derive(Debug)]
+pub struct EmbeddedLog {
+    path: PathBuf,
+    // Separate connections let readers run while a writer commits (WAL).
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    offset    INTEGER PRIMARY KEY AUTOINCREMENT,
+    id        TEXT NOT NULL UNIQUE,
+    key       TEXT NOT NULL,
+    ts        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+";
+
+impl EmbeddedLog {
+    /// Open (or create) the log at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, LogError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let err = |source| LogError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let writer = Connection::open(&path).map_err(err)?;
+        // FULL: the log is the source of truth; an acknowledged append must survive a
+        // power cut, not only a process crash.
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+            )
+            .map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout=10000;")
+            .map_err(err)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite_err(&self, source: rusqlite::Error) -> LogError {
+        LogError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Append raw JSON lines as they are (used by tests of poison records and by
+    /// imports that must keep the original bytes). Each needs a unique `id`.
+    pub fn append_raw(&self, id: &str, key: &str, body: &str) -> Result<bool, LogError> {
+        let conn = lock(&self.writer);
+        let n = conn
+            .execute(
+                "INSERT OR IGNORE INTO events (id, key, ts, kind, body) VALUES (?1, ?2, '', 'raw', ?3)",
+                params![id, key, body],
+            )
+            .map_err(|e| self.sqlite_err(e))?;
+        Ok(n == 1)
+    }
+}
+
+// A poisoned mutex only means another thread panicked while holding the connection;
+// SQLite's own transaction rollback keeps the database consistent, so carry on.
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl EventLog for EmbeddedLog {
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    fn append(&self, events: &[Event]) -> Result<AppendReceipt, LogError> {
+        if events.is_empty() {
+            return Ok(AppendReceipt::default());
+        }
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(|e| self.sqlite_err(e))?;
+        let mut receipt = AppendReceipt::default();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (id, key, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| self.sqlite_err(e))?;
+            for event in events {
+                let n = stmt
+                    .execute(params![
+                        event.id.to_string(),
+                        event.key(),
+                        event.ts.to_rfc3339(),
+                        event.observation.kind(),
+                        event.to_json(),
+                    ])
+                    .map_err(|e| self.sqlite_err(e))?;
+                if n == 1 {
+                    receipt.appended += 1;
+                } else {
+                    receipt.duplicates += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.sqlite_err(e))?;
+        Ok(receipt)
+    }
+
+    fn read(&self, partition: u32, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
+        if partition != 0 {
+            return Err(LogError::NoSuchPartition {
+                partition,
+                partitions: 1,
+            });
+        }
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached("SELECT offset, body FROM events WHERE offset >= ?1 ORDER BY offset LIMIT ?2")
+            .map_err(|e| self.sqlite_err(e))?;
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![from, max], |row| {
+                let offset: i64 = row.get(0)?;
+                let body: String = row.get(1)?;
+                Ok((offset, body))
+            })
+            .map_err(|e| self.sqlite_err(e))?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (offset, body) = row.map_err(|e| self.sqlite_err(e))?;
+            records.push(Record {
+                partition: 0,
+                offset: offset as Offset,
+                event: Event::from_json(&body),
+            });
+        }
+        Ok(records)
+    }
+
+    fn end_offset(&self, partition: u32) -> Result<Offset, LogError> {
+        if partition != 0 {
+            return Err(LogError::NoSuchPartition {
+                partition,
+                partitions: 1,
+            });
+        }
+        let conn = lock(&self.reader);
+        let max: Option<i64> = conn
+            .query_row("SELECT MAX(offset) FROM events", [], |row| row.get(0))
+            .map_err(|e| self.sqlite_err(e))?;
+        Ok(max.map_or(0, |m| m as Offset + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use portwatch_events::{HostLiveness, JobId, Observation, Origin, Task};
+
+    fn event(ip: &str) -> Event {
+        let origin = Origin {
+            node: "test".into(),
+            job: JobId::new(),
+            task: Task::Liveness,
+        };
+        Event::new(
+            &origin,
+            Utc::now(),
+            Observation::HostLiveness(HostLiveness {
+                ip: ip.parse().expect("ip"),
+                alive: true,
+                probes: vec![],
+            }),
+        )
+    }
+
+    #[test]
+    fn append_read_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log/events.db");
+        let events: Vec<Event> = (1..=5).map(|i| event(&format!("127.0.0.{i}"))).collect();
+        {
+            let log = EmbeddedLog::open(&path).expect("open");
+            assert_eq!(log.end_offset(0).expect("end"), 0);
+            let receipt = log.append(&events).expect("append");
+            assert_eq!(receipt, AppendReceipt { appended: 5, duplicates: 0 });
+        }
+        let log = EmbeddedLog::open(&path).expect("reopen");
+        let all = log.read(0, 0, 100).expect("read");
+        assert_eq!(all.len(), 5);
+        let decoded: Vec<Event> = all.iter().map(|r| r.event.clone().expect("decodes")).collect();
+        assert_eq!(decoded, events);
+        assert!(all.windows(2).all(|w| w[0].offset < w[1].offset));
+        let tail = log.read(0, all[3].offset, 100).expect("tail");
+        assert_eq!(tail.len(), 2);
+        assert_eq!(log.end_offset(0).expect("end"), all[4].offset + 1);
+        assert!(matches!(log.read(3, 0, 1), Err(LogError::NoSuchPartition { partition: 3, .. })));
+    }
+
+    #[test]
+    fn retried_appends_do_not_duplicate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path().join("events.db")).expect("open");
+        let events: Vec<Event> = (1..=3).map(|i| event(&format!("127.0.0.{i}"))).collect();
+        log.append(&events[..2]).expect("first");
+        let receipt = log.append(&events).expect("retry");
+        assert_eq!(receipt, AppendReceipt { appended: 1, duplicates: 2 });
+        assert_eq!(log.read(0, 0, 100).expect("read").len(), 3);
+    }
+
+    #[test]
+    fn undecodable_records_are_reported_not_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path().join("events.db")).expect("open");
+        log.append(&[event("127.0.0.1")]).expect("append");
+        assert!(log.append_raw("poison-1", "x", "{\"v\":7}").expect("raw"));
+        log.append(&[event("127.0.0.2")]).expect("append");
+        let records = log.read(0, 0, 10).expect("read");
+        assert_eq!(records.len(), 3);
+        assert!(records[0].event.is_ok() && records[2].event.is_ok());
+        let err = records[1].event.as_ref().expect_err("poison");
+        assert!(err.to_string().contains("`v` = 7"));
+    }
+}
