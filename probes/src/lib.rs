@@ -1,1 +1,56 @@
-//! placeholder
+//! Probes: turn targets into observations.
+//!
+//! `**probes** → event log → projections → stores → alerts / API / dashboards`
+//!
+//! Every technique is listed once in [`REGISTRY`] with what it emits, like zmap's
+//! probe modules. Scanners never print and never decide policy: they report outcomes
+//! (open, closed, filtered, unreachable, error) as data, and refuse any address
+//! outside the [`Scope`] they are given.
+
+pub mod connect;
+pub mod liveness;
+pub mod policy;
+pub mod targets;
+
+pub use connect::{ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanSummary};
+pub use targets::{Scope, TargetError, TargetSet};
+
+/// One entry of the probe registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeInfo {
+    /// Stable name (used in config and logs).
+    pub name: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Observation kinds it emits.
+    pub emits: &'static [&'static str],
+    /// Whether it needs root or CAP_NET_RAW.
+    pub privileged: bool,
+}
+
+/// Every probe technique portwatch has.
+pub const REGISTRY: &[ProbeInfo] = &[
+    ProbeInfo {
+        name: "tcp_connect",
+        summary: "full TCP handshake per port; unprivileged; SO_LINGER 0",
+        emits: &["host_scan", "port_detail"],
+        privileged: false,
+    },
+    ProbeInfo {
+        name: "tcp_connect_ping",
+        summary: "host liveness: any answer (handshake or reset) on a few common ports",
+        emits: &["host_liveness"],
+        privileged: false,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registry_names_are_unique() {
+        let mut names: Vec<_> = super::REGISTRY.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), super::REGISTRY.len());
+    }
+}
