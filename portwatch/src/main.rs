@@ -1,1 +1,36 @@
-fn main(){}
+//! The `portwatch` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = portwatch::cli::Cli::parse();
+    if let Err(err) = portwatch::init_tracing(&cli.log, cli.log_json) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("error: {err:#}");
+        }
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: cannot start the async runtime: {err}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(portwatch::run(cli, portwatch::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(portwatch::exit_code(&err))
+        }
+    }
+}

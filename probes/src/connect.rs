@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use portwatch_events::{OutcomeCounts, PortSet, ProbeOutcome, Timestamp};
+use portwatch_events::{
+    Event, Evidence, HostScan, Observation, Origin, OutcomeCounts, PortDetail, PortSet, ProbeOutcome, Proto,
+    Timestamp,
+};
 use rand::seq::SliceRandom;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
@@ -43,9 +46,20 @@ pub struct ConnectConfig {
     pub timeout: Duration,
     /// Most connection attempts in flight at once (also capped by the open-file limit).
     pub concurrency: usize,
+}
+
+/// What to scan besides the targets themselves.
+#[derive(Debug, Clone)]
+pub struct ScanRequest<'a> {
+    /// Ports to probe on every target.
+    pub ports: &'a PortSet,
+    /// The scope every target must be inside.
+    pub scope: &'a Scope,
     /// Record every port's outcome in [`HostResult::outcomes`] (for liveness, where
     /// the port list is short and each answer matters).
     pub record_outcomes: bool,
+    /// Live counters to update.
+    pub progress: Arc<ScanProgress>,
 }
 
 impl Default for ConnectConfig {
@@ -54,7 +68,6 @@ impl Default for ConnectConfig {
             rate: NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN),
             timeout: Duration::from_millis(1500),
             concurrency: 2048,
-            record_outcomes: false,
         }
     }
 }
@@ -83,8 +96,47 @@ pub struct HostResult {
     pub open: Vec<OpenPort>,
     /// Outcome counts.
     pub counts: OutcomeCounts,
-    /// Per-port outcomes, only with [`ConnectConfig::record_outcomes`].
+    /// Per-port outcomes, only with [`ScanRequest::record_outcomes`].
     pub outcomes: Vec<(u16, ProbeOutcome, Option<Duration>)>,
+}
+
+impl HostResult {
+    /// The observation events of this result: one host summary, then a detail event
+    /// per open port (in that order, so the summary that opens a port precedes its
+    /// details in the log).
+    pub fn to_events(&self, origin: &Origin) -> Vec<Event> {
+        let mut events = Vec::with_capacity(1 + self.open.len());
+        events.push(Event::new(
+            origin,
+            self.finished_at,
+            Observation::HostScan(HostScan {
+                ip: self.ip,
+                proto: Proto::Tcp,
+                started_at: self.started_at,
+                covered: self.covered.clone(),
+                open: self.open.iter().map(|o| o.port).collect(),
+                counts: self.counts,
+            }),
+        ));
+        for open in &self.open {
+            events.push(Event::new(
+                origin,
+                self.finished_at,
+                Observation::PortDetail(PortDetail {
+                    ip: self.ip,
+                    port: open.port,
+                    proto: Proto::Tcp,
+                    evidence: Evidence::Handshake,
+                    rtt_ms: Some(open.rtt.as_secs_f64() * 1000.0),
+                    service: None,
+                    product: None,
+                    version: None,
+                    banner: None,
+                }),
+            ));
+        }
+        events
+    }
 }
 
 /// Live counters of a running scan, for progress displays and metrics.
@@ -179,11 +231,15 @@ impl ConnectScanner {
     pub async fn scan(
         &self,
         targets: impl Iterator<Item = IpAddr>,
-        ports: &PortSet,
-        scope: &Scope,
-        progress: Arc<ScanProgress>,
+        request: ScanRequest<'_>,
         sink: mpsc::Sender<HostResult>,
     ) -> Result<ScanSummary, ScanError> {
+        let ScanRequest {
+            ports,
+            scope,
+            record_outcomes,
+            progress,
+        } = request;
         let started = Instant::now();
         let mut summary = ScanSummary::default();
         if ports.is_empty() {
@@ -207,6 +263,7 @@ impl ConnectScanner {
                 hosts: &chunk,
                 order: &order,
                 ports,
+                record_outcomes,
             };
             self.scan_chunk(plan, &progress, &sink, &mut summary).await?;
         }
@@ -232,7 +289,12 @@ impl ConnectScanner {
         sink: &mpsc::Sender<HostResult>,
         summary: &mut ScanSummary,
     ) -> Result<(), ScanError> {
-        let ChunkPlan { hosts, order, ports } = plan;
+        let ChunkPlan {
+            hosts,
+            order,
+            ports,
+            record_outcomes,
+        } = plan;
         let total = hosts.len() * order.len();
         let mut accs: Vec<HostAcc> = hosts.iter().map(|_| HostAcc::new(order.len())).collect();
         let mut in_flight: JoinSet<ProbeDone> = JoinSet::new();
@@ -293,7 +355,7 @@ impl ConnectScanner {
                         progress.open.fetch_add(1, Ordering::Relaxed);
                     }
                     let acc = &mut accs[host];
-                    acc.record(port, outcome, rtt, self.cfg.record_outcomes);
+                    acc.record(port, outcome, rtt, record_outcomes);
                     if acc.remaining == 0 {
                         let result = acc.finish(hosts[host], ports);
                         summary.hosts += 1;
@@ -345,6 +407,7 @@ struct ChunkPlan<'a> {
     hosts: &'a [IpAddr],
     order: &'a Arc<[u16]>,
     ports: &'a PortSet,
+    record_outcomes: bool,
 }
 
 struct ProbeDone {
@@ -542,9 +605,14 @@ mod tests {
         let progress = Arc::new(ScanProgress::default());
         let ports = ports.clone();
         let handle = tokio::spawn(async move {
-            scanner
-                .scan(targets.into_iter(), &ports, &loopback_scope(), progress, tx)
-                .await
+            let scope = loopback_scope();
+            let request = ScanRequest {
+                ports: &ports,
+                scope: &scope,
+                record_outcomes: true,
+                progress,
+            };
+            scanner.scan(targets.into_iter(), request, tx).await
         });
         let mut results = Vec::new();
         while let Some(r) = rx.recv().await {
@@ -577,6 +645,8 @@ mod tests {
         assert_eq!(r.counts.open, 2);
         assert_eq!(r.counts.closed, 1);
         assert_eq!(summary.probes, 3);
+        assert_eq!(r.covered, ports);
+        assert_eq!(r.outcomes.len(), 3);
         assert!(r.started_at <= r.finished_at);
     }
 
@@ -585,14 +655,16 @@ mod tests {
         let scanner = ConnectScanner::new(ConnectConfig::default());
         let (tx, _rx) = mpsc::channel(4);
         let progress = Arc::new(ScanProgress::default());
+        let ports = PortSet::from_ports([80]);
+        let scope = loopback_scope();
+        let request = ScanRequest {
+            ports: &ports,
+            scope: &scope,
+            record_outcomes: false,
+            progress: progress.clone(),
+        };
         let err = scanner
-            .scan(
-                ["192.0.2.1".parse().expect("ip")].into_iter(),
-                &PortSet::from_ports([80]),
-                &loopback_scope(),
-                progress.clone(),
-                tx,
-            )
+            .scan(["192.0.2.1".parse().expect("ip")].into_iter(), request, tx)
             .await
             .expect_err("out of scope");
         assert!(matches!(err, ScanError::OutOfScope { .. }));

@@ -12,7 +12,9 @@ pub mod liveness;
 pub mod policy;
 pub mod targets;
 
-pub use connect::{ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanSummary};
+pub use connect::{
+    ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanRequest, ScanSummary,
+};
 pub use targets::{Scope, TargetError, TargetSet};
 
 /// One entry of the probe registry.

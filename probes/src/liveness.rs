@@ -8,7 +8,7 @@ use std::sync::Arc;
 use portwatch_events::{HostLiveness, LivenessMethod, LivenessProbe, PortSet, ProbeOutcome};
 use tokio::sync::mpsc;
 
-use crate::connect::{ConnectScanner, HostResult, ScanError, ScanProgress};
+use crate::connect::{ConnectScanner, HostResult, ScanError, ScanProgress, ScanRequest};
 use crate::targets::Scope;
 
 /// Turn a connect scan of the liveness ports into a liveness observation.
@@ -32,12 +32,10 @@ pub fn liveness_from(result: &HostResult) -> HostLiveness {
 }
 
 /// Ping every target on `ports`; each host's verdict goes to `sink`.
-/// The scanner must have been built with `record_outcomes = true`.
 pub async fn ping(
     scanner: &ConnectScanner,
     targets: impl Iterator<Item = IpAddr>,
-    ports: &PortSet,
-    scope: &Scope,
+    (ports, scope): (&PortSet, &Scope),
     sink: mpsc::Sender<HostLiveness>,
 ) -> Result<u64, ScanError> {
     let (tx, mut rx) = mpsc::channel::<HostResult>(256);
@@ -51,8 +49,12 @@ pub async fn ping(
         }
         n
     });
-    scanner
-        .scan(targets, ports, scope, Arc::new(ScanProgress::default()), tx)
-        .await?;
+    let request = ScanRequest {
+        ports,
+        scope,
+        record_outcomes: true,
+        progress: Arc::new(ScanProgress::default()),
+    };
+    scanner.scan(targets, request, tx).await?;
     Ok(forward.await.unwrap_or(0))
 }

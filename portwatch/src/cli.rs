@@ -1,0 +1,236 @@
+//! Command-line interface. Every role and query is a subcommand of one binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// portwatch: continuous monitoring of internet-facing ports.
+///
+/// Finds dangerous open ports (databases on 0.0.0.0, VNC, admin consoles) minutes
+/// after they appear, records every probe result as an immutable event, and keeps
+/// the current exposure state, its history (episodes, MTTD) and host liveness.
+#[derive(Debug, Parser)]
+#[command(name = "portwatch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Config file (TOML). Without one, portwatch uses its built-in defaults, whose
+    /// only asset is the loopback demo scope 127.0.0.1.
+    #[arg(long, short = 'c', global = true, env = "PORTWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory holding events.db and state.db; overrides [store] path.
+    #[arg(long, global = true, env = "PORTWATCH_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `portwatch=debug`.
+    #[arg(long, global = true, env = "PORTWATCH_LOG", default_value = "info", value_name = "FILTER")]
+    pub log: String,
+
+    /// Write logs as JSON lines instead of text (logs always go to stderr).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded all-in-one: scheduler, probes, projections, API (default role).
+    ///
+    /// Examples:
+    ///   portwatch up                       # loopback demo scope, API on 127.0.0.1:8080
+    ///   portwatch up --config prod.toml
+    #[command(verbatim_doc_comment)]
+    Up(UpArgs),
+
+    /// Scan targets once, now, and print the open ports.
+    ///
+    /// Targets must lie inside the configured assets (without a config: 127.0.0.1).
+    ///
+    /// Examples:
+    ///   portwatch scan 127.0.0.1                   # high-risk port list
+    ///   portwatch scan 127.0.0.1 -p -              # all 65535 ports
+    ///   portwatch scan 10.1.0.0/24 -p 22,80,8000-8100 --rate 2000 --json -c prod.toml
+    #[command(verbatim_doc_comment)]
+    Scan(ScanArgs),
+
+    /// List known ports from the store (open by default).
+    ///
+    /// Examples:
+    ///   portwatch ports
+    ///   portwatch ports --state all --ip 10.1.0.7 --json
+    #[command(verbatim_doc_comment)]
+    Ports(PortsArgs),
+
+    /// List hosts and their liveness from the store.
+    ///
+    /// Example:
+    ///   portwatch hosts --json
+    #[command(verbatim_doc_comment)]
+    Hosts(OutputArgs),
+
+    /// List exposure episodes (open periods of ports) with their MTTD bounds.
+    ///
+    /// Examples:
+    ///   portwatch episodes --open
+    ///   portwatch episodes --ip 10.1.0.7 --json
+    #[command(verbatim_doc_comment)]
+    Episodes(EpisodesArgs),
+
+    /// Print events from the event log as JSON lines (for SIEM export or debugging).
+    ///
+    /// Example:
+    ///   portwatch events --from 0 --limit 100
+    #[command(verbatim_doc_comment)]
+    Events(EventsArgs),
+
+    /// Fold the whole event log into a fresh state store in another directory.
+    ///
+    /// Use it to check a store against its log, or to rebuild state after changing
+    /// [projection] settings.
+    ///
+    /// Example:
+    ///   portwatch rebuild --to /tmp/rebuilt && portwatch --data /tmp/rebuilt ports
+    #[command(verbatim_doc_comment)]
+    Rebuild(RebuildArgs),
+
+    /// Print the complete projected state (ports, episodes, hosts) as one JSON document.
+    ///
+    /// Example:
+    ///   portwatch snapshot > state.json
+    #[command(verbatim_doc_comment)]
+    Snapshot,
+
+    /// Check a config file and print the effective settings.
+    ///
+    /// Example:
+    ///   portwatch check-config --config prod.toml
+    #[command(verbatim_doc_comment)]
+    CheckConfig,
+}
+
+/// `up` flags.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address for the API, console and /metrics; overrides [api] listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+
+    /// Allow assets larger than [scope] max_targets addresses.
+    #[arg(long)]
+    pub allow_large: bool,
+}
+
+/// `scan` flags.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Addresses or CIDR networks (IPv4 or IPv6), inside the asset scope.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Ports: `22,80,8000-8100`, `-` for all 65535. Default: the high-risk list.
+    #[arg(long, short = 'p', value_name = "PORTS")]
+    pub ports: Option<String>,
+
+    /// Connection attempts per second; overrides [scan] rate.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<i64>,
+
+    /// Handshake timeout, e.g. `800ms`; overrides [scan] timeout.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Most attempts in flight; overrides [scan] concurrency.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<i64>,
+
+    /// Print JSON lines (one per open port) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Allow more addresses than [scope] max_targets.
+    #[arg(long)]
+    pub allow_large: bool,
+
+    /// Also append the results to the event log as an ad-hoc job, so that state,
+    /// episodes and the API see them.
+    #[arg(long)]
+    pub record: bool,
+}
+
+/// Output format flag shared by queries.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Port state filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    /// Currently open.
+    Open,
+    /// Declared closed.
+    Closed,
+    /// Both.
+    All,
+}
+
+/// `ports` flags.
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Which ports.
+    #[arg(long, value_enum, default_value = "open")]
+    pub state: StateFilter,
+
+    /// Only this host.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `episodes` flags.
+#[derive(Debug, Args)]
+pub struct EpisodesArgs {
+    /// Only episodes that are still open.
+    #[arg(long, conflicts_with = "closed")]
+    pub open: bool,
+
+    /// Only closed episodes.
+    #[arg(long)]
+    pub closed: bool,
+
+    /// Only this host.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `events` flags.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// First offset to print.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+
+    /// Most events to print.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+}
+
+/// `rebuild` flags.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Directory for the rebuilt state.db (must not hold one already).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}

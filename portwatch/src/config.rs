@@ -1,0 +1,561 @@
+//! Configuration: TOML in, a checked [`Config`] out.
+//!
+//! Two steps, as everywhere in portwatch: serde reads the raw file (unknown keys are
+//! errors, every field optional), then [`RawConfig::validate`] applies the named
+//! defaults and turns strings into typed values, with errors that name the key and
+//! the value. Nothing downstream ever sees an unchecked value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use portwatch_events::{PortSet, Task};
+use portwatch_probes::{policy, Scope};
+use portwatch_projections::FoldConfig;
+use serde::Deserialize;
+
+/// The documented default configuration; also the demo scope used without a file.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// Default scan rate, connection attempts per second.
+pub const DEFAULT_RATE: u32 = 10_000;
+/// Highest accepted scan rate.
+pub const MAX_RATE: u32 = 1_000_000;
+/// Default handshake timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Default in-flight cap.
+pub const DEFAULT_CONCURRENCY: usize = 2048;
+/// Default per-job address cap.
+pub const DEFAULT_MAX_TARGETS: u128 = 65_536;
+/// Default number of misses before a port is declared closed.
+pub const DEFAULT_CLOSE_AFTER_MISSES: u32 = 2;
+/// Default state directory.
+pub const DEFAULT_STORE_PATH: &str = "portwatch-data";
+/// Default API address.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+/// Default zone of an asset.
+pub const DEFAULT_ZONE: &str = "default";
+/// Shortest accepted task cadence.
+pub const MIN_CADENCE: Duration = Duration::from_secs(1);
+
+/// Why a config was refused. Always one line, naming the key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, or wrong type.
+    #[error("config error in {origin}{line}: {key}{message}")]
+    Parse {
+        /// File name (or "built-in defaults").
+        origin: String,
+        /// " line N" when known.
+        line: String,
+        /// "key.path: " when known.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value of the right type that is not acceptable.
+    #[error("config error in {origin}: {key} = {value}: {reason}")]
+    Invalid {
+        /// File name.
+        origin: String,
+        /// Dotted key.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// `[node]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// Name of this probe node in events. Default: the host name.
+    pub name: Option<String>,
+}
+
+/// One `[[assets]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsset {
+    /// Address or CIDR network.
+    pub cidr: String,
+    /// Who answers for it.
+    pub owner: Option<String>,
+    /// Which system it belongs to.
+    pub system: Option<String>,
+    /// Network zone whose probe nodes reach it. Default: "default".
+    pub zone: Option<String>,
+}
+
+/// `[scope]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    /// Most addresses one job may cover. Default: 65536.
+    pub max_targets: Option<u64>,
+}
+
+/// `[scan]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// Connection attempts per second, global. Default: 10000.
+    pub rate: Option<i64>,
+    /// Handshake timeout, human duration. Default: "1500ms".
+    pub timeout: Option<String>,
+    /// Most attempts in flight. Default: 2048.
+    pub concurrency: Option<i64>,
+    /// Port list of the high-risk task. Default: the built-in policy.
+    pub high_risk_ports: Option<String>,
+    /// Ports of TCP liveness pings. Default: "22,80,443,3389,8080,8443".
+    pub liveness_ports: Option<String>,
+}
+
+/// `[schedule]`: one key per task, a human duration or "off".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Task 0.
+    pub liveness: Option<String>,
+    /// Task 1.
+    pub full_ports: Option<String>,
+    /// Task 2.
+    pub high_risk_ports: Option<String>,
+    /// Task 3.
+    pub service_detection: Option<String>,
+    /// Task 4.
+    pub port_recheck: Option<String>,
+    /// Task 5.
+    pub admin_panels: Option<String>,
+    /// Task 6.
+    pub offline_high_risk_ports: Option<String>,
+    /// Task 7.
+    pub offline_full_ports: Option<String>,
+    /// Task 8.
+    pub all_assets_full_ports: Option<String>,
+}
+
+/// `[projection]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProjection {
+    /// Misses before "closed". Default: 2.
+    pub close_after_misses: Option<i64>,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// State directory. Default: "portwatch-data".
+    pub path: Option<String>,
+}
+
+/// `[api]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// Listen address. Default: "127.0.0.1:8080".
+    pub listen: Option<String>,
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[node]`
+    #[serde(default)]
+    pub node: RawNode,
+    /// `[[assets]]`
+    #[serde(default)]
+    pub assets: Vec<RawAsset>,
+    /// `[scope]`
+    #[serde(default)]
+    pub scope: RawScope,
+    /// `[scan]`
+    #[serde(default)]
+    pub scan: RawScan,
+    /// `[schedule]`
+    #[serde(default)]
+    pub schedule: RawSchedule,
+    /// `[projection]`
+    #[serde(default)]
+    pub projection: RawProjection,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[api]`
+    #[serde(default)]
+    pub api: RawApi,
+}
+
+/// One monitored asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    /// Its network.
+    pub net: IpNet,
+    /// Owner, if known.
+    pub owner: Option<String>,
+    /// System, if known.
+    pub system: Option<String>,
+    /// Zone.
+    pub zone: String,
+}
+
+/// Checked scan settings.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// Attempts per second.
+    pub rate: NonZeroU32,
+    /// Handshake timeout.
+    pub timeout: Duration,
+    /// In-flight cap.
+    pub concurrency: usize,
+    /// High-risk task ports.
+    pub high_risk_ports: PortSet,
+    /// Liveness ports.
+    pub liveness_ports: PortSet,
+}
+
+/// Where the config came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// No file: the built-in loopback demo.
+    Demo,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Origin.
+    pub source: ConfigSource,
+    /// Probe node name.
+    pub node: String,
+    /// Assets.
+    pub assets: Vec<Asset>,
+    /// Scope built from the assets.
+    pub scope: Scope,
+    /// Scan settings.
+    pub scan: ScanSettings,
+    /// Cadence of each enabled task.
+    pub schedule: BTreeMap<Task, Duration>,
+    /// Fold tuning.
+    pub projection: FoldConfig,
+    /// State directory.
+    pub store_path: PathBuf,
+    /// API address.
+    pub api_listen: SocketAddr,
+}
+
+impl Config {
+    /// Load `path`, or the built-in demo config when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Self::parse(&text, ConfigSource::File(path.to_path_buf()))
+            }
+            None => Self::parse(DEFAULT_TOML, ConfigSource::Demo),
+        }
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigError> {
+        let origin = match &source {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Demo => "built-in defaults".to_string(),
+        };
+        let raw = parse_raw(text, &origin)?;
+        raw.validate(source, &origin)
+    }
+
+    /// The database file of the event log.
+    pub fn events_path(&self) -> PathBuf {
+        self.store_path.join("events.db")
+    }
+
+    /// The database file of the projected state.
+    pub fn state_path(&self) -> PathBuf {
+        self.store_path.join("state.db")
+    }
+}
+
+fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let line_of = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| format!(" line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+            .unwrap_or_default()
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        line: line_of(e.span()),
+        key: String::new(),
+        message: e.message().trim().to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        ConfigError::Parse {
+            origin: origin.to_string(),
+            line: line_of(inner.span()),
+            key: if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            },
+            message: inner.message().trim().replace('\n', " "),
+        }
+    })
+}
+
+impl RawConfig {
+    /// Apply defaults and check every value.
+    pub fn validate(self, source: ConfigSource, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+
+        let node = match self.node.name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(invalid("node.name", "\"\"", "must not be empty"))
+            }
+            Some(name) => name,
+            None => default_node_name(),
+        };
+
+        if self.assets.is_empty() {
+            return Err(invalid(
+                "assets",
+                "[]",
+                "at least one [[assets]] entry is needed: portwatch only scans its assets",
+            ));
+        }
+        let mut assets = Vec::with_capacity(self.assets.len());
+        for (i, raw) in self.assets.into_iter().enumerate() {
+            let key = format!("assets[{i}].cidr");
+            let net = portwatch_probes::targets::parse_net(&raw.cidr).map_err(|e| {
+                invalid(&key, &format!("{:?}", raw.cidr), &strip_prefix(&e.to_string()))
+            })?;
+            assets.push(Asset {
+                net,
+                owner: raw.owner,
+                system: raw.system,
+                zone: raw.zone.unwrap_or_else(|| DEFAULT_ZONE.to_string()),
+            });
+        }
+
+        let max_targets = match self.scope.max_targets {
+            None => DEFAULT_MAX_TARGETS,
+            Some(0) => return Err(invalid("scope.max_targets", "0", "must be at least 1")),
+            Some(n) => u128::from(n),
+        };
+        let scope = Scope::new(assets.iter().map(|a| a.net).collect(), max_targets);
+
+        let rate = match self.scan.rate {
+            None => DEFAULT_RATE,
+            Some(r) if r < 1 || r > i64::from(MAX_RATE) => {
+                return Err(invalid(
+                    "scan.rate",
+                    &r.to_string(),
+                    &format!("must be between 1 and {MAX_RATE} connection attempts per second"),
+                ))
+            }
+            Some(r) => r as u32,
+        };
+        let timeout = match &self.scan.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(text) => {
+                let d = parse_duration(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?;
+                if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+                    return Err(invalid("scan.timeout", &format!("{text:?}"), "must be between 10ms and 60s"));
+                }
+                d
+            }
+        };
+        let concurrency = match self.scan.concurrency {
+            None => DEFAULT_CONCURRENCY,
+            Some(c) if !(1..=65_536).contains(&c) => {
+                return Err(invalid("scan.concurrency", &c.to_string(), "must be between 1 and 65536"))
+            }
+            Some(c) => c as usize,
+        };
+        let port_list = |key: &str, value: &Option<String>, default: PortSet| match value {
+            None => Ok(default),
+            Some(text) => PortSet::parse(text)
+                .map_err(|e| invalid(key, &format!("{text:?}"), &e.reason)),
+        };
+        let high_risk_ports = port_list("scan.high_risk_ports", &self.scan.high_risk_ports, policy::high_risk_ports())?;
+        let liveness_ports = port_list(
+            "scan.liveness_ports",
+            &self.scan.liveness_ports,
+            PortSet::from_ports(policy::LIVENESS_PORTS.iter().copied()),
+        )?;
+
+        let s = &self.schedule;
+        let mut schedule = BTreeMap::new();
+        for (task, value) in [
+            (Task::Liveness, &s.liveness),
+            (Task::FullPorts, &s.full_ports),
+            (Task::HighRiskPorts, &s.high_risk_ports),
+            (Task::ServiceDetection, &s.service_detection),
+            (Task::PortRecheck, &s.port_recheck),
+            (Task::AdminPanels, &s.admin_panels),
+            (Task::OfflineHighRiskPorts, &s.offline_high_risk_ports),
+            (Task::OfflineFullPorts, &s.offline_full_ports),
+            (Task::AllAssetsFullPorts, &s.all_assets_full_ports),
+        ] {
+            let Some(text) = value else { continue };
+            if text.trim() == "off" {
+                continue;
+            }
+            let key = format!("schedule.{task}");
+            let d = parse_duration(text).map_err(|r| invalid(&key, &format!("{text:?}"), &r))?;
+            if d < MIN_CADENCE {
+                return Err(invalid(&key, &format!("{text:?}"), "must be at least 1s"));
+            }
+            schedule.insert(task, d);
+        }
+
+        let close_after_misses = match self.projection.close_after_misses {
+            None => DEFAULT_CLOSE_AFTER_MISSES,
+            Some(n) if !(1..=100).contains(&n) => {
+                return Err(invalid("projection.close_after_misses", &n.to_string(), "must be between 1 and 100"))
+            }
+            Some(n) => n as u32,
+        };
+
+        let store_path = PathBuf::from(self.store.path.unwrap_or_else(|| DEFAULT_STORE_PATH.to_string()));
+        let listen_text = self.api.listen.unwrap_or_else(|| DEFAULT_API_LISTEN.to_string());
+        let api_listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("api.listen", &format!("{listen_text:?}"), "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
+
+        Ok(Config {
+            source,
+            node,
+            assets,
+            scope,
+            scan: ScanSettings {
+                rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
+                timeout,
+                concurrency,
+                high_risk_ports,
+                liveness_ports,
+            },
+            schedule,
+            projection: FoldConfig {
+                close_after_misses,
+                ..FoldConfig::default()
+            },
+            store_path,
+            api_listen,
+        })
+    }
+}
+
+/// Parse a human duration ("10m", "1h30m", "1500ms").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration: {e}"))
+}
+
+fn strip_prefix(message: &str) -> String {
+    // "invalid target `x`: reason" -> "reason" (the key and value are said already).
+    message.split_once(": ").map_or(message.to_string(), |(_, r)| r.to_string())
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, ConfigSource::File("test.toml".into()))
+    }
+
+    const MINIMAL: &str = "[[assets]]\ncidr = \"127.0.0.2/32\"\n";
+
+    #[test]
+    fn built_in_defaults_parse_and_are_the_documented_values() {
+        let cfg = Config::load(None).expect("defaults");
+        assert_eq!(cfg.source, ConfigSource::Demo);
+        assert_eq!(cfg.assets.len(), 1);
+        assert_eq!(cfg.assets[0].net.to_string(), "127.0.0.1/32");
+        assert_eq!(cfg.scan.rate.get(), DEFAULT_RATE);
+        assert_eq!(cfg.scan.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(cfg.scan.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(cfg.projection.close_after_misses, DEFAULT_CLOSE_AFTER_MISSES);
+        assert_eq!(cfg.api_listen.to_string(), DEFAULT_API_LISTEN);
+        assert_eq!(cfg.schedule.get(&Task::HighRiskPorts), Some(&Duration::from_secs(600)));
+        assert_eq!(cfg.scope.max_targets(), DEFAULT_MAX_TARGETS);
+    }
+
+    #[test]
+    fn minimal_file_gets_named_defaults_and_no_schedule() {
+        let cfg = parse(MINIMAL).expect("minimal");
+        assert!(cfg.schedule.is_empty());
+        assert_eq!(cfg.assets[0].zone, DEFAULT_ZONE);
+        assert_eq!(cfg.store_path, PathBuf::from(DEFAULT_STORE_PATH));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&format!("{MINIMAL}[schedule]\nfull_portz = \"1h\"\n")).expect_err("unknown");
+        let msg = err.to_string();
+        assert!(msg.contains("full_portz"), "{msg}");
+        assert!(msg.contains("schedule"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let cases = [
+            ("[[assets]]\ncidr = \"10.0.0.300/24\"\n", "assets[0].cidr = \"10.0.0.300/24\""),
+            (&format!("{MINIMAL}[schedule]\nfull_ports = \"10x\"\n"), "schedule.full_ports = \"10x\""),
+            (&format!("{MINIMAL}[scan]\nhigh_risk_ports = \"22,70000\"\n"), "port 70000 is out of range"),
+            (&format!("{MINIMAL}[scan]\nrate = 0\n"), "scan.rate = 0"),
+            (&format!("{MINIMAL}[api]\nlisten = \"nowhere\"\n"), "api.listen = \"nowhere\""),
+            (&format!("{MINIMAL}[projection]\nclose_after_misses = 0\n"), "projection.close_after_misses = 0"),
+            ("", "at least one [[assets]]"),
+            (&format!("{MINIMAL}[scan]\nrate = \"fast\"\n"), "scan.rate"),
+        ];
+        for (text, needle) in cases {
+            let msg = parse(text).expect_err(needle).to_string();
+            assert!(msg.contains(needle), "expected {needle:?} in {msg:?}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn off_disables_a_task() {
+        let cfg = parse(&format!("{MINIMAL}[schedule]\nliveness = \"off\"\nfull_ports = \"2s\"\n")).expect("cfg");
+        assert_eq!(cfg.schedule.keys().copied().collect::<Vec<_>>(), vec![Task::FullPorts]);
+    }
+}

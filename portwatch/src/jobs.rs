@@ -1,0 +1,272 @@
+//! Jobs: one run of one task over its targets, and how its results reach the log.
+//!
+//! A job streams host results from the scanner, turns each into observation events
+//! and appends them to the event log as soon as the host is done, so a long job's
+//! findings show up while it is still running and a crash loses at most the hosts in
+//! flight (which the next run covers again).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use portwatch_events::{Event, JobId, Observation, Origin, PortSet, Task, Timestamp};
+use portwatch_ingest::{EventLog, LogError};
+use portwatch_probes::{liveness, ConnectScanner, HostResult, ScanProgress, ScanRequest, Scope};
+use serde::Serialize;
+use tokio::sync::{mpsc, Notify};
+
+/// Appends events to the log, retrying transient faults, and wakes the projector.
+#[derive(Clone)]
+pub struct Appender {
+    log: Arc<dyn EventLog>,
+    notify: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Appender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appender").finish_non_exhaustive()
+    }
+}
+
+/// Attempts for one append before the job fails.
+const APPEND_ATTEMPTS: u32 = 10;
+
+impl Appender {
+    /// An appender over `log` that wakes `notify` after each append.
+    pub fn new(log: Arc<dyn EventLog>, notify: Arc<Notify>) -> Self {
+        Self { log, notify }
+    }
+
+    /// Append a batch (atomically). Retrying is safe: the log skips ids it has.
+    pub async fn append(&self, events: Vec<Event>) -> Result<(), LogError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = Arc::new(events);
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let log = self.log.clone();
+            let batch = events.clone();
+            let result = tokio::task::spawn_blocking(move || log.append(&batch))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(LogError::Io {
+                        path: "append task".into(),
+                        source: std::io::Error::other(join.to_string()),
+                    })
+                });
+            match result {
+                Ok(receipt) => {
+                    metrics::counter!("portwatch_events_appended_total").increment(receipt.appended as u64);
+                    self.notify.notify_one();
+                    return Ok(());
+                }
+                Err(err) if err.is_retryable() && attempt < APPEND_ATTEMPTS => {
+                    tracing::warn!(error = %err, attempt, "event log append failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// State of a job in the job board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Still scanning.
+    Running,
+    /// Finished.
+    Done,
+    /// Stopped by an error.
+    Failed,
+}
+
+/// One job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    /// Job id (the `job` field of its events).
+    pub job: JobId,
+    /// Task it ran.
+    pub task: Task,
+    /// Running, done or failed.
+    pub state: JobState,
+    /// Start time.
+    pub started_at: Timestamp,
+    /// End time.
+    pub finished_at: Option<Timestamp>,
+    /// Number of target addresses.
+    pub targets: u64,
+    /// Ports probed per target.
+    pub ports: String,
+    /// Hosts finished.
+    pub hosts_done: u64,
+    /// Open ports found.
+    pub open_found: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The most recent jobs, newest first.
+#[derive(Debug, Default)]
+pub struct JobBoard {
+    jobs: Mutex<VecDeque<JobRecord>>,
+}
+
+/// How many finished jobs the board keeps.
+const JOB_BOARD_SIZE: usize = 200;
+
+impl JobBoard {
+    fn update(&self, job: JobId, f: impl FnOnce(&mut JobRecord)) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(record) = jobs.iter_mut().find(|r| r.job == job) {
+            f(record);
+        }
+    }
+
+    fn start(&self, record: JobRecord) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.push_front(record);
+        jobs.truncate(JOB_BOARD_SIZE);
+    }
+
+    /// A copy of the board.
+    pub fn list(&self) -> Vec<JobRecord> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// What a job needs from the process around it.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Name of this probe node.
+    pub node: String,
+    /// The shared scanner (one rate limit for all jobs).
+    pub scanner: Arc<ConnectScanner>,
+    /// The asset scope.
+    pub scope: Arc<Scope>,
+    /// Where events go.
+    pub appender: Appender,
+    /// Where jobs are listed.
+    pub board: Arc<JobBoard>,
+}
+
+/// One job to run.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Task.
+    pub task: Task,
+    /// Target addresses.
+    pub targets: Vec<IpAddr>,
+    /// Ports per target.
+    pub ports: PortSet,
+}
+
+/// Run a job to the end; its events are in the log when this returns `Ok`.
+pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecord> {
+    let origin = Origin {
+        node: ctx.node.clone(),
+        job: JobId::new(),
+        task: spec.task,
+    };
+    ctx.board.start(JobRecord {
+        job: origin.job,
+        task: spec.task,
+        state: JobState::Running,
+        started_at: Utc::now(),
+        finished_at: None,
+        targets: spec.targets.len() as u64,
+        ports: spec.ports.to_string(),
+        hosts_done: 0,
+        open_found: 0,
+        error: None,
+    });
+    tracing::info!(job = %origin.job, task = %spec.task, targets = spec.targets.len(), ports = spec.ports.len(), "job started");
+    let result = if spec.task == Task::Liveness {
+        run_liveness(ctx, &origin, &spec).await
+    } else {
+        run_port_scan(ctx, &origin, &spec).await
+    };
+    let finished = Utc::now();
+    match &result {
+        Ok((hosts, open)) => {
+            ctx.board.update(origin.job, |r| {
+                r.state = JobState::Done;
+                r.finished_at = Some(finished);
+                r.hosts_done = *hosts;
+                r.open_found = *open;
+            });
+            metrics::counter!("portwatch_scans_total", "task" => spec.task.as_str()).increment(1);
+            tracing::info!(job = %origin.job, task = %spec.task, hosts, open, "job finished");
+        }
+        Err(err) => {
+            let message = format!("{err:#}");
+            ctx.board.update(origin.job, |r| {
+                r.state = JobState::Failed;
+                r.finished_at = Some(finished);
+                r.error = Some(message.clone());
+            });
+            metrics::counter!("portwatch_jobs_failed_total", "task" => spec.task.as_str()).increment(1);
+            tracing::error!(job = %origin.job, task = %spec.task, error = %message, "job failed");
+        }
+    }
+    result?;
+    Ok(ctx
+        .board
+        .list()
+        .into_iter()
+        .find(|r| r.job == origin.job)
+        .ok_or_else(|| anyhow::anyhow!("job {} vanished from the board", origin.job))?)
+}
+
+async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
+    let (tx, mut rx) = mpsc::channel::<HostResult>(64);
+    let scanner = ctx.scanner.clone();
+    let scope = ctx.scope.clone();
+    let ports = spec.ports.clone();
+    let targets = spec.targets.clone();
+    let scan = tokio::spawn(async move {
+        let request = ScanRequest {
+            ports: &ports,
+            scope: &scope,
+            record_outcomes: false,
+            progress: Arc::new(ScanProgress::default()),
+        };
+        scanner.scan(targets.into_iter(), request, tx).await
+    });
+    let (mut hosts, mut open) = (0u64, 0u64);
+    while let Some(result) = rx.recv().await {
+        hosts += 1;
+        open += result.open.len() as u64;
+        ctx.appender.append(result.to_events(origin)).await?;
+        ctx.board.update(origin.job, |r| {
+            r.hosts_done = hosts;
+            r.open_found = open;
+        });
+    }
+    scan.await??;
+    Ok((hosts, open))
+}
+
+async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let scanner = ctx.scanner.clone();
+    let scope = ctx.scope.clone();
+    let ports = spec.ports.clone();
+    let targets = spec.targets.clone();
+    let ping = tokio::spawn(async move { liveness::ping(&scanner, targets.into_iter(), (&ports, &scope), tx).await });
+    let mut hosts = 0u64;
+    while let Some(verdict) = rx.recv().await {
+        hosts += 1;
+        let event = Event::new(origin, Utc::now(), Observation::HostLiveness(verdict));
+        ctx.appender.append(vec![event]).await?;
+    }
+    ping.await??;
+    Ok((hosts, 0))
+}

@@ -1,0 +1,197 @@
+//! The projector: reads the event log from its committed offset, folds events with
+//! the pure projections, and commits the changed rows together with the new offset.
+//!
+//! Because rows and offset are one transaction, a crash at any point leaves the store
+//! at a batch boundary: on restart the projector re-reads exactly the events whose
+//! effects were not committed. Nothing is lost, nothing is folded twice.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_projections::{ChangeSet, FoldConfig, PortState, State};
+use portwatch_stores::EmbeddedStore;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+
+/// Name under which the state projection stores its offsets.
+pub const PROJECTION: &str = "state";
+/// Events folded per transaction.
+pub const BATCH: usize = 2000;
+
+/// A fold over the log into a store.
+pub struct Projector {
+    log: Arc<dyn EventLog>,
+    store: EmbeddedStore,
+    state: State,
+    cfg: FoldConfig,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector").field("store", &self.store.path()).finish_non_exhaustive()
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Records consumed (including undecodable ones, which are skipped).
+    pub consumed: u64,
+    /// Records that did not decode.
+    pub skipped: u64,
+    /// Events still to fold after this step.
+    pub lag: u64,
+}
+
+impl Projector {
+    /// Load the committed state from `store`.
+    pub fn open(log: Arc<dyn EventLog>, store: EmbeddedStore, cfg: FoldConfig) -> anyhow::Result<Self> {
+        if let Some(stored) = store.fold_config()? {
+            if stored != cfg.close_after_misses {
+                tracing::warn!(
+                    stored,
+                    configured = cfg.close_after_misses,
+                    "state was built with another projection.close_after_misses; new events use the configured value (run `portwatch rebuild` for a consistent history)"
+                );
+            }
+        }
+        let state = store.load_state(cfg)?;
+        let projector = Self { log, store, state, cfg };
+        projector.publish_gauges();
+        Ok(projector)
+    }
+
+    /// Fold the next batch of every partition and commit it. Returns what it did.
+    pub fn step(&mut self) -> anyhow::Result<Step> {
+        let mut step = Step::default();
+        for partition in 0..self.log.partitions() {
+            let from = self.store.next_offset(PROJECTION, partition)?;
+            let records = self.log.read(partition, from, BATCH)?;
+            let Some(last) = records.last().map(|r| r.offset) else {
+                continue;
+            };
+            let mut changes = ChangeSet::default();
+            // Fold into a copy: if the commit fails, the in-memory state must not run
+            // ahead of the stored offset.
+            let mut next_state = self.state.clone();
+            for record in &records {
+                match &record.event {
+                    Ok(event) => changes.extend(next_state.apply(event)),
+                    Err(err) => {
+                        step.skipped += 1;
+                        metrics::counter!("portwatch_projection_skipped_events_total").increment(1);
+                        tracing::error!(partition, offset = record.offset, error = %err, "skipping undecodable event");
+                    }
+                }
+            }
+            self.store
+                .commit(PROJECTION, partition, last + 1, self.cfg, &changes)
+                .context("committing projected state")?;
+            self.state = next_state;
+            step.consumed += records.len() as u64;
+            metrics::counter!("portwatch_events_projected_total").increment(records.len() as u64);
+        }
+        step.lag = self.lag()?;
+        self.publish_gauges();
+        metrics::gauge!("portwatch_projection_lag_events").set(step.lag as f64);
+        Ok(step)
+    }
+
+    /// Events appended but not yet folded, over all partitions.
+    pub fn lag(&self) -> anyhow::Result<u64> {
+        let mut lag = 0;
+        for partition in 0..self.log.partitions() {
+            let end = self.log.end_offset(partition)?;
+            let next = self.store.next_offset(PROJECTION, partition)?;
+            lag += end.saturating_sub(next);
+        }
+        Ok(lag)
+    }
+
+    /// Fold until the log is exhausted.
+    pub fn catch_up(&mut self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        loop {
+            let step = self.step()?;
+            total += step.consumed;
+            if step.consumed == 0 || step.lag == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let open = self.state.ports().filter(|p| p.state == PortState::Open).count();
+        metrics::gauge!("portwatch_ports_open").set(open as f64);
+        metrics::gauge!("portwatch_hosts_known").set(self.state.hosts().count() as f64);
+    }
+}
+
+/// Run the projector until `shutdown` flips, then fold what is left and return.
+pub async fn run(projector: Projector, notify: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let projector = Arc::new(Mutex::new(projector));
+    let mut failures = 0u32;
+    loop {
+        let p = projector.clone();
+        let result = tokio::task::spawn_blocking(move || p.lock().unwrap_or_else(|e| e.into_inner()).step()).await;
+        let stopping = *shutdown.borrow();
+        match result {
+            Ok(Ok(step)) => {
+                failures = 0;
+                if step.lag > 0 {
+                    continue;
+                }
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(Err(err)) => {
+                failures += 1;
+                tracing::error!(error = %format!("{err:#}"), failures, "projection step failed; retrying");
+                if stopping && failures > 5 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+            }
+            Err(join) => {
+                failures += 1;
+                tracing::error!(error = %join, "projection task panicked; retrying");
+                if stopping && failures > 5 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// `portwatch rebuild`: fold the whole log into a fresh store under `to`.
+pub fn rebuild(cfg: &Config, to: &Path) -> anyhow::Result<()> {
+    let target = to.join("state.db");
+    if target.exists() {
+        return Err(crate::InputError(format!(
+            "--to {}: it already holds a state.db; choose an empty directory",
+            to.display()
+        ))
+        .into());
+    }
+    let log_path = cfg.events_path();
+    if !log_path.exists() {
+        return Err(crate::InputError(format!("no event log at {}", log_path.display())).into());
+    }
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&log_path)?);
+    let store = EmbeddedStore::open(&target)?;
+    let mut projector = Projector::open(log, store, cfg.projection)?;
+    let folded = projector.catch_up()?;
+    tracing::info!(events = folded, to = %target.display(), "rebuilt state from the event log");
+    Ok(())
+}

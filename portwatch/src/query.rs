@@ -1,0 +1,211 @@
+//! Shell queries of the store: `ports`, `hosts`, `episodes`, `events`, `snapshot`,
+//! `check-config`. Tables for people, JSON Lines with `--json`.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_projections::PortState;
+use portwatch_stores::{EmbeddedStore, EpisodeFilter, PortFilter};
+
+use crate::api::{asset_for, risk_of, PortView};
+use crate::cli::{EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
+use crate::config::Config;
+use crate::output::{json_line, ts, Table};
+use crate::scheduler::{cadence, implemented};
+use crate::InputError;
+
+fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {
+    let path = cfg.state_path();
+    if !path.exists() {
+        return Err(InputError(format!(
+            "no state at {} (run `portwatch up` first, or point --data / [store] path at its directory)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(EmbeddedStore::open_read_only(path)?)
+}
+
+fn parse_ip(value: &Option<String>) -> anyhow::Result<Option<IpAddr>> {
+    value
+        .as_ref()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| InputError(format!("--ip `{v}`: not an IP address")).into())
+        })
+        .transpose()
+}
+
+/// `portwatch ports`
+pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
+    let store = open_store(cfg)?;
+    let state = match args.state {
+        StateFilter::Open => Some(PortState::Open),
+        StateFilter::Closed => Some(PortState::Closed),
+        StateFilter::All => None,
+    };
+    let rows = store.ports(&PortFilter {
+        state,
+        ip: parse_ip(&args.ip)?,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.output.json {
+        for row in rows {
+            let asset = asset_for(&cfg.assets, row.ip);
+            let view = PortView {
+                risk: risk_of(cfg, row.port),
+                owner: asset.and_then(|a| a.owner.clone()),
+                system: asset.and_then(|a| a.system.clone()),
+                zone: asset.map(|a| a.zone.clone()),
+                row,
+            };
+            json_line(&mut out, &view)?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&["IP", "PORT", "STATE", "RISK", "FIRST SEEN", "LAST SEEN", "OWNER"]);
+    for row in rows {
+        let owner = asset_for(&cfg.assets, row.ip).and_then(|a| a.owner.clone()).unwrap_or_else(|| "-".into());
+        table.row(vec![
+            row.ip.to_string(),
+            format!("{}/{}", row.port, row.proto),
+            row.state.as_str().to_string(),
+            risk_of(cfg, row.port).to_string(),
+            ts(Some(row.first_seen)),
+            ts(Some(row.last_seen)),
+            owner,
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+/// `portwatch hosts`
+pub fn hosts(cfg: &Config, args: &OutputArgs) -> anyhow::Result<()> {
+    let rows = open_store(cfg)?.hosts()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for row in rows {
+            json_line(&mut out, &row)?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&["IP", "ALIVE", "OPEN PORTS", "SCANS", "LAST ALIVE", "LAST CHECKED"]);
+    for h in rows {
+        table.row(vec![
+            h.ip.to_string(),
+            match h.alive {
+                Some(true) => "yes".into(),
+                Some(false) => "no".into(),
+                None => "unknown".into(),
+            },
+            h.open_ports.to_string(),
+            h.scans.to_string(),
+            ts(h.last_alive),
+            ts(h.last_checked),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+/// `portwatch episodes`
+pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
+    let open = match (args.open, args.closed) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let rows = open_store(cfg)?.episodes(&EpisodeFilter {
+        open,
+        ip: parse_ip(&args.ip)?,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.output.json {
+        for row in rows {
+            json_line(&mut out, &row)?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&["IP", "PORT", "OPENED", "CLOSED", "MTTD <=", "OPEN FOR"]);
+    for e in rows {
+        table.row(vec![
+            e.ip.to_string(),
+            format!("{}/{}", e.port, e.proto),
+            ts(Some(e.opened_at)),
+            ts(e.closed_at),
+            e.mttd_bound_secs.map_or("-".into(), |s| format!("{s}s")),
+            e.duration_secs.map_or("open".into(), |s| format!("{s}s")),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+/// `portwatch events`
+pub fn events(cfg: &Config, args: &EventsArgs) -> anyhow::Result<()> {
+    let path = cfg.events_path();
+    if !path.exists() {
+        return Err(InputError(format!("no event log at {}", path.display())).into());
+    }
+    let log = EmbeddedLog::open(&path)?;
+    let mut out = std::io::stdout().lock();
+    let mut from = args.from;
+    let mut left = args.limit;
+    while left > 0 {
+        let records = log.read(0, from, left.min(1000))?;
+        let Some(last) = records.last().map(|r| r.offset) else { break };
+        for record in records {
+            match record.event {
+                Ok(event) => writeln!(out, "{}", event.to_json())?,
+                Err(err) => tracing::warn!(offset = record.offset, error = %err, "undecodable event skipped"),
+            }
+            left -= 1;
+        }
+        from = last + 1;
+    }
+    Ok(())
+}
+
+/// `portwatch snapshot`
+pub fn snapshot(cfg: &Config) -> anyhow::Result<()> {
+    let snapshot = open_store(cfg)?.snapshot()?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &snapshot)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `portwatch check-config`
+pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "config OK ({:?})", cfg.source)?;
+    writeln!(out, "node: {}", cfg.node)?;
+    writeln!(out, "assets ({} addresses):", cfg.scope.assets().len())?;
+    for a in &cfg.assets {
+        writeln!(
+            out,
+            "  {}  owner={} system={} zone={}",
+            a.net,
+            a.owner.as_deref().unwrap_or("-"),
+            a.system.as_deref().unwrap_or("-"),
+            a.zone
+        )?;
+    }
+    writeln!(
+        out,
+        "scan: rate={}/s timeout={} concurrency={}",
+        cfg.scan.rate,
+        cadence(cfg.scan.timeout),
+        cfg.scan.concurrency
+    )?;
+    writeln!(out, "schedule:")?;
+    for (task, every) in &cfg.schedule {
+        let note = if implemented(*task) { "" } else { "  (not implemented yet: skipped)" };
+        writeln!(out, "  {task:<24} every {}{note}", cadence(*every))?;
+    }
+    writeln!(out, "data: {}", cfg.store_path.display())?;
+    writeln!(out, "api: {}", cfg.api_listen)?;
+    Ok(())
+}

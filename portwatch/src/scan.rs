@@ -1,0 +1,204 @@
+//! `portwatch scan`: one ad-hoc scan, now, printed as it goes.
+
+use std::io::{IsTerminal, Write};
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use portwatch_events::{JobId, Origin, PortSet, Task};
+use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_probes::{ConnectConfig, ConnectScanner, HostResult, ScanProgress, ScanRequest};
+use serde::Serialize;
+use tokio::sync::{mpsc, Notify};
+
+use crate::api::risk_of;
+use crate::cli::ScanArgs;
+use crate::config::{parse_duration, Config, MAX_RATE};
+use crate::jobs::Appender;
+use crate::output::json_line;
+use crate::{InputError, Shutdown};
+
+/// One open port as `scan --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    /// Host.
+    pub ip: std::net::IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Always `tcp` for connect scans.
+    pub proto: &'static str,
+    /// Always `open`: only open ports are printed.
+    pub state: &'static str,
+    /// Handshake round-trip time.
+    pub rtt_ms: f64,
+    /// `high_risk_port` or `risk_port`.
+    pub risk: &'static str,
+}
+
+fn scanner_config(cfg: &Config, args: &ScanArgs) -> Result<ConnectConfig, InputError> {
+    let rate = match args.rate {
+        None => cfg.scan.rate,
+        Some(r) if r >= 1 && r <= i64::from(MAX_RATE) => NonZeroU32::new(r as u32).unwrap_or(NonZeroU32::MIN),
+        Some(r) => {
+            return Err(InputError(format!(
+                "--rate {r}: must be between 1 and {MAX_RATE} connection attempts per second"
+            )))
+        }
+    };
+    let timeout = match &args.timeout {
+        None => cfg.scan.timeout,
+        Some(text) => {
+            let d = parse_duration(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
+            if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+                return Err(InputError(format!("--timeout `{text}`: must be between 10ms and 60s")));
+            }
+            d
+        }
+    };
+    let concurrency = match args.concurrency {
+        None => cfg.scan.concurrency,
+        Some(c) if (1..=65_536).contains(&c) => c as usize,
+        Some(c) => return Err(InputError(format!("--concurrency {c}: must be between 1 and 65536"))),
+    };
+    Ok(ConnectConfig {
+        rate,
+        timeout,
+        concurrency,
+    })
+}
+
+/// Run the scan and print what it finds.
+pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let targets = cfg.scope.check(&args.targets, args.allow_large)?;
+    let ports = match &args.ports {
+        Some(text) => PortSet::parse(text).map_err(|e| InputError(format!("-p: {e}")))?,
+        None => cfg.scan.high_risk_ports.clone(),
+    };
+    let scanner = ConnectScanner::new(scanner_config(&cfg, &args)?);
+    let appender = if args.record {
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
+        Some(Appender::new(log, Arc::new(Notify::new())))
+    } else {
+        None
+    };
+    let origin = Origin {
+        node: cfg.node.clone(),
+        job: JobId::new(),
+        task: Task::Adhoc,
+    };
+
+    let progress = Arc::new(ScanProgress::default());
+    let planned = u64::try_from(targets.len()).unwrap_or(u64::MAX).saturating_mul(u64::from(ports.len()));
+    let bar = progress_bar(planned);
+    let ticker = {
+        let bar = bar.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(progress.done.load(Ordering::Relaxed));
+                bar.set_message(format!("{} open", progress.open.load(Ordering::Relaxed)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let (tx, mut rx) = mpsc::channel::<HostResult>(64);
+    let scope = cfg.scope.clone();
+    let scan_ports = ports.clone();
+    let scan_targets = targets.clone();
+    let scan_progress = progress.clone();
+    let scan = tokio::spawn(async move {
+        let request = ScanRequest {
+            ports: &scan_ports,
+            scope: &scope,
+            record_outcomes: false,
+            progress: scan_progress,
+        };
+        scanner.scan(scan_targets.iter(), request, tx).await
+    });
+
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    let mut open_total = 0u64;
+    let mut hosts = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let result = tokio::select! {
+            r = rx.recv() => r,
+            _ = &mut shutdown => {
+                scan.abort();
+                ticker.abort();
+                bar.finish_and_clear();
+                return Err(anyhow::anyhow!("interrupted after {hosts} hosts; {open_total} open ports printed so far"));
+            }
+        };
+        let Some(result) = result else { break };
+        hosts += 1;
+        open_total += result.open.len() as u64;
+        bar.suspend(|| -> std::io::Result<()> {
+            for open in &result.open {
+                if args.json {
+                    json_line(
+                        &mut stdout,
+                        &Finding {
+                            ip: result.ip,
+                            port: open.port,
+                            proto: "tcp",
+                            state: "open",
+                            rtt_ms: open.rtt.as_secs_f64() * 1000.0,
+                            risk: risk_of(&cfg, open.port),
+                        },
+                    )?;
+                } else {
+                    let name = portwatch_probes::policy::high_risk_service(open.port)
+                        .map(|s| format!("  high-risk ({s}?)"))
+                        .unwrap_or_default();
+                    writeln!(stdout, "{:<40} {:>5}/tcp  open{name}", result.ip, open.port)?;
+                }
+            }
+            stdout.flush()
+        })?;
+        if let Some(appender) = &appender {
+            appender.append(result.to_events(&origin)).await?;
+        }
+    }
+    let summary = scan.await??;
+    ticker.abort();
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let line = format!(
+        "scanned {} host(s) x {} port(s) in {:.2}s ({:.0} probes/s): {} open, {} closed, {} filtered, {} unreachable, {} not probed{}",
+        summary.hosts,
+        ports.len(),
+        secs,
+        summary.probes as f64 / secs.max(1e-9),
+        summary.counts.open,
+        summary.counts.closed,
+        summary.counts.filtered,
+        summary.counts.unreachable,
+        summary.counts.error,
+        if args.record { format!("; recorded as job {}", origin.job) } else { String::new() },
+    );
+    // The summary is for the person at the terminal; stdout stays pure findings.
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+fn progress_bar(planned: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(planned), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} probes  {per_sec}  ETA {eta}  {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}

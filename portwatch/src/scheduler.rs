@@ -1,0 +1,159 @@
+//! The scheduler: runs each monitoring task at its cadence over its target set.
+//!
+//! Tasks are decoupled (MISSION.md): each runs in its own loop, one failing does not
+//! stop the others, and results feed the next task only through the projected state,
+//! via the named target sets:
+//!
+//! | set        | what                                         |
+//! |------------|----------------------------------------------|
+//! | IP_ASSETS  | every address of the configured assets       |
+//! | IP_ONLINE  | assets not known to be dead (unknown counts as online, so new assets are scanned at once) |
+//! | IP_OFFLINE | assets whose last liveness check got no answer |
+//! | PORT_OPEN  | ports currently open in state                |
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portwatch_events::{PortSet, Proto, Task};
+use portwatch_projections::PortState;
+use portwatch_stores::{EmbeddedStore, PortFilter};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::jobs::{run_job, JobContext, JobSpec};
+
+/// Whether this build implements a task (the others are accepted in config, logged
+/// once, and skipped).
+pub fn implemented(task: Task) -> bool {
+    !matches!(task, Task::ServiceDetection | Task::AdminPanels | Task::Adhoc)
+}
+
+/// Builds job specs from target sets and runs the task loops.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    cfg: Arc<Config>,
+    ctx: JobContext,
+    store: Arc<EmbeddedStore>,
+}
+
+impl Scheduler {
+    /// A scheduler reading target sets from `store`.
+    pub fn new(cfg: Arc<Config>, ctx: JobContext, store: Arc<EmbeddedStore>) -> Self {
+        Self { cfg, ctx, store }
+    }
+
+    fn assets(&self) -> Vec<IpAddr> {
+        self.cfg.scope.assets().iter().collect()
+    }
+
+    fn dead_hosts(&self) -> anyhow::Result<HashSet<IpAddr>> {
+        Ok(self
+            .store
+            .hosts()?
+            .into_iter()
+            .filter(|h| h.alive == Some(false))
+            .map(|h| h.ip)
+            .collect())
+    }
+
+    /// The jobs one run of `task` consists of (empty when there is nothing to do).
+    pub fn jobs_for(&self, task: Task) -> anyhow::Result<Vec<JobSpec>> {
+        let scan = &self.cfg.scan;
+        let online = || -> anyhow::Result<Vec<IpAddr>> {
+            let dead = self.dead_hosts()?;
+            Ok(self.assets().into_iter().filter(|ip| !dead.contains(ip)).collect())
+        };
+        let offline = || -> anyhow::Result<Vec<IpAddr>> {
+            let dead = self.dead_hosts()?;
+            Ok(self.assets().into_iter().filter(|ip| dead.contains(ip)).collect())
+        };
+        let spec = |targets: Vec<IpAddr>, ports: PortSet| JobSpec { task, targets, ports };
+        let specs = match task {
+            Task::Liveness => vec![spec(self.assets(), scan.liveness_ports.clone())],
+            Task::FullPorts => vec![spec(online()?, PortSet::all())],
+            Task::HighRiskPorts => vec![spec(online()?, scan.high_risk_ports.clone())],
+            Task::OfflineHighRiskPorts => vec![spec(offline()?, scan.high_risk_ports.clone())],
+            Task::OfflineFullPorts => vec![spec(offline()?, PortSet::all())],
+            Task::AllAssetsFullPorts => vec![spec(self.assets(), PortSet::all())],
+            Task::PortRecheck => {
+                // PORT_OPEN, grouped so that hosts with the same open ports share a job.
+                let open = self.store.ports(&PortFilter {
+                    state: Some(PortState::Open),
+                    ip: None,
+                })?;
+                let mut by_host: BTreeMap<IpAddr, Vec<u16>> = BTreeMap::new();
+                for row in open.iter().filter(|r| r.proto == Proto::Tcp && self.cfg.scope.allows(r.ip)) {
+                    by_host.entry(row.ip).or_default().push(row.port);
+                }
+                let mut groups: BTreeMap<String, (PortSet, Vec<IpAddr>)> = BTreeMap::new();
+                for (ip, ports) in by_host {
+                    let set = PortSet::from_ports(ports);
+                    groups.entry(set.to_string()).or_insert_with(|| (set, Vec::new())).1.push(ip);
+                }
+                groups.into_values().map(|(ports, ips)| spec(ips, ports)).collect()
+            }
+            Task::ServiceDetection | Task::AdminPanels | Task::Adhoc => Vec::new(),
+        };
+        Ok(specs.into_iter().filter(|s| !s.targets.is_empty() && !s.ports.is_empty()).collect())
+    }
+
+    /// Run every scheduled task until `shutdown` flips. Each task runs once at start,
+    /// then every cadence (measured from the start of the previous run; a run that
+    /// overruns its cadence delays the next instead of stacking up).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let mut loops = JoinSet::new();
+        for (&task, &cadence) in &self.cfg.schedule {
+            if !implemented(task) {
+                tracing::warn!(task = %task, "task is scheduled but not implemented in this version; skipping it");
+                continue;
+            }
+            let me = self.clone();
+            let mut stop = shutdown.clone();
+            loops.spawn(async move {
+                let mut ticker = tokio::time::interval(cadence);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = me.run_task(task) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+            tracing::info!(task = %task, cadence = %humantime::format_duration(cadence), "task scheduled");
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn run_task(&self, task: Task) {
+        let specs = match self.jobs_for(task) {
+            Ok(specs) => specs,
+            Err(err) => {
+                tracing::error!(task = %task, error = %format!("{err:#}"), "cannot build target set");
+                return;
+            }
+        };
+        if specs.is_empty() {
+            tracing::debug!(task = %task, "nothing to scan");
+        }
+        for spec in specs {
+            // Errors are recorded on the job board and logged by run_job; the task
+            // loop carries on with its next run.
+            let _ = run_job(&self.ctx, spec).await;
+        }
+    }
+}
+
+/// Format a cadence for people.
+pub fn cadence(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}

@@ -1,0 +1,120 @@
+//! `portwatch up`: the embedded all-in-one deployment. Scheduler, probes,
+//! projector and API in one process, with the event log and the state in SQLite
+//! files under the data directory. No servers needed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_probes::{ConnectConfig, ConnectScanner};
+use portwatch_stores::EmbeddedStore;
+use tokio::sync::{watch, Notify};
+
+use crate::api::{self, ApiState};
+use crate::cli::UpArgs;
+use crate::config::{Config, ConfigSource};
+use crate::jobs::{Appender, JobBoard, JobContext};
+use crate::projector::{self, Projector};
+use crate::scheduler::Scheduler;
+use crate::{InputError, Shutdown};
+
+/// How long a graceful stop waits for the projector to fold what is left.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Run until `shutdown`.
+pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    if let Some(listen) = &args.listen {
+        cfg.api_listen = listen
+            .parse()
+            .map_err(|_| InputError(format!("--listen `{listen}`: expected IP:PORT, e.g. 127.0.0.1:8080")))?;
+    }
+    let size = cfg.scope.assets().len();
+    if size > cfg.scope.max_targets() && !args.allow_large {
+        return Err(InputError(format!(
+            "the assets cover {size} addresses, more than scope.max_targets = {}; raise it or pass --allow-large",
+            cfg.scope.max_targets()
+        ))
+        .into());
+    }
+    if cfg.source == ConfigSource::Demo {
+        tracing::warn!(
+            scope = %cfg.scope.assets(),
+            "no config file given: monitoring the loopback demo scope only (pass --config FILE to monitor your assets)"
+        );
+    }
+    let cfg = Arc::new(cfg);
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus metrics recorder")?;
+
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
+    // The projector's store is the only writer; it creates and migrates the file, so
+    // it must be opened before the read-only view.
+    let writer_store = EmbeddedStore::open(cfg.state_path())?;
+    let reader_store = Arc::new(EmbeddedStore::open_read_only(cfg.state_path())?);
+    let projector = Projector::open(log.clone(), writer_store, cfg.projection)?;
+
+    let notify = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let scanner = Arc::new(ConnectScanner::new(ConnectConfig {
+        rate: cfg.scan.rate,
+        timeout: cfg.scan.timeout,
+        concurrency: cfg.scan.concurrency,
+    }));
+    let board = Arc::new(JobBoard::default());
+    let ctx = JobContext {
+        node: cfg.node.clone(),
+        scanner,
+        scope: Arc::new(cfg.scope.clone()),
+        appender: Appender::new(log.clone(), notify.clone()),
+        board: board.clone(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("api.listen: cannot listen on {}", cfg.api_listen))?;
+    tracing::info!(
+        listen = %cfg.api_listen,
+        data = %cfg.store_path.display(),
+        assets = %cfg.scope.assets(),
+        "portwatch is up"
+    );
+
+    let projector_task = tokio::spawn(projector::run(projector, notify.clone(), stop_rx.clone()));
+    let scheduler_task = tokio::spawn(Scheduler::new(cfg.clone(), ctx, reader_store.clone()).run(stop_rx.clone()));
+
+    let app = api::router(ApiState {
+        store: reader_store,
+        log,
+        cfg: cfg.clone(),
+        board,
+        metrics,
+    });
+    let mut api_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    shutdown.await;
+    tracing::info!("stopping: finishing the projection of recorded events");
+    let _ = stop_tx.send(true);
+    let _ = scheduler_task.await;
+    notify.notify_one();
+    if tokio::time::timeout(DRAIN_TIMEOUT, projector_task).await.is_err() {
+        tracing::warn!("projector did not drain in time; it resumes from its committed offset next start");
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "API server error"),
+        Err(err) => tracing::error!(error = %err, "API server task failed"),
+    }
+    tracing::info!("portwatch stopped");
+    Ok(())
+}
