@@ -138,7 +138,7 @@ pub struct PortView {
 }
 
 /// The most specific asset containing `ip`.
-pub fn asset_for<'a>(assets: &'a [Asset], ip: IpAddr) -> Option<&'a Asset> {
+pub fn asset_for(assets: &[Asset], ip: IpAddr) -> Option<&Asset> {
     assets
         .iter()
         .filter(|a| a.net.contains(&ip))

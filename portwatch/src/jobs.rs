@@ -217,12 +217,11 @@ pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecor
         }
     }
     result?;
-    Ok(ctx
-        .board
+    ctx.board
         .list()
         .into_iter()
         .find(|r| r.job == origin.job)
-        .ok_or_else(|| anyhow::anyhow!("job {} vanished from the board", origin.job))?)
+        .ok_or_else(|| anyhow::anyhow!("job {} vanished from the board", origin.job))
 }
 
 async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {

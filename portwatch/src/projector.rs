@@ -62,6 +62,7 @@ impl Projector {
         let state = store.load_state(cfg)?;
         let projector = Self { log, store, state, cfg };
         projector.publish_gauges();
+        tracing::info!(lag = projector.lag()?, "projection resuming from its committed offset");
         Ok(projector)
     }
 

@@ -39,16 +39,15 @@ fn parse_ip(value: &Option<String>) -> anyhow::Result<Option<IpAddr>> {
 
 /// `portwatch ports`
 pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
+    // Check the arguments before touching the store, so bad input is named first.
+    let ip = parse_ip(&args.ip)?;
     let store = open_store(cfg)?;
     let state = match args.state {
         StateFilter::Open => Some(PortState::Open),
         StateFilter::Closed => Some(PortState::Closed),
         StateFilter::All => None,
     };
-    let rows = store.ports(&PortFilter {
-        state,
-        ip: parse_ip(&args.ip)?,
-    })?;
+    let rows = store.ports(&PortFilter { state, ip })?;
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for row in rows {
@@ -117,10 +116,8 @@ pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
         (_, true) => Some(false),
         _ => None,
     };
-    let rows = open_store(cfg)?.episodes(&EpisodeFilter {
-        open,
-        ip: parse_ip(&args.ip)?,
-    })?;
+    let ip = parse_ip(&args.ip)?;
+    let rows = open_store(cfg)?.episodes(&EpisodeFilter { open, ip })?;
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for row in rows {

@@ -1,0 +1,58 @@
+//! `portwatch scan 127.0.0.1 -p - --json` inside a fresh namespace finds exactly the
+//! listening ports that `ss -ltn` reports there, edge ports 1 and 65535 included.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::{stderr, stdout, Netns};
+
+fn ss_listening_ports(ns: &Netns) -> BTreeSet<u16> {
+    let out = ns.command("ss").args(["-ltnH"]).output().expect("ss");
+    assert!(out.status.success(), "ss failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|line| {
+            // State Recv-Q Send-Q Local:Port Peer:Port
+            let local = line.split_whitespace().nth(3)?;
+            local.rsplit_once(':')?.1.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn full_range_scan_matches_ss() {
+    let ns = Netns::new("scan");
+    // Edges, well-known, high-risk, ephemeral-range and random ports; some bound to
+    // 127.0.0.1 and some to 0.0.0.0 (both reachable at 127.0.0.1).
+    let mut listeners = Vec::new();
+    for port in [1u16, 2, 22, 80, 443, 3306, 6379, 8080, 31337, 40000, 50001, 65534, 65535] {
+        listeners.push(ns.listen(&format!("127.0.0.1:{port}")));
+    }
+    for port in [9200u16, 27017] {
+        listeners.push(ns.listen(&format!("0.0.0.0:{port}")));
+    }
+    // A few kernel-chosen ports too, so the set is not one the code could know.
+    for _ in 0..3 {
+        listeners.push(ns.listen("127.0.0.1:0"));
+    }
+    let expected = ss_listening_ports(&ns);
+    assert_eq!(expected.len(), listeners.len(), "ss sees every listener: {expected:?}");
+
+    let out = ns.portwatch(&["scan", "127.0.0.1", "-p", "-", "--json"]);
+    assert!(out.status.success(), "scan failed: {}", stderr(&out));
+    let mut found = BTreeSet::new();
+    for line in stdout(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+        assert_eq!(v["ip"], "127.0.0.1");
+        assert_eq!(v["proto"], "tcp");
+        assert_eq!(v["state"], "open");
+        let port = v["port"].as_u64().expect("port") as u16;
+        assert!(found.insert(port), "port {port} reported twice");
+    }
+    assert_eq!(found, expected, "scan result differs from ss -ltn");
+    assert!(found.contains(&1) && found.contains(&65535));
+    let summary = stderr(&out);
+    assert!(summary.contains("65535 port(s)") && summary.contains("0 not probed"), "{summary}");
+    drop(listeners);
+}

@@ -1,0 +1,251 @@
+//! Test support: network namespaces the tests create and always remove, the real
+//! `portwatch` binary run inside them, listeners and HTTP requests made from inside.
+//!
+//! Scanning safety: every probe a test causes goes to 127.0.0.0/8 *inside a fresh
+//! namespace*, whose loopback holds only the test's own listeners and which has no
+//! other interface or route, so nothing can leave the machine and the machine's own
+//! services are never probed.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portwatch")
+}
+
+/// A network namespace that is deleted (with every process in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests create network namespaces and must run as root (CI does)"
+        );
+        let name = format!("pwt-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Self { name };
+        run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        ns
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Run `f` on a thread that has joined this namespace; sockets it creates live
+    /// in the namespace for their whole life, whichever thread uses them later.
+    pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = File::open(self.path()).expect("open netns");
+        std::thread::spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    /// A TCP listener on `addr` inside the namespace.
+    pub fn listen(&self, addr: &str) -> TcpListener {
+        let addr: SocketAddr = addr.parse().expect("addr");
+        self.within(move || TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")))
+    }
+
+    /// A listener that accepts (and drops) connections on a thread, like a real
+    /// service. A listener that never accepts fills its backlog after ~128 probes
+    /// and then the kernel drops SYNs: the port really does stop answering.
+    pub fn serve(&self, addr: &str) -> Server {
+        let listener = self.listen(addr);
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Server {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Run portwatch inside the namespace to completion.
+    pub fn portwatch(&self, args: &[&str]) -> Output {
+        self.command(bin()).args(args).output().expect("run portwatch")
+    }
+
+    /// Start a long-running portwatch inside the namespace.
+    pub fn spawn_portwatch(&self, args: &[&str], log: &Path) -> Child {
+        let log = File::create(log).expect("log file");
+        self.command(bin())
+            .args(args)
+            .env("PORTWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn portwatch")
+    }
+
+    /// GET `path` from an HTTP server at `addr` inside the namespace.
+    pub fn http_get(&self, addr: &str, path: &str) -> Option<(u16, String)> {
+        let addr: SocketAddr = addr.parse().expect("addr");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        self.within(move || {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).ok()?;
+            let (head, body) = response.split_once("\r\n\r\n")?;
+            let status = head.split_whitespace().nth(1)?.parse().ok()?;
+            Some((status, body.to_string()))
+        })
+    }
+
+    /// GET and parse JSON, expecting 200.
+    pub fn get_json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
+        let (status, body) = self.http_get(addr, path)?;
+        if status != 200 {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
+    /// PIDs of every process inside the namespace.
+    pub fn pids(&self) -> Vec<i32> {
+        let out = Command::new("ip").args(["netns", "pids", &self.name]).output().expect("ip netns pids");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// An accepting listener; closed on drop.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A child process killed on drop (in addition to the namespace cleanup).
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig);
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run command");
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Write a config file.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("portwatch.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
