@@ -69,7 +69,11 @@ impl PortSet {
                 Some((lo, hi)) => {
                     // nmap style open ends: `-1024` and `1024-`.
                     let lo = if lo.trim().is_empty() { 1 } else { parse_port(lo)? };
-                    let hi = if hi.trim().is_empty() { u16::MAX } else { parse_port(hi)? };
+                    let hi = if hi.trim().is_empty() {
+                        u16::MAX
+                    } else {
+                        parse_port(hi)?
+                    };
                     if lo > hi {
                         return Err(fail(format!("range `{part}` runs backwards")));
                     }
@@ -129,9 +133,7 @@ impl PortSet {
     pub fn is_superset(&self, other: &PortSet) -> bool {
         other.ranges.iter().all(|&(lo, hi)| {
             let idx = self.ranges.partition_point(|&(_, h)| h < lo);
-            self.ranges
-                .get(idx)
-                .is_some_and(|&(l, h)| l <= lo && hi <= h)
+            self.ranges.get(idx).is_some_and(|&(l, h)| l <= lo && hi <= h)
         })
     }
 
@@ -239,10 +241,19 @@ mod tests {
     #[test]
     fn bad_lists_name_the_value() {
         let err = PortSet::parse("80,70000").expect_err("70000");
-        assert_eq!(err.to_string(), "invalid port list `80,70000`: port 70000 is out of range 1-65535");
+        assert_eq!(
+            err.to_string(),
+            "invalid port list `80,70000`: port 70000 is out of range 1-65535"
+        );
         assert!(PortSet::parse("0").expect_err("0").reason.contains("port 0"));
-        assert!(PortSet::parse("http").expect_err("word").reason.contains("`http`"));
-        assert!(PortSet::parse("90-80").expect_err("backwards").reason.contains("backwards"));
+        assert!(PortSet::parse("http")
+            .expect_err("word")
+            .reason
+            .contains("`http`"));
+        assert!(PortSet::parse("90-80")
+            .expect_err("backwards")
+            .reason
+            .contains("backwards"));
         assert!(PortSet::parse("").is_err());
         assert!(PortSet::parse("1,,2").is_err());
     }

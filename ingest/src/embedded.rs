@@ -50,9 +50,7 @@ impl EmbeddedLog {
         // FULL: the log is the source of truth; an acknowledged append must survive a
         // power cut, not only a process crash.
         writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
-            )
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;")
             .map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
         let reader = Connection::open_with_flags(
@@ -60,9 +58,7 @@ impl EmbeddedLog {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout=10000;")
-            .map_err(err)?;
+        reader.execute_batch("PRAGMA busy_timeout=10000;").map_err(err)?;
         Ok(Self {
             path,
             writer: Mutex::new(writer),
@@ -220,7 +216,13 @@ mod tests {
             let log = EmbeddedLog::open(&path).expect("open");
             assert_eq!(log.end_offset(0).expect("end"), 0);
             let receipt = log.append(&events).expect("append");
-            assert_eq!(receipt, AppendReceipt { appended: 5, duplicates: 0 });
+            assert_eq!(
+                receipt,
+                AppendReceipt {
+                    appended: 5,
+                    duplicates: 0
+                }
+            );
         }
         let log = EmbeddedLog::open(&path).expect("reopen");
         let all = log.read(0, 0, 100).expect("read");
@@ -231,7 +233,10 @@ mod tests {
         let tail = log.read(0, all[3].offset, 100).expect("tail");
         assert_eq!(tail.len(), 2);
         assert_eq!(log.end_offset(0).expect("end"), all[4].offset + 1);
-        assert!(matches!(log.read(3, 0, 1), Err(LogError::NoSuchPartition { partition: 3, .. })));
+        assert!(matches!(
+            log.read(3, 0, 1),
+            Err(LogError::NoSuchPartition { partition: 3, .. })
+        ));
     }
 
     #[test]
@@ -241,7 +246,13 @@ mod tests {
         let events: Vec<Event> = (1..=3).map(|i| event(&format!("127.0.0.{i}"))).collect();
         log.append(&events[..2]).expect("first");
         let receipt = log.append(&events).expect("retry");
-        assert_eq!(receipt, AppendReceipt { appended: 1, duplicates: 2 });
+        assert_eq!(
+            receipt,
+            AppendReceipt {
+                appended: 1,
+                duplicates: 2
+            }
+        );
         assert_eq!(log.read(0, 0, 100).expect("read").len(), 3);
     }
 

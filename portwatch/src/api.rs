@@ -110,13 +110,19 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
 fn parse_ip(params: &HashMap<String, String>) -> Result<Option<IpAddr>, ApiError> {
     params
         .get("ip")
-        .map(|v| v.parse().map_err(|_| bad_request(format!("ip: `{v}` is not an IP address"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad_request(format!("ip: `{v}` is not an IP address")))
+        })
         .transpose()
 }
 
 fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(bad_request(format!("unknown query parameter `{k}` (known: {})", known.join(", ")))),
+        Some(k) => Err(bad_request(format!(
+            "unknown query parameter `{k}` (known: {})",
+            known.join(", ")
+        ))),
         None => Ok(()),
     }
 }
@@ -163,14 +169,21 @@ async fn ports(
         None | Some("open") => Some(PortState::Open),
         Some("closed") => Some(PortState::Closed),
         Some("all") => None,
-        Some(other) => return Err(bad_request(format!("state: expected open, closed or all, got `{other}`"))),
+        Some(other) => {
+            return Err(bad_request(format!(
+                "state: expected open, closed or all, got `{other}`"
+            )))
+        }
     };
     let ip = parse_ip(&params)?;
     let cfg = state.cfg.clone();
     let rows = blocking(move || {
         state
             .store
-            .ports(&PortFilter { state: filter_state, ip })
+            .ports(&PortFilter {
+                state: filter_state,
+                ip,
+            })
             .map_err(internal)
     })
     .await?;
@@ -208,10 +221,20 @@ async fn episodes(
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
-        Some(other) => return Err(bad_request(format!("open: expected true or false, got `{other}`"))),
+        Some(other) => {
+            return Err(bad_request(format!(
+                "open: expected true or false, got `{other}`"
+            )))
+        }
     };
     let ip = parse_ip(&params)?;
-    let rows = blocking(move || state.store.episodes(&EpisodeFilter { open, ip }).map_err(internal)).await?;
+    let rows = blocking(move || {
+        state
+            .store
+            .episodes(&EpisodeFilter { open, ip })
+            .map_err(internal)
+    })
+    .await?;
     serde_json::to_value(rows).map(Json).map_err(internal)
 }
 
@@ -252,9 +275,15 @@ mod tests {
         )
         .expect("cfg");
         let ip: IpAddr = "10.1.2.3".parse().expect("ip");
-        assert_eq!(asset_for(&cfg.assets, ip).and_then(|a| a.owner.as_deref()), Some("db-team"));
+        assert_eq!(
+            asset_for(&cfg.assets, ip).and_then(|a| a.owner.as_deref()),
+            Some("db-team")
+        );
         let other: IpAddr = "10.9.9.9".parse().expect("ip");
-        assert_eq!(asset_for(&cfg.assets, other).and_then(|a| a.owner.as_deref()), Some("net-team"));
+        assert_eq!(
+            asset_for(&cfg.assets, other).and_then(|a| a.owner.as_deref()),
+            Some("net-team")
+        );
         assert_eq!(risk_of(&cfg, 6379), "high_risk_port");
         assert_eq!(risk_of(&cfg, 443), "risk_port");
         assert!(portwatch_probes::policy::high_risk_service(6379).is_some());

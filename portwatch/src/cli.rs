@@ -14,7 +14,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Config file (TOML). Without one, portwatch uses its built-in defaults, whose
     /// only asset is the loopback demo scope 127.0.0.1.
-    #[arg(long, short = 'c', global = true, env = "PORTWATCH_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "PORTWATCH_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Data directory holding events.db and state.db; overrides [store] path.
@@ -22,7 +28,13 @@ pub struct Cli {
     pub data: Option<PathBuf>,
 
     /// Log filter (tracing env-filter syntax), e.g. `info` or `portwatch=debug`.
-    #[arg(long, global = true, env = "PORTWATCH_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "PORTWATCH_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     pub log: String,
 
     /// Write logs as JSON lines instead of text (logs always go to stderr).

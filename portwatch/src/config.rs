@@ -354,9 +354,8 @@ impl RawConfig {
         let mut assets = Vec::with_capacity(self.assets.len());
         for (i, raw) in self.assets.into_iter().enumerate() {
             let key = format!("assets[{i}].cidr");
-            let net = portwatch_probes::targets::parse_net(&raw.cidr).map_err(|e| {
-                invalid(&key, &format!("{:?}", raw.cidr), &strip_prefix(&e.to_string()))
-            })?;
+            let net = portwatch_probes::targets::parse_net(&raw.cidr)
+                .map_err(|e| invalid(&key, &format!("{:?}", raw.cidr), &strip_prefix(&e.to_string())))?;
             assets.push(Asset {
                 net,
                 owner: raw.owner,
@@ -386,9 +385,14 @@ impl RawConfig {
         let timeout = match &self.scan.timeout {
             None => DEFAULT_TIMEOUT,
             Some(text) => {
-                let d = parse_duration(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?;
+                let d =
+                    parse_duration(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?;
                 if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                    return Err(invalid("scan.timeout", &format!("{text:?}"), "must be between 10ms and 60s"));
+                    return Err(invalid(
+                        "scan.timeout",
+                        &format!("{text:?}"),
+                        "must be between 10ms and 60s",
+                    ));
                 }
                 d
             }
@@ -396,16 +400,23 @@ impl RawConfig {
         let concurrency = match self.scan.concurrency {
             None => DEFAULT_CONCURRENCY,
             Some(c) if !(1..=65_536).contains(&c) => {
-                return Err(invalid("scan.concurrency", &c.to_string(), "must be between 1 and 65536"))
+                return Err(invalid(
+                    "scan.concurrency",
+                    &c.to_string(),
+                    "must be between 1 and 65536",
+                ))
             }
             Some(c) => c as usize,
         };
         let port_list = |key: &str, value: &Option<String>, default: PortSet| match value {
             None => Ok(default),
-            Some(text) => PortSet::parse(text)
-                .map_err(|e| invalid(key, &format!("{text:?}"), &e.reason)),
+            Some(text) => PortSet::parse(text).map_err(|e| invalid(key, &format!("{text:?}"), &e.reason)),
         };
-        let high_risk_ports = port_list("scan.high_risk_ports", &self.scan.high_risk_ports, policy::high_risk_ports())?;
+        let high_risk_ports = port_list(
+            "scan.high_risk_ports",
+            &self.scan.high_risk_ports,
+            policy::high_risk_ports(),
+        )?;
         let liveness_ports = port_list(
             "scan.liveness_ports",
             &self.scan.liveness_ports,
@@ -440,16 +451,24 @@ impl RawConfig {
         let close_after_misses = match self.projection.close_after_misses {
             None => DEFAULT_CLOSE_AFTER_MISSES,
             Some(n) if !(1..=100).contains(&n) => {
-                return Err(invalid("projection.close_after_misses", &n.to_string(), "must be between 1 and 100"))
+                return Err(invalid(
+                    "projection.close_after_misses",
+                    &n.to_string(),
+                    "must be between 1 and 100",
+                ))
             }
             Some(n) => n as u32,
         };
 
         let store_path = PathBuf::from(self.store.path.unwrap_or_else(|| DEFAULT_STORE_PATH.to_string()));
         let listen_text = self.api.listen.unwrap_or_else(|| DEFAULT_API_LISTEN.to_string());
-        let api_listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid("api.listen", &format!("{listen_text:?}"), "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
+        let api_listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "api.listen",
+                &format!("{listen_text:?}"),
+                "expected IP:PORT, e.g. 127.0.0.1:8080",
+            )
+        })?;
 
         Ok(Config {
             source,
@@ -481,7 +500,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn strip_prefix(message: &str) -> String {
     // "invalid target `x`: reason" -> "reason" (the key and value are said already).
-    message.split_once(": ").map_or(message.to_string(), |(_, r)| r.to_string())
+    message
+        .split_once(": ")
+        .map_or(message.to_string(), |(_, r)| r.to_string())
 }
 
 fn default_node_name() -> String {
@@ -513,7 +534,10 @@ mod tests {
         assert_eq!(cfg.scan.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(cfg.projection.close_after_misses, DEFAULT_CLOSE_AFTER_MISSES);
         assert_eq!(cfg.api_listen.to_string(), DEFAULT_API_LISTEN);
-        assert_eq!(cfg.schedule.get(&Task::HighRiskPorts), Some(&Duration::from_secs(600)));
+        assert_eq!(
+            cfg.schedule.get(&Task::HighRiskPorts),
+            Some(&Duration::from_secs(600))
+        );
         assert_eq!(cfg.scope.max_targets(), DEFAULT_MAX_TARGETS);
     }
 
@@ -537,12 +561,27 @@ mod tests {
     #[test]
     fn bad_values_name_key_and_value() {
         let cases = [
-            ("[[assets]]\ncidr = \"10.0.0.300/24\"\n", "assets[0].cidr = \"10.0.0.300/24\""),
-            (&format!("{MINIMAL}[schedule]\nfull_ports = \"10x\"\n"), "schedule.full_ports = \"10x\""),
-            (&format!("{MINIMAL}[scan]\nhigh_risk_ports = \"22,70000\"\n"), "port 70000 is out of range"),
+            (
+                "[[assets]]\ncidr = \"10.0.0.300/24\"\n",
+                "assets[0].cidr = \"10.0.0.300/24\"",
+            ),
+            (
+                &format!("{MINIMAL}[schedule]\nfull_ports = \"10x\"\n"),
+                "schedule.full_ports = \"10x\"",
+            ),
+            (
+                &format!("{MINIMAL}[scan]\nhigh_risk_ports = \"22,70000\"\n"),
+                "port 70000 is out of range",
+            ),
             (&format!("{MINIMAL}[scan]\nrate = 0\n"), "scan.rate = 0"),
-            (&format!("{MINIMAL}[api]\nlisten = \"nowhere\"\n"), "api.listen = \"nowhere\""),
-            (&format!("{MINIMAL}[projection]\nclose_after_misses = 0\n"), "projection.close_after_misses = 0"),
+            (
+                &format!("{MINIMAL}[api]\nlisten = \"nowhere\"\n"),
+                "api.listen = \"nowhere\"",
+            ),
+            (
+                &format!("{MINIMAL}[projection]\nclose_after_misses = 0\n"),
+                "projection.close_after_misses = 0",
+            ),
             ("", "at least one [[assets]]"),
             (&format!("{MINIMAL}[scan]\nrate = \"fast\"\n"), "scan.rate"),
         ];
@@ -555,7 +594,13 @@ mod tests {
 
     #[test]
     fn off_disables_a_task() {
-        let cfg = parse(&format!("{MINIMAL}[schedule]\nliveness = \"off\"\nfull_ports = \"2s\"\n")).expect("cfg");
-        assert_eq!(cfg.schedule.keys().copied().collect::<Vec<_>>(), vec![Task::FullPorts]);
+        let cfg = parse(&format!(
+            "{MINIMAL}[schedule]\nliveness = \"off\"\nfull_ports = \"2s\"\n"
+        ))
+        .expect("cfg");
+        assert_eq!(
+            cfg.schedule.keys().copied().collect::<Vec<_>>(),
+            vec![Task::FullPorts]
+        );
     }
 }

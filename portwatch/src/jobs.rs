@@ -138,7 +138,12 @@ impl JobBoard {
 
     /// A copy of the board.
     pub fn list(&self) -> Vec<JobRecord> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -259,7 +264,10 @@ async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyh
     let scope = ctx.scope.clone();
     let ports = spec.ports.clone();
     let targets = spec.targets.clone();
-    let ping = tokio::spawn(async move { liveness::ping(&scanner, targets.into_iter(), (&ports, &scope), tx).await });
+    let ping =
+        tokio::spawn(
+            async move { liveness::ping(&scanner, targets.into_iter(), (&ports, &scope), tx).await },
+        );
     let mut hosts = 0u64;
     while let Some(verdict) = rx.recv().await {
         hosts += 1;

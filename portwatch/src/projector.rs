@@ -32,7 +32,9 @@ pub struct Projector {
 
 impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Projector").field("store", &self.store.path()).finish_non_exhaustive()
+        f.debug_struct("Projector")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,9 +62,17 @@ impl Projector {
             }
         }
         let state = store.load_state(cfg)?;
-        let projector = Self { log, store, state, cfg };
+        let projector = Self {
+            log,
+            store,
+            state,
+            cfg,
+        };
         projector.publish_gauges();
-        tracing::info!(lag = projector.lag()?, "projection resuming from its committed offset");
+        tracing::info!(
+            lag = projector.lag()?,
+            "projection resuming from its committed offset"
+        );
         Ok(projector)
     }
 
@@ -138,7 +148,8 @@ pub async fn run(projector: Projector, notify: Arc<Notify>, mut shutdown: watch:
     let mut failures = 0u32;
     loop {
         let p = projector.clone();
-        let result = tokio::task::spawn_blocking(move || p.lock().unwrap_or_else(|e| e.into_inner()).step()).await;
+        let result =
+            tokio::task::spawn_blocking(move || p.lock().unwrap_or_else(|e| e.into_inner()).step()).await;
         let stopping = *shutdown.borrow();
         match result {
             Ok(Ok(step)) => {

@@ -65,7 +65,9 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
     }
     let mut table = Table::new(&["IP", "PORT", "STATE", "RISK", "FIRST SEEN", "LAST SEEN", "OWNER"]);
     for row in rows {
-        let owner = asset_for(&cfg.assets, row.ip).and_then(|a| a.owner.clone()).unwrap_or_else(|| "-".into());
+        let owner = asset_for(&cfg.assets, row.ip)
+            .and_then(|a| a.owner.clone())
+            .unwrap_or_else(|| "-".into());
         table.row(vec![
             row.ip.to_string(),
             format!("{}/{}", row.port, row.proto),
@@ -152,7 +154,9 @@ pub fn events(cfg: &Config, args: &EventsArgs) -> anyhow::Result<()> {
     let mut left = args.limit;
     while left > 0 {
         let records = log.read(0, from, left.min(1000))?;
-        let Some(last) = records.last().map(|r| r.offset) else { break };
+        let Some(last) = records.last().map(|r| r.offset) else {
+            break;
+        };
         for record in records {
             match record.event {
                 Ok(event) => writeln!(out, "{}", event.to_json())?,
@@ -199,7 +203,11 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     )?;
     writeln!(out, "schedule:")?;
     for (task, every) in &cfg.schedule {
-        let note = if implemented(*task) { "" } else { "  (not implemented yet: skipped)" };
+        let note = if implemented(*task) {
+            ""
+        } else {
+            "  (not implemented yet: skipped)"
+        };
         writeln!(out, "  {task:<24} every {}{note}", cadence(*every))?;
     }
     writeln!(out, "data: {}", cfg.store_path.display())?;

@@ -52,7 +52,9 @@ fn scanner_config(cfg: &Config, args: &ScanArgs) -> Result<ConnectConfig, InputE
         Some(text) => {
             let d = parse_duration(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
             if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                return Err(InputError(format!("--timeout `{text}`: must be between 10ms and 60s")));
+                return Err(InputError(format!(
+                    "--timeout `{text}`: must be between 10ms and 60s"
+                )));
             }
             d
         }
@@ -60,7 +62,11 @@ fn scanner_config(cfg: &Config, args: &ScanArgs) -> Result<ConnectConfig, InputE
     let concurrency = match args.concurrency {
         None => cfg.scan.concurrency,
         Some(c) if (1..=65_536).contains(&c) => c as usize,
-        Some(c) => return Err(InputError(format!("--concurrency {c}: must be between 1 and 65536"))),
+        Some(c) => {
+            return Err(InputError(format!(
+                "--concurrency {c}: must be between 1 and 65536"
+            )))
+        }
     };
     Ok(ConnectConfig {
         rate,
@@ -90,7 +96,9 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     };
 
     let progress = Arc::new(ScanProgress::default());
-    let planned = u64::try_from(targets.len()).unwrap_or(u64::MAX).saturating_mul(u64::from(ports.len()));
+    let planned = u64::try_from(targets.len())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(u64::from(ports.len()));
     let bar = progress_bar(planned);
     let ticker = {
         let bar = bar.clone();

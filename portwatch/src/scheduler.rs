@@ -64,7 +64,11 @@ impl Scheduler {
         let scan = &self.cfg.scan;
         let online = || -> anyhow::Result<Vec<IpAddr>> {
             let dead = self.dead_hosts()?;
-            Ok(self.assets().into_iter().filter(|ip| !dead.contains(ip)).collect())
+            Ok(self
+                .assets()
+                .into_iter()
+                .filter(|ip| !dead.contains(ip))
+                .collect())
         };
         let offline = || -> anyhow::Result<Vec<IpAddr>> {
             let dead = self.dead_hosts()?;
@@ -85,19 +89,32 @@ impl Scheduler {
                     ip: None,
                 })?;
                 let mut by_host: BTreeMap<IpAddr, Vec<u16>> = BTreeMap::new();
-                for row in open.iter().filter(|r| r.proto == Proto::Tcp && self.cfg.scope.allows(r.ip)) {
+                for row in open
+                    .iter()
+                    .filter(|r| r.proto == Proto::Tcp && self.cfg.scope.allows(r.ip))
+                {
                     by_host.entry(row.ip).or_default().push(row.port);
                 }
                 let mut groups: BTreeMap<String, (PortSet, Vec<IpAddr>)> = BTreeMap::new();
                 for (ip, ports) in by_host {
                     let set = PortSet::from_ports(ports);
-                    groups.entry(set.to_string()).or_insert_with(|| (set, Vec::new())).1.push(ip);
+                    groups
+                        .entry(set.to_string())
+                        .or_insert_with(|| (set, Vec::new()))
+                        .1
+                        .push(ip);
                 }
-                groups.into_values().map(|(ports, ips)| spec(ips, ports)).collect()
+                groups
+                    .into_values()
+                    .map(|(ports, ips)| spec(ips, ports))
+                    .collect()
             }
             Task::ServiceDetection | Task::AdminPanels | Task::Adhoc => Vec::new(),
         };
-        Ok(specs.into_iter().filter(|s| !s.targets.is_empty() && !s.ports.is_empty()).collect())
+        Ok(specs
+            .into_iter()
+            .filter(|s| !s.targets.is_empty() && !s.ports.is_empty())
+            .collect())
     }
 
     /// Run every scheduled task until `shutdown` flips. Each task runs once at start,

@@ -26,9 +26,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Run until `shutdown`.
 pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
-        cfg.api_listen = listen
-            .parse()
-            .map_err(|_| InputError(format!("--listen `{listen}`: expected IP:PORT, e.g. 127.0.0.1:8080")))?;
+        cfg.api_listen = listen.parse().map_err(|_| {
+            InputError(format!(
+                "--listen `{listen}`: expected IP:PORT, e.g. 127.0.0.1:8080"
+            ))
+        })?;
     }
     let size = cfg.scope.assets().len();
     if size > cfg.scope.max_targets() && !args.allow_large {
@@ -84,7 +86,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     );
 
     let projector_task = tokio::spawn(projector::run(projector, notify.clone(), stop_rx.clone()));
-    let scheduler_task = tokio::spawn(Scheduler::new(cfg.clone(), ctx, reader_store.clone()).run(stop_rx.clone()));
+    let scheduler_task =
+        tokio::spawn(Scheduler::new(cfg.clone(), ctx, reader_store.clone()).run(stop_rx.clone()));
 
     let app = api::router(ApiState {
         store: reader_store,

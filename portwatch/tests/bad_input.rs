@@ -8,7 +8,10 @@ use support::{stderr, tempdir, write_config, Netns};
 
 fn assert_clean_error(out: &std::process::Output, needle: &str) {
     let err = stderr(out);
-    assert!(!out.status.success(), "expected failure for {needle:?}, got success");
+    assert!(
+        !out.status.success(),
+        "expected failure for {needle:?}, got success"
+    );
     assert_eq!(out.status.code(), Some(2), "exit code for {needle:?}: {err}");
     assert!(!err.contains("panicked"), "panic for {needle:?}: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -37,14 +40,29 @@ fn port_out_of_range() {
 fn target_outside_scope() {
     let ns = Netns::new("bad");
     // Without a config the scope is the loopback demo address only.
-    assert_clean_error(&ns.portwatch(&["scan", "192.0.2.1"]), "`192.0.2.1` is outside the asset scope");
-    assert_clean_error(&ns.portwatch(&["scan", "127.0.0.0/24"]), "outside the asset scope");
+    assert_clean_error(
+        &ns.portwatch(&["scan", "192.0.2.1"]),
+        "`192.0.2.1` is outside the asset scope",
+    );
+    assert_clean_error(
+        &ns.portwatch(&["scan", "127.0.0.0/24"]),
+        "outside the asset scope",
+    );
     // With a config: an asset range, and a target straddling its edge.
     let dir = tempdir();
-    let cfg = write_config(dir.path(), "[[assets]]\ncidr = \"127.0.0.0/28\"\n[scope]\nmax_targets = 4\n");
+    let cfg = write_config(
+        dir.path(),
+        "[[assets]]\ncidr = \"127.0.0.0/28\"\n[scope]\nmax_targets = 4\n",
+    );
     let cfg = cfg.to_str().expect("utf8");
-    assert_clean_error(&ns.portwatch(&["-c", cfg, "scan", "127.0.0.0/27"]), "`127.0.0.0/27` is outside");
-    assert_clean_error(&ns.portwatch(&["-c", cfg, "scan", "127.0.0.0/28"]), "more than the cap of 4");
+    assert_clean_error(
+        &ns.portwatch(&["-c", cfg, "scan", "127.0.0.0/27"]),
+        "`127.0.0.0/27` is outside",
+    );
+    assert_clean_error(
+        &ns.portwatch(&["-c", cfg, "scan", "127.0.0.0/28"]),
+        "more than the cap of 4",
+    );
 }
 
 #[test]
@@ -52,11 +70,23 @@ fn config_errors_name_key_and_value() {
     let ns = Netns::new("bad");
     let dir = tempdir();
     let cases = [
-        ("[[assets]]\ncidr = \"127.0.0.1/32\"\n[schedule]\nfull_portz = \"1h\"\n", "full_portz"),
+        (
+            "[[assets]]\ncidr = \"127.0.0.1/32\"\n[schedule]\nfull_portz = \"1h\"\n",
+            "full_portz",
+        ),
         ("[[assets]]\ncidr = \"127.0.0.1/32\"\nownr = \"x\"\n", "ownr"),
-        ("[[assets]]\ncidr = \"10.0.0.300/24\"\n", "assets[0].cidr = \"10.0.0.300/24\""),
-        ("[[assets]]\ncidr = \"127.0.0.1\"\n[scan]\nhigh_risk_ports = \"22,70000\"\n", "70000"),
-        ("[[assets]]\ncidr = \"127.0.0.1\"\n[schedule]\nliveness = \"soon\"\n", "schedule.liveness = \"soon\""),
+        (
+            "[[assets]]\ncidr = \"10.0.0.300/24\"\n",
+            "assets[0].cidr = \"10.0.0.300/24\"",
+        ),
+        (
+            "[[assets]]\ncidr = \"127.0.0.1\"\n[scan]\nhigh_risk_ports = \"22,70000\"\n",
+            "70000",
+        ),
+        (
+            "[[assets]]\ncidr = \"127.0.0.1\"\n[schedule]\nliveness = \"soon\"\n",
+            "schedule.liveness = \"soon\"",
+        ),
         ("[[assets]]\ncidr = \"127.0.0.1\"\n[scan\n", "line 3"),
     ];
     for (text, needle) in cases {
@@ -73,6 +103,9 @@ fn queries_without_state_say_so() {
     let ns = Netns::new("bad");
     let dir = tempdir();
     let data = dir.path().join("nothing-here");
-    assert_clean_error(&ns.portwatch(&["--data", data.to_str().expect("utf8"), "ports"]), "no state at");
+    assert_clean_error(
+        &ns.portwatch(&["--data", data.to_str().expect("utf8"), "ports"]),
+        "no state at",
+    );
     assert_clean_error(&ns.portwatch(&["ports", "--ip", "not-an-ip"]), "--ip `not-an-ip`");
 }

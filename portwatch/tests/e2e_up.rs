@@ -69,7 +69,12 @@ listen = "{API}"
     wait_for(Duration::from_secs(30), || {
         (host_scans(&ns, "127.0.0.2")? >= 2 && host_scans(&ns, "127.0.0.3")? >= 2).then_some(())
     })
-    .unwrap_or_else(|| panic!("no scans recorded; log:\n{}", std::fs::read_to_string(&log1).unwrap_or_default()));
+    .unwrap_or_else(|| {
+        panic!(
+            "no scans recorded; log:\n{}",
+            std::fs::read_to_string(&log1).unwrap_or_default()
+        )
+    });
 
     // Open a high-risk port (Redis) and an ordinary high port.
     let redis = ns.serve("127.0.0.2:6379");
@@ -93,30 +98,50 @@ listen = "{API}"
     assert!(before_restart.is_none(), "API must be down while stopped");
     let log2 = dir.path().join("up2.log");
     let mut up = Proc(ns.spawn_portwatch(&["up", "--config", cfg], &log2));
-    let after = wait_for(Duration::from_secs(15), || port_row(&ns, "127.0.0.2", 6379, "open"))
-        .expect("state survives restart");
-    assert_eq!(after["episode_id"], episode_id.as_str(), "same episode after restart");
+    let after = wait_for(Duration::from_secs(15), || {
+        port_row(&ns, "127.0.0.2", 6379, "open")
+    })
+    .expect("state survives restart");
+    assert_eq!(
+        after["episode_id"],
+        episode_id.as_str(),
+        "same episode after restart"
+    );
     assert_eq!(after["first_seen"], redis_row["first_seen"]);
 
     // Close both; they must be declared closed after two covering misses.
     drop(redis);
     drop(other);
     let closed_at = Instant::now();
-    let closed = wait_for(4 * cadence, || port_row(&ns, "127.0.0.2", 6379, "closed")).expect("6379 declared closed");
-    assert!(closed_at.elapsed() <= 4 * cadence, "closure took {:?}", closed_at.elapsed());
+    let closed =
+        wait_for(4 * cadence, || port_row(&ns, "127.0.0.2", 6379, "closed")).expect("6379 declared closed");
+    assert!(
+        closed_at.elapsed() <= 4 * cadence,
+        "closure took {:?}",
+        closed_at.elapsed()
+    );
     assert_eq!(closed["misses"], 2);
     wait_for(4 * cadence, || port_row(&ns, "127.0.0.3", 31337, "closed")).expect("31337 declared closed");
 
-    let episodes = ns.get_json(API, "/api/v1/episodes?ip=127.0.0.2").expect("episodes");
+    let episodes = ns
+        .get_json(API, "/api/v1/episodes?ip=127.0.0.2")
+        .expect("episodes");
     let episodes = episodes.as_array().expect("array");
     let ep = episodes.iter().find(|e| e["port"] == 6379).expect("episode");
-    assert_eq!(episodes.iter().filter(|e| e["port"] == 6379).count(), 1, "one episode, not one per run");
+    assert_eq!(
+        episodes.iter().filter(|e| e["port"] == 6379).count(),
+        1,
+        "one episode, not one per run"
+    );
     assert_eq!(ep["id"], episode_id.as_str());
     assert!(ep["opened_at"].is_string());
     assert!(ep["closed_at"].is_string(), "{ep}");
     assert!(ep["last_negative_before_open"].is_string(), "{ep}");
     let mttd = ep["mttd_bound_secs"].as_i64().expect("mttd bound");
-    assert!((0..=2 * CADENCE_SECS as i64 + 1).contains(&mttd), "mttd bound {mttd}s");
+    assert!(
+        (0..=2 * CADENCE_SECS as i64 + 1).contains(&mttd),
+        "mttd bound {mttd}s"
+    );
     assert!(ep["duration_secs"].as_i64().expect("duration") >= 0);
 
     // Nothing counted twice: the served state equals a fresh fold of the whole log.
@@ -124,9 +149,21 @@ listen = "{API}"
     let served = ns.portwatch(&["--config", cfg, "snapshot"]);
     assert!(served.status.success(), "{}", support::stderr(&served));
     let rebuilt_dir = dir.path().join("rebuilt");
-    let rebuild = ns.portwatch(&["--config", cfg, "rebuild", "--to", rebuilt_dir.to_str().expect("utf8")]);
+    let rebuild = ns.portwatch(&[
+        "--config",
+        cfg,
+        "rebuild",
+        "--to",
+        rebuilt_dir.to_str().expect("utf8"),
+    ]);
     assert!(rebuild.status.success(), "{}", support::stderr(&rebuild));
-    let rebuilt = ns.portwatch(&["--config", cfg, "--data", rebuilt_dir.to_str().expect("utf8"), "snapshot"]);
+    let rebuilt = ns.portwatch(&[
+        "--config",
+        cfg,
+        "--data",
+        rebuilt_dir.to_str().expect("utf8"),
+        "snapshot",
+    ]);
     let served: serde_json::Value = serde_json::from_slice(&served.stdout).expect("snapshot json");
     let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json");
     assert_eq!(served, rebuilt, "served state differs from a rebuild of the log");
@@ -136,6 +173,12 @@ listen = "{API}"
         .lines()
         .filter(|l| l.contains("\"kind\":\"host_scan\"") && l.contains("\"ip\":\"127.0.0.2\""))
         .count() as u64;
-    let host = served["hosts"].as_array().expect("hosts").iter().find(|h| h["ip"] == "127.0.0.2").expect("host").clone();
+    let host = served["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["ip"] == "127.0.0.2")
+        .expect("host")
+        .clone();
     assert_eq!(host["scans"].as_u64(), Some(scans_in_log));
 }

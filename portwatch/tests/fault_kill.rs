@@ -78,8 +78,15 @@ listen = "{API}"
         // Wait until this run has appended a good number of new events, then kill it
         // without warning at an arbitrary point of its append/project cycle.
         let target = previous + 150 + round * 37;
-        wait_for(Duration::from_secs(30), || (events_in_log(&ns, cfg, &data) >= target).then_some(()))
-            .unwrap_or_else(|| panic!("run {round} appended too little; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        wait_for(Duration::from_secs(30), || {
+            (events_in_log(&ns, cfg, &data) >= target).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "run {round} appended too little; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
         up.signal(Signal::SIGKILL);
         let _ = up.0.wait();
         previous = events_in_log(&ns, cfg, &data);
@@ -96,7 +103,15 @@ listen = "{API}"
     let mut caught_behind = 0;
     for attempt in 0..5 {
         for _ in 0..(20 + attempt * 10) {
-            let out = ns.portwatch(&["--config", cfg, "scan", "127.0.0.0/26", "--record", "--rate", "100000"]);
+            let out = ns.portwatch(&[
+                "--config",
+                cfg,
+                "scan",
+                "127.0.0.0/26",
+                "--record",
+                "--rate",
+                "100000",
+            ]);
             assert!(out.status.success(), "{}", stderr(&out));
         }
         let log = dir.path().join(format!("backlog{attempt}.log"));
@@ -137,7 +152,10 @@ listen = "{API}"
     let rebuilt = ns.portwatch(&["--config", cfg, "--data", rebuilt_path, "snapshot"]);
     let served: serde_json::Value = serde_json::from_slice(&served.stdout).expect("snapshot json");
     let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json");
-    assert_eq!(served, rebuilt, "state after SIGKILLs differs from a rebuild of the log");
+    assert_eq!(
+        served, rebuilt,
+        "state after SIGKILLs differs from a rebuild of the log"
+    );
 
     // The state is not trivially empty: the open ports and the closed one are there.
     let ports = served["ports"].as_array().expect("ports");
@@ -148,10 +166,17 @@ listen = "{API}"
             .map(|p| p["state"].as_str().unwrap_or_default().to_string())
     };
     assert_eq!(state_of("127.0.0.9", 3306).as_deref(), Some("open"));
-    assert_eq!(state_of("127.0.0.17", 22).as_deref(), None, "22 is not on the high-risk list");
+    assert_eq!(
+        state_of("127.0.0.17", 22).as_deref(),
+        None,
+        "22 is not on the high-risk list"
+    );
     assert_eq!(state_of("127.0.0.5", 6379).as_deref(), Some("closed"));
     // 0.0.0.0:27017 answers on every loopback address of the namespace.
-    let mongo = ports.iter().filter(|p| p["port"] == 27017 && p["state"] == "open").count();
+    let mongo = ports
+        .iter()
+        .filter(|p| p["port"] == 27017 && p["state"] == "open")
+        .count();
     assert_eq!(mongo, 64);
     drop(listeners);
 }

@@ -26,7 +26,9 @@ fn full_range_scan_matches_ss() {
     // Edges, well-known, high-risk, ephemeral-range and random ports; some bound to
     // 127.0.0.1 and some to 0.0.0.0 (both reachable at 127.0.0.1).
     let mut listeners = Vec::new();
-    for port in [1u16, 2, 22, 80, 443, 3306, 6379, 8080, 31337, 40000, 50001, 65534, 65535] {
+    for port in [
+        1u16, 2, 22, 80, 443, 3306, 6379, 8080, 31337, 40000, 50001, 65534, 65535,
+    ] {
         listeners.push(ns.listen(&format!("127.0.0.1:{port}")));
     }
     for port in [9200u16, 27017] {
@@ -37,13 +39,18 @@ fn full_range_scan_matches_ss() {
         listeners.push(ns.listen("127.0.0.1:0"));
     }
     let expected = ss_listening_ports(&ns);
-    assert_eq!(expected.len(), listeners.len(), "ss sees every listener: {expected:?}");
+    assert_eq!(
+        expected.len(),
+        listeners.len(),
+        "ss sees every listener: {expected:?}"
+    );
 
     let out = ns.portwatch(&["scan", "127.0.0.1", "-p", "-", "--json"]);
     assert!(out.status.success(), "scan failed: {}", stderr(&out));
     let mut found = BTreeSet::new();
     for line in stdout(&out).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
         assert_eq!(v["ip"], "127.0.0.1");
         assert_eq!(v["proto"], "tcp");
         assert_eq!(v["state"], "open");
@@ -53,6 +60,9 @@ fn full_range_scan_matches_ss() {
     assert_eq!(found, expected, "scan result differs from ss -ltn");
     assert!(found.contains(&1) && found.contains(&65535));
     let summary = stderr(&out);
-    assert!(summary.contains("65535 port(s)") && summary.contains("0 not probed"), "{summary}");
+    assert!(
+        summary.contains("65535 port(s)") && summary.contains("0 not probed"),
+        "{summary}"
+    );
     drop(listeners);
 }

@@ -199,12 +199,11 @@ impl ConnectScanner {
         // Bursts of at most ~10 ms worth of probes: smooth pacing, not a first-second
         // spike of `rate` connections.
         let burst = NonZeroU32::new((cfg.rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
-        let limiter = Arc::new(RateLimiter::direct(Quota::per_second(cfg.rate).allow_burst(burst)));
+        let limiter = Arc::new(RateLimiter::direct(
+            Quota::per_second(cfg.rate).allow_burst(burst),
+        ));
         let fd_limit = raise_nofile_limit();
-        let max_in_flight = cfg
-            .concurrency
-            .min(fd_limit.saturating_sub(256) as usize)
-            .max(1);
+        let max_in_flight = cfg.concurrency.min(fd_limit.saturating_sub(256) as usize).max(1);
         if max_in_flight < cfg.concurrency {
             tracing::info!(
                 requested = cfg.concurrency,
@@ -528,7 +527,11 @@ fn classify(err: std::io::Error) -> Attempt {
 }
 
 async fn connect_once(addr: SocketAddr, timeout: Duration) -> Attempt {
-    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP)) {
+    let socket = match Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    ) {
         Ok(s) => s,
         Err(e) => return classify(e),
     };
@@ -599,7 +602,11 @@ mod tests {
         Scope::new(vec!["127.0.0.0/8".parse().expect("net")], 1 << 24)
     }
 
-    async fn run(targets: Vec<IpAddr>, ports: &PortSet, cfg: ConnectConfig) -> (Vec<HostResult>, ScanSummary) {
+    async fn run(
+        targets: Vec<IpAddr>,
+        ports: &PortSet,
+        cfg: ConnectConfig,
+    ) -> (Vec<HostResult>, ScanSummary) {
         let scanner = ConnectScanner::new(cfg);
         let (tx, mut rx) = mpsc::channel(64);
         let progress = Arc::new(ScanProgress::default());
@@ -636,7 +643,12 @@ mod tests {
         let pc = c.local_addr().expect("addr").port();
         drop(c);
         let ports = PortSet::from_ports([pa, pb, pc]);
-        let (results, summary) = run(vec!["127.0.0.1".parse().expect("ip")], &ports, ConnectConfig::default()).await;
+        let (results, summary) = run(
+            vec!["127.0.0.1".parse().expect("ip")],
+            &ports,
+            ConnectConfig::default(),
+        )
+        .await;
         assert_eq!(results.len(), 1);
         let r = &results[0];
         let mut expected = vec![pa, pb];
@@ -676,7 +688,9 @@ mod tests {
         // 40 probes at 200/s with a burst of 2 must take about 0.2 s, not ~0.
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let ips: Vec<IpAddr> = (1..=40).map(|i| format!("127.0.{i}.1").parse().expect("ip")).collect();
+        let ips: Vec<IpAddr> = (1..=40)
+            .map(|i| format!("127.0.{i}.1").parse().expect("ip"))
+            .collect();
         let cfg = ConnectConfig {
             rate: NonZeroU32::new(200).expect("nonzero"),
             ..ConnectConfig::default()
@@ -685,6 +699,9 @@ mod tests {
         let (results, _) = run(ips, &PortSet::from_ports([port]), cfg).await;
         let elapsed = t0.elapsed();
         assert_eq!(results.len(), 40);
-        assert!(elapsed >= Duration::from_millis(150), "40 probes at 200/s took {elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(150),
+            "40 probes at 200/s took {elapsed:?}"
+        );
     }
 }

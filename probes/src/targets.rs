@@ -182,11 +182,7 @@ impl Scope {
     /// Check requested targets: every address inside the assets, and no more
     /// addresses than the cap unless `allow_large`. Never expands beyond what was
     /// asked: the result is exactly the requested targets.
-    pub fn check(
-        &self,
-        requested: &[String],
-        allow_large: bool,
-    ) -> Result<TargetSet, TargetError> {
+    pub fn check(&self, requested: &[String], allow_large: bool) -> Result<TargetSet, TargetError> {
         let mut nets = Vec::with_capacity(requested.len());
         for value in requested {
             let net = parse_net(value)?;
@@ -218,7 +214,10 @@ mod tests {
 
     fn scope() -> Scope {
         Scope::new(
-            vec!["127.0.0.0/24".parse().expect("net"), "::1/128".parse().expect("net")],
+            vec![
+                "127.0.0.0/24".parse().expect("net"),
+                "::1/128".parse().expect("net"),
+            ],
             300,
         )
     }
@@ -228,7 +227,17 @@ mod tests {
         let set = TargetSet::parse(&["127.0.0.8/30", "127.0.0.1", "::1", "127.0.0.9"]).expect("parse");
         assert_eq!(set.len(), 6);
         let ips: Vec<String> = set.iter().map(|ip| ip.to_string()).collect();
-        assert_eq!(ips, ["127.0.0.1", "127.0.0.8", "127.0.0.9", "127.0.0.10", "127.0.0.11", "::1"]);
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.1",
+                "127.0.0.8",
+                "127.0.0.9",
+                "127.0.0.10",
+                "127.0.0.11",
+                "::1"
+            ]
+        );
         assert_eq!(set.to_string(), "127.0.0.1,127.0.0.8/30,::1");
     }
 
@@ -239,8 +248,14 @@ mod tests {
             err.to_string(),
             "invalid target `10.0.0.300/24`: `10.0.0.300` is not an IPv4 or IPv6 address"
         );
-        assert!(parse_net("10.0.0.0/33").expect_err("len").to_string().contains("`/33`"));
-        assert!(parse_net("10.0.0.7/24").expect_err("host bits").to_string().contains("10.0.0.0/24"));
+        assert!(parse_net("10.0.0.0/33")
+            .expect_err("len")
+            .to_string()
+            .contains("`/33`"));
+        assert!(parse_net("10.0.0.7/24")
+            .expect_err("host bits")
+            .to_string()
+            .contains("10.0.0.0/24"));
         assert!(parse_net("example.com").is_err());
     }
 
@@ -250,15 +265,27 @@ mod tests {
         assert!(scope.check(&["127.0.0.5".into()], false).is_ok());
         assert!(scope.check(&["127.0.0.128/25".into()], false).is_ok());
         let err = scope.check(&["127.0.1.1".into()], false).expect_err("outside");
-        assert!(err.to_string().starts_with("target `127.0.1.1` is outside the asset scope"), "{err}");
-        let err = scope.check(&["127.0.0.0/23".into()], false).expect_err("straddles");
+        assert!(
+            err.to_string()
+                .starts_with("target `127.0.1.1` is outside the asset scope"),
+            "{err}"
+        );
+        let err = scope
+            .check(&["127.0.0.0/23".into()], false)
+            .expect_err("straddles");
         assert!(matches!(err, TargetError::OutOfScope { .. }));
         let wide = Scope::new(vec!["10.0.0.0/8".parse().expect("net")], 300);
         assert!(matches!(
             wide.check(&["10.0.0.0/16".into()], false),
-            Err(TargetError::TooLarge { count: 65536, cap: 300 })
+            Err(TargetError::TooLarge {
+                count: 65536,
+                cap: 300
+            })
         ));
-        assert_eq!(wide.check(&["10.0.0.0/16".into()], true).expect("allowed").len(), 65536);
+        assert_eq!(
+            wide.check(&["10.0.0.0/16".into()], true).expect("allowed").len(),
+            65536
+        );
         assert!(!scope.allows("8.8.8.8".parse().expect("ip")));
     }
 }

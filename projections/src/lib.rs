@@ -19,8 +19,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use portwatch_events::{
-    Event, EventId, Evidence, HostLiveness, HostScan, Observation, PortDetail, PortSet, Proto,
-    Timestamp,
+    Event, EventId, Evidence, HostLiveness, HostScan, Observation, PortDetail, PortSet, Proto, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 

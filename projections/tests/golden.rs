@@ -10,7 +10,9 @@ use portwatch_events::Event;
 use portwatch_projections::{fold_all, FoldConfig, Snapshot};
 
 fn run_case(name: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = fs::read_to_string(dir.join("events.jsonl")).expect("events.jsonl");
     let events: Vec<Event> = text
         .lines()

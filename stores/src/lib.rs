@@ -145,10 +145,8 @@ impl EmbeddedStore {
         let mut conn = Connection::open(&path).map_err(|e| sqlite(&path, e))?;
         // NORMAL is enough: the store can always be rebuilt from the log, and WAL keeps
         // every committed transaction across a process crash.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
-        )
-        .map_err(|e| sqlite(&path, e))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")
+            .map_err(|e| sqlite(&path, e))?;
         migrate(&path, &mut conn)?;
         Ok(Self {
             path,
@@ -323,8 +321,7 @@ impl EmbeddedStore {
             )
             .map_err(|e| self.err(e))?;
         let ip = filter.ip.map(|ip| ip.to_string());
-        let mut rows: Vec<Episode> =
-            self.decode_rows(&mut stmt, params![filter.open, ip], "episodes")?;
+        let mut rows: Vec<Episode> = self.decode_rows(&mut stmt, params![filter.open, ip], "episodes")?;
         sort_episodes(&mut rows);
         Ok(rows)
     }
@@ -410,7 +407,7 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use portwatch_events::{
-        Event, HostScan, Proto, JobId, Observation, OutcomeCounts, Origin, PortSet, Task,
+        Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task,
     };
 
     fn scan(ip: &str, secs: i64, open: Vec<u16>) -> Event {
@@ -482,7 +479,10 @@ mod tests {
         let mut changes = ChangeSet::default();
         changes.extend(state.apply(&next));
         store.commit("state", 0, 5, cfg, &changes).expect("commit");
-        assert_eq!(store.snapshot().expect("snapshot"), portwatch_projections::fold_all(cfg, &all));
+        assert_eq!(
+            store.snapshot().expect("snapshot"),
+            portwatch_projections::fold_all(cfg, &all)
+        );
     }
 
     #[test]

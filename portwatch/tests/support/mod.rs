@@ -37,7 +37,11 @@ impl Netns {
             nix::unistd::geteuid().is_root(),
             "these tests create network namespaces and must run as root (CI does)"
         );
-        let name = format!("pwt-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "pwt-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Self { name };
         run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
@@ -139,7 +143,10 @@ impl Netns {
 
     /// PIDs of every process inside the namespace.
     pub fn pids(&self) -> Vec<i32> {
-        let out = Command::new("ip").args(["netns", "pids", &self.name]).output().expect("ip netns pids");
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .expect("ip netns pids");
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
@@ -150,7 +157,8 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.pids().is_empty() && Instant::now() < deadline {
@@ -225,7 +233,11 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().expect("run command");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// stderr as text.

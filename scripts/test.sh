@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole portwatch test suite, from a fresh machine: installs what the tests need,
+# runs every check and test, and cleans up after itself (also on failure).
+#
+# Needs root: the integration tests build network namespaces (ip netns) so that every
+# probe stays inside a private loopback that holds only the tests' own listeners.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh must run as root (the tests create network namespaces)" >&2
+    exit 1
+fi
+
+# --- what the tests need ------------------------------------------------------------
+apt_updated=0
+need_pkg() { # need_pkg COMMAND DEBIAN-PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        if [ "$apt_updated" -eq 0 ]; then
+            log "apt-get update"
+            apt-get update -qq
+            apt_updated=1
+        fi
+        log "installing $2 (for $1)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    fi
+}
+need_pkg ip iproute2
+need_pkg ss iproute2
+
+# --- cleanup ---------------------------------------------------------------------------
+# Test namespaces are named pwt-*; a test removes its own even when it fails, but a
+# killed test run cannot, so sweep leftovers before and after.
+sweep_namespaces() {
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^pwt-' || true); do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+trap sweep_namespaces EXIT
+sweep_namespaces
+
+# --- checks and tests -----------------------------------------------------------------
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+if cargo fmt --version >/dev/null 2>&1; then
+    log "cargo fmt --check"
+    cargo fmt --all --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    log "cargo clippy"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+log "cargo test"
+cargo test --workspace --locked
