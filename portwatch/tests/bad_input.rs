@@ -66,6 +66,25 @@ fn target_outside_scope() {
 }
 
 #[test]
+fn up_refuses_assets_over_the_cap_unless_allowed() {
+    let ns = Netns::new("bad");
+    let dir = tempdir();
+    let cfg = write_config(dir.path(), "[[assets]]\ncidr = \"10.0.0.0/8\"\n");
+    let out = ns.portwatch(&[
+        "-c",
+        cfg.to_str().expect("utf8"),
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "up",
+    ]);
+    assert_clean_error(&out, "more than scope.max_targets = 65536");
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "refused before creating anything"
+    );
+}
+
+#[test]
 fn config_errors_name_key_and_value() {
     let ns = Netns::new("bad");
     let dir = tempdir();

@@ -146,26 +146,7 @@ listen = "{API}"
 
     // Nothing counted twice: the served state equals a fresh fold of the whole log.
     assert_eq!(up.stop(), Some(0));
-    let served = ns.portwatch(&["--config", cfg, "snapshot"]);
-    assert!(served.status.success(), "{}", support::stderr(&served));
-    let rebuilt_dir = dir.path().join("rebuilt");
-    let rebuild = ns.portwatch(&[
-        "--config",
-        cfg,
-        "rebuild",
-        "--to",
-        rebuilt_dir.to_str().expect("utf8"),
-    ]);
-    assert!(rebuild.status.success(), "{}", support::stderr(&rebuild));
-    let rebuilt = ns.portwatch(&[
-        "--config",
-        cfg,
-        "--data",
-        rebuilt_dir.to_str().expect("utf8"),
-        "snapshot",
-    ]);
-    let served: serde_json::Value = serde_json::from_slice(&served.stdout).expect("snapshot json");
-    let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json");
+    let (served, rebuilt) = support::served_and_rebuilt(&ns, cfg, &dir.path().join("rebuilt"));
     assert_eq!(served, rebuilt, "served state differs from a rebuild of the log");
     // And the host scan counts match the events in the log one for one.
     let events = ns.portwatch(&["--config", cfg, "events", "--limit", "1000000"]);
@@ -173,6 +154,24 @@ listen = "{API}"
         .lines()
         .filter(|l| l.contains("\"kind\":\"host_scan\"") && l.contains("\"ip\":\"127.0.0.2\""))
         .count() as u64;
+    // The shell queries read the same store.
+    let ports = ns.portwatch(&["--config", cfg, "ports", "--state", "all", "--json"]);
+    assert!(ports.status.success(), "{}", support::stderr(&ports));
+    let rows: Vec<serde_json::Value> = support::stdout(&ports)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "closed"));
+    let table = ns.portwatch(&["--config", cfg, "episodes", "--closed"]);
+    let table = support::stdout(&table);
+    assert!(
+        table.starts_with("IP") && table.contains("6379/tcp") && table.contains("31337/tcp"),
+        "{table}"
+    );
+    let hosts = ns.portwatch(&["--config", cfg, "hosts", "--json"]);
+    assert_eq!(support::stdout(&hosts).lines().count(), 2);
+
     let host = served["hosts"]
         .as_array()
         .expect("hosts")
@@ -181,4 +180,30 @@ listen = "{API}"
         .expect("host")
         .clone();
     assert_eq!(host["scans"].as_u64(), Some(scans_in_log));
+}
+
+#[test]
+fn up_without_config_monitors_the_loopback_demo_and_says_so() {
+    let ns = Netns::new("demo");
+    let dir = tempdir();
+    let log = dir.path().join("demo.log");
+    let data = dir.path().join("data");
+    let _redis = ns.serve("127.0.0.1:6379");
+    let mut up = Proc(ns.spawn_portwatch(&["--data", data.to_str().expect("utf8"), "up"], &log));
+    // The demo's high-risk task runs at start, so Redis on loopback shows up at once.
+    let row = wait_for(Duration::from_secs(20), || {
+        let rows = ns.get_json("127.0.0.1:8080", "/api/v1/ports")?;
+        rows.as_array()?.iter().find(|r| r["port"] == 6379).cloned()
+    })
+    .expect("demo finds 127.0.0.1:6379");
+    assert_eq!(row["ip"], "127.0.0.1");
+    assert_eq!(row["risk"], "high_risk_port");
+    assert_eq!(up.stop(), Some(0));
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("no config file given: monitoring the loopback demo scope"),
+        "{text}"
+    );
+    let schedule_warning = text.contains("not implemented");
+    assert!(!schedule_warning, "demo schedules only implemented tasks: {text}");
 }

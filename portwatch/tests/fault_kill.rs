@@ -143,15 +143,7 @@ listen = "{API}"
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(up.stop(), Some(0));
 
-    let served = ns.portwatch(&["--config", cfg, "snapshot"]);
-    assert!(served.status.success(), "{}", stderr(&served));
-    let rebuilt_dir = dir.path().join("rebuilt");
-    let rebuilt_path = rebuilt_dir.to_str().expect("utf8");
-    let rebuild = ns.portwatch(&["--config", cfg, "rebuild", "--to", rebuilt_path]);
-    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
-    let rebuilt = ns.portwatch(&["--config", cfg, "--data", rebuilt_path, "snapshot"]);
-    let served: serde_json::Value = serde_json::from_slice(&served.stdout).expect("snapshot json");
-    let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json");
+    let (served, rebuilt) = support::served_and_rebuilt(&ns, cfg, &dir.path().join("rebuilt"));
     assert_eq!(
         served, rebuilt,
         "state after SIGKILLs differs from a rebuild of the log"

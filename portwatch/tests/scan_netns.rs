@@ -66,3 +66,48 @@ fn full_range_scan_matches_ss() {
     );
     drop(listeners);
 }
+
+#[test]
+fn cidr_and_ipv6_targets() {
+    let ns = Netns::new("scan6");
+    let dir = support::tempdir();
+    let cfg = support::write_config(
+        dir.path(),
+        "[[assets]]\ncidr = \"127.0.0.0/29\"\n[[assets]]\ncidr = \"::1/128\"\n",
+    );
+    let cfg = cfg.to_str().expect("utf8");
+    let _a = ns.listen("127.0.0.2:8081");
+    let _b = ns.listen("127.0.0.6:8082");
+    let _c = ns.listen("[::1]:8083");
+    let out = ns.portwatch(&[
+        "-c",
+        cfg,
+        "scan",
+        "127.0.0.0/29",
+        "::1",
+        "-p",
+        "8080-8090",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found: BTreeSet<(String, u64)> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (
+                v["ip"].as_str().expect("ip").to_string(),
+                v["port"].as_u64().expect("port"),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, u64)> = [("127.0.0.2", 8081), ("127.0.0.6", 8082), ("::1", 8083)]
+        .iter()
+        .map(|(i, p)| (i.to_string(), *p))
+        .collect();
+    assert_eq!(found, expected);
+    assert!(
+        stderr(&out).contains("scanned 9 host(s) x 11 port(s)"),
+        "{}",
+        stderr(&out)
+    );
+}

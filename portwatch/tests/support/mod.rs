@@ -261,3 +261,19 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// The served state (`portwatch snapshot`) and a fresh fold of the whole log
+/// (`portwatch rebuild` into `scratch`, then its snapshot), as JSON.
+pub fn served_and_rebuilt(ns: &Netns, cfg: &str, scratch: &Path) -> (serde_json::Value, serde_json::Value) {
+    let served = ns.portwatch(&["--config", cfg, "snapshot"]);
+    assert!(served.status.success(), "{}", stderr(&served));
+    let rebuilt_path = scratch.to_str().expect("utf8");
+    let rebuild = ns.portwatch(&["--config", cfg, "rebuild", "--to", rebuilt_path]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    let rebuilt = ns.portwatch(&["--config", cfg, "--data", rebuilt_path, "snapshot"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    (
+        serde_json::from_slice(&served.stdout).expect("snapshot json"),
+        serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json"),
+    )
+}
