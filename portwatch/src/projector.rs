@@ -28,6 +28,9 @@ pub struct Projector {
     store: EmbeddedStore,
     state: State,
     cfg: FoldConfig,
+    /// Set when a commit failed after folding: the in-memory state is then ahead of
+    /// the store and must be reloaded from it before the next step.
+    stale: bool,
 }
 
 impl std::fmt::Debug for Projector {
@@ -67,6 +70,7 @@ impl Projector {
             store,
             state,
             cfg,
+            stale: false,
         };
         projector.publish_gauges();
         tracing::info!(
@@ -78,6 +82,10 @@ impl Projector {
 
     /// Fold the next batch of every partition and commit it. Returns what it did.
     pub fn step(&mut self) -> anyhow::Result<Step> {
+        if self.stale {
+            self.state = self.store.load_state(self.cfg)?;
+            self.stale = false;
+        }
         let mut step = Step::default();
         for partition in 0..self.log.partitions() {
             let from = self.store.next_offset(PROJECTION, partition)?;
@@ -86,12 +94,9 @@ impl Projector {
                 continue;
             };
             let mut changes = ChangeSet::default();
-            // Fold into a copy: if the commit fails, the in-memory state must not run
-            // ahead of the stored offset.
-            let mut next_state = self.state.clone();
             for record in &records {
                 match &record.event {
-                    Ok(event) => changes.extend(next_state.apply(event)),
+                    Ok(event) => changes.extend(self.state.apply(event)),
                     Err(err) => {
                         step.skipped += 1;
                         metrics::counter!("portwatch_projection_skipped_events_total").increment(1);
@@ -99,10 +104,13 @@ impl Projector {
                     }
                 }
             }
-            self.store
+            if let Err(err) = self
+                .store
                 .commit(PROJECTION, partition, last + 1, self.cfg, &changes)
-                .context("committing projected state")?;
-            self.state = next_state;
+            {
+                self.stale = true;
+                return Err(err).context("committing projected state");
+            }
             step.consumed += records.len() as u64;
             metrics::counter!("portwatch_events_projected_total").increment(records.len() as u64);
         }
@@ -206,4 +214,66 @@ pub fn rebuild(cfg: &Config, to: &Path) -> anyhow::Result<()> {
     let folded = projector.catch_up()?;
     tracing::info!(events = folded, to = %target.display(), "rebuilt state from the event log");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use portwatch_events::{
+        Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task,
+    };
+
+    fn scan(ip: &str, open: Vec<u16>) -> Event {
+        let origin = Origin {
+            node: "t".into(),
+            job: JobId::new(),
+            task: Task::FullPorts,
+        };
+        Event::new(
+            &origin,
+            Utc::now(),
+            Observation::HostScan(HostScan {
+                ip: ip.parse().expect("ip"),
+                proto: Proto::Tcp,
+                started_at: Utc::now(),
+                covered: PortSet::parse("1-1000").expect("ports"),
+                counts: OutcomeCounts {
+                    open: open.len() as u32,
+                    ..Default::default()
+                },
+                open,
+            }),
+        )
+    }
+
+    #[test]
+    fn poison_records_are_skipped_and_the_rest_is_folded_and_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Arc::new(EmbeddedLog::open(dir.path().join("events.db")).expect("log"));
+        let good = vec![scan("127.0.0.2", vec![22]), scan("127.0.0.3", vec![80, 443])];
+        log.append(&good[..1]).expect("append");
+        assert!(log
+            .append_raw("poison", "x", "{\"v\":1,\"kind\":\"host_scan\",\"ip\":\"nope\"}")
+            .expect("raw"));
+        log.append(&good[1..]).expect("append");
+        let cfg = FoldConfig::default();
+        let store = EmbeddedStore::open(dir.path().join("state.db")).expect("store");
+        let mut projector = Projector::open(log.clone(), store, cfg).expect("projector");
+        let step = projector.step().expect("step");
+        assert_eq!(
+            step,
+            Step {
+                consumed: 3,
+                skipped: 1,
+                lag: 0
+            }
+        );
+        assert_eq!(projector.step().expect("idle").consumed, 0);
+        let store = EmbeddedStore::open_read_only(dir.path().join("state.db")).expect("reader");
+        assert_eq!(
+            store.snapshot().expect("snapshot"),
+            portwatch_projections::fold_all(cfg, &good)
+        );
+    }
 }
