@@ -146,9 +146,18 @@ pub struct ScanArgs {
     #[arg(long, short = 'p', value_name = "PORTS")]
     pub ports: Option<String>,
 
-    /// Connection attempts per second; overrides [scan] rate.
+    /// Technique: `auto` (SYN when privileged, else connect), `syn`, `connect`;
+    /// overrides [scan] mode.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// Probes per second; overrides [scan] rate.
     #[arg(long, value_name = "N")]
     pub rate: Option<i64>,
+
+    /// SYN mode: most passes over unanswered probes; overrides [scan] tries.
+    #[arg(long, value_name = "N")]
+    pub tries: Option<i64>,
 
     /// Handshake timeout, e.g. `800ms`; overrides [scan] timeout.
     #[arg(long, value_name = "DURATION")]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use portwatch_events::{PortSet, Task};
-use portwatch_probes::{policy, Scope};
+use portwatch_probes::{policy, ConnectConfig, ScanMode, Scanner, Scope, SynConfig, SynError};
 use portwatch_projections::FoldConfig;
 use serde::Deserialize;
 
@@ -24,6 +24,8 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 pub const DEFAULT_RATE: u32 = 10_000;
 /// Highest accepted scan rate.
 pub const MAX_RATE: u32 = 1_000_000;
+/// Default SYN passes.
+pub const DEFAULT_TRIES: u32 = 3;
 /// Default handshake timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Default in-flight cap.
@@ -113,8 +115,12 @@ pub struct RawScope {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScan {
-    /// Connection attempts per second, global. Default: 10000.
+    /// `auto` (SYN when privileged, else connect), `syn` or `connect`. Default: auto.
+    pub mode: Option<String>,
+    /// Probes per second, global. Default: 10000.
     pub rate: Option<i64>,
+    /// SYN mode: most passes over unanswered probes (first try included). Default: 3.
+    pub tries: Option<i64>,
     /// Handshake timeout, human duration. Default: "1500ms".
     pub timeout: Option<String>,
     /// Most attempts in flight. Default: 2048.
@@ -219,8 +225,12 @@ pub struct Asset {
 /// Checked scan settings.
 #[derive(Debug, Clone)]
 pub struct ScanSettings {
-    /// Attempts per second.
+    /// Technique.
+    pub mode: ScanMode,
+    /// Probes per second.
     pub rate: NonZeroU32,
+    /// SYN passes.
+    pub tries: u32,
     /// Handshake timeout.
     pub timeout: Duration,
     /// In-flight cap.
@@ -229,6 +239,32 @@ pub struct ScanSettings {
     pub high_risk_ports: PortSet,
     /// Liveness ports.
     pub liveness_ports: PortSet,
+}
+
+impl ScanSettings {
+    /// Settings of the connect scanner.
+    pub fn connect_config(&self) -> ConnectConfig {
+        ConnectConfig {
+            rate: self.rate,
+            timeout: self.timeout,
+            concurrency: self.concurrency,
+        }
+    }
+
+    /// Settings of the SYN scanner.
+    pub fn syn_config(&self) -> SynConfig {
+        SynConfig {
+            rate: self.rate,
+            per_host_rate: None,
+            wait: self.timeout,
+            max_passes: self.tries,
+        }
+    }
+
+    /// The port scanner these settings ask for.
+    pub fn scanner(&self) -> Result<Scanner, SynError> {
+        Scanner::new(self.mode, self.syn_config(), self.connect_config())
+    }
 }
 
 /// Where the config came from.
@@ -371,13 +407,26 @@ impl RawConfig {
         };
         let scope = Scope::new(assets.iter().map(|a| a.net).collect(), max_targets);
 
+        let mode = match &self.scan.mode {
+            None => ScanMode::Auto,
+            Some(text) => text
+                .parse()
+                .map_err(|e: String| invalid("scan.mode", &format!("{text:?}"), &e))?,
+        };
+        let tries = match self.scan.tries {
+            None => DEFAULT_TRIES,
+            Some(t) if !(1..=10).contains(&t) => {
+                return Err(invalid("scan.tries", &t.to_string(), "must be between 1 and 10"))
+            }
+            Some(t) => t as u32,
+        };
         let rate = match self.scan.rate {
             None => DEFAULT_RATE,
             Some(r) if r < 1 || r > i64::from(MAX_RATE) => {
                 return Err(invalid(
                     "scan.rate",
                     &r.to_string(),
-                    &format!("must be between 1 and {MAX_RATE} connection attempts per second"),
+                    &format!("must be between 1 and {MAX_RATE} probes per second"),
                 ))
             }
             Some(r) => r as u32,
@@ -476,6 +525,8 @@ impl RawConfig {
             assets,
             scope,
             scan: ScanSettings {
+                mode,
+                tries,
                 rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
                 timeout,
                 concurrency,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use portwatch_events::{Event, JobId, Observation, Origin, PortSet, Task, Timestamp};
 use portwatch_ingest::{EventLog, LogError};
-use portwatch_probes::{liveness, ConnectScanner, HostResult, ScanProgress, ScanRequest, Scope};
+use portwatch_probes::{liveness, ConnectScanner, HostResult, ScanProgress, ScanRequest, Scanner, Scope};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
@@ -152,8 +152,10 @@ impl JobBoard {
 pub struct JobContext {
     /// Name of this probe node.
     pub node: String,
-    /// The shared scanner (one rate limit for all jobs).
-    pub scanner: Arc<ConnectScanner>,
+    /// The shared port scanner.
+    pub scanner: Arc<Scanner>,
+    /// The scanner of TCP liveness pings.
+    pub pinger: Arc<ConnectScanner>,
     /// The asset scope.
     pub scope: Arc<Scope>,
     /// Where events go.
@@ -260,7 +262,7 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
 
 async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
     let (tx, mut rx) = mpsc::channel(64);
-    let scanner = ctx.scanner.clone();
+    let scanner = ctx.pinger.clone();
     let scope = ctx.scope.clone();
     let ports = spec.ports.clone();
     let targets = spec.targets.clone();

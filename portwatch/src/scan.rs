@@ -9,13 +9,13 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use portwatch_events::{JobId, Origin, PortSet, Task};
 use portwatch_ingest::{EmbeddedLog, EventLog};
-use portwatch_probes::{ConnectConfig, ConnectScanner, HostResult, ScanProgress, ScanRequest};
+use portwatch_probes::{HostResult, ScanProgress, ScanRequest};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
 use crate::api::risk_of;
 use crate::cli::ScanArgs;
-use crate::config::{parse_duration, Config, MAX_RATE};
+use crate::config::{parse_duration, Config, ScanSettings, MAX_RATE};
 use crate::jobs::Appender;
 use crate::output::json_line;
 use crate::{InputError, Shutdown};
@@ -31,48 +31,54 @@ pub struct Finding {
     pub proto: &'static str,
     /// Always `open`: only open ports are printed.
     pub state: &'static str,
-    /// Handshake round-trip time.
-    pub rtt_ms: f64,
+    /// Handshake round-trip time (connect scans only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
     /// `high_risk_port` or `risk_port`.
     pub risk: &'static str,
 }
 
-fn scanner_config(cfg: &Config, args: &ScanArgs) -> Result<ConnectConfig, InputError> {
-    let rate = match args.rate {
-        None => cfg.scan.rate,
-        Some(r) if r >= 1 && r <= i64::from(MAX_RATE) => NonZeroU32::new(r as u32).unwrap_or(NonZeroU32::MIN),
+/// The config's scan settings with the command line's overrides applied.
+fn settings(cfg: &Config, args: &ScanArgs) -> Result<ScanSettings, InputError> {
+    let mut scan = cfg.scan.clone();
+    if let Some(mode) = &args.mode {
+        scan.mode = mode.parse().map_err(|e| InputError(format!("--mode: {e}")))?;
+    }
+    match args.rate {
+        None => {}
+        Some(r) if r >= 1 && r <= i64::from(MAX_RATE) => {
+            scan.rate = NonZeroU32::new(r as u32).unwrap_or(NonZeroU32::MIN);
+        }
         Some(r) => {
             return Err(InputError(format!(
-                "--rate {r}: must be between 1 and {MAX_RATE} connection attempts per second"
+                "--rate {r}: must be between 1 and {MAX_RATE} probes per second"
             )))
         }
-    };
-    let timeout = match &args.timeout {
-        None => cfg.scan.timeout,
-        Some(text) => {
-            let d = parse_duration(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
-            if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                return Err(InputError(format!(
-                    "--timeout `{text}`: must be between 10ms and 60s"
-                )));
-            }
-            d
+    }
+    match args.tries {
+        None => {}
+        Some(t) if (1..=10).contains(&t) => scan.tries = t as u32,
+        Some(t) => return Err(InputError(format!("--tries {t}: must be between 1 and 10"))),
+    }
+    if let Some(text) = &args.timeout {
+        let d = parse_duration(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
+        if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+            return Err(InputError(format!(
+                "--timeout `{text}`: must be between 10ms and 60s"
+            )));
         }
-    };
-    let concurrency = match args.concurrency {
-        None => cfg.scan.concurrency,
-        Some(c) if (1..=65_536).contains(&c) => c as usize,
+        scan.timeout = d;
+    }
+    match args.concurrency {
+        None => {}
+        Some(c) if (1..=65_536).contains(&c) => scan.concurrency = c as usize,
         Some(c) => {
             return Err(InputError(format!(
                 "--concurrency {c}: must be between 1 and 65536"
             )))
         }
-    };
-    Ok(ConnectConfig {
-        rate,
-        timeout,
-        concurrency,
-    })
+    }
+    Ok(scan)
 }
 
 /// Run the scan and print what it finds.
@@ -82,7 +88,9 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         Some(text) => PortSet::parse(text).map_err(|e| InputError(format!("-p: {e}")))?,
         None => cfg.scan.high_risk_ports.clone(),
     };
-    let scanner = ConnectScanner::new(scanner_config(&cfg, &args)?);
+    let scanner = settings(&cfg, &args)?
+        .scanner()
+        .map_err(|e| InputError(format!("--mode syn: {e}")))?;
     let appender = if args.record {
         let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
         Some(Appender::new(log, Arc::new(Notify::new())))
@@ -155,7 +163,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
                             port: open.port,
                             proto: "tcp",
                             state: "open",
-                            rtt_ms: open.rtt.as_secs_f64() * 1000.0,
+                            rtt_ms: open.rtt.map(|d| d.as_secs_f64() * 1000.0),
                             risk: risk_of(&cfg, open.port),
                         },
                     )?;

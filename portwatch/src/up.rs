@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use portwatch_ingest::{EmbeddedLog, EventLog};
-use portwatch_probes::{ConnectConfig, ConnectScanner};
+use portwatch_probes::ConnectScanner;
 use portwatch_stores::EmbeddedStore;
 use tokio::sync::{watch, Notify};
 
@@ -61,15 +61,14 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let notify = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let scanner = Arc::new(ConnectScanner::new(ConnectConfig {
-        rate: cfg.scan.rate,
-        timeout: cfg.scan.timeout,
-        concurrency: cfg.scan.concurrency,
-    }));
+    let scanner = Arc::new(cfg.scan.scanner().context("scan.mode")?);
+    tracing::info!(mode = ?scanner.mode(), rate = cfg.scan.rate.get(), "port scanner ready");
+    let pinger = Arc::new(ConnectScanner::new(cfg.scan.connect_config()));
     let board = Arc::new(JobBoard::default());
     let ctx = JobContext {
         node: cfg.node.clone(),
         scanner,
+        pinger,
         scope: Arc::new(cfg.scope.clone()),
         appender: Appender::new(log.clone(), notify.clone()),
         board: board.clone(),

@@ -77,8 +77,8 @@ impl Default for ConnectConfig {
 pub struct OpenPort {
     /// The port.
     pub port: u16,
-    /// Handshake round-trip time.
-    pub rtt: Duration,
+    /// Handshake round-trip time, where the technique measures it.
+    pub rtt: Option<Duration>,
 }
 
 /// Everything one scan found about one host.
@@ -98,6 +98,8 @@ pub struct HostResult {
     pub counts: OutcomeCounts,
     /// Per-port outcomes, only with [`ScanRequest::record_outcomes`].
     pub outcomes: Vec<(u16, ProbeOutcome, Option<Duration>)>,
+    /// What the open ports' answers prove (a SYN-ACK, or a full handshake).
+    pub evidence: Evidence,
 }
 
 impl HostResult {
@@ -126,8 +128,8 @@ impl HostResult {
                     ip: self.ip,
                     port: open.port,
                     proto: Proto::Tcp,
-                    evidence: Evidence::Handshake,
-                    rtt_ms: Some(open.rtt.as_secs_f64() * 1000.0),
+                    evidence: self.evidence,
+                    rtt_ms: open.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     service: None,
                     product: None,
                     version: None,
@@ -182,6 +184,9 @@ pub enum ScanError {
     /// The receiver of host results went away.
     #[error("scan result receiver closed")]
     ReceiverClosed,
+    /// The scanner could not set up its sockets or threads.
+    #[error("scanner setup failed: {0}")]
+    Setup(String),
 }
 
 /// The TCP connect scanner.
@@ -448,10 +453,7 @@ impl HostAcc {
         self.remaining -= 1;
         self.counts.add(outcome);
         match outcome {
-            ProbeOutcome::Open => self.open.push(OpenPort {
-                port,
-                rtt: rtt.unwrap_or_default(),
-            }),
+            ProbeOutcome::Open => self.open.push(OpenPort { port, rtt }),
             ProbeOutcome::Error => self.errors.push(port),
             _ => {}
         }
@@ -475,6 +477,7 @@ impl HostAcc {
             open,
             counts: self.counts,
             outcomes,
+            evidence: Evidence::Handshake,
         }
     }
 }

@@ -10,11 +10,15 @@
 pub mod connect;
 pub mod liveness;
 pub mod policy;
+pub mod scanner;
+pub mod syn;
 pub mod targets;
 
 pub use connect::{
     ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanRequest, ScanSummary,
 };
+pub use scanner::{ScanMode, Scanner};
+pub use syn::{SynConfig, SynError, SynScanner};
 pub use targets::{Scope, TargetError, TargetSet};
 
 /// One entry of the probe registry.
@@ -37,6 +41,13 @@ pub const REGISTRY: &[ProbeInfo] = &[
         summary: "full TCP handshake per port; unprivileged; SO_LINGER 0",
         emits: &["host_scan", "port_detail"],
         privileged: false,
+    },
+    ProbeInfo {
+        name: "tcp_syn",
+        summary:
+            "stateless raw SYN scan with keyed-hash cookies and retransmission passes; root or CAP_NET_RAW",
+        emits: &["host_scan", "port_detail"],
+        privileged: true,
     },
     ProbeInfo {
         name: "tcp_connect_ping",

@@ -119,7 +119,7 @@ impl TargetSet {
 
     /// Every address, network and broadcast addresses included (on the internet a
     /// `.0` or `.255` inside a larger allocation is an ordinary host).
-    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + Clone + '_ {
         self.nets.iter().flat_map(|net| match net {
             IpNet::V4(n) => IpAddrRange::V4(Ipv4AddrRange::new(n.network(), n.broadcast())),
             IpNet::V6(n) => IpAddrRange::V6(Ipv6AddrRange::new(n.network(), n.broadcast())),

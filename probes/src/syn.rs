@@ -1,0 +1,596 @@
+//! Stateless TCP SYN scanner over raw sockets (needs root or CAP_NET_RAW).
+//!
+//! In the spirit of zmap and masscan: the sequence number of every probe is a keyed
+//! hash (SipHash with a per-scan random key) of the target address, target port and
+//! our source port, so a reply is matched by checking `ack == cookie + 1` with no
+//! per-probe table, and forged or stray replies are dropped. A separate thread
+//! receives replies on a raw socket while the sender paces probes with `governor`.
+//!
+//! Accuracy first: instead of hoping no reply was lost (masscan's weak spot here:
+//! its capture ring drops SYN-ACKs under load), every probe that got no answer is
+//! sent again in a retransmission pass. Answers that only the retransmission got are
+//! measured loss; when loss shows up, the next pass runs at half the rate. Passes stop
+//! when a retransmission recovers nothing or `max_passes` is reached; what never
+//! answers is filtered.
+//!
+//! The source port is reserved by binding (not listening) a TCP socket to it, so no
+//! other program can use it and the kernel answers our SYN-ACKs with RST, closing the
+//! half-open connections on the targets as a polite scanner must.
+//!
+//! IPv4 only for now; the caller routes IPv6 targets to the connect scanner.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice, TcpHeader, TcpHeaderSlice, TcpOptionElement};
+use governor::{Quota, RateLimiter};
+use portwatch_events::{Evidence, OutcomeCounts, PortSet, ProbeOutcome, Timestamp};
+use rand::seq::SliceRandom;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::mpsc;
+
+use crate::connect::{HostResult, OpenPort, ScanError, ScanRequest, ScanSummary};
+
+/// Tuning of the SYN scanner.
+#[derive(Debug, Clone)]
+pub struct SynConfig {
+    /// Probes per second, across all targets (the first pass; later passes may slow).
+    pub rate: NonZeroU32,
+    /// Most probes per second to any one host.
+    pub per_host_rate: Option<NonZeroU32>,
+    /// How long to wait for replies after each pass.
+    pub wait: Duration,
+    /// Most passes (the first plus retransmissions of unanswered probes).
+    pub max_passes: u32,
+}
+
+impl Default for SynConfig {
+    fn default() -> Self {
+        Self {
+            rate: NonZeroU32::new(50_000).unwrap_or(NonZeroU32::MIN),
+            per_host_rate: None,
+            wait: Duration::from_millis(1000),
+            max_passes: 3,
+        }
+    }
+}
+
+/// Why the SYN scanner cannot run here.
+#[derive(Debug, thiserror::Error)]
+pub enum SynError {
+    /// No root / CAP_NET_RAW.
+    #[error("SYN scanning needs root or CAP_NET_RAW ({0})")]
+    NoPrivilege(std::io::Error),
+    /// Some other socket failure.
+    #[error("cannot set up raw sockets: {0}")]
+    Socket(std::io::Error),
+}
+
+/// A reply the receiver matched to one of our probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) port: u16,
+    pub(crate) open: bool,
+}
+
+/// Keyed hash of (target, port, source port): the probe's sequence number.
+#[derive(Debug, Clone)]
+pub(crate) struct Cookie {
+    key: std::collections::hash_map::RandomState,
+    source_port: u16,
+}
+
+impl Cookie {
+    pub(crate) fn new(source_port: u16) -> Self {
+        Self {
+            key: std::collections::hash_map::RandomState::new(),
+            source_port,
+        }
+    }
+
+    pub(crate) fn seq(&self, ip: Ipv4Addr, port: u16) -> u32 {
+        self.key.hash_one((ip.octets(), port, self.source_port)) as u32
+    }
+
+    /// Match a raw IPv4 packet against our probes.
+    pub(crate) fn check(&self, packet: &[u8]) -> Option<Reply> {
+        let ip = Ipv4HeaderSlice::from_slice(packet).ok()?;
+        if ip.protocol() != IpNumber::TCP {
+            return None;
+        }
+        let tcp = TcpHeaderSlice::from_slice(packet.get(usize::from(ip.ihl()) * 4..)?).ok()?;
+        if tcp.destination_port() != self.source_port {
+            return None;
+        }
+        let src = ip.source_addr();
+        let port = tcp.source_port();
+        if tcp.acknowledgment_number() != self.seq(src, port).wrapping_add(1) {
+            return None;
+        }
+        if tcp.syn() && tcp.ack() {
+            Some(Reply {
+                ip: src,
+                port,
+                open: true,
+            })
+        } else if tcp.rst() {
+            Some(Reply {
+                ip: src,
+                port,
+                open: false,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Build the SYN probe for (src → dst:port) into `buf`; returns its length.
+    pub(crate) fn probe(&self, src: Ipv4Addr, dst: Ipv4Addr, port: u16, buf: &mut Vec<u8>) -> usize {
+        let mut tcp = TcpHeader::new(self.source_port, port, self.seq(dst, port), 64240);
+        tcp.syn = true;
+        // Real stacks send options with a SYN; some firewalls drop option-less ones.
+        let _ = tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(1460)]);
+        tcp.checksum = tcp
+            .calc_checksum_ipv4_raw(src.octets(), dst.octets(), &[])
+            .unwrap_or(0);
+        buf.clear();
+        if let Ok(mut ip) = Ipv4Header::new(
+            tcp.header_len_u16(),
+            64,
+            IpNumber::TCP,
+            src.octets(),
+            dst.octets(),
+        ) {
+            ip.identification = (tcp.sequence_number >> 16) as u16;
+            ip.header_checksum = ip.calc_header_checksum();
+            buf.extend_from_slice(&ip.to_bytes());
+            buf.extend_from_slice(&tcp.to_bytes());
+        }
+        buf.len()
+    }
+}
+
+/// The SYN scanner. Create it once; it holds the sending socket and the reserved
+/// source port.
+#[derive(Debug)]
+pub struct SynScanner {
+    cfg: SynConfig,
+    sender: Socket,
+    source_port: u16,
+    _reservation: Socket,
+}
+
+impl SynScanner {
+    /// Open the raw sending socket and reserve a source port outside the ephemeral
+    /// range. Fails with [`SynError::NoPrivilege`] without root or CAP_NET_RAW.
+    pub fn new(cfg: SynConfig) -> Result<Self, SynError> {
+        let sender = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+            .map_err(privilege_or_socket)?;
+        sender.set_nonblocking(true).map_err(SynError::Socket)?;
+        let (reservation, source_port) = reserve_source_port()?;
+        Ok(Self {
+            cfg,
+            sender,
+            source_port,
+            _reservation: reservation,
+        })
+    }
+
+    /// The reserved source port of every probe.
+    pub fn source_port(&self) -> u16 {
+        self.source_port
+    }
+
+    /// Scan IPv4 `targets` (others are refused with an error outcome) and send each
+    /// host's result to `sink` when its chunk is done.
+    pub async fn scan(
+        &self,
+        targets: impl Iterator<Item = IpAddr>,
+        request: ScanRequest<'_>,
+        sink: mpsc::Sender<HostResult>,
+    ) -> Result<ScanSummary, ScanError> {
+        let started = std::time::Instant::now();
+        let ScanRequest {
+            ports,
+            scope,
+            record_outcomes,
+            progress,
+        } = request;
+        let mut summary = ScanSummary::default();
+        if ports.is_empty() {
+            return Ok(summary);
+        }
+        let cookie = Arc::new(Cookie::new(self.source_port));
+        let mut receiver = Receiver::start(cookie.clone())?;
+        let mut order: Vec<u16> = ports.iter().collect();
+        order.shuffle(&mut rand::rng());
+        let chunk_hosts = (4_000_000 / order.len()).clamp(1, 65_536);
+        let mut rate = self.cfg.rate.get();
+        let mut targets = targets.peekable();
+        while targets.peek().is_some() {
+            let chunk: Vec<IpAddr> = targets.by_ref().take(chunk_hosts).collect();
+            if let Some(&ip) = chunk.iter().find(|ip| !scope.allows(**ip)) {
+                return Err(ScanError::OutOfScope { ip });
+            }
+            progress.planned.fetch_add(
+                chunk.len() as u64 * order.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let mut run = ChunkRun {
+                state: ChunkState::new(&chunk),
+                replies: &mut receiver.replies,
+                progress: &progress,
+                cookie: &cookie,
+            };
+            for pass in 0..self.cfg.max_passes.max(1) {
+                let resend: Vec<(usize, u16)> = if pass == 0 {
+                    Vec::new()
+                } else {
+                    run.state.unanswered(&order)
+                };
+                if pass > 0 && resend.is_empty() {
+                    break;
+                }
+                let per_host_cap = self
+                    .cfg
+                    .per_host_rate
+                    .map_or(u64::MAX, |r| u64::from(r.get()) * run.state.hosts.len() as u64);
+                let pass_rate = u64::from(rate).min(per_host_cap).max(1) as u32;
+                let answered_before = run.state.answered;
+                if pass == 0 {
+                    let n = run.state.hosts.len();
+                    let probes = (0..n * order.len()).map(|i| (i % n, order[i / n]));
+                    self.send_pass(&mut run, probes, pass_rate).await;
+                } else {
+                    self.send_pass(&mut run, resend.iter().copied(), pass_rate).await;
+                }
+                // Let the last replies arrive.
+                let deadline = tokio::time::Instant::now() + self.cfg.wait;
+                while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, run.replies.recv()).await {
+                    run.state.record(reply);
+                }
+                if pass > 0 {
+                    let recovered = run.state.answered - answered_before;
+                    if recovered == 0 {
+                        break;
+                    }
+                    // Answers that only a retransmission got: the first try lost them
+                    // somewhere (our receive path, the network, the target).
+                    let loss = recovered as f64 / run.state.answered.max(1) as f64;
+                    tracing::info!(
+                        pass,
+                        recovered,
+                        resent = resend.len(),
+                        loss = %format!("{:.3}%", loss * 100.0),
+                        rate = pass_rate,
+                        "SYN scan recovered lost replies; slowing down"
+                    );
+                    metrics::counter!("portwatch_probe_syn_recovered_total").increment(recovered);
+                    rate = (pass_rate / 2).max(1);
+                }
+            }
+            let mut state = run.state;
+            for (idx, ip) in chunk.iter().enumerate() {
+                let result = state.finish(idx, *ip, ports, record_outcomes);
+                summary.hosts += 1;
+                summary.probes += order.len() as u64;
+                summary.counts.merge(&result.counts);
+                progress
+                    .hosts_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sink.send(result).await.map_err(|_| ScanError::ReceiverClosed)?;
+            }
+        }
+        drop(receiver); // stops the receive thread
+        summary.elapsed = started.elapsed();
+        metrics::counter!("portwatch_probe_syn_sent_total").increment(summary.probes);
+        Ok(summary)
+    }
+
+    async fn send_pass(&self, run: &mut ChunkRun<'_>, probes: impl Iterator<Item = (usize, u16)>, rate: u32) {
+        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new((rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let mut buf = Vec::with_capacity(64);
+        let mut sent = 0u64;
+        for (host, port) in probes {
+            limiter.until_ready().await;
+            let dst = run.state.hosts[host];
+            let src = run.state.sources[host];
+            let len = run.cookie.probe(src, dst, port, &mut buf);
+            let addr = SocketAddr::V4(SocketAddrV4::new(dst, 0));
+            run.state.mark_started(host);
+            loop {
+                match self.sender.send_to(&buf[..len], &addr.into()) {
+                    Ok(_) => break,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
+                        // The send queue is full: give the NIC (or veth) a moment.
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EHOSTUNREACH | libc::ENETUNREACH)) => {
+                        run.state.unreachable(host, port);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%dst, port, error = %e, "SYN probe could not be sent");
+                        run.state.error(host, port);
+                        break;
+                    }
+                }
+            }
+            sent += 1;
+            if sent.is_multiple_of(256) {
+                run.progress
+                    .sent
+                    .fetch_add(256, std::sync::atomic::Ordering::Relaxed);
+                while let Ok(reply) = run.replies.try_recv() {
+                    run.state.record(reply);
+                }
+            }
+        }
+        run.progress
+            .sent
+            .fetch_add(sent % 256, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn privilege_or_socket(e: std::io::Error) -> SynError {
+    if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+        SynError::NoPrivilege(e)
+    } else {
+        SynError::Socket(e)
+    }
+}
+
+/// Bind (without listening) a TCP socket to a free port above the ephemeral range.
+fn reserve_source_port() -> Result<(Socket, u16), SynError> {
+    let mut candidates: Vec<u16> = (61_000..=65_000).collect();
+    candidates.shuffle(&mut rand::rng());
+    for port in candidates.into_iter().take(200) {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(SynError::Socket)?;
+        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+        if sock.bind(&addr.into()).is_ok() {
+            return Ok((sock, port));
+        }
+    }
+    Err(SynError::Socket(std::io::Error::other(
+        "no free source port in 61000-65000",
+    )))
+}
+
+/// The source address the kernel would use towards `dst` (no packet is sent).
+fn source_for(dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect((dst, 9)).ok()?;
+    match sock.local_addr().ok()?.ip() {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
+struct Receiver {
+    replies: mpsc::UnboundedReceiver<Reply>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn start(cookie: Arc<Cookie>) -> Result<Self, ScanError> {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))
+            .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
+        // A large receive buffer absorbs bursts of replies while the thread is not
+        // scheduled; FORCE lifts the rmem_max cap (we are privileged anyway).
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20));
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("syn-recv".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut sock = &socket;
+                while !flag.load(Ordering::Relaxed) {
+                    match sock.read(&mut buf) {
+                        Ok(n) => {
+                            if let Some(reply) = cookie.check(&buf[..n]) {
+                                if tx.send(reply).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "SYN receiver failed");
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ScanError::Setup(format!("receiver thread: {e}")))?;
+        Ok(Self { replies: rx, stop })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One chunk being scanned: its state and what the passes need around it.
+struct ChunkRun<'a> {
+    state: ChunkState,
+    replies: &'a mut mpsc::UnboundedReceiver<Reply>,
+    progress: &'a crate::connect::ScanProgress,
+    cookie: &'a Cookie,
+}
+
+/// Per-chunk bookkeeping: which probes got an answer, and what it was.
+struct ChunkState {
+    hosts: Vec<Ipv4Addr>,
+    sources: Vec<Ipv4Addr>,
+    index: HashMap<Ipv4Addr, usize>,
+    answered_bits: Vec<Vec<u64>>,
+    open: Vec<Vec<u16>>,
+    closed: Vec<u32>,
+    unreachable: Vec<Vec<u16>>,
+    errors: Vec<Vec<u16>>,
+    started_at: Vec<Option<Timestamp>>,
+    answered: u64,
+}
+
+impl ChunkState {
+    fn new(chunk: &[IpAddr]) -> Self {
+        let hosts: Vec<Ipv4Addr> = chunk
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v4) => *v4,
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            })
+            .collect();
+        let sources = hosts
+            .iter()
+            .map(|h| source_for(*h).unwrap_or(Ipv4Addr::UNSPECIFIED))
+            .collect();
+        let n = hosts.len();
+        Self {
+            index: hosts.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
+            sources,
+            answered_bits: vec![vec![0u64; 1024]; n],
+            open: vec![Vec::new(); n],
+            closed: vec![0; n],
+            unreachable: vec![Vec::new(); n],
+            errors: vec![Vec::new(); n],
+            started_at: vec![None; n],
+            answered: 0,
+            hosts,
+        }
+    }
+
+    fn mark_started(&mut self, host: usize) {
+        if self.started_at[host].is_none() {
+            self.started_at[host] = Some(Utc::now());
+        }
+    }
+
+    fn set_answered(&mut self, host: usize, port: u16) -> bool {
+        let word = &mut self.answered_bits[host][usize::from(port) / 64];
+        let bit = 1u64 << (port % 64);
+        if *word & bit != 0 {
+            return false;
+        }
+        *word |= bit;
+        self.answered += 1;
+        true
+    }
+
+    fn is_answered(&self, host: usize, port: u16) -> bool {
+        self.answered_bits[host][usize::from(port) / 64] & (1u64 << (port % 64)) != 0
+    }
+
+    fn record(&mut self, reply: Reply) {
+        let Some(&host) = self.index.get(&reply.ip) else {
+            return;
+        };
+        if !self.set_answered(host, reply.port) {
+            return; // duplicate (a retransmitted probe answered twice)
+        }
+        if reply.open {
+            self.open[host].push(reply.port);
+        } else {
+            self.closed[host] += 1;
+        }
+    }
+
+    fn unreachable(&mut self, host: usize, port: u16) {
+        if self.set_answered(host, port) {
+            self.unreachable[host].push(port);
+        }
+    }
+
+    fn error(&mut self, host: usize, port: u16) {
+        if self.set_answered(host, port) {
+            self.errors[host].push(port);
+        }
+    }
+
+    fn unanswered(&self, order: &[u16]) -> Vec<(usize, u16)> {
+        let mut out = Vec::new();
+        for &port in order {
+            for host in 0..self.hosts.len() {
+                if !self.is_answered(host, port) {
+                    out.push((host, port));
+                }
+            }
+        }
+        out
+    }
+
+    fn finish(&mut self, host: usize, ip: IpAddr, ports: &PortSet, record_outcomes: bool) -> HostResult {
+        let mut open = std::mem::take(&mut self.open[host]);
+        open.sort_unstable();
+        let errors = std::mem::take(&mut self.errors[host]);
+        let unreachable = std::mem::take(&mut self.unreachable[host]);
+        let total = ports.len();
+        let answered_total =
+            open.len() as u32 + self.closed[host] + unreachable.len() as u32 + errors.len() as u32;
+        let counts = OutcomeCounts {
+            open: open.len() as u32,
+            closed: self.closed[host],
+            filtered: total.saturating_sub(answered_total),
+            unreachable: unreachable.len() as u32,
+            error: errors.len() as u32,
+        };
+        let outcomes = if record_outcomes {
+            let open_set: std::collections::HashSet<u16> = open.iter().copied().collect();
+            ports
+                .iter()
+                .map(|p| {
+                    let outcome = if open_set.contains(&p) {
+                        ProbeOutcome::Open
+                    } else if errors.contains(&p) {
+                        ProbeOutcome::Error
+                    } else if unreachable.contains(&p) {
+                        ProbeOutcome::Unreachable
+                    } else if self.is_answered(host, p) {
+                        ProbeOutcome::Closed
+                    } else {
+                        ProbeOutcome::Filtered
+                    };
+                    (p, outcome, None)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let now = Utc::now();
+        HostResult {
+            ip,
+            started_at: self.started_at[host].unwrap_or(now),
+            finished_at: now,
+            covered: ports.without(&errors),
+            open: open
+                .into_iter()
+                .map(|port| OpenPort { port, rtt: None })
+                .collect(),
+            counts,
+            outcomes,
+            evidence: Evidence::SynAck,
+        }
+    }
+}
