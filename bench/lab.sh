@@ -4,11 +4,14 @@
 #   bench/lab.sh up PREFIX [SEED]    build it; prints its description as JSON on stdout
 #   bench/lab.sh down PREFIX         kill everything in it and delete it
 #
-# Topology: a switch namespace PREFIX-sw with a bridge; every other namespace has one
-# veth into it and an address in 10.77.0.0/24, and nothing else: no default route,
-# so no lab traffic can ever leave the machine. The scanner runs inside PREFIX-scan.
+# Topology: the scanner namespace PREFIX-scan (10.77.255.1/30) reaches the hosts
+# through a router namespace PREFIX-rt; the hosts share a bridge in PREFIX-sw. No
+# namespace has a default route and the router knows only the lab's two networks, so
+# no lab traffic can ever leave the machine. (A router also lets masscan, which sends
+# every packet to one router MAC, scan the lab like a real network.)
 #
-#   10.77.0.1        PREFIX-scan   the scanner
+#   10.77.255.1      PREFIX-scan   the scanner; only route: 10.77.0.0/24 via the router
+#   10.77.255.2 / 10.77.0.254      PREFIX-rt, forwarding between the two
 #   10.77.0.11-14    PREFIX-h1..h4 live hosts with accepting listeners on random ports
 #                                  (h4 drops ICMP echo but serves TCP)
 #   10.77.0.15       PREFIX-hf     firewall drops every packet
@@ -19,7 +22,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 cmd="${1:-}"; P="${2:-}"
 [ -n "$cmd" ] && [ -n "$P" ] || { echo "usage: $0 up|down PREFIX [SEED]" >&2; exit 2; }
 [ "${#P}" -le 8 ] || { echo "PREFIX must be at most 8 characters" >&2; exit 2; }
-NAMES="scan h1 h2 h3 h4 hf hw"
+NAMES="scan rt h1 h2 h3 h4 hf hw"
+HOSTS="h1 h2 h3 h4 hf hw"
 
 down() {
     for n in sw $NAMES; do
@@ -43,18 +47,26 @@ up() {
     ip -n "$P-sw" link add br0 type bridge
     ip -n "$P-sw" link set br0 up
     ip -n "$P-sw" link set lo up
-    local i=0
-    declare -A addr=([scan]=1 [h1]=11 [h2]=12 [h3]=13 [h4]=14 [hf]=15 [hw]=16)
     for n in $NAMES; do
-        ns="$P-$n"
-        ip netns add "$ns"
-        ip link add "v$P$n" type veth peer name eth0 netns "$ns"
-        ip link set "v$P$n" netns "$P-sw"
-        ip -n "$P-sw" link set "v$P$n" master br0 up
-        ip -n "$ns" link set lo up
-        ip -n "$ns" addr add "10.77.0.${addr[$n]}/24" dev eth0
-        ip -n "$ns" link set eth0 up
-        i=$((i + 1))
+        ip netns add "$P-$n"
+        ip -n "$P-$n" link set lo up
+    done
+    # scanner <-> router
+    ip -n "$P-scan" link add eth0 type veth peer name eth-s netns "$P-rt"
+    ip -n "$P-scan" addr add 10.77.255.1/30 dev eth0
+    ip -n "$P-scan" link set eth0 up
+    ip -n "$P-scan" route add 10.77.0.0/24 via 10.77.255.2
+    ip -n "$P-rt" addr add 10.77.255.2/30 dev eth-s
+    ip -n "$P-rt" link set eth-s up
+    ip netns exec "$P-rt" sysctl -qw net.ipv4.ip_forward=1
+    # router and hosts <-> bridge
+    declare -A addr=([rt]=254 [h1]=11 [h2]=12 [h3]=13 [h4]=14 [hf]=15 [hw]=16)
+    for n in rt $HOSTS; do
+        ip -n "$P-sw" link add "v$n" type veth peer name eth0 netns "$P-$n"
+        ip -n "$P-sw" link set "v$n" master br0 up
+        ip -n "$P-$n" addr add "10.77.0.${addr[$n]}/24" dev eth0
+        ip -n "$P-$n" link set eth0 up
+        [ "$n" = rt ] || ip -n "$P-$n" route add 10.77.255.0/30 via 10.77.0.254
     done
     # Ground truth: 25 open ports spread over the four live hosts, drawn from SEED.
     local plan
@@ -119,7 +131,8 @@ hosts = [{"ip": ips[h], "ns": f"{p}-{h}", "kind": "icmp_drop" if h == "h4" else 
 hosts.append({"ip": "10.77.0.15", "ns": f"{p}-hf", "kind": "filtered", "open": []})
 hosts.append({"ip": "10.77.0.16", "ns": f"{p}-hw", "kind": "wildcard", "open": []})
 print(json.dumps({
-    "scanner_ns": f"{p}-scan", "scanner_ip": "10.77.0.1", "cidr": "10.77.0.0/24",
+    "scanner_ns": f"{p}-scan", "scanner_ip": "10.77.255.1", "cidr": "10.77.0.0/24",
+    "router_ns": f"{p}-rt",
     "hosts": hosts, "dead": [f"10.77.0.{i}" for i in range(21, 26)],
 }))
 PY
