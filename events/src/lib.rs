@@ -292,6 +292,19 @@ pub struct HostScan {
     pub open: Vec<u16>,
     /// Outcome counts over all ports that were tried.
     pub counts: OutcomeCounts,
+    /// The host answered "open" on random canary ports nobody asked about: it
+    /// answers on every port (SYN proxy, tarpit, some CDNs). Then `open` is empty,
+    /// `covered` is empty (the scan proves nothing about single ports) and the
+    /// would-be open ports are counted in `unverified`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wildcard: bool,
+    /// Ports that looked open but are not trusted (wildcard host, forged SYN-ACKs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unverified: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How strong the evidence is that a port is really open.
@@ -485,6 +498,8 @@ mod tests {
                     closed: 1023,
                     ..Default::default()
                 },
+                wildcard: false,
+                unverified: 0,
             }),
         );
         let json = ev.to_json();

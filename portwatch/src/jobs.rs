@@ -243,6 +243,7 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
             scope: &scope,
             record_outcomes: false,
             progress: Arc::new(ScanProgress::default()),
+            canaries: true,
         };
         scanner.scan(targets.into_iter(), request, tx).await
     });

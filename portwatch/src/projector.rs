@@ -243,6 +243,8 @@ mod tests {
                     ..Default::default()
                 },
                 open,
+                wildcard: false,
+                unverified: 0,
             }),
         )
     }

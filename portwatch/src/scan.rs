@@ -91,6 +91,10 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     let scanner = settings(&cfg, &args)?
         .scanner()
         .map_err(|e| InputError(format!("--mode syn: {e}")))?;
+    let mode_name = match scanner.mode() {
+        portwatch_probes::ScanMode::Syn => "syn",
+        _ => "connect",
+    };
     let appender = if args.record {
         let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
         Some(Appender::new(log, Arc::new(Notify::new())))
@@ -131,6 +135,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
             scope: &scope,
             record_outcomes: false,
             progress: scan_progress,
+            canaries: true,
         };
         scanner.scan(scan_targets.iter(), request, tx).await
     });
@@ -139,6 +144,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     let mut stdout = std::io::stdout().lock();
     let mut open_total = 0u64;
     let mut hosts = 0u64;
+    let mut wildcards = 0u64;
     tokio::pin!(shutdown);
     loop {
         let result = tokio::select! {
@@ -152,6 +158,14 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         };
         let Some(result) = result else { break };
         hosts += 1;
+        if result.wildcard {
+            wildcards += 1;
+            tracing::warn!(
+                ip = %result.ip,
+                unverified = result.unverified,
+                "host answers on every port (wildcard: SYN proxy, tarpit or similar); none of its ports is reported open"
+            );
+        }
         open_total += result.open.len() as u64;
         bar.suspend(|| -> std::io::Result<()> {
             for open in &result.open {
@@ -185,16 +199,18 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let line = format!(
-        "scanned {} host(s) x {} port(s) in {:.2}s ({:.0} probes/s): {} open, {} closed, {} filtered, {} unreachable, {} not probed{}",
+        "scanned {} host(s) x {} port(s) in {:.2}s ({:.0} probes/s, {}): {} open, {} closed, {} filtered, {} unreachable, {} not probed, {} wildcard host(s){}",
         summary.hosts,
         ports.len(),
         secs,
         summary.probes as f64 / secs.max(1e-9),
+        mode_name,
         summary.counts.open,
         summary.counts.closed,
         summary.counts.filtered,
         summary.counts.unreachable,
         summary.counts.error,
+        wildcards,
         if args.record { format!("; recorded as job {}", origin.job) } else { String::new() },
     );
     // The summary is for the person at the terminal; stdout stays pure findings.

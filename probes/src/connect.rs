@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::canary::Canaries;
 use crate::targets::Scope;
 
 /// Tuning of the connect scanner.
@@ -60,6 +61,10 @@ pub struct ScanRequest<'a> {
     pub record_outcomes: bool,
     /// Live counters to update.
     pub progress: Arc<ScanProgress>,
+    /// Probe random canary ports to detect wildcard hosts (see `canary`). Always on
+    /// in the product; off only where probing ports nobody listed is not allowed
+    /// (unit tests on the machine's own loopback).
+    pub canaries: bool,
 }
 
 impl Default for ConnectConfig {
@@ -100,6 +105,11 @@ pub struct HostResult {
     pub outcomes: Vec<(u16, ProbeOutcome, Option<Duration>)>,
     /// What the open ports' answers prove (a SYN-ACK, or a full handshake).
     pub evidence: Evidence,
+    /// The host answered "open" on every canary port: it answers on any port, so
+    /// none of its ports is reported open and the scan covers nothing.
+    pub wildcard: bool,
+    /// Ports that looked open but are not trusted (wildcard host, forged SYN-ACKs).
+    pub unverified: u32,
 }
 
 impl HostResult {
@@ -118,6 +128,8 @@ impl HostResult {
                 covered: self.covered.clone(),
                 open: self.open.iter().map(|o| o.port).collect(),
                 counts: self.counts,
+                wildcard: self.wildcard,
+                unverified: self.unverified,
             }),
         ));
         for open in &self.open {
@@ -243,13 +255,19 @@ impl ConnectScanner {
             scope,
             record_outcomes,
             progress,
+            canaries,
         } = request;
         let started = Instant::now();
         let mut summary = ScanSummary::default();
         if ports.is_empty() {
             return Ok(summary);
         }
-        let mut order: Vec<u16> = ports.iter().collect();
+        let canaries = Arc::new(if canaries {
+            Canaries::pick(ports)
+        } else {
+            Canaries::none()
+        });
+        let mut order: Vec<u16> = ports.iter().chain(canaries.extra.iter().copied()).collect();
         order.shuffle(&mut rand::rng());
         let order: Arc<[u16]> = order.into();
         // Hosts per chunk: about a million probes per chunk, at most 4096 hosts.
@@ -268,6 +286,7 @@ impl ConnectScanner {
                 order: &order,
                 ports,
                 record_outcomes,
+                canaries: &canaries,
             };
             self.scan_chunk(plan, &progress, &sink, &mut summary).await?;
         }
@@ -298,9 +317,13 @@ impl ConnectScanner {
             order,
             ports,
             record_outcomes,
+            canaries,
         } = plan;
         let total = hosts.len() * order.len();
-        let mut accs: Vec<HostAcc> = hosts.iter().map(|_| HostAcc::new(order.len())).collect();
+        let mut accs: Vec<HostAcc> = hosts
+            .iter()
+            .map(|_| HostAcc::new(order.len(), canaries.clone(), record_outcomes))
+            .collect();
         let mut in_flight: JoinSet<ProbeDone> = JoinSet::new();
         let mut ids: HashMap<tokio::task::Id, (usize, u16)> = HashMap::new();
         let mut next = 0usize;
@@ -359,7 +382,7 @@ impl ConnectScanner {
                         progress.open.fetch_add(1, Ordering::Relaxed);
                     }
                     let acc = &mut accs[host];
-                    acc.record(port, outcome, rtt, record_outcomes);
+                    acc.record(port, outcome, rtt);
                     if acc.remaining == 0 {
                         let result = acc.finish(hosts[host], ports);
                         summary.hosts += 1;
@@ -412,6 +435,7 @@ struct ChunkPlan<'a> {
     order: &'a Arc<[u16]>,
     ports: &'a PortSet,
     record_outcomes: bool,
+    canaries: &'a Arc<Canaries>,
 }
 
 struct ProbeDone {
@@ -424,6 +448,9 @@ struct ProbeDone {
 
 struct HostAcc {
     remaining: usize,
+    canaries: Arc<Canaries>,
+    canary_open: usize,
+    keep_outcomes: bool,
     started_at: Option<Timestamp>,
     open: Vec<OpenPort>,
     errors: Vec<u16>,
@@ -432,9 +459,12 @@ struct HostAcc {
 }
 
 impl HostAcc {
-    fn new(ports: usize) -> Self {
+    fn new(ports: usize, canaries: Arc<Canaries>, keep_outcomes: bool) -> Self {
         Self {
             remaining: ports,
+            canaries,
+            canary_open: 0,
+            keep_outcomes,
             started_at: None,
             open: Vec::new(),
             errors: Vec::new(),
@@ -449,15 +479,21 @@ impl HostAcc {
         }
     }
 
-    fn record(&mut self, port: u16, outcome: ProbeOutcome, rtt: Option<Duration>, keep: bool) {
+    fn record(&mut self, port: u16, outcome: ProbeOutcome, rtt: Option<Duration>) {
         self.remaining -= 1;
+        if outcome == ProbeOutcome::Open && self.canaries.deciding.binary_search(&port).is_ok() {
+            self.canary_open += 1;
+        }
+        if self.canaries.is_extra(port) {
+            return; // a canary nobody asked about: not part of the result
+        }
         self.counts.add(outcome);
         match outcome {
             ProbeOutcome::Open => self.open.push(OpenPort { port, rtt }),
             ProbeOutcome::Error => self.errors.push(port),
             _ => {}
         }
-        if keep {
+        if self.keep_outcomes {
             self.outcomes.push((port, outcome, rtt));
         }
     }
@@ -468,16 +504,30 @@ impl HostAcc {
         open.sort_by_key(|o| o.port);
         let mut outcomes = std::mem::take(&mut self.outcomes);
         outcomes.sort_by_key(|o| o.0);
+        let wildcard = self.canaries.is_wildcard(self.canary_open);
+        let unverified = if wildcard { open.len() as u32 } else { 0 };
+        if wildcard {
+            // Every port "answers": no single answer means anything.
+            open.clear();
+            self.counts.open = 0;
+        }
         HostResult {
             ip,
             started_at: self.started_at.unwrap_or(now),
             finished_at: now,
-            // Ports that could not be probed say nothing about the target.
-            covered: ports.without(&self.errors),
+            // Ports that could not be probed say nothing about the target, and
+            // neither does any port of a wildcard host.
+            covered: if wildcard {
+                PortSet::empty()
+            } else {
+                ports.without(&self.errors)
+            },
             open,
             counts: self.counts,
             outcomes,
             evidence: Evidence::Handshake,
+            wildcard,
+            unverified,
         }
     }
 }
@@ -621,6 +671,7 @@ mod tests {
                 scope: &scope,
                 record_outcomes: true,
                 progress,
+                canaries: false,
             };
             scanner.scan(targets.into_iter(), request, tx).await
         });
@@ -677,6 +728,7 @@ mod tests {
             scope: &scope,
             record_outcomes: false,
             progress: progress.clone(),
+            canaries: false,
         };
         let err = scanner
             .scan(["192.0.2.1".parse().expect("ip")].into_iter(), request, tx)

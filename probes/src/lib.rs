@@ -7,6 +7,7 @@
 //! (open, closed, filtered, unreachable, error) as data, and refuse any address
 //! outside the [`Scope`] they are given.
 
+pub mod canary;
 pub mod connect;
 pub mod liveness;
 pub mod policy;

@@ -54,6 +54,7 @@ pub async fn ping(
         scope,
         record_outcomes: true,
         progress: Arc::new(ScanProgress::default()),
+        canaries: false,
     };
     scanner.scan(targets, request, tx).await?;
     Ok(forward.await.unwrap_or(0))

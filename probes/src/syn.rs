@@ -36,6 +36,7 @@ use rand::seq::SliceRandom;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 
+use crate::canary::Canaries;
 use crate::connect::{HostResult, OpenPort, ScanError, ScanRequest, ScanSummary};
 
 /// Tuning of the SYN scanner.
@@ -79,6 +80,9 @@ pub(crate) struct Reply {
     pub(crate) ip: Ipv4Addr,
     pub(crate) port: u16,
     pub(crate) open: bool,
+    /// A SYN-ACK with window 0 or no TCP options: real stacks never send one, SYN
+    /// floods' "protection" and some tarpits do. Not trusted as open.
+    pub(crate) forged: bool,
 }
 
 /// Keyed hash of (target, port, source port): the probe's sequence number.
@@ -116,16 +120,19 @@ impl Cookie {
             return None;
         }
         if tcp.syn() && tcp.ack() {
+            let forged = tcp.window_size() == 0 || tcp.options().is_empty();
             Some(Reply {
                 ip: src,
                 port,
                 open: true,
+                forged,
             })
         } else if tcp.rst() {
             Some(Reply {
                 ip: src,
                 port,
                 open: false,
+                forged: false,
             })
         } else {
             None
@@ -203,6 +210,7 @@ impl SynScanner {
             scope,
             record_outcomes,
             progress,
+            canaries,
         } = request;
         let mut summary = ScanSummary::default();
         if ports.is_empty() {
@@ -210,7 +218,12 @@ impl SynScanner {
         }
         let cookie = Arc::new(Cookie::new(self.source_port));
         let mut receiver = Receiver::start(cookie.clone())?;
-        let mut order: Vec<u16> = ports.iter().collect();
+        let canaries = Arc::new(if canaries {
+            Canaries::pick(ports)
+        } else {
+            Canaries::none()
+        });
+        let mut order: Vec<u16> = ports.iter().chain(canaries.extra.iter().copied()).collect();
         order.shuffle(&mut rand::rng());
         let chunk_hosts = (4_000_000 / order.len()).clamp(1, 65_536);
         let mut rate = self.cfg.rate.get();
@@ -225,7 +238,7 @@ impl SynScanner {
                 std::sync::atomic::Ordering::Relaxed,
             );
             let mut run = ChunkRun {
-                state: ChunkState::new(&chunk),
+                state: ChunkState::new(&chunk, canaries.clone()),
                 replies: &mut receiver.replies,
                 progress: &progress,
                 cookie: &cookie,
@@ -452,10 +465,13 @@ struct ChunkState {
     errors: Vec<Vec<u16>>,
     started_at: Vec<Option<Timestamp>>,
     answered: u64,
+    canaries: Arc<Canaries>,
+    canary_open: Vec<usize>,
+    forged: Vec<u32>,
 }
 
 impl ChunkState {
-    fn new(chunk: &[IpAddr]) -> Self {
+    fn new(chunk: &[IpAddr], canaries: Arc<Canaries>) -> Self {
         let hosts: Vec<Ipv4Addr> = chunk
             .iter()
             .map(|ip| match ip {
@@ -478,6 +494,9 @@ impl ChunkState {
             errors: vec![Vec::new(); n],
             started_at: vec![None; n],
             answered: 0,
+            canaries,
+            canary_open: vec![0; n],
+            forged: vec![0; n],
             hosts,
         }
     }
@@ -510,7 +529,15 @@ impl ChunkState {
         if !self.set_answered(host, reply.port) {
             return; // duplicate (a retransmitted probe answered twice)
         }
-        if reply.open {
+        if reply.open && self.canaries.deciding.binary_search(&reply.port).is_ok() {
+            self.canary_open[host] += 1;
+        }
+        if self.canaries.is_extra(reply.port) {
+            return; // a canary nobody asked about: not part of the result
+        }
+        if reply.forged {
+            self.forged[host] += 1;
+        } else if reply.open {
             self.open[host].push(reply.port);
         } else {
             self.closed[host] += 1;
@@ -544,11 +571,21 @@ impl ChunkState {
     fn finish(&mut self, host: usize, ip: IpAddr, ports: &PortSet, record_outcomes: bool) -> HostResult {
         let mut open = std::mem::take(&mut self.open[host]);
         open.sort_unstable();
+        let wildcard = self.canaries.is_wildcard(self.canary_open[host]);
+        let forged = self.forged[host];
+        let unverified = forged + if wildcard { open.len() as u32 } else { 0 };
+        if wildcard {
+            // Every port "answers": no single answer means anything.
+            open.clear();
+        }
         let errors = std::mem::take(&mut self.errors[host]);
         let unreachable = std::mem::take(&mut self.unreachable[host]);
         let total = ports.len();
-        let answered_total =
-            open.len() as u32 + self.closed[host] + unreachable.len() as u32 + errors.len() as u32;
+        let answered_total = open.len() as u32
+            + unverified
+            + self.closed[host]
+            + unreachable.len() as u32
+            + errors.len() as u32;
         let counts = OutcomeCounts {
             open: open.len() as u32,
             closed: self.closed[host],
@@ -583,7 +620,13 @@ impl ChunkState {
             ip,
             started_at: self.started_at[host].unwrap_or(now),
             finished_at: now,
-            covered: ports.without(&errors),
+            // Ports that could not be probed say nothing about the target, and
+            // neither does any port of a wildcard host.
+            covered: if wildcard {
+                PortSet::empty()
+            } else {
+                ports.without(&errors)
+            },
             open: open
                 .into_iter()
                 .map(|port| OpenPort { port, rtt: None })
@@ -591,6 +634,144 @@ impl ChunkState {
             counts,
             outcomes,
             evidence: Evidence::SynAck,
+            wildcard,
+            unverified,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply as a target would send it to `probe`, with the given flags and an
+    /// acknowledgement number offset from the correct `seq + 1`.
+    fn reply_to(probe: &[u8], syn: bool, rst: bool, ack_offset: u32) -> Vec<u8> {
+        reply_with(probe, (syn, rst), ack_offset, (1024, true))
+    }
+
+    /// Like `reply_to`, with a chosen window and with or without an MSS option.
+    fn reply_with(
+        probe: &[u8],
+        (syn, rst): (bool, bool),
+        ack_offset: u32,
+        (window, mss): (u16, bool),
+    ) -> Vec<u8> {
+        let ip = Ipv4HeaderSlice::from_slice(probe).expect("ip");
+        let tcp = TcpHeaderSlice::from_slice(&probe[usize::from(ip.ihl()) * 4..]).expect("tcp");
+        let mut reply = TcpHeader::new(tcp.destination_port(), tcp.source_port(), 12345, window);
+        if mss {
+            reply
+                .set_options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+                .expect("options");
+        }
+        reply.syn = syn;
+        reply.rst = rst;
+        reply.ack = true;
+        reply.acknowledgment_number = tcp.sequence_number().wrapping_add(1).wrapping_add(ack_offset);
+        let (src, dst) = (ip.destination(), ip.source());
+        reply.checksum = reply.calc_checksum_ipv4_raw(src, dst, &[]).expect("checksum");
+        let mut header = Ipv4Header::new(reply.header_len_u16(), 64, IpNumber::TCP, src, dst).expect("ip");
+        header.header_checksum = header.calc_header_checksum();
+        let mut out = header.to_bytes().to_vec();
+        out.extend_from_slice(&reply.to_bytes());
+        out
+    }
+
+    fn probe(cookie: &Cookie, port: u16) -> Vec<u8> {
+        let mut buf = Vec::new();
+        cookie.probe(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 9),
+            port,
+            &mut buf,
+        );
+        buf
+    }
+
+    #[test]
+    fn probe_is_a_valid_syn_with_mss_and_checksums() {
+        let cookie = Cookie::new(61_234);
+        let packet = probe(&cookie, 6379);
+        let ip = Ipv4HeaderSlice::from_slice(&packet).expect("ip");
+        assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
+        let tcp = TcpHeaderSlice::from_slice(&packet[20..]).expect("tcp");
+        assert!(tcp.syn() && !tcp.ack() && !tcp.rst());
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (61_234, 6379));
+        assert_eq!(
+            tcp.sequence_number(),
+            cookie.seq(Ipv4Addr::new(10, 0, 0, 9), 6379)
+        );
+        assert_eq!(
+            tcp.to_header()
+                .calc_checksum_ipv4_raw(ip.source(), ip.destination(), &[])
+                .expect("sum"),
+            tcp.checksum()
+        );
+        assert!(tcp.options().len() >= 4, "MSS option present");
+    }
+
+    #[test]
+    fn syn_ack_is_open_and_rst_is_closed() {
+        let cookie = Cookie::new(61_234);
+        let packet = probe(&cookie, 22);
+        let target = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(
+            cookie.check(&reply_to(&packet, true, false, 0)),
+            Some(Reply {
+                ip: target,
+                port: 22,
+                open: true,
+                forged: false
+            })
+        );
+        assert_eq!(
+            cookie.check(&reply_to(&packet, false, true, 0)),
+            Some(Reply {
+                ip: target,
+                port: 22,
+                open: false,
+                forged: false
+            })
+        );
+    }
+
+    #[test]
+    fn syn_acks_no_real_stack_sends_are_flagged_forged() {
+        let cookie = Cookie::new(61_234);
+        let packet = probe(&cookie, 22);
+        let no_options = cookie
+            .check(&reply_with(&packet, (true, false), 0, (1024, false)))
+            .expect("reply");
+        assert!(no_options.open && no_options.forged);
+        let zero_window = cookie
+            .check(&reply_with(&packet, (true, false), 0, (0, true)))
+            .expect("reply");
+        assert!(zero_window.open && zero_window.forged);
+    }
+
+    #[test]
+    fn forged_or_foreign_replies_are_ignored() {
+        let cookie = Cookie::new(61_234);
+        let packet = probe(&cookie, 22);
+        // Wrong acknowledgement number: not an answer to our probe.
+        assert_eq!(cookie.check(&reply_to(&packet, true, false, 1)), None);
+        // Another scanner (other key) probing the same target and port.
+        let other = Cookie::new(61_234);
+        assert_eq!(other.check(&reply_to(&packet, true, false, 0)), None);
+        // Our own outgoing probe seen on the wire.
+        assert_eq!(cookie.check(&packet), None);
+        // Truncated garbage.
+        assert_eq!(cookie.check(&packet[..10]), None);
+        assert_eq!(cookie.check(&[]), None);
+    }
+
+    #[test]
+    fn cookies_differ_per_port_and_target() {
+        let cookie = Cookie::new(61_234);
+        let a = cookie.seq(Ipv4Addr::new(10, 0, 0, 9), 22);
+        assert_ne!(a, cookie.seq(Ipv4Addr::new(10, 0, 0, 9), 23));
+        assert_ne!(a, cookie.seq(Ipv4Addr::new(10, 0, 0, 8), 22));
+        assert_eq!(a, cookie.seq(Ipv4Addr::new(10, 0, 0, 9), 22));
     }
 }

@@ -152,6 +152,9 @@ pub struct HostRow {
     pub scans: u64,
     /// Ports currently open.
     pub open_ports: u32,
+    /// The last port scan found it answering on every port (see `HostScan::wildcard`).
+    #[serde(default)]
+    pub wildcard: bool,
     /// Recent distinct scan coverages, newest last, used to bound MTTD.
     pub coverage: Vec<CoverageMark>,
 }
@@ -302,6 +305,7 @@ impl State {
             last_checked: None,
             scans: 0,
             open_ports: 0,
+            wildcard: false,
             coverage: Vec::new(),
         })
     }
@@ -472,6 +476,7 @@ impl State {
             host.last_alive = Some(max_ts(host.last_alive, ts));
         }
         host.open_ports = open_now;
+        host.wildcard = scan.wildcard;
         if !scan.covered.is_empty() {
             match host
                 .coverage

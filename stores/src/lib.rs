@@ -431,6 +431,8 @@ mod tests {
                     ..Default::default()
                 },
                 open,
+                wildcard: false,
+                unverified: 0,
             }),
         )
     }
