@@ -29,12 +29,15 @@ need_pkg() { # need_pkg COMMAND DEBIAN-PACKAGE
 }
 need_pkg ip iproute2
 need_pkg ss iproute2
+need_pkg nft nftables    # the scanner lab's firewalled and wildcard hosts
+need_pkg python3 python3 # the scanner lab's listeners
 
 # --- cleanup ---------------------------------------------------------------------------
-# Test namespaces are named pwt-*; a test removes its own even when it fails, but a
-# killed test run cannot, so sweep leftovers before and after.
+# Test namespaces are named pwt-* (single namespaces) and l<digits>-* (labs); a test
+# removes its own even when it fails, but a killed test run cannot, so sweep
+# leftovers before and after.
 sweep_namespaces() {
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^pwt-' || true); do
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(pwt-|l[0-9]+-)' || true); do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$ns" 2>/dev/null || true
     done
