@@ -68,6 +68,15 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Scan(ScanArgs),
 
+    /// Check now whether hosts are alive (ICMP echo + TCP SYN pings when privileged,
+    /// TCP connect pings otherwise), and print one verdict per host.
+    ///
+    /// Examples:
+    ///   portwatch ping 127.0.0.1
+    ///   portwatch ping 10.1.0.0/24 --json -c prod.toml
+    #[command(verbatim_doc_comment)]
+    Ping(PingArgs),
+
     /// List known ports from the store (open by default).
     ///
     /// Examples:
@@ -179,6 +188,30 @@ pub struct ScanArgs {
     /// episodes and the API see them.
     #[arg(long)]
     pub record: bool,
+}
+
+/// `ping` flags.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// Addresses or CIDR networks, inside the asset scope.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// TCP ports to ping; overrides [scan] liveness_ports.
+    #[arg(long, short = 'p', value_name = "PORTS")]
+    pub ports: Option<String>,
+
+    /// `auto`, `syn` (ICMP + SYN pings, privileged) or `connect`; overrides [scan] mode.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// JSON lines (one per host, as the `host_liveness` event) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Allow more addresses than [scope] max_targets.
+    #[arg(long)]
+    pub allow_large: bool,
 }
 
 /// Output format flag shared by queries.

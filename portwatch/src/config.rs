@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use portwatch_events::{PortSet, Task};
-use portwatch_probes::{policy, ConnectConfig, ScanMode, Scanner, Scope, SynConfig, SynError};
+use portwatch_probes::{policy, ConnectConfig, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
 use portwatch_projections::FoldConfig;
 use serde::Deserialize;
 
@@ -259,6 +259,11 @@ impl ScanSettings {
             wait: self.timeout,
             max_passes: self.tries,
         }
+    }
+
+    /// The liveness pinger these settings ask for.
+    pub fn pinger(&self) -> Result<Pinger, SynError> {
+        Pinger::new(self.mode, self.syn_config(), self.connect_config())
     }
 
     /// The port scanner these settings ask for.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use portwatch_events::{Event, JobId, Observation, Origin, PortSet, Task, Timestamp};
 use portwatch_ingest::{EventLog, LogError};
-use portwatch_probes::{liveness, ConnectScanner, HostResult, ScanProgress, ScanRequest, Scanner, Scope};
+use portwatch_probes::{HostResult, Pinger, ScanProgress, ScanRequest, Scanner, Scope};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
@@ -154,8 +154,8 @@ pub struct JobContext {
     pub node: String,
     /// The shared port scanner.
     pub scanner: Arc<Scanner>,
-    /// The scanner of TCP liveness pings.
-    pub pinger: Arc<ConnectScanner>,
+    /// The liveness pinger.
+    pub pinger: Arc<Pinger>,
     /// The asset scope.
     pub scope: Arc<Scope>,
     /// Where events go.
@@ -263,14 +263,11 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
 
 async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
     let (tx, mut rx) = mpsc::channel(64);
-    let scanner = ctx.pinger.clone();
+    let pinger = ctx.pinger.clone();
     let scope = ctx.scope.clone();
     let ports = spec.ports.clone();
     let targets = spec.targets.clone();
-    let ping =
-        tokio::spawn(
-            async move { liveness::ping(&scanner, targets.into_iter(), (&ports, &scope), tx).await },
-        );
+    let ping = tokio::spawn(async move { pinger.ping(targets, (&ports, &scope), tx).await });
     let mut hosts = 0u64;
     while let Some(verdict) = rx.recv().await {
         hosts += 1;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod output;
+pub mod ping;
 pub mod projector;
 pub mod query;
 pub mod scan;
@@ -106,6 +107,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(cfg, args, shutdown).await,
         Command::Scan(args) => scan::run(cfg, args, shutdown).await,
+        Command::Ping(args) => ping::run(cfg, args).await,
         Command::Ports(args) => query::ports(&cfg, &args),
         Command::Hosts(args) => query::hosts(&cfg, &args),
         Command::Episodes(args) => query::episodes(&cfg, &args),

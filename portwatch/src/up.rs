@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use portwatch_ingest::{EmbeddedLog, EventLog};
-use portwatch_probes::ConnectScanner;
 use portwatch_stores::EmbeddedStore;
 use tokio::sync::{watch, Notify};
 
@@ -63,7 +62,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
 
     let scanner = Arc::new(cfg.scan.scanner().context("scan.mode")?);
     tracing::info!(mode = ?scanner.mode(), rate = cfg.scan.rate.get(), "port scanner ready");
-    let pinger = Arc::new(ConnectScanner::new(cfg.scan.connect_config()));
+    let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);
     let board = Arc::new(JobBoard::default());
     let ctx = JobContext {
         node: cfg.node.clone(),

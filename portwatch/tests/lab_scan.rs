@@ -205,3 +205,83 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
         );
     }
 }
+
+fn ping(lab: &Lab, mode: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
+    let mut targets = ips(lab.desc["hosts"].as_array().expect("hosts"));
+    targets.extend(
+        lab.desc["dead"]
+            .as_array()
+            .expect("dead")
+            .iter()
+            .map(|d| d.as_str().expect("ip").to_string()),
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            support::bin(),
+            "-c",
+            lab.config.to_str().expect("utf8"),
+            "ping",
+            "--json",
+            "--mode",
+            mode,
+        ])
+        .args(&targets)
+        .output()
+        .expect("portwatch ping");
+    assert!(out.status.success(), "ping failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (v["ip"].as_str().expect("ip").to_string(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn liveness_tells_live_from_dead_in_both_modes() {
+    let lab = Lab::up();
+    for mode in ["syn", "connect"] {
+        let verdicts = ping(&lab, mode);
+        assert_eq!(verdicts.len(), 11, "{mode}: one verdict per target");
+        for host in lab.desc["hosts"].as_array().expect("hosts") {
+            let ip = host["ip"].as_str().expect("ip");
+            let expect_alive = host["kind"] != "filtered";
+            assert_eq!(
+                verdicts[ip]["alive"], expect_alive,
+                "{mode}: {ip} ({}) {}",
+                host["kind"], verdicts[ip]
+            );
+        }
+        for dead in lab.desc["dead"].as_array().expect("dead") {
+            assert_eq!(
+                verdicts[dead.as_str().expect("ip")]["alive"],
+                false,
+                "{mode}: {dead}"
+            );
+        }
+        if mode == "syn" {
+            // The ICMP-dropping host is alive through TCP alone; a normal host
+            // answers the echo too.
+            let probes = |ip: &str| verdicts[ip]["probes"].as_array().expect("probes").clone();
+            let icmp = |ip: &str| {
+                probes(ip)
+                    .into_iter()
+                    .find(|p| p["method"] == "icmp_echo")
+                    .expect("icmp probe")["outcome"]
+                    .clone()
+            };
+            let h4 = lab.hosts("icmp_drop")[0]["ip"].as_str().expect("ip").to_string();
+            let h1 = lab.hosts("live")[0]["ip"].as_str().expect("ip").to_string();
+            assert_eq!(icmp(&h4), "filtered");
+            assert_eq!(icmp(&h1), "open");
+            assert!(probes(&h4)
+                .iter()
+                .any(|p| p["method"] == "tcp_syn" && p["outcome"] == "closed"));
+        }
+    }
+}

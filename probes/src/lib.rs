@@ -9,6 +9,7 @@
 
 pub mod canary;
 pub mod connect;
+pub mod icmp;
 pub mod liveness;
 pub mod policy;
 pub mod scanner;
@@ -18,6 +19,7 @@ pub mod targets;
 pub use connect::{
     ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanRequest, ScanSummary,
 };
+pub use liveness::Pinger;
 pub use scanner::{ScanMode, Scanner};
 pub use syn::{SynConfig, SynError, SynScanner};
 pub use targets::{Scope, TargetError, TargetSet};
@@ -48,6 +50,18 @@ pub const REGISTRY: &[ProbeInfo] = &[
         summary:
             "stateless raw SYN scan with keyed-hash cookies and retransmission passes; root or CAP_NET_RAW",
         emits: &["host_scan", "port_detail"],
+        privileged: true,
+    },
+    ProbeInfo {
+        name: "icmp_echo",
+        summary: "host liveness: ICMP echo request, two tries; root or CAP_NET_RAW",
+        emits: &["host_liveness"],
+        privileged: true,
+    },
+    ProbeInfo {
+        name: "tcp_syn_ping",
+        summary: "host liveness: raw SYNs to a few common ports, alive on SYN-ACK or RST",
+        emits: &["host_liveness"],
         privileged: true,
     },
     ProbeInfo {
