@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn most_specific_asset_wins_and_risk_follows_policy() {
         let cfg = Config::parse(
-            "[[assets]]\ncidr = \"10.0.0.0/8\"\nowner = \"net-team\"\n[[assets]]\ncidr = \"10.1.2.0/24\"\nowner = \"db-team\"\n",
+            "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.0.0.0/8\"\nowner = \"net-team\"\n[[assets]]\ncidr = \"10.1.2.0/24\"\nowner = \"db-team\"\n",
             ConfigSource::Demo,
         )
         .expect("cfg");

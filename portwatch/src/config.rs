@@ -22,8 +22,10 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
 /// Default scan rate, connection attempts per second.
 pub const DEFAULT_RATE: u32 = 10_000;
-/// Highest accepted scan rate.
-pub const MAX_RATE: u32 = 1_000_000;
+/// Highest rate any config may name (absurdly high values are typos).
+pub const MAX_RATE: u32 = 10_000_000;
+/// Default hard cap on the scan rate.
+pub const DEFAULT_MAX_RATE: u32 = 1_000_000;
 /// Default SYN passes.
 pub const DEFAULT_TRIES: u32 = 3;
 /// Default handshake timeout.
@@ -109,6 +111,11 @@ pub struct RawAsset {
 pub struct RawScope {
     /// Most addresses one job may cover. Default: 65536.
     pub max_targets: Option<u64>,
+    /// Networks never to probe, whatever the assets say. Default: none.
+    pub exclude: Option<Vec<String>>,
+    /// Accept assets in reserved ranges (private, loopback, documentation,
+    /// multicast, ...). Default: false.
+    pub allow_reserved: Option<bool>,
 }
 
 /// `[scan]`
@@ -119,6 +126,9 @@ pub struct RawScan {
     pub mode: Option<String>,
     /// Probes per second, global. Default: 10000.
     pub rate: Option<i64>,
+    /// Hard cap on the rate: nothing (config or `--rate`) may exceed it.
+    /// Default: 1000000.
+    pub max_rate: Option<i64>,
     /// SYN mode: most passes over unanswered probes (first try included). Default: 3.
     pub tries: Option<i64>,
     /// Handshake timeout, human duration. Default: "1500ms".
@@ -229,6 +239,8 @@ pub struct ScanSettings {
     pub mode: ScanMode,
     /// Probes per second.
     pub rate: NonZeroU32,
+    /// Hard cap on `rate`.
+    pub max_rate: u32,
     /// SYN passes.
     pub tries: u32,
     /// Handshake timeout.
@@ -392,11 +404,24 @@ impl RawConfig {
                 "at least one [[assets]] entry is needed: portwatch only scans its assets",
             ));
         }
+        let allow_reserved = self.scope.allow_reserved.unwrap_or(false);
         let mut assets = Vec::with_capacity(self.assets.len());
         for (i, raw) in self.assets.into_iter().enumerate() {
             let key = format!("assets[{i}].cidr");
             let net = portwatch_probes::targets::parse_net(&raw.cidr)
                 .map_err(|e| invalid(&key, &format!("{:?}", raw.cidr), &strip_prefix(&e.to_string())))?;
+            if let (false, Some((range, what))) =
+                (allow_reserved, portwatch_probes::reserved::overlapping(&net))
+            {
+                return Err(invalid(
+                    &key,
+                    &format!("{:?}", raw.cidr),
+                    &format!(
+                        "overlaps the reserved range {range} ({what}); portwatch watches internet-facing \
+                         space: set [scope] allow_reserved = true to monitor it anyway"
+                    ),
+                ));
+            }
             assets.push(Asset {
                 net,
                 owner: raw.owner,
@@ -410,7 +435,17 @@ impl RawConfig {
             Some(0) => return Err(invalid("scope.max_targets", "0", "must be at least 1")),
             Some(n) => u128::from(n),
         };
-        let scope = Scope::new(assets.iter().map(|a| a.net).collect(), max_targets);
+        let mut exclude = Vec::new();
+        for (i, text) in self.scope.exclude.unwrap_or_default().iter().enumerate() {
+            exclude.push(portwatch_probes::targets::parse_net(text).map_err(|e| {
+                invalid(
+                    &format!("scope.exclude[{i}]"),
+                    &format!("{text:?}"),
+                    &strip_prefix(&e.to_string()),
+                )
+            })?);
+        }
+        let scope = Scope::new(assets.iter().map(|a| a.net).collect(), max_targets).with_exclusions(exclude);
 
         let mode = match &self.scan.mode {
             None => ScanMode::Auto,
@@ -425,13 +460,24 @@ impl RawConfig {
             }
             Some(t) => t as u32,
         };
-        let rate = match self.scan.rate {
-            None => DEFAULT_RATE,
+        let max_rate = match self.scan.max_rate {
+            None => DEFAULT_MAX_RATE,
             Some(r) if r < 1 || r > i64::from(MAX_RATE) => {
+                return Err(invalid(
+                    "scan.max_rate",
+                    &r.to_string(),
+                    &format!("must be between 1 and {MAX_RATE} probes per second"),
+                ))
+            }
+            Some(r) => r as u32,
+        };
+        let rate = match self.scan.rate {
+            None => DEFAULT_RATE.min(max_rate),
+            Some(r) if r < 1 || r > i64::from(max_rate) => {
                 return Err(invalid(
                     "scan.rate",
                     &r.to_string(),
-                    &format!("must be between 1 and {MAX_RATE} probes per second"),
+                    &format!("must be between 1 and scan.max_rate = {max_rate} probes per second"),
                 ))
             }
             Some(r) => r as u32,
@@ -532,6 +578,7 @@ impl RawConfig {
             scan: ScanSettings {
                 mode,
                 tries,
+                max_rate,
                 rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
                 timeout,
                 concurrency,
@@ -577,7 +624,7 @@ mod tests {
         Config::parse(text, ConfigSource::File("test.toml".into()))
     }
 
-    const MINIMAL: &str = "[[assets]]\ncidr = \"127.0.0.2/32\"\n";
+    const MINIMAL: &str = "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.2/32\"\n";
 
     #[test]
     fn built_in_defaults_parse_and_are_the_documented_values() {
@@ -620,6 +667,18 @@ mod tests {
             (
                 "[[assets]]\ncidr = \"10.0.0.300/24\"\n",
                 "assets[0].cidr = \"10.0.0.300/24\"",
+            ),
+            (
+                "[[assets]]\ncidr = \"10.1.0.0/16\"\n",
+                "overlaps the reserved range 10.0.0.0/8 (private (RFC 1918))",
+            ),
+            (
+                "[[assets]]\ncidr = \"8.8.8.0/24\"\n[scope]\nexclude = [\"x\"]\n",
+                "scope.exclude[0] = \"x\"",
+            ),
+            (
+                "[[assets]]\ncidr = \"8.8.8.0/24\"\n[scan]\nmax_rate = 100\nrate = 200\n",
+                "scan.rate = 200: must be between 1 and scan.max_rate = 100",
             ),
             (
                 &format!("{MINIMAL}[schedule]\nfull_ports = \"10x\"\n"),

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::api::risk_of;
 use crate::cli::ScanArgs;
-use crate::config::{parse_duration, Config, ScanSettings, MAX_RATE};
+use crate::config::{parse_duration, Config, ScanSettings};
 use crate::jobs::Appender;
 use crate::output::json_line;
 use crate::{InputError, Shutdown};
@@ -46,12 +46,13 @@ fn settings(cfg: &Config, args: &ScanArgs) -> Result<ScanSettings, InputError> {
     }
     match args.rate {
         None => {}
-        Some(r) if r >= 1 && r <= i64::from(MAX_RATE) => {
+        Some(r) if r >= 1 && r <= i64::from(scan.max_rate) => {
             scan.rate = NonZeroU32::new(r as u32).unwrap_or(NonZeroU32::MIN);
         }
         Some(r) => {
             return Err(InputError(format!(
-                "--rate {r}: must be between 1 and {MAX_RATE} probes per second"
+                "--rate {r}: must be between 1 and scan.max_rate = {} probes per second",
+                scan.max_rate
             )))
         }
     }

@@ -52,7 +52,7 @@ fn target_outside_scope() {
     let dir = tempdir();
     let cfg = write_config(
         dir.path(),
-        "[[assets]]\ncidr = \"127.0.0.0/28\"\n[scope]\nmax_targets = 4\n",
+        "[[assets]]\ncidr = \"127.0.0.0/28\"\n[scope]\nmax_targets = 4\nallow_reserved = true\n",
     );
     let cfg = cfg.to_str().expect("utf8");
     assert_clean_error(
@@ -69,7 +69,10 @@ fn target_outside_scope() {
 fn up_refuses_assets_over_the_cap_unless_allowed() {
     let ns = Netns::new("bad");
     let dir = tempdir();
-    let cfg = write_config(dir.path(), "[[assets]]\ncidr = \"10.0.0.0/8\"\n");
+    let cfg = write_config(
+        dir.path(),
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.0.0.0/8\"\n",
+    );
     let out = ns.portwatch(&[
         "-c",
         cfg.to_str().expect("utf8"),
@@ -90,23 +93,31 @@ fn config_errors_name_key_and_value() {
     let dir = tempdir();
     let cases = [
         (
-            "[[assets]]\ncidr = \"127.0.0.1/32\"\n[schedule]\nfull_portz = \"1h\"\n",
+            "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.1/32\"\n[schedule]\nfull_portz = \"1h\"\n",
             "full_portz",
         ),
-        ("[[assets]]\ncidr = \"127.0.0.1/32\"\nownr = \"x\"\n", "ownr"),
+        ("[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.1/32\"\nownr = \"x\"\n", "ownr"),
         (
             "[[assets]]\ncidr = \"10.0.0.300/24\"\n",
             "assets[0].cidr = \"10.0.0.300/24\"",
         ),
         (
-            "[[assets]]\ncidr = \"127.0.0.1\"\n[scan]\nhigh_risk_ports = \"22,70000\"\n",
+            "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.1\"\n[scan]\nhigh_risk_ports = \"22,70000\"\n",
             "70000",
         ),
         (
-            "[[assets]]\ncidr = \"127.0.0.1\"\n[schedule]\nliveness = \"soon\"\n",
+            "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.1\"\n[schedule]\nliveness = \"soon\"\n",
             "schedule.liveness = \"soon\"",
         ),
-        ("[[assets]]\ncidr = \"127.0.0.1\"\n[scan\n", "line 3"),
+        ("[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.1\"\n[scan\n", "line 5"),
+        (
+            "[[assets]]\ncidr = \"192.168.0.0/16\"\n",
+            "overlaps the reserved range 192.168.0.0/16 (private (RFC 1918))",
+        ),
+        (
+            "[[assets]]\ncidr = \"8.8.8.0/24\"\n[scan]\nrate = 5000000\n",
+            "scan.rate = 5000000: must be between 1 and scan.max_rate = 1000000",
+        ),
     ];
     for (text, needle) in cases {
         let cfg = write_config(dir.path(), text);

@@ -31,6 +31,9 @@ fn up_detects_opening_and_closing_across_a_restart() {
         dir.path(),
         &format!(
             r#"
+[scope]
+allow_reserved = true
+
 [[assets]]
 cidr = "127.0.0.2/32"
 owner = "db-team@example.com"

@@ -42,6 +42,9 @@ fn sigkill_mid_stream_then_restart_equals_rebuild() {
         dir.path(),
         &format!(
             r#"
+[scope]
+allow_reserved = true
+
 [[assets]]
 cidr = "127.0.0.0/26"
 

@@ -36,7 +36,10 @@ impl Lab {
             .expect("lab.sh");
         let lab = |desc| {
             let dir = support::tempdir();
-            let config = support::write_config(dir.path(), "[[assets]]\ncidr = \"10.77.0.0/24\"\n");
+            let config = support::write_config(
+                dir.path(),
+                "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n",
+            );
             Lab {
                 prefix: prefix.clone(),
                 desc,

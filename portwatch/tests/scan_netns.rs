@@ -73,7 +73,7 @@ fn cidr_and_ipv6_targets() {
     let dir = support::tempdir();
     let cfg = support::write_config(
         dir.path(),
-        "[[assets]]\ncidr = \"127.0.0.0/29\"\n[[assets]]\ncidr = \"::1/128\"\n",
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.0/29\"\n[[assets]]\ncidr = \"::1/128\"\n",
     );
     let cfg = cfg.to_str().expect("utf8");
     let _a = ns.listen("127.0.0.2:8081");

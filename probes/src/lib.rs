@@ -12,6 +12,7 @@ pub mod connect;
 pub mod icmp;
 pub mod liveness;
 pub mod policy;
+pub mod reserved;
 pub mod scanner;
 pub mod syn;
 pub mod targets;

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 
 use ipnet::{IpAddrRange, IpNet, Ipv4AddrRange, Ipv6AddrRange};
 
-/// Targets of one job: addresses and networks, expanded lazily.
+/// Targets of one job: addresses and networks, expanded lazily, minus exclusions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TargetSet {
     nets: Vec<IpNet>,
+    exclude: Vec<IpNet>,
 }
 
 /// A target that could not be parsed or is not allowed; names the value.
@@ -30,6 +31,14 @@ pub enum TargetError {
         value: String,
         /// The scope, for the message.
         scope: String,
+    },
+    /// Inside a range the scope excludes.
+    #[error("target `{value}` is excluded by scope.exclude ({range})")]
+    Excluded {
+        /// The value given.
+        value: String,
+        /// The exclusion that covers it.
+        range: String,
     },
     /// More addresses than the cap allows.
     #[error("targets cover {count} addresses, more than the cap of {cap} (scope.max_targets); pass --allow-large to scan them anyway")]
@@ -94,7 +103,14 @@ impl TargetSet {
     pub fn from_nets(nets: Vec<IpNet>) -> Self {
         Self {
             nets: IpNet::aggregate(&nets),
+            exclude: Vec::new(),
         }
+    }
+
+    /// The same set without the addresses in `exclude`.
+    pub fn excluding(mut self, exclude: &[IpNet]) -> Self {
+        self.exclude = IpNet::aggregate(&exclude.to_vec());
+        self
     }
 
     /// From single addresses.
@@ -107,7 +123,7 @@ impl TargetSet {
         &self.nets
     }
 
-    /// Number of addresses.
+    /// Number of addresses (before exclusions: an upper bound, used for caps).
     pub fn len(&self) -> u128 {
         self.nets.iter().map(net_size).fold(0u128, u128::saturating_add)
     }
@@ -120,15 +136,18 @@ impl TargetSet {
     /// Every address, network and broadcast addresses included (on the internet a
     /// `.0` or `.255` inside a larger allocation is an ordinary host).
     pub fn iter(&self) -> impl Iterator<Item = IpAddr> + Clone + '_ {
-        self.nets.iter().flat_map(|net| match net {
-            IpNet::V4(n) => IpAddrRange::V4(Ipv4AddrRange::new(n.network(), n.broadcast())),
-            IpNet::V6(n) => IpAddrRange::V6(Ipv6AddrRange::new(n.network(), n.broadcast())),
-        })
+        self.nets
+            .iter()
+            .flat_map(|net| match net {
+                IpNet::V4(n) => IpAddrRange::V4(Ipv4AddrRange::new(n.network(), n.broadcast())),
+                IpNet::V6(n) => IpAddrRange::V6(Ipv6AddrRange::new(n.network(), n.broadcast())),
+            })
+            .filter(|ip| !self.exclude.iter().any(|x| x.contains(ip)))
     }
 
     /// Whether an address is in the set.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.nets.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip)) && !self.exclude.iter().any(|x| x.contains(&ip))
     }
 }
 
@@ -152,6 +171,7 @@ impl fmt::Display for TargetSet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     assets: TargetSet,
+    exclude: Vec<IpNet>,
     max_targets: u128,
 }
 
@@ -160,8 +180,17 @@ impl Scope {
     pub fn new(assets: Vec<IpNet>, max_targets: u128) -> Self {
         Self {
             assets: TargetSet::from_nets(assets),
+            exclude: Vec::new(),
             max_targets,
         }
+    }
+
+    /// The same scope with networks that must never be probed, whatever the assets
+    /// say (a partner's range inside ours, a fragile device).
+    pub fn with_exclusions(mut self, exclude: Vec<IpNet>) -> Self {
+        self.assets = self.assets.excluding(&exclude);
+        self.exclude = exclude;
+        self
     }
 
     /// The assets.
@@ -186,6 +215,12 @@ impl Scope {
         let mut nets = Vec::with_capacity(requested.len());
         for value in requested {
             let net = parse_net(value)?;
+            if let Some(range) = self.exclude.iter().find(|x| x.contains(&net)) {
+                return Err(TargetError::Excluded {
+                    value: value.clone(),
+                    range: range.to_string(),
+                });
+            }
             let inside = self.assets.nets.iter().any(|a| a.contains(&net))
                 || (net_size(&net) <= 65_536
                     && TargetSet::from_nets(vec![net]).iter().all(|ip| self.allows(ip)));
@@ -197,7 +232,7 @@ impl Scope {
             }
             nets.push(net);
         }
-        let set = TargetSet::from_nets(nets);
+        let set = TargetSet::from_nets(nets).excluding(&self.exclude);
         if !allow_large && set.len() > self.max_targets {
             return Err(TargetError::TooLarge {
                 count: set.len(),
@@ -287,5 +322,31 @@ mod tests {
             65536
         );
         assert!(!scope.allows("8.8.8.8".parse().expect("ip")));
+    }
+
+    #[test]
+    fn exclusions_are_never_targets() {
+        let scope = scope().with_exclusions(vec!["127.0.0.4/31".parse().expect("net")]);
+        assert!(!scope.allows("127.0.0.5".parse().expect("ip")));
+        assert!(scope.allows("127.0.0.6".parse().expect("ip")));
+        let set = scope.check(&["127.0.0.0/29".into()], false).expect("in scope");
+        let ips: Vec<String> = set.iter().map(|ip| ip.to_string()).collect();
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.0",
+                "127.0.0.1",
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.6",
+                "127.0.0.7"
+            ]
+        );
+        assert!(!scope.assets().iter().any(|ip| ip.to_string() == "127.0.0.4"));
+        let err = scope.check(&["127.0.0.5".into()], false).expect_err("excluded");
+        assert_eq!(
+            err.to_string(),
+            "target `127.0.0.5` is excluded by scope.exclude (127.0.0.4/31)"
+        );
     }
 }
