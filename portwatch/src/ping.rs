@@ -23,7 +23,7 @@ pub async fn run(cfg: Config, args: PingArgs) -> anyhow::Result<()> {
     }
     let pinger = scan
         .pinger()
-        .map_err(|e| InputError(format!("--mode syn: {e}")))?;
+        .map_err(|e| InputError(format!("scan mode syn: {e}")))?;
     let (tx, mut rx) = mpsc::channel::<HostLiveness>(256);
     let scope = cfg.scope.clone();
     let list: Vec<_> = targets.iter().collect();

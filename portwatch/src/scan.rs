@@ -91,7 +91,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     };
     let scanner = settings(&cfg, &args)?
         .scanner()
-        .map_err(|e| InputError(format!("--mode syn: {e}")))?;
+        .map_err(|e| InputError(format!("scan mode syn: {e}")))?;
     let mode_name = match scanner.mode() {
         portwatch_probes::ScanMode::Syn => "syn",
         _ => "connect",

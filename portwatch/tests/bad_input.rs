@@ -139,3 +139,32 @@ fn queries_without_state_say_so() {
     );
     assert_clean_error(&ns.portwatch(&["ports", "--ip", "not-an-ip"]), "--ip `not-an-ip`");
 }
+
+#[test]
+fn syn_mode_without_privileges_is_a_clear_error_and_auto_falls_back() {
+    let ns = Netns::new("priv");
+    let _listener = ns.listen("127.0.0.1:8081");
+    // Drop root: run the real binary as nobody, without CAP_NET_RAW.
+    let as_nobody = |args: &[&str]| {
+        ns.command("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", support::bin()])
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+    let out = as_nobody(&["scan", "127.0.0.1", "-p", "8080-8082", "--mode", "syn"]);
+    assert_clean_error(&out, "SYN scanning needs root or CAP_NET_RAW");
+    let out = as_nobody(&["scan", "127.0.0.1", "-p", "8080-8082", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("using the TCP connect scanner"),
+        "{}",
+        stderr(&out)
+    );
+    let found: Vec<serde_json::Value> = support::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["port"], 8081);
+}
