@@ -10,6 +10,9 @@
 # no lab traffic can ever leave the machine. (A router also lets masscan, which sends
 # every packet to one router MAC, scan the lab like a real network.)
 #
+#   (IPv6 alongside: fd77:ff::1 scanner, fd77:ff::2 / fd77::254 router, fd77::11-16
+#   hosts, fd77::21-25 dead; listeners are dual-stack)
+#
 #   10.77.255.1      PREFIX-scan   the scanner; only route: 10.77.0.0/24 via the router
 #   10.77.255.2 / 10.77.0.254      PREFIX-rt, forwarding between the two
 #   10.77.0.11-14    PREFIX-h1..h4 live hosts with accepting listeners on random ports
@@ -56,17 +59,25 @@ up() {
     ip -n "$P-scan" addr add 10.77.255.1/30 dev eth0
     ip -n "$P-scan" link set eth0 up
     ip -n "$P-scan" route add 10.77.0.0/24 via 10.77.255.2
+    ip -n "$P-scan" addr add fd77:ff::1/64 dev eth0 nodad
+    ip -n "$P-scan" route add fd77::/64 via fd77:ff::2
     ip -n "$P-rt" addr add 10.77.255.2/30 dev eth-s
+    ip -n "$P-rt" addr add fd77:ff::2/64 dev eth-s nodad
     ip -n "$P-rt" link set eth-s up
     ip netns exec "$P-rt" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$P-rt" sysctl -qw net.ipv6.conf.all.forwarding=1
     # router and hosts <-> bridge
     declare -A addr=([rt]=254 [h1]=11 [h2]=12 [h3]=13 [h4]=14 [hf]=15 [hw]=16)
     for n in rt $HOSTS; do
         ip -n "$P-sw" link add "v$n" type veth peer name eth0 netns "$P-$n"
         ip -n "$P-sw" link set "v$n" master br0 up
         ip -n "$P-$n" addr add "10.77.0.${addr[$n]}/24" dev eth0
+        ip -n "$P-$n" addr add "fd77::${addr[$n]}/64" dev eth0 nodad
         ip -n "$P-$n" link set eth0 up
-        [ "$n" = rt ] || ip -n "$P-$n" route add 10.77.255.0/30 via 10.77.0.254
+        if [ "$n" != rt ]; then
+            ip -n "$P-$n" route add 10.77.255.0/30 via 10.77.0.254
+            ip -n "$P-$n" route add fd77:ff::/64 via fd77::254
+        fi
     done
     # Ground truth: 25 open ports spread over the four live hosts, drawn from SEED.
     local plan
@@ -110,6 +121,12 @@ table ip lab {
         tcp dport != 9 redirect to :9
     }
 }
+table ip6 lab6 {
+    chain pre {
+        type nat hook prerouting priority -100;
+        tcp dport != 9 redirect to :9
+    }
+}
 NFT
     # Wait until every listener is up (bounded).
     for _ in $(seq 1 100); do
@@ -127,13 +144,15 @@ NFT
 import json, sys
 p, plan = sys.argv[1], json.loads(sys.argv[2])
 ips = {"h1": "10.77.0.11", "h2": "10.77.0.12", "h3": "10.77.0.13", "h4": "10.77.0.14"}
-hosts = [{"ip": ips[h], "ns": f"{p}-{h}", "kind": "icmp_drop" if h == "h4" else "live", "open": plan[h]} for h in ips]
-hosts.append({"ip": "10.77.0.15", "ns": f"{p}-hf", "kind": "filtered", "open": []})
-hosts.append({"ip": "10.77.0.16", "ns": f"{p}-hw", "kind": "wildcard", "open": []})
+hosts = [{"ip": ips[h], "ip6": "fd77::" + ips[h].split(".")[-1], "ns": f"{p}-{h}",
+          "kind": "icmp_drop" if h == "h4" else "live", "open": plan[h]} for h in ips]
+hosts.append({"ip": "10.77.0.15", "ip6": "fd77::15", "ns": f"{p}-hf", "kind": "filtered", "open": []})
+hosts.append({"ip": "10.77.0.16", "ip6": "fd77::16", "ns": f"{p}-hw", "kind": "wildcard", "open": []})
 print(json.dumps({
     "scanner_ns": f"{p}-scan", "scanner_ip": "10.77.255.1", "cidr": "10.77.0.0/24",
     "router_ns": f"{p}-rt",
     "hosts": hosts, "dead": [f"10.77.0.{i}" for i in range(21, 26)],
+    "dead6": [f"fd77::{i}" for i in range(21, 26)],
 }))
 PY
 }

@@ -38,7 +38,7 @@ impl Lab {
             let dir = support::tempdir();
             let config = support::write_config(
                 dir.path(),
-                "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n",
+                "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[[assets]]\ncidr = \"fd77::/64\"\n",
             );
             Lab {
                 prefix: prefix.clone(),
@@ -287,4 +287,56 @@ fn liveness_tells_live_from_dead_in_both_modes() {
                 .any(|p| p["method"] == "tcp_syn" && p["outcome"] == "closed"));
         }
     }
+}
+
+#[test]
+fn ipv6_targets_are_exact_in_both_modes() {
+    let lab = Lab::up();
+    // The listeners are dual-stack: the same open ports on each host's IPv6 address.
+    let mut expected = BTreeSet::new();
+    for h in lab.desc["hosts"].as_array().expect("hosts") {
+        for p in h["open"].as_array().expect("open") {
+            expected.insert((
+                h["ip6"].as_str().expect("ip6").to_string(),
+                p.as_u64().expect("port"),
+            ));
+        }
+    }
+    let v6 = |kinds: &[&str]| -> Vec<String> {
+        lab.desc["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .filter(|h| kinds.iter().any(|k| h["kind"] == *k))
+            .map(|h| h["ip6"].as_str().expect("ip6").to_string())
+            .collect()
+    };
+    let all = v6(&["live", "icmp_drop", "filtered", "wildcard"]);
+    let mut args: Vec<&str> = all.iter().map(String::as_str).collect();
+    args.extend(["-p", "-", "--mode", "syn", "--rate", "100000", "--timeout", "1s"]);
+    let (found, summary) = lab.scan_with_summary(&args);
+    assert_eq!(
+        found,
+        expected,
+        "syn: missing {:?}, extra {:?}",
+        &expected - &found,
+        &found - &expected
+    );
+    assert!(
+        summary.contains("1 wildcard host(s)") && summary.contains(", syn)"),
+        "{summary}"
+    );
+
+    let answering = v6(&["live", "icmp_drop", "wildcard"]);
+    let mut args: Vec<&str> = answering.iter().map(String::as_str).collect();
+    args.extend(["-p", "-", "--mode", "connect", "--rate", "100000"]);
+    let (found, summary) = lab.scan_with_summary(&args);
+    assert_eq!(
+        found,
+        expected,
+        "connect: missing {:?}, extra {:?}",
+        &expected - &found,
+        &found - &expected
+    );
+    assert!(summary.contains("1 wildcard host(s)"), "{summary}");
 }

@@ -41,7 +41,7 @@ impl std::str::FromStr for ScanMode {
 pub enum Scanner {
     /// TCP connect for everything.
     Connect(ConnectScanner),
-    /// SYN for IPv4; IPv6 targets go to the connect scanner.
+    /// SYN scan (IPv6 too where the host has IPv6 raw sockets, else connect).
     Syn {
         /// The raw-socket scanner.
         syn: SynScanner,
@@ -93,13 +93,14 @@ impl Scanner {
     {
         match self {
             Scanner::Connect(connect) => connect.scan(targets, request, sink).await,
+            Scanner::Syn { syn, .. } if syn.has_ipv6() => syn.scan(targets, request, sink).await,
             Scanner::Syn { syn, connect } => {
                 let v6 = targets.clone().filter(IpAddr::is_ipv6);
                 let mut summary = syn
                     .scan(targets.filter(IpAddr::is_ipv4), request.clone(), sink.clone())
                     .await?;
                 if v6.clone().next().is_some() {
-                    tracing::info!("IPv6 targets use the TCP connect scanner");
+                    tracing::info!("no IPv6 raw sockets here: IPv6 targets use the TCP connect scanner");
                     let more = connect.scan(v6, request, sink).await?;
                     summary.hosts += more.hosts;
                     summary.probes += more.probes;

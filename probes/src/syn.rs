@@ -77,7 +77,7 @@ pub enum SynError {
 /// A reply the receiver matched to one of our probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reply {
-    pub(crate) ip: Ipv4Addr,
+    pub(crate) ip: IpAddr,
     pub(crate) port: u16,
     pub(crate) open: bool,
     /// A SYN-ACK with window 0 or no TCP options: real stacks never send one, SYN
@@ -100,21 +100,32 @@ impl Cookie {
         }
     }
 
-    pub(crate) fn seq(&self, ip: Ipv4Addr, port: u16) -> u32 {
-        self.key.hash_one((ip.octets(), port, self.source_port)) as u32
+    pub(crate) fn seq(&self, ip: impl Into<IpAddr>, port: u16) -> u32 {
+        match ip.into() {
+            IpAddr::V4(v4) => self.key.hash_one((v4.octets(), port, self.source_port)) as u32,
+            IpAddr::V6(v6) => self.key.hash_one((v6.octets(), port, self.source_port)) as u32,
+        }
     }
 
-    /// Match a raw IPv4 packet against our probes.
+    /// Match a raw IPv4 packet (IP header included) against our probes.
     pub(crate) fn check(&self, packet: &[u8]) -> Option<Reply> {
         let ip = Ipv4HeaderSlice::from_slice(packet).ok()?;
         if ip.protocol() != IpNumber::TCP {
             return None;
         }
-        let tcp = TcpHeaderSlice::from_slice(packet.get(usize::from(ip.ihl()) * 4..)?).ok()?;
+        self.check_tcp(
+            IpAddr::V4(ip.source_addr()),
+            packet.get(usize::from(ip.ihl()) * 4..)?,
+        )
+    }
+
+    /// Match a TCP segment from `src` against our probes (IPv6 raw sockets deliver
+    /// the segment alone; the address comes from `recvfrom`).
+    pub(crate) fn check_tcp(&self, src: IpAddr, segment: &[u8]) -> Option<Reply> {
+        let tcp = TcpHeaderSlice::from_slice(segment).ok()?;
         if tcp.destination_port() != self.source_port {
             return None;
         }
-        let src = ip.source_addr();
         let port = tcp.source_port();
         if tcp.acknowledgment_number() != self.seq(src, port).wrapping_add(1) {
             return None;
@@ -139,12 +150,39 @@ impl Cookie {
         }
     }
 
-    /// Build the SYN probe for (src → dst:port) into `buf`; returns its length.
-    pub(crate) fn probe(&self, src: Ipv4Addr, dst: Ipv4Addr, port: u16, buf: &mut Vec<u8>) -> usize {
+    fn syn_header(&self, dst: IpAddr, port: u16) -> TcpHeader {
         let mut tcp = TcpHeader::new(self.source_port, port, self.seq(dst, port), 64240);
         tcp.syn = true;
         // Real stacks send options with a SYN; some firewalls drop option-less ones.
         let _ = tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(1460)]);
+        tcp
+    }
+
+    /// Build the SYN probe for (src → dst:port) into `buf`: a whole IPv4 packet, or
+    /// for IPv6 the TCP segment alone (the kernel adds the IPv6 header, but not the
+    /// TCP checksum, which covers the addresses). Returns its length.
+    pub(crate) fn probe_to(&self, src: IpAddr, dst: IpAddr, port: u16, buf: &mut Vec<u8>) -> usize {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.probe(s, d, port, buf),
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut tcp = self.syn_header(dst, port);
+                tcp.checksum = tcp
+                    .calc_checksum_ipv6_raw(s.octets(), d.octets(), &[])
+                    .unwrap_or(0);
+                buf.clear();
+                buf.extend_from_slice(&tcp.to_bytes());
+                buf.len()
+            }
+            _ => {
+                buf.clear();
+                0
+            }
+        }
+    }
+
+    /// Build the IPv4 SYN probe for (src → dst:port) into `buf`; returns its length.
+    pub(crate) fn probe(&self, src: Ipv4Addr, dst: Ipv4Addr, port: u16, buf: &mut Vec<u8>) -> usize {
+        let mut tcp = self.syn_header(IpAddr::V4(dst), port);
         tcp.checksum = tcp
             .calc_checksum_ipv4_raw(src.octets(), dst.octets(), &[])
             .unwrap_or(0);
@@ -171,6 +209,8 @@ impl Cookie {
 pub struct SynScanner {
     cfg: SynConfig,
     sender: Socket,
+    /// IPv6 sender, when the host has IPv6.
+    sender_v6: Option<Socket>,
     source_port: u16,
     _reservation: Socket,
 }
@@ -182,13 +222,23 @@ impl SynScanner {
         let sender = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
             .map_err(privilege_or_socket)?;
         sender.set_nonblocking(true).map_err(SynError::Socket)?;
+        let sender_v6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::TCP))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|e| tracing::debug!(error = %e, "no IPv6 raw socket; IPv6 targets use connect"))
+            .ok();
         let (reservation, source_port) = reserve_source_port()?;
         Ok(Self {
             cfg,
             sender,
+            sender_v6,
             source_port,
             _reservation: reservation,
         })
+    }
+
+    /// Whether IPv6 targets can be SYN-scanned here.
+    pub fn has_ipv6(&self) -> bool {
+        self.sender_v6.is_some()
     }
 
     /// The reserved source port of every probe.
@@ -196,8 +246,8 @@ impl SynScanner {
         self.source_port
     }
 
-    /// Scan IPv4 `targets` (others are refused with an error outcome) and send each
-    /// host's result to `sink` when its chunk is done.
+    /// Scan `targets` (IPv6 ones only if [`Self::has_ipv6`]) and send each host's
+    /// result to `sink` when its chunk is done.
     pub async fn scan(
         &self,
         targets: impl Iterator<Item = IpAddr>,
@@ -217,7 +267,7 @@ impl SynScanner {
             return Ok(summary);
         }
         let cookie = Arc::new(Cookie::new(self.source_port));
-        let mut receiver = Receiver::start(cookie.clone())?;
+        let mut receiver = Receiver::start(cookie.clone(), self.sender_v6.is_some())?;
         let canaries = Arc::new(if canaries {
             Canaries::pick(ports)
         } else {
@@ -318,11 +368,20 @@ impl SynScanner {
             limiter.until_ready().await;
             let dst = run.state.hosts[host];
             let src = run.state.sources[host];
-            let len = run.cookie.probe(src, dst, port, &mut buf);
-            let addr = SocketAddr::V4(SocketAddrV4::new(dst, 0));
+            let len = run.cookie.probe_to(src, dst, port, &mut buf);
+            // Raw sockets take no port in the address (it would be the protocol).
+            let addr = SocketAddr::new(dst, 0);
+            let socket = match (dst, &self.sender_v6) {
+                (IpAddr::V4(_), _) => &self.sender,
+                (IpAddr::V6(_), Some(v6)) => v6,
+                (IpAddr::V6(_), None) => {
+                    run.state.error(host, port);
+                    continue;
+                }
+            };
             run.state.mark_started(host);
             loop {
-                match self.sender.send_to(&buf[..len], &addr.into()) {
+                match socket.send_to(&buf[..len], &addr.into()) {
                     Ok(_) => break,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
                         // The send queue is full: give the NIC (or veth) a moment.
@@ -363,13 +422,24 @@ fn privilege_or_socket(e: std::io::Error) -> SynError {
     }
 }
 
-/// Bind (without listening) a TCP socket to a free port above the ephemeral range.
+/// Bind (without listening) a TCP socket to a free port above the ephemeral range,
+/// dual-stack where the host has IPv6 so the port is ours in both families.
 fn reserve_source_port() -> Result<(Socket, u16), SynError> {
     let mut candidates: Vec<u16> = (61_000..=65_000).collect();
     candidates.shuffle(&mut rand::rng());
     for port in candidates.into_iter().take(200) {
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(SynError::Socket)?;
-        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+        let dual = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| s.set_only_v6(false).map(|()| s));
+        let (sock, addr) = match dual {
+            Ok(sock) => (
+                sock,
+                SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port),
+            ),
+            Err(_) => (
+                Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(SynError::Socket)?,
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+            ),
+        };
         if sock.bind(&addr.into()).is_ok() {
             return Ok((sock, port));
         }
@@ -380,13 +450,13 @@ fn reserve_source_port() -> Result<(Socket, u16), SynError> {
 }
 
 /// The source address the kernel would use towards `dst` (no packet is sent).
-fn source_for(dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
+fn source_for(dst: IpAddr) -> Option<IpAddr> {
+    let sock = match dst {
+        IpAddr::V4(_) => UdpSocket::bind("0.0.0.0:0").ok()?,
+        IpAddr::V6(_) => UdpSocket::bind("[::]:0").ok()?,
+    };
     sock.connect((dst, 9)).ok()?;
-    match sock.local_addr().ok()?.ip() {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    }
+    Some(sock.local_addr().ok()?.ip())
 }
 
 struct Receiver {
@@ -395,47 +465,80 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(cookie: Arc<Cookie>) -> Result<Self, ScanError> {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))
-            .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
-        // A large receive buffer absorbs bursts of replies while the thread is not
-        // scheduled; FORCE lifts the rmem_max cap (we are privileged anyway).
-        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20));
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
+    /// Start the receive thread(s): one per address family in use.
+    fn start(cookie: Arc<Cookie>, ipv6: bool) -> Result<Self, ScanError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("syn-recv".into())
-            .spawn(move || {
-                let mut buf = [0u8; 2048];
-                let mut sock = &socket;
-                while !flag.load(Ordering::Relaxed) {
-                    match sock.read(&mut buf) {
-                        Ok(n) => {
-                            if let Some(reply) = cookie.check(&buf[..n]) {
-                                if tx.send(reply).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, "SYN receiver failed");
-                            break;
-                        }
+        let families: &[Domain] = if ipv6 {
+            &[Domain::IPV4, Domain::IPV6]
+        } else {
+            &[Domain::IPV4]
+        };
+        for &domain in families {
+            let socket = Socket::new(domain, Type::RAW, Some(Protocol::TCP))
+                .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
+            // A large receive buffer absorbs bursts of replies while the thread is
+            // not scheduled; FORCE lifts the rmem_max cap (we are privileged anyway).
+            let _ =
+                nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20));
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .map_err(|e| ScanError::Setup(format!("raw receive socket: {e}")))?;
+            let (tx, flag, cookie) = (tx.clone(), stop.clone(), cookie.clone());
+            std::thread::Builder::new()
+                .name("syn-recv".into())
+                .spawn(move || receive_loop(&socket, domain == Domain::IPV6, &cookie, (&tx, &flag)))
+                .map_err(|e| ScanError::Setup(format!("receiver thread: {e}")))?;
+        }
+        Ok(Self { replies: rx, stop })
+    }
+}
+
+/// Read replies until `stop`; IPv4 raw sockets deliver whole packets, IPv6 ones
+/// the TCP segment alone, with the sender's address from `recvfrom`.
+fn receive_loop(
+    socket: &Socket,
+    ipv6: bool,
+    cookie: &Cookie,
+    (tx, stop): (&mpsc::UnboundedSender<Reply>, &AtomicBool),
+) {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 2048];
+    let mut sock = socket;
+    while !stop.load(Ordering::Relaxed) {
+        let received = if ipv6 {
+            nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrIn6>(socket.as_raw_fd(), &mut buf)
+                .map(|(n, from)| from.map(|a| (n, IpAddr::V6(a.ip()))))
+                .map_err(std::io::Error::from)
+        } else {
+            sock.read(&mut buf)
+                .map(|n| Some((n, IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+        };
+        match received {
+            Ok(Some((n, from))) => {
+                let reply = if ipv6 {
+                    cookie.check_tcp(from, &buf[..n])
+                } else {
+                    cookie.check(&buf[..n])
+                };
+                if let Some(reply) = reply {
+                    if tx.send(reply).is_err() {
+                        return;
                     }
                 }
-            })
-            .map_err(|e| ScanError::Setup(format!("receiver thread: {e}")))?;
-        Ok(Self { replies: rx, stop })
+            }
+            Ok(None) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!(error = %e, "SYN receiver failed");
+                return;
+            }
+        }
     }
 }
 
@@ -455,9 +558,9 @@ struct ChunkRun<'a> {
 
 /// Per-chunk bookkeeping: which probes got an answer, and what it was.
 struct ChunkState {
-    hosts: Vec<Ipv4Addr>,
-    sources: Vec<Ipv4Addr>,
-    index: HashMap<Ipv4Addr, usize>,
+    hosts: Vec<IpAddr>,
+    sources: Vec<IpAddr>,
+    index: HashMap<IpAddr, usize>,
     answered_bits: Vec<Vec<u64>>,
     open: Vec<Vec<u16>>,
     closed: Vec<u32>,
@@ -472,16 +575,17 @@ struct ChunkState {
 
 impl ChunkState {
     fn new(chunk: &[IpAddr], canaries: Arc<Canaries>) -> Self {
-        let hosts: Vec<Ipv4Addr> = chunk
-            .iter()
-            .map(|ip| match ip {
-                IpAddr::V4(v4) => *v4,
-                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-            })
-            .collect();
+        let hosts: Vec<IpAddr> = chunk.to_vec();
+        // One route lookup per host (no packet is sent); a host with no route gets
+        // the unspecified address and its probes fail to send (not covered).
         let sources = hosts
             .iter()
-            .map(|h| source_for(*h).unwrap_or(Ipv4Addr::UNSPECIFIED))
+            .map(|h| {
+                source_for(*h).unwrap_or(match h {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                })
+            })
             .collect();
         let n = hosts.len();
         Self {
@@ -715,7 +819,7 @@ mod tests {
     fn syn_ack_is_open_and_rst_is_closed() {
         let cookie = Cookie::new(61_234);
         let packet = probe(&cookie, 22);
-        let target = Ipv4Addr::new(10, 0, 0, 9);
+        let target = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
         assert_eq!(
             cookie.check(&reply_to(&packet, true, false, 0)),
             Some(Reply {
@@ -764,6 +868,40 @@ mod tests {
         // Truncated garbage.
         assert_eq!(cookie.check(&packet[..10]), None);
         assert_eq!(cookie.check(&[]), None);
+    }
+
+    #[test]
+    fn ipv6_probe_checksum_and_reply_matching() {
+        let cookie = Cookie::new(61_234);
+        let (src, dst): (IpAddr, IpAddr) =
+            ("fd77:ff::1".parse().expect("ip"), "fd77::11".parse().expect("ip"));
+        let mut buf = Vec::new();
+        let len = cookie.probe_to(src, dst, 443, &mut buf);
+        let tcp = TcpHeaderSlice::from_slice(&buf[..len]).expect("tcp");
+        let (IpAddr::V6(s6), IpAddr::V6(d6)) = (src, dst) else {
+            unreachable!()
+        };
+        assert!(tcp.syn() && tcp.destination_port() == 443);
+        assert_eq!(
+            tcp.to_header()
+                .calc_checksum_ipv6_raw(s6.octets(), d6.octets(), &[])
+                .expect("sum"),
+            tcp.checksum()
+        );
+        // The target's SYN-ACK, as an IPv6 raw socket delivers it: the segment alone.
+        let mut reply = TcpHeader::new(443, 61_234, 99, 65_000);
+        reply.syn = true;
+        reply.ack = true;
+        reply.acknowledgment_number = tcp.sequence_number().wrapping_add(1);
+        reply
+            .set_options(&[TcpOptionElement::MaximumSegmentSize(1440)])
+            .expect("options");
+        let got = cookie.check_tcp(dst, &reply.to_bytes()).expect("ours");
+        assert_eq!((got.ip, got.port, got.open, got.forged), (dst, 443, true, false));
+        // The same segment claimed by another address is not ours.
+        assert!(cookie
+            .check_tcp("fd77::12".parse().expect("ip"), &reply.to_bytes())
+            .is_none());
     }
 
     #[test]
