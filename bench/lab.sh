@@ -4,7 +4,7 @@
 #   bench/lab.sh up PREFIX [SEED]    build it; prints its description as JSON on stdout
 #   bench/lab.sh down PREFIX         kill everything in it and delete it
 #
-# Topology: the scanner namespace PREFIX-scan (10.77.255.1/30) reaches the hosts
+# Topology: the scanner namespace PREFIX-scan (10.77.255.1/29) reaches the hosts
 # through a router namespace PREFIX-rt; the hosts share a bridge in PREFIX-sw. No
 # namespace has a default route and the router knows only the lab's two networks, so
 # no lab traffic can ever leave the machine. (A router also lets masscan, which sends
@@ -13,7 +13,7 @@
 #   (IPv6 alongside: fd77:ff::1 scanner, fd77:ff::2 / fd77::254 router, fd77::11-16
 #   hosts, fd77::21-25 dead; listeners are dual-stack)
 #
-#   10.77.255.1      PREFIX-scan   the scanner; only route: 10.77.0.0/24 via the router
+#   10.77.255.1, .5  PREFIX-scan   the scanner; only route: 10.77.0.0/24 via the router
 #   10.77.255.2 / 10.77.0.254      PREFIX-rt, forwarding between the two
 #   10.77.0.11-14    PREFIX-h1..h4 live hosts with accepting listeners on random ports
 #                                  (h4 drops ICMP echo but serves TCP)
@@ -56,12 +56,14 @@ up() {
     done
     # scanner <-> router
     ip -n "$P-scan" link add eth0 type veth peer name eth-s netns "$P-rt"
-    ip -n "$P-scan" addr add 10.77.255.1/30 dev eth0
+    ip -n "$P-scan" addr add 10.77.255.1/29 dev eth0
+    # A second scanner address, for tests of source address selection.
+    ip -n "$P-scan" addr add 10.77.255.5/29 dev eth0
     ip -n "$P-scan" link set eth0 up
     ip -n "$P-scan" route add 10.77.0.0/24 via 10.77.255.2
     ip -n "$P-scan" addr add fd77:ff::1/64 dev eth0 nodad
     ip -n "$P-scan" route add fd77::/64 via fd77:ff::2
-    ip -n "$P-rt" addr add 10.77.255.2/30 dev eth-s
+    ip -n "$P-rt" addr add 10.77.255.2/29 dev eth-s
     ip -n "$P-rt" addr add fd77:ff::2/64 dev eth-s nodad
     ip -n "$P-rt" link set eth-s up
     ip netns exec "$P-rt" sysctl -qw net.ipv4.ip_forward=1
@@ -75,7 +77,7 @@ up() {
         ip -n "$P-$n" addr add "fd77::${addr[$n]}/64" dev eth0 nodad
         ip -n "$P-$n" link set eth0 up
         if [ "$n" != rt ]; then
-            ip -n "$P-$n" route add 10.77.255.0/30 via 10.77.0.254
+            ip -n "$P-$n" route add 10.77.255.0/29 via 10.77.0.254
             ip -n "$P-$n" route add fd77:ff::/64 via fd77::254
         fi
     done
@@ -94,6 +96,15 @@ PY
         ip netns exec "$P-$h" python3 "$HERE/listen.py" $ports >/dev/null 2>&1 &
         disown
     done
+    # h1 counts what arrives from the scanner's second address.
+    ip netns exec "$P-h1" nft -f - <<'NFT'
+table inet count {
+    chain input {
+        type filter hook input priority 0;
+        ip saddr 10.77.255.5 counter
+    }
+}
+NFT
     # h4 drops ICMP echo requests but serves TCP.
     ip netns exec "$P-h4" nft -f - <<'NFT'
 table inet lab {

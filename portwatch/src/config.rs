@@ -6,7 +6,7 @@
 //! the value. Nothing downstream ever sees an unchecked value.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -131,6 +131,11 @@ pub struct RawScan {
     pub max_rate: Option<i64>,
     /// SYN mode: most passes over unanswered probes (first try included). Default: 3.
     pub tries: Option<i64>,
+    /// Source address of probes (must be an address of this machine). Each zone's
+    /// probe node sets its own. Default: chosen by route.
+    pub source_ip: Option<String>,
+    /// Most probes per second to any one host. Default: no per-host cap.
+    pub per_host_rate: Option<i64>,
     /// Handshake timeout, human duration. Default: "1500ms".
     pub timeout: Option<String>,
     /// Most attempts in flight. Default: 2048.
@@ -243,6 +248,10 @@ pub struct ScanSettings {
     pub max_rate: u32,
     /// SYN passes.
     pub tries: u32,
+    /// Probe source address.
+    pub source_ip: Option<IpAddr>,
+    /// Per-host cap.
+    pub per_host_rate: Option<NonZeroU32>,
     /// Handshake timeout.
     pub timeout: Duration,
     /// In-flight cap.
@@ -260,6 +269,8 @@ impl ScanSettings {
             rate: self.rate,
             timeout: self.timeout,
             concurrency: self.concurrency,
+            source: self.source_ip,
+            per_host_rate: self.per_host_rate,
         }
     }
 
@@ -267,10 +278,22 @@ impl ScanSettings {
     pub fn syn_config(&self) -> SynConfig {
         SynConfig {
             rate: self.rate,
-            per_host_rate: None,
+            per_host_rate: self.per_host_rate,
             wait: self.timeout,
             max_passes: self.tries,
+            source: self.source_ip,
         }
+    }
+
+    /// Check that `source_ip` (if set) is an address of this machine: binding to
+    /// it is the test the scanners would fail later, one probe at a time.
+    pub fn check_source(&self) -> Result<(), crate::InputError> {
+        let Some(ip) = self.source_ip else { return Ok(()) };
+        std::net::UdpSocket::bind((ip, 0)).map(drop).map_err(|e| {
+            crate::InputError(format!(
+                "scan.source_ip = \"{ip}\": not an address of this machine ({e})"
+            ))
+        })
     }
 
     /// The liveness pinger these settings ask for.
@@ -471,6 +494,25 @@ impl RawConfig {
             }
             Some(r) => r as u32,
         };
+        let per_host_rate = match self.scan.per_host_rate {
+            None => None,
+            Some(r) if r < 1 || r > i64::from(max_rate) => {
+                return Err(invalid(
+                    "scan.per_host_rate",
+                    &r.to_string(),
+                    &format!("must be between 1 and scan.max_rate = {max_rate} probes per second"),
+                ))
+            }
+            Some(r) => NonZeroU32::new(r as u32),
+        };
+        let source_ip = match &self.scan.source_ip {
+            None => None,
+            Some(text) => Some(
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| invalid("scan.source_ip", &format!("{text:?}"), "not an IP address"))?,
+            ),
+        };
         let rate = match self.scan.rate {
             None => DEFAULT_RATE.min(max_rate),
             Some(r) if r < 1 || r > i64::from(max_rate) => {
@@ -578,6 +620,8 @@ impl RawConfig {
             scan: ScanSettings {
                 mode,
                 tries,
+                source_ip,
+                per_host_rate,
                 max_rate,
                 rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
                 timeout,

@@ -89,7 +89,9 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         Some(text) => PortSet::parse(text).map_err(|e| InputError(format!("-p: {e}")))?,
         None => cfg.scan.high_risk_ports.clone(),
     };
-    let scanner = settings(&cfg, &args)?
+    let settings = settings(&cfg, &args)?;
+    settings.check_source()?;
+    let scanner = settings
         .scanner()
         .map_err(|e| InputError(format!("scan mode syn: {e}")))?;
     let mode_name = match scanner.mode() {

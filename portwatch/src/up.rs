@@ -60,6 +60,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let notify = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    cfg.scan.check_source()?;
     let scanner = Arc::new(cfg.scan.scanner().context("scan.mode")?);
     tracing::info!(mode = ?scanner.mode(), rate = cfg.scan.rate.get(), "port scanner ready");
     let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);

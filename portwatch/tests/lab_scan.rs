@@ -340,3 +340,155 @@ fn ipv6_targets_are_exact_in_both_modes() {
     );
     assert!(summary.contains("1 wildcard host(s)"), "{summary}");
 }
+
+/// Packets h1 has received from the scanner's second address (an nft counter).
+fn packets_from_second_address(lab: &Lab) -> u64 {
+    let ns = lab.hosts("live")[0]["ns"].as_str().expect("ns").to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, "nft", "list", "table", "inet", "count"])
+        .output()
+        .expect("nft");
+    let text = stdout(&out);
+    let after = text
+        .split("counter packets ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no counter in {text}"));
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("packet count")
+}
+
+#[test]
+fn probes_leave_from_the_configured_source_address() {
+    let lab = Lab::up();
+    let h1 = lab.hosts("live")[0];
+    let ip = h1["ip"].as_str().expect("ip").to_string();
+    let expected: BTreeSet<(String, u64)> = h1["open"]
+        .as_array()
+        .expect("open")
+        .iter()
+        .map(|p| (ip.clone(), p.as_u64().expect("port")))
+        .collect();
+    let dir = support::tempdir();
+    let cfg = support::write_config(
+        dir.path(),
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nsource_ip = \"10.77.255.5\"\n",
+    );
+    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
+    let mut before = packets_from_second_address(&lab);
+    assert_eq!(before, 0);
+    for mode in ["syn", "connect"] {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                support::bin(),
+                "-c",
+                cfg.to_str().expect("utf8"),
+                "scan",
+                &ip,
+            ])
+            .args(["-p", "-", "--json", "--rate", "100000", "--mode", mode])
+            .output()
+            .expect("scan");
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        let found: BTreeSet<(String, u64)> = stdout(&out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                (
+                    v["ip"].as_str().expect("ip").to_string(),
+                    v["port"].as_u64().expect("port"),
+                )
+            })
+            .collect();
+        assert_eq!(found, expected, "{mode}");
+        let now = packets_from_second_address(&lab);
+        assert!(
+            now - before >= 65_535,
+            "{mode}: only {} packets came from 10.77.255.5",
+            now - before
+        );
+        before = now;
+    }
+    // An address this machine does not have is refused up front, by name.
+    let bad = support::write_config(
+        dir.path(),
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nsource_ip = \"10.77.255.6\"\n",
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            support::bin(),
+            "-c",
+            bad.to_str().expect("utf8"),
+            "scan",
+            &ip,
+        ])
+        .output()
+        .expect("scan");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("scan.source_ip = \"10.77.255.6\": not an address of this machine"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn per_host_rate_paces_every_host() {
+    let lab = Lab::up();
+    let hosts = ips(lab.hosts("live").into_iter().take(2));
+    let expected: BTreeSet<(String, u64)> = lab
+        .expected_open()
+        .into_iter()
+        .filter(|(ip, port)| hosts.contains(ip) && *port <= 2000)
+        .collect();
+    let dir = support::tempdir();
+    // 2 hosts x 2000 ports at 1000 probes/s per host: at least 2 s, although the
+    // global rate would allow it in 40 ms.
+    let cfg = support::write_config(
+        dir.path(),
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nrate = 100000\nper_host_rate = 1000\n",
+    );
+    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
+    for mode in ["syn", "connect"] {
+        let started = std::time::Instant::now();
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                support::bin(),
+                "-c",
+                cfg.to_str().expect("utf8"),
+                "scan",
+            ])
+            .args(&hosts)
+            .args(["-p", "1-2000", "--json", "--mode", mode, "--timeout", "300ms"])
+            .output()
+            .expect("scan");
+        let elapsed = started.elapsed();
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        let found: BTreeSet<(String, u64)> = stdout(&out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                (
+                    v["ip"].as_str().expect("ip").to_string(),
+                    v["port"].as_u64().expect("port"),
+                )
+            })
+            .collect();
+        assert_eq!(found, expected, "{mode}");
+        assert!(
+            elapsed >= std::time::Duration::from_millis(1900),
+            "{mode}: took only {elapsed:?}"
+        );
+    }
+}

@@ -47,6 +47,11 @@ pub struct ConnectConfig {
     pub timeout: Duration,
     /// Most connection attempts in flight at once (also capped by the open-file limit).
     pub concurrency: usize,
+    /// Source address to connect from (targets of the other family use the
+    /// kernel's choice). `None`: the kernel chooses by route.
+    pub source: Option<IpAddr>,
+    /// Most attempts per second to any one host.
+    pub per_host_rate: Option<NonZeroU32>,
 }
 
 /// What to scan besides the targets themselves.
@@ -73,6 +78,8 @@ impl Default for ConnectConfig {
             rate: NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN),
             timeout: Duration::from_millis(1500),
             concurrency: 2048,
+            source: None,
+            per_host_rate: None,
         }
     }
 }
@@ -331,6 +338,18 @@ impl ConnectScanner {
         // Additive-increase / multiplicative-decrease on local resource pressure.
         let mut cap = self.max_in_flight;
         let timeout = self.cfg.timeout;
+        // Probes interleave the chunk's hosts round-robin, so each host gets
+        // rate / hosts. When the per-host cap is the tighter bound, this chunk runs
+        // at per_host_rate x hosts instead of the global rate.
+        let chunk_limiter = self.cfg.per_host_rate.and_then(|per_host| {
+            let chunk_rate = u64::from(per_host.get()).saturating_mul(hosts.len() as u64);
+            (chunk_rate < u64::from(self.cfg.rate.get())).then(|| {
+                let rate = NonZeroU32::new(chunk_rate as u32).unwrap_or(NonZeroU32::MIN);
+                let burst = NonZeroU32::new((rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
+                RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+            })
+        });
+        let limiter = chunk_limiter.as_ref().unwrap_or(&*self.limiter);
 
         loop {
             // Start as many probes as concurrency and the rate allow, without waiting.
@@ -344,7 +363,7 @@ impl ConnectScanner {
                     }
                     None => break,
                 };
-                if self.limiter.check().is_err() {
+                if limiter.check().is_err() {
                     pending = Some(probe);
                     break;
                 }
@@ -392,7 +411,7 @@ impl ConnectScanner {
                         sink.send(result).await.map_err(|_| ScanError::ReceiverClosed)?;
                     }
                 }
-                _ = self.limiter.until_ready(), if pending.is_some() && in_flight.len() < cap => {
+                _ = limiter.until_ready(), if pending.is_some() && in_flight.len() < cap => {
                     // until_ready took a cell for us: start the waiting probe now.
                     if let Some(probe) = pending.take() {
                         self.spawn_probe(&mut in_flight, &mut ids, &mut accs, hosts, probe, timeout);
@@ -414,9 +433,10 @@ impl ConnectScanner {
         timeout: Duration,
     ) {
         accs[host].start();
+        let source = self.cfg.source;
         let addr = SocketAddr::new(hosts[host], port);
         let handle = in_flight.spawn(async move {
-            let (outcome, rtt, retries) = probe_with_retries(addr, timeout).await;
+            let (outcome, rtt, retries) = probe_with_retries(addr, timeout, source).await;
             ProbeDone {
                 host,
                 port,
@@ -535,10 +555,14 @@ impl HostAcc {
 /// Attempts before a local resource error is given up on for one port.
 const LOCAL_RETRIES: u32 = 8;
 
-async fn probe_with_retries(addr: SocketAddr, timeout: Duration) -> (ProbeOutcome, Option<Duration>, u32) {
+async fn probe_with_retries(
+    addr: SocketAddr,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> (ProbeOutcome, Option<Duration>, u32) {
     let mut backoff = Duration::from_millis(2);
     for attempt in 0..=LOCAL_RETRIES {
-        match connect_once(addr, timeout).await {
+        match connect_once(addr, timeout, source).await {
             Attempt::Done(outcome, rtt) => return (outcome, rtt, attempt),
             Attempt::LocalPressure(err) => {
                 if attempt == LOCAL_RETRIES {
@@ -579,7 +603,7 @@ fn classify(err: std::io::Error) -> Attempt {
     }
 }
 
-async fn connect_once(addr: SocketAddr, timeout: Duration) -> Attempt {
+async fn connect_once(addr: SocketAddr, timeout: Duration, source: Option<IpAddr>) -> Attempt {
     let socket = match Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking(),
@@ -591,6 +615,11 @@ async fn connect_once(addr: SocketAddr, timeout: Duration) -> Attempt {
     // See the module docs: RST on close, no TIME_WAIT.
     if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
         return Attempt::LocalFailure(e);
+    }
+    if let Some(src) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        if let Err(e) = socket.bind(&SocketAddr::new(src, 0).into()) {
+            return classify(e);
+        }
     }
     let t0 = Instant::now();
     match socket.connect(&addr.into()) {

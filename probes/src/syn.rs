@@ -50,6 +50,9 @@ pub struct SynConfig {
     pub wait: Duration,
     /// Most passes (the first plus retransmissions of unanswered probes).
     pub max_passes: u32,
+    /// Source address written into probes of its family (the other family uses
+    /// the kernel's route choice). `None`: chosen by route.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for SynConfig {
@@ -59,6 +62,7 @@ impl Default for SynConfig {
             per_host_rate: None,
             wait: Duration::from_millis(1000),
             max_passes: 3,
+            source: None,
         }
     }
 }
@@ -288,7 +292,7 @@ impl SynScanner {
                 std::sync::atomic::Ordering::Relaxed,
             );
             let mut run = ChunkRun {
-                state: ChunkState::new(&chunk, canaries.clone()),
+                state: ChunkState::new(&chunk, canaries.clone(), self.cfg.source),
                 replies: &mut receiver.replies,
                 progress: &progress,
                 cookie: &cookie,
@@ -574,14 +578,16 @@ struct ChunkState {
 }
 
 impl ChunkState {
-    fn new(chunk: &[IpAddr], canaries: Arc<Canaries>) -> Self {
+    fn new(chunk: &[IpAddr], canaries: Arc<Canaries>, source: Option<IpAddr>) -> Self {
         let hosts: Vec<IpAddr> = chunk.to_vec();
-        // One route lookup per host (no packet is sent); a host with no route gets
-        // the unspecified address and its probes fail to send (not covered).
+        // The configured source, or one route lookup per host (no packet is sent);
+        // a host with no route gets the unspecified address and its probes fail to
+        // send (not covered).
         let sources = hosts
             .iter()
             .map(|h| {
-                source_for(*h).unwrap_or(match h {
+                let configured = source.filter(|s| s.is_ipv4() == h.is_ipv4());
+                configured.or_else(|| source_for(*h)).unwrap_or(match h {
                     IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
                 })
