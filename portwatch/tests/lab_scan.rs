@@ -285,6 +285,17 @@ fn liveness_tells_live_from_dead_in_both_modes() {
             assert!(probes(&h4)
                 .iter()
                 .any(|p| p["method"] == "tcp_syn" && p["outcome"] == "closed"));
+            // ACK pings draw resets from every live host, and nothing from the
+            // host whose firewall drops everything.
+            assert!(probes(&h1)
+                .iter()
+                .any(|p| p["method"] == "tcp_ack" && p["outcome"] == "closed"));
+            let hf = lab.hosts("filtered")[0]["ip"].as_str().expect("ip").to_string();
+            assert!(probes(&hf).iter().any(|p| p["method"] == "tcp_ack"));
+            assert!(probes(&hf)
+                .iter()
+                .filter(|p| p["method"] == "tcp_ack")
+                .all(|p| p["outcome"] == "filtered"));
         }
     }
 }

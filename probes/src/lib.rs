@@ -22,7 +22,7 @@ pub use connect::{
 };
 pub use liveness::Pinger;
 pub use scanner::{ScanMode, Scanner};
-pub use syn::{SynConfig, SynError, SynScanner};
+pub use syn::{ProbeKind, SynConfig, SynError, SynScanner};
 pub use targets::{Scope, TargetError, TargetSet};
 
 /// One entry of the probe registry.
@@ -62,6 +62,13 @@ pub const REGISTRY: &[ProbeInfo] = &[
     ProbeInfo {
         name: "tcp_syn_ping",
         summary: "host liveness: raw SYNs to a few common ports, alive on SYN-ACK or RST",
+        emits: &["host_liveness"],
+        privileged: true,
+    },
+    ProbeInfo {
+        name: "tcp_ack_ping",
+        summary:
+            "host liveness: unsolicited ACKs to a few common ports, alive on RST; passes stateless filters",
         emits: &["host_liveness"],
         privileged: true,
     },

@@ -1,7 +1,8 @@
 //! Task 0, host liveness: is anything there?
 //!
-//! With raw sockets (root or CAP_NET_RAW) a host is pinged with an ICMP echo *and*
-//! TCP SYNs to a few common ports; without, with TCP connects to those ports. A host
+//! With raw sockets (root or CAP_NET_RAW) a host is pinged with an ICMP echo, TCP
+//! SYNs and TCP ACKs to a few common ports; without, with TCP connects to those
+//! ports. A host
 //! is alive if any probe gets an answer: an echo reply, a SYN-ACK, or a reset. So a
 //! host that drops ICMP but serves TCP is alive, and a host is declared dead only
 //! when every method met silence. Each probe's outcome is kept in the event.
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::connect::{ConnectConfig, ConnectScanner, HostResult, ScanError, ScanProgress, ScanRequest};
 use crate::icmp::{ipv4_only, EchoResult, IcmpPinger};
 use crate::scanner::ScanMode;
-use crate::syn::{SynConfig, SynError, SynScanner};
+use crate::syn::{ProbeKind, SynConfig, SynError, SynScanner};
 use crate::targets::Scope;
 
 /// Turn a scan of the liveness ports into liveness probes.
@@ -110,7 +111,7 @@ impl Pinger {
         let icmp = raw.icmp.clone();
         let v4_addrs = ipv4_only(&v4);
         let echoes = tokio::task::spawn_blocking(move || icmp.ping(&v4_addrs));
-        let (tx, mut rx) = mpsc::channel::<HostResult>(256);
+        let (tx, rx) = mpsc::channel::<HostResult>(256);
         let request = ScanRequest {
             ports,
             scope,
@@ -118,15 +119,26 @@ impl Pinger {
             progress: Arc::new(ScanProgress::default()),
             canaries: false,
         };
-        let collect = tokio::spawn(async move {
-            let mut by_ip = HashMap::new();
-            while let Some(result) = rx.recv().await {
-                by_ip.insert(result.ip, result);
-            }
-            by_ip
-        });
-        raw.syn.scan(v4.iter().copied(), request, tx).await?;
-        let tcp = collect
+        let collect = |mut rx: mpsc::Receiver<HostResult>| {
+            tokio::spawn(async move {
+                let mut by_ip = HashMap::new();
+                while let Some(result) = rx.recv().await {
+                    by_ip.insert(result.ip, result);
+                }
+                by_ip
+            })
+        };
+        let syn_results = collect(rx);
+        raw.syn.scan(v4.iter().copied(), request.clone(), tx).await?;
+        let tcp = syn_results
+            .await
+            .map_err(|e| ScanError::Setup(format!("liveness collector: {e}")))?;
+        let (tx, rx) = mpsc::channel::<HostResult>(256);
+        let ack_results = collect(rx);
+        raw.syn
+            .scan_as((ProbeKind::Ack, request), v4.iter().copied(), tx)
+            .await?;
+        let acks = ack_results
             .await
             .map_err(|e| ScanError::Setup(format!("liveness collector: {e}")))?;
         let echoes = echoes
@@ -149,6 +161,9 @@ impl Pinger {
             }
             if let Some(result) = tcp.get(ip) {
                 probes.extend(tcp_probes(result, LivenessMethod::TcpSyn));
+            }
+            if let Some(result) = acks.get(ip) {
+                probes.extend(tcp_probes(result, LivenessMethod::TcpAck));
             }
             let alive = probes
                 .iter()

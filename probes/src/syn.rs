@@ -89,18 +89,36 @@ pub(crate) struct Reply {
     pub(crate) forged: bool,
 }
 
-/// Keyed hash of (target, port, source port): the probe's sequence number.
+/// What a raw probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A SYN: SYN-ACK means open, RST closed.
+    Syn,
+    /// An unsolicited ACK (liveness): any live host answers RST, and stateless
+    /// filters that drop SYNs often let it through.
+    Ack,
+}
+
+/// Keyed hash of (target, port, source port): the probe's sequence number (SYN) or
+/// acknowledgement number (ACK), which the target's answer echoes back.
 #[derive(Debug, Clone)]
 pub(crate) struct Cookie {
     key: std::collections::hash_map::RandomState,
     source_port: u16,
+    kind: ProbeKind,
 }
 
 impl Cookie {
+    #[cfg(test)]
     pub(crate) fn new(source_port: u16) -> Self {
+        Self::of_kind(source_port, ProbeKind::Syn)
+    }
+
+    pub(crate) fn of_kind(source_port: u16, kind: ProbeKind) -> Self {
         Self {
             key: std::collections::hash_map::RandomState::new(),
             source_port,
+            kind,
         }
     }
 
@@ -131,6 +149,16 @@ impl Cookie {
             return None;
         }
         let port = tcp.source_port();
+        if self.kind == ProbeKind::Ack {
+            // RFC 9293: the reset answering an unacceptable ACK carries SEQ = SEG.ACK.
+            let ours = tcp.rst() && tcp.sequence_number() == self.seq(src, port);
+            return ours.then_some(Reply {
+                ip: src,
+                port,
+                open: false,
+                forged: false,
+            });
+        }
         if tcp.acknowledgment_number() != self.seq(src, port).wrapping_add(1) {
             return None;
         }
@@ -155,6 +183,12 @@ impl Cookie {
     }
 
     fn syn_header(&self, dst: IpAddr, port: u16) -> TcpHeader {
+        if self.kind == ProbeKind::Ack {
+            let mut tcp = TcpHeader::new(self.source_port, port, self.seq(dst, port) ^ 0x9e37_79b9, 1024);
+            tcp.ack = true;
+            tcp.acknowledgment_number = self.seq(dst, port);
+            return tcp;
+        }
         let mut tcp = TcpHeader::new(self.source_port, port, self.seq(dst, port), 64240);
         tcp.syn = true;
         // Real stacks send options with a SYN; some firewalls drop option-less ones.
@@ -258,6 +292,17 @@ impl SynScanner {
         request: ScanRequest<'_>,
         sink: mpsc::Sender<HostResult>,
     ) -> Result<ScanSummary, ScanError> {
+        self.scan_as((ProbeKind::Syn, request), targets, sink).await
+    }
+
+    /// Like [`Self::scan`] with another probe kind. With [`ProbeKind::Ack`] every
+    /// answer is a reset and is reported as `closed`: the host is alive.
+    pub async fn scan_as(
+        &self,
+        (kind, request): (ProbeKind, ScanRequest<'_>),
+        targets: impl Iterator<Item = IpAddr>,
+        sink: mpsc::Sender<HostResult>,
+    ) -> Result<ScanSummary, ScanError> {
         let started = std::time::Instant::now();
         let ScanRequest {
             ports,
@@ -270,7 +315,7 @@ impl SynScanner {
         if ports.is_empty() {
             return Ok(summary);
         }
-        let cookie = Arc::new(Cookie::new(self.source_port));
+        let cookie = Arc::new(Cookie::of_kind(self.source_port, kind));
         let mut receiver = Receiver::start(cookie.clone(), self.sender_v6.is_some())?;
         let canaries = Arc::new(if canaries {
             Canaries::pick(ports)
@@ -908,6 +953,24 @@ mod tests {
         assert!(cookie
             .check_tcp("fd77::12".parse().expect("ip"), &reply.to_bytes())
             .is_none());
+    }
+
+    #[test]
+    fn ack_probes_are_matched_by_the_reset_sequence_number() {
+        let cookie = Cookie::of_kind(61_234, ProbeKind::Ack);
+        let packet = probe(&cookie, 80);
+        let tcp = TcpHeaderSlice::from_slice(&packet[20..]).expect("tcp");
+        assert!(tcp.ack() && !tcp.syn() && !tcp.rst());
+        let target = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(tcp.acknowledgment_number(), cookie.seq(target, 80));
+        let mut rst = TcpHeader::new(80, 61_234, tcp.acknowledgment_number(), 0);
+        rst.rst = true;
+        let got = cookie
+            .check_tcp(IpAddr::V4(target), &rst.to_bytes())
+            .expect("ours");
+        assert!(!got.open && got.port == 80);
+        rst.sequence_number = rst.sequence_number.wrapping_add(1);
+        assert!(cookie.check_tcp(IpAddr::V4(target), &rst.to_bytes()).is_none());
     }
 
     #[test]
