@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use portwatch_events::{PortSet, Task};
-use portwatch_probes::{policy, ConnectConfig, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
+use portwatch_probes::{policy, ConnectConfig, Pacer, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
 use portwatch_projections::FoldConfig;
 use serde::Deserialize;
 
@@ -252,6 +252,9 @@ pub struct ScanSettings {
     pub source_ip: Option<IpAddr>,
     /// Per-host cap.
     pub per_host_rate: Option<NonZeroU32>,
+    /// The one pacer every scanner and pinger built from these settings shares, so
+    /// `rate` caps all concurrent jobs together.
+    pub pacer: Pacer,
     /// Handshake timeout.
     pub timeout: Duration,
     /// In-flight cap.
@@ -271,6 +274,7 @@ impl ScanSettings {
             concurrency: self.concurrency,
             source: self.source_ip,
             per_host_rate: self.per_host_rate,
+            pacer: Some(self.pacer.clone()),
         }
     }
 
@@ -282,6 +286,7 @@ impl ScanSettings {
             wait: self.timeout,
             max_passes: self.tries,
             source: self.source_ip,
+            pacer: Some(self.pacer.clone()),
         }
     }
 
@@ -622,6 +627,7 @@ impl RawConfig {
                 tries,
                 source_ip,
                 per_host_rate,
+                pacer: Pacer::new(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN)),
                 max_rate,
                 rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
                 timeout,

@@ -79,6 +79,8 @@ fn settings(cfg: &Config, args: &ScanArgs) -> Result<ScanSettings, InputError> {
             )))
         }
     }
+    // The rate may have changed: a pacer of its own for this command.
+    scan.pacer = portwatch_probes::Pacer::new(scan.rate);
     Ok(scan)
 }
 

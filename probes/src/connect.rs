@@ -38,6 +38,36 @@ use tokio::task::JoinSet;
 use crate::canary::Canaries;
 use crate::targets::Scope;
 
+/// The process-wide probe pacer: one token bucket that every scanner and pinger
+/// built from the same settings draws from, so `[scan] rate` caps the sum of all
+/// concurrent jobs, not each job. Tighter caps (per pass, per host) only add to it.
+#[derive(Debug, Clone)]
+pub struct Pacer(Arc<DefaultDirectRateLimiter>);
+
+impl Pacer {
+    /// A pacer of `rate` probes per second, in bursts of at most ~10 ms worth (smooth
+    /// pacing, not a first-second spike of `rate` probes).
+    pub fn new(rate: NonZeroU32) -> Self {
+        Self(Arc::new(limiter(rate)))
+    }
+
+    /// Take one probe's token now, if there is one.
+    pub fn try_take(&self) -> bool {
+        self.0.check().is_ok()
+    }
+
+    /// Wait for one probe's token.
+    pub async fn take(&self) {
+        self.0.until_ready().await;
+    }
+}
+
+/// A token bucket of `rate` per second with a burst of ~10 ms worth.
+pub(crate) fn limiter(rate: NonZeroU32) -> DefaultDirectRateLimiter {
+    let burst = NonZeroU32::new((rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+}
+
 /// Tuning of the connect scanner.
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
@@ -52,6 +82,8 @@ pub struct ConnectConfig {
     pub source: Option<IpAddr>,
     /// Most attempts per second to any one host.
     pub per_host_rate: Option<NonZeroU32>,
+    /// The shared pacer; `None`: this scanner paces itself at `rate`.
+    pub pacer: Option<Pacer>,
 }
 
 /// What to scan besides the targets themselves.
@@ -80,6 +112,7 @@ impl Default for ConnectConfig {
             concurrency: 2048,
             source: None,
             per_host_rate: None,
+            pacer: None,
         }
     }
 }
@@ -212,7 +245,7 @@ pub enum ScanError {
 #[derive(Debug)]
 pub struct ConnectScanner {
     cfg: ConnectConfig,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Pacer,
     max_in_flight: usize,
 }
 
@@ -220,12 +253,7 @@ impl ConnectScanner {
     /// A scanner with this config. Raises the open-file soft limit to the hard limit
     /// (like nmap does) and keeps the in-flight cap well below it.
     pub fn new(cfg: ConnectConfig) -> Self {
-        // Bursts of at most ~10 ms worth of probes: smooth pacing, not a first-second
-        // spike of `rate` connections.
-        let burst = NonZeroU32::new((cfg.rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
-        let limiter = Arc::new(RateLimiter::direct(
-            Quota::per_second(cfg.rate).allow_burst(burst),
-        ));
+        let limiter = cfg.pacer.clone().unwrap_or_else(|| Pacer::new(cfg.rate));
         let fd_limit = raise_nofile_limit();
         let max_in_flight = cfg.concurrency.min(fd_limit.saturating_sub(256) as usize).max(1);
         if max_in_flight < cfg.concurrency {
@@ -343,13 +371,17 @@ impl ConnectScanner {
         // at per_host_rate x hosts instead of the global rate.
         let chunk_limiter = self.cfg.per_host_rate.and_then(|per_host| {
             let chunk_rate = u64::from(per_host.get()).saturating_mul(hosts.len() as u64);
-            (chunk_rate < u64::from(self.cfg.rate.get())).then(|| {
-                let rate = NonZeroU32::new(chunk_rate as u32).unwrap_or(NonZeroU32::MIN);
-                let burst = NonZeroU32::new((rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
-                RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-            })
+            (chunk_rate < u64::from(self.cfg.rate.get()))
+                .then(|| Pacer::new(NonZeroU32::new(chunk_rate as u32).unwrap_or(NonZeroU32::MIN)))
         });
-        let limiter = chunk_limiter.as_ref().unwrap_or(&*self.limiter);
+        // A probe needs a token from the chunk's pacer (if any) and the shared one.
+        let take_now = || chunk_limiter.as_ref().is_none_or(Pacer::try_take) && self.limiter.try_take();
+        let take = || async {
+            if let Some(chunk) = &chunk_limiter {
+                chunk.take().await;
+            }
+            self.limiter.take().await;
+        };
 
         loop {
             // Start as many probes as concurrency and the rate allow, without waiting.
@@ -363,7 +395,7 @@ impl ConnectScanner {
                     }
                     None => break,
                 };
-                if limiter.check().is_err() {
+                if !take_now() {
                     pending = Some(probe);
                     break;
                 }
@@ -411,8 +443,8 @@ impl ConnectScanner {
                         sink.send(result).await.map_err(|_| ScanError::ReceiverClosed)?;
                     }
                 }
-                _ = limiter.until_ready(), if pending.is_some() && in_flight.len() < cap => {
-                    // until_ready took a cell for us: start the waiting probe now.
+                _ = take(), if pending.is_some() && in_flight.len() < cap => {
+                    // take() got the tokens for us: start the waiting probe now.
                     if let Some(probe) = pending.take() {
                         self.spawn_probe(&mut in_flight, &mut ids, &mut accs, hosts, probe, timeout);
                         progress.sent.fetch_add(1, Ordering::Relaxed);
@@ -786,6 +818,35 @@ mod tests {
         assert!(
             elapsed >= Duration::from_millis(150),
             "40 probes at 200/s took {elapsed:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scanners_sharing_a_pacer_share_its_rate() {
+        // Two scanners, 40 probes each, one pacer of 200/s: at least ~0.4 s in all,
+        // where two pacers of their own would take ~0.2 s.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let rate = NonZeroU32::new(200).expect("nonzero");
+        let pacer = Pacer::new(rate);
+        let cfg = ConnectConfig {
+            rate,
+            pacer: Some(pacer),
+            ..ConnectConfig::default()
+        };
+        let ips = |third: u8| -> Vec<IpAddr> {
+            (1..=40)
+                .map(|i| format!("127.{third}.{i}.1").parse().expect("ip"))
+                .collect()
+        };
+        let t0 = Instant::now();
+        let ports = PortSet::from_ports([port]);
+        let (a, b) = tokio::join!(run(ips(1), &ports, cfg.clone()), run(ips(2), &ports, cfg));
+        let elapsed = t0.elapsed();
+        assert_eq!(a.0.len() + b.0.len(), 80);
+        assert!(
+            elapsed >= Duration::from_millis(350),
+            "80 probes at a shared 200/s took {elapsed:?}"
         );
     }
 }

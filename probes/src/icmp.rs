@@ -8,11 +8,10 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
+use crate::connect::Pacer;
 use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Slice, Icmpv4Type, IpNumber, Ipv4HeaderSlice};
-use governor::{Quota, RateLimiter};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::syn::SynError;
@@ -30,13 +29,13 @@ pub enum EchoResult {
 #[derive(Debug)]
 pub struct IcmpPinger {
     socket: Socket,
-    rate: NonZeroU32,
+    pacer: Pacer,
     wait: Duration,
 }
 
 impl IcmpPinger {
     /// Open the raw ICMP socket.
-    pub fn new(rate: NonZeroU32, wait: Duration) -> Result<Self, SynError> {
+    pub fn new(pacer: Pacer, wait: Duration) -> Result<Self, SynError> {
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| {
             if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 SynError::NoPrivilege(e)
@@ -47,7 +46,7 @@ impl IcmpPinger {
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(SynError::Socket)?;
-        Ok(Self { socket, rate, wait })
+        Ok(Self { socket, pacer, wait })
     }
 
     /// Ping every IPv4 address in `targets` (two tries); blocking, so call it from
@@ -57,7 +56,6 @@ impl IcmpPinger {
         let index: HashMap<Ipv4Addr, usize> = targets.iter().enumerate().map(|(i, ip)| (*ip, i)).collect();
         let mut results: HashMap<Ipv4Addr, EchoResult> = HashMap::new();
         let mut sent_at = vec![Instant::now(); targets.len()];
-        let limiter = RateLimiter::direct(Quota::per_second(self.rate));
         for _try in 0..2 {
             let pending: Vec<usize> = (0..targets.len())
                 .filter(|&i| !results.contains_key(&targets[i]))
@@ -66,7 +64,7 @@ impl IcmpPinger {
                 break;
             }
             for &i in &pending {
-                while limiter.check().is_err() {
+                while !self.pacer.try_take() {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 let seq = (i % 65_536) as u16;

@@ -18,7 +18,8 @@ pub mod syn;
 pub mod targets;
 
 pub use connect::{
-    ConnectConfig, ConnectScanner, HostResult, OpenPort, ScanError, ScanProgress, ScanRequest, ScanSummary,
+    ConnectConfig, ConnectScanner, HostResult, OpenPort, Pacer, ScanError, ScanProgress, ScanRequest,
+    ScanSummary,
 };
 pub use liveness::Pinger;
 pub use scanner::{ScanMode, Scanner};

@@ -66,7 +66,11 @@ impl Pinger {
         let raw = match mode {
             ScanMode::Connect => None,
             ScanMode::Syn | ScanMode::Auto => {
-                let made = IcmpPinger::new(syn.rate, syn.wait).and_then(|icmp| {
+                let pacer = syn
+                    .pacer
+                    .clone()
+                    .unwrap_or_else(|| crate::connect::Pacer::new(syn.rate));
+                let made = IcmpPinger::new(pacer, syn.wait).and_then(|icmp| {
                     Ok(Raw {
                         icmp: Arc::new(icmp),
                         syn: SynScanner::new(syn)?,

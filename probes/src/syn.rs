@@ -30,14 +30,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice, TcpHeader, TcpHeaderSlice, TcpOptionElement};
-use governor::{Quota, RateLimiter};
 use portwatch_events::{Evidence, OutcomeCounts, PortSet, ProbeOutcome, Timestamp};
 use rand::seq::SliceRandom;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 
 use crate::canary::Canaries;
-use crate::connect::{HostResult, OpenPort, ScanError, ScanRequest, ScanSummary};
+use crate::connect::{HostResult, OpenPort, Pacer, ScanError, ScanRequest, ScanSummary};
 
 /// Tuning of the SYN scanner.
 #[derive(Debug, Clone)]
@@ -53,6 +52,8 @@ pub struct SynConfig {
     /// Source address written into probes of its family (the other family uses
     /// the kernel's route choice). `None`: chosen by route.
     pub source: Option<IpAddr>,
+    /// The shared pacer; `None`: this scanner paces itself at `rate`.
+    pub pacer: Option<Pacer>,
 }
 
 impl Default for SynConfig {
@@ -63,6 +64,7 @@ impl Default for SynConfig {
             wait: Duration::from_millis(1000),
             max_passes: 3,
             source: None,
+            pacer: None,
         }
     }
 }
@@ -246,6 +248,7 @@ impl Cookie {
 #[derive(Debug)]
 pub struct SynScanner {
     cfg: SynConfig,
+    pacer: Pacer,
     sender: Socket,
     /// IPv6 sender, when the host has IPv6.
     sender_v6: Option<Socket>,
@@ -266,6 +269,7 @@ impl SynScanner {
             .ok();
         let (reservation, source_port) = reserve_source_port()?;
         Ok(Self {
+            pacer: cfg.pacer.clone().unwrap_or_else(|| Pacer::new(cfg.rate)),
             cfg,
             sender,
             sender_v6,
@@ -408,13 +412,17 @@ impl SynScanner {
     }
 
     async fn send_pass(&self, run: &mut ChunkRun<'_>, probes: impl Iterator<Item = (usize, u16)>, rate: u32) {
-        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new((rate.get() / 100).max(1)).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        // The shared pacer caps all scans together; a pass slowed by measured loss
+        // or by the per-host cap adds its own, tighter pacer.
+        let pass_pacer = (rate < self.cfg.rate.get())
+            .then(|| Pacer::new(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN)));
         let mut buf = Vec::with_capacity(64);
         let mut sent = 0u64;
         for (host, port) in probes {
-            limiter.until_ready().await;
+            if let Some(pass) = &pass_pacer {
+                pass.take().await;
+            }
+            self.pacer.take().await;
             let dst = run.state.hosts[host];
             let src = run.state.sources[host];
             let len = run.cookie.probe_to(src, dst, port, &mut buf);
