@@ -76,38 +76,32 @@ impl Lab {
         set
     }
 
-    fn scan(&self, args: &[&str]) -> BTreeSet<(String, u64)> {
-        self.scan_with_summary(args).0
-    }
-
-    /// Open ports found, and the summary line from stderr.
-    fn scan_with_summary(&self, args: &[&str]) -> (BTreeSet<(String, u64)>, String) {
+    /// Run portwatch in the scanner namespace with `config` and `args`.
+    fn run(&self, config: &std::path::Path, args: &[&str]) -> std::process::Output {
         let ns = self.desc["scanner_ns"].as_str().expect("ns");
-        let out = Command::new("ip")
+        Command::new("ip")
             .args([
                 "netns",
                 "exec",
                 ns,
                 support::bin(),
                 "-c",
-                self.config.to_str().expect("utf8"),
-                "scan",
-                "--json",
+                config.to_str().expect("utf8"),
             ])
             .args(args)
             .output()
-            .expect("portwatch");
+            .expect("portwatch")
+    }
+
+    fn scan(&self, args: &[&str]) -> BTreeSet<(String, u64)> {
+        self.scan_with_summary(args).0
+    }
+
+    /// Open ports found, and the summary line from stderr.
+    fn scan_with_summary(&self, args: &[&str]) -> (BTreeSet<(String, u64)>, String) {
+        let out = self.run(&self.config, &[&["scan", "--json"], args].concat());
         assert!(out.status.success(), "scan {args:?} failed: {}", stderr(&out));
-        let found = stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-                (
-                    v["ip"].as_str().expect("ip").to_string(),
-                    v["port"].as_u64().expect("port"),
-                )
-            })
-            .collect();
+        let found = support::open_ports(&out);
         (found, stderr(&out))
     }
 }
@@ -210,7 +204,6 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
 }
 
 fn ping(lab: &Lab, mode: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
     let mut targets = ips(lab.desc["hosts"].as_array().expect("hosts"));
     targets.extend(
         lab.desc["dead"]
@@ -219,22 +212,9 @@ fn ping(lab: &Lab, mode: &str) -> std::collections::BTreeMap<String, serde_json:
             .iter()
             .map(|d| d.as_str().expect("ip").to_string()),
     );
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            support::bin(),
-            "-c",
-            lab.config.to_str().expect("utf8"),
-            "ping",
-            "--json",
-            "--mode",
-            mode,
-        ])
-        .args(&targets)
-        .output()
-        .expect("portwatch ping");
+    let mut args = vec!["ping", "--json", "--mode", mode];
+    args.extend(targets.iter().map(String::as_str));
+    let out = lab.run(&lab.config, &args);
     assert!(out.status.success(), "ping failed: {}", stderr(&out));
     stdout(&out)
         .lines()
@@ -387,35 +367,17 @@ fn probes_leave_from_the_configured_source_address() {
         dir.path(),
         "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nsource_ip = \"10.77.255.5\"\n",
     );
-    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
     let mut before = packets_from_second_address(&lab);
     assert_eq!(before, 0);
     for mode in ["syn", "connect"] {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                support::bin(),
-                "-c",
-                cfg.to_str().expect("utf8"),
-                "scan",
-                &ip,
-            ])
-            .args(["-p", "-", "--json", "--rate", "100000", "--mode", mode])
-            .output()
-            .expect("scan");
+        let out = lab.run(
+            &cfg,
+            &[
+                "scan", &ip, "-p", "-", "--json", "--rate", "100000", "--mode", mode,
+            ],
+        );
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
-        let found: BTreeSet<(String, u64)> = stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json");
-                (
-                    v["ip"].as_str().expect("ip").to_string(),
-                    v["port"].as_u64().expect("port"),
-                )
-            })
-            .collect();
+        let found = support::open_ports(&out);
         assert_eq!(found, expected, "{mode}");
         let now = packets_from_second_address(&lab);
         assert!(
@@ -430,19 +392,7 @@ fn probes_leave_from_the_configured_source_address() {
         dir.path(),
         "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nsource_ip = \"10.77.255.6\"\n",
     );
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            support::bin(),
-            "-c",
-            bad.to_str().expect("utf8"),
-            "scan",
-            &ip,
-        ])
-        .output()
-        .expect("scan");
+    let out = lab.run(&bad, &["scan", &ip]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("scan.source_ip = \"10.77.255.6\": not an address of this machine"),
@@ -467,35 +417,15 @@ fn per_host_rate_paces_every_host() {
         dir.path(),
         "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"10.77.0.0/24\"\n[scan]\nrate = 100000\nper_host_rate = 1000\n",
     );
-    let ns = lab.desc["scanner_ns"].as_str().expect("ns");
     for mode in ["syn", "connect"] {
         let started = std::time::Instant::now();
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                support::bin(),
-                "-c",
-                cfg.to_str().expect("utf8"),
-                "scan",
-            ])
-            .args(&hosts)
-            .args(["-p", "1-2000", "--json", "--mode", mode, "--timeout", "300ms"])
-            .output()
-            .expect("scan");
+        let mut args = vec!["scan"];
+        args.extend(hosts.iter().map(String::as_str));
+        args.extend(["-p", "1-2000", "--json", "--mode", mode, "--timeout", "300ms"]);
+        let out = lab.run(&cfg, &args);
         let elapsed = started.elapsed();
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
-        let found: BTreeSet<(String, u64)> = stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json");
-                (
-                    v["ip"].as_str().expect("ip").to_string(),
-                    v["port"].as_u64().expect("port"),
-                )
-            })
-            .collect();
+        let found = support::open_ports(&out);
         assert_eq!(found, expected, "{mode}");
         assert!(
             elapsed >= std::time::Duration::from_millis(1900),

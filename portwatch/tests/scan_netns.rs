@@ -90,16 +90,7 @@ fn cidr_and_ipv6_targets() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let found: BTreeSet<(String, u64)> = stdout(&out)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            (
-                v["ip"].as_str().expect("ip").to_string(),
-                v["port"].as_u64().expect("port"),
-            )
-        })
-        .collect();
+    let found = support::open_ports(&out);
     let expected: BTreeSet<(String, u64)> = [("127.0.0.2", 8081), ("127.0.0.6", 8082), ("::1", 8083)]
         .iter()
         .map(|(i, p)| (i.to_string(), *p))
@@ -159,16 +150,7 @@ fn a_slash_24_times_1000_ports_is_exact_with_bounded_memory() {
             .expect("spawn");
         let out = child.wait_with_output().expect("wait");
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
-        let found: BTreeSet<(String, u64)> = stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json");
-                (
-                    v["ip"].as_str().expect("ip").to_string(),
-                    v["port"].as_u64().expect("port"),
-                )
-            })
-            .collect();
+        let found = support::open_ports(&out);
         assert_eq!(
             found,
             expected,

@@ -277,3 +277,18 @@ pub fn served_and_rebuilt(ns: &Netns, cfg: &str, scratch: &Path) -> (serde_json:
         serde_json::from_slice(&rebuilt.stdout).expect("rebuilt json"),
     )
 }
+
+/// The (ip, port) pairs in `scan --json` output: one JSON object per line.
+pub fn open_ports(out: &Output) -> std::collections::BTreeSet<(String, u64)> {
+    stdout(out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"));
+            (
+                v["ip"].as_str().expect("ip").to_string(),
+                v["port"].as_u64().expect("port"),
+            )
+        })
+        .collect()
+}
