@@ -62,6 +62,25 @@ impl Canaries {
         canaries
     }
 
+    /// Canaries for a scan of `ports`, or none when the scan must not probe ports
+    /// nobody listed.
+    pub fn for_scan(ports: &PortSet, enabled: bool) -> Self {
+        if enabled {
+            Self::pick(ports)
+        } else {
+            Self::none()
+        }
+    }
+
+    /// The order to probe in: the requested ports plus the extra canaries, shuffled
+    /// (no host sees its ports in sequence, and canaries hide among real probes).
+    pub fn probe_order(&self, ports: &PortSet) -> Vec<u16> {
+        use rand::seq::SliceRandom;
+        let mut order: Vec<u16> = ports.iter().chain(self.extra.iter().copied()).collect();
+        order.shuffle(&mut rand::rng());
+        order
+    }
+
     /// No canaries (a scan too small to carry them is never flagged).
     pub fn none() -> Self {
         Self {

@@ -30,7 +30,6 @@ use portwatch_events::{
     Event, Evidence, HostScan, Observation, Origin, OutcomeCounts, PortDetail, PortSet, ProbeOutcome, Proto,
     Timestamp,
 };
-use rand::seq::SliceRandom;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -297,13 +296,8 @@ impl ConnectScanner {
         if ports.is_empty() {
             return Ok(summary);
         }
-        let canaries = Arc::new(if canaries {
-            Canaries::pick(ports)
-        } else {
-            Canaries::none()
-        });
-        let mut order: Vec<u16> = ports.iter().chain(canaries.extra.iter().copied()).collect();
-        order.shuffle(&mut rand::rng());
+        let canaries = Arc::new(Canaries::for_scan(ports, canaries));
+        let order = canaries.probe_order(ports);
         let order: Arc<[u16]> = order.into();
         // Hosts per chunk: about a million probes per chunk, at most 4096 hosts.
         let chunk_hosts = (1_000_000 / order.len()).clamp(1, 4096);

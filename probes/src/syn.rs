@@ -321,13 +321,8 @@ impl SynScanner {
         }
         let cookie = Arc::new(Cookie::of_kind(self.source_port, kind));
         let mut receiver = Receiver::start(cookie.clone(), self.sender_v6.is_some())?;
-        let canaries = Arc::new(if canaries {
-            Canaries::pick(ports)
-        } else {
-            Canaries::none()
-        });
-        let mut order: Vec<u16> = ports.iter().chain(canaries.extra.iter().copied()).collect();
-        order.shuffle(&mut rand::rng());
+        let canaries = Arc::new(Canaries::for_scan(ports, canaries));
+        let order = canaries.probe_order(ports);
         let chunk_hosts = (4_000_000 / order.len()).clamp(1, 65_536);
         let mut rate = self.cfg.rate.get();
         let mut targets = targets.peekable();
