@@ -67,8 +67,8 @@ run() { # run NAME COMMAND... ; appends "name wall_s peak_kb found" to $OUT/resu
 for round in $(seq 1 "$ROUNDS"); do
     run "nmap_-sT_-p-" nmap -sT -p- -n -Pn -oG - 127.0.0.1
     run "nmap_-sT_-p-_-T4" nmap -sT -p- -T4 -n -Pn -oG - 127.0.0.1
-    run "portwatch_default_rate" "$PW" scan 127.0.0.1 -p - --json
-    run "portwatch_--rate_1000000" "$PW" scan 127.0.0.1 -p - --json --rate 1000000
+    run "portwatch_default_rate" "$PW" scan 127.0.0.1 -p - --json --mode connect
+    run "portwatch_--rate_1000000" "$PW" scan 127.0.0.1 -p - --json --mode connect --rate 1000000
 done
 
 python3 - "$OUT/results" "$EXPECTED" "$ROUNDS" <<'PY'
