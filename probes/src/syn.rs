@@ -363,10 +363,16 @@ impl SynScanner {
                 } else {
                     self.send_pass(&mut run, resend.iter().copied(), pass_rate).await;
                 }
-                // Let the last replies arrive.
+                // Let the last replies arrive; stop early once every probe of the
+                // chunk has its answer (common on a LAN, and in rechecks of open
+                // ports): there is nothing left to wait for.
                 let deadline = tokio::time::Instant::now() + self.cfg.wait;
-                while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, run.replies.recv()).await {
-                    run.state.record(reply);
+                let total = (run.state.hosts.len() * order.len()) as u64;
+                while run.state.answered < total {
+                    match tokio::time::timeout_at(deadline, run.replies.recv()).await {
+                        Ok(Some(reply)) => run.state.record(reply),
+                        _ => break,
+                    }
                 }
                 if pass > 0 {
                     let recovered = run.state.answered - answered_before;
