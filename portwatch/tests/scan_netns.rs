@@ -171,3 +171,49 @@ fn a_slash_24_times_1000_ports_is_exact_with_bounded_memory() {
     assert!(peak_mb <= 64, "peak RSS {peak_mb} MB");
     drop(listeners);
 }
+
+#[test]
+fn a_slash_16_with_few_ports_streams_in_bounded_memory() {
+    // 65,536 hosts x 3 ports: per-host bookkeeping must scale with the ports probed,
+    // not with all 65,536 ports, or this alone would need hundreds of MB.
+    let ns = Netns::new("wide16");
+    let dir = support::tempdir();
+    let cfg = support::write_config(
+        dir.path(),
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.0.0/16\"\n",
+    );
+    let _web = ns.serve("127.0.3.7:80");
+    let _tls = ns.serve("127.0.200.42:443");
+    let _everywhere = ns.serve("0.0.0.0:500");
+    let child = ns
+        .command(support::bin())
+        .args([
+            "-c",
+            cfg.to_str().expect("utf8"),
+            "scan",
+            "127.0.0.0/16",
+            "-p",
+            "80,443,500",
+            "--json",
+        ])
+        .args(["--mode", "syn", "--rate", "300000", "--timeout", "500ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = support::open_ports(&out);
+    assert_eq!(found.len(), 65_536 + 2);
+    assert!(found.contains(&("127.0.3.7".to_string(), 80)));
+    assert!(found.contains(&("127.0.200.42".to_string(), 443)));
+    assert!(found.contains(&("127.0.255.255".to_string(), 500)));
+    assert!(
+        stderr(&out).contains("scanned 65536 host(s) x 3 port(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("rusage");
+    let peak_mb = usage.max_rss() / 1024;
+    assert!(peak_mb <= 64, "peak RSS {peak_mb} MB");
+}

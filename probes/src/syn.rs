@@ -323,7 +323,14 @@ impl SynScanner {
         let mut receiver = Receiver::start(cookie.clone(), self.sender_v6.is_some())?;
         let canaries = Arc::new(Canaries::for_scan(ports, canaries));
         let order = canaries.probe_order(ports);
-        let chunk_hosts = (4_000_000 / order.len()).clamp(1, 65_536);
+        let mut slot = vec![u32::MAX; 65_536];
+        for (i, &port) in order.iter().enumerate() {
+            slot[usize::from(port)] = i as u32;
+        }
+        let slot: Arc<[u32]> = slot.into();
+        // About a million probes per chunk: bounds the per-chunk bookkeeping (one bit
+        // per probe, plus the unanswered list of a retransmission pass).
+        let chunk_hosts = (1_000_000 / order.len()).clamp(1, 16_384);
         let mut rate = self.cfg.rate.get();
         let mut targets = targets.peekable();
         while targets.peek().is_some() {
@@ -336,7 +343,7 @@ impl SynScanner {
                 std::sync::atomic::Ordering::Relaxed,
             );
             let mut run = ChunkRun {
-                state: ChunkState::new(&chunk, canaries.clone(), self.cfg.source),
+                state: ChunkState::new(&chunk, (canaries.clone(), slot.clone()), self.cfg.source),
                 replies: &mut receiver.replies,
                 progress: &progress,
                 cookie: &cookie,
@@ -619,7 +626,11 @@ struct ChunkState {
     hosts: Vec<IpAddr>,
     sources: Vec<IpAddr>,
     index: HashMap<IpAddr, usize>,
+    /// One bit per (host, probed port), indexed by the port's slot in `slot`: the
+    /// bitmap grows with the ports actually probed, not with all 65536.
     answered_bits: Vec<Vec<u64>>,
+    /// Port number -> its slot in the probe order (`u32::MAX`: not probed).
+    slot: Arc<[u32]>,
     open: Vec<Vec<u16>>,
     closed: Vec<u32>,
     unreachable: Vec<Vec<u16>>,
@@ -632,7 +643,7 @@ struct ChunkState {
 }
 
 impl ChunkState {
-    fn new(chunk: &[IpAddr], canaries: Arc<Canaries>, source: Option<IpAddr>) -> Self {
+    fn new(chunk: &[IpAddr], (canaries, slot): (Arc<Canaries>, Arc<[u32]>), source: Option<IpAddr>) -> Self {
         let hosts: Vec<IpAddr> = chunk.to_vec();
         // The configured source, or one route lookup per host (no packet is sent);
         // a host with no route gets the unspecified address and its probes fail to
@@ -651,7 +662,8 @@ impl ChunkState {
         Self {
             index: hosts.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
             sources,
-            answered_bits: vec![vec![0u64; 1024]; n],
+            answered_bits: vec![vec![0u64; slot.iter().filter(|s| **s != u32::MAX).count().div_ceil(64)]; n],
+            slot,
             open: vec![Vec::new(); n],
             closed: vec![0; n],
             unreachable: vec![Vec::new(); n],
@@ -672,8 +684,12 @@ impl ChunkState {
     }
 
     fn set_answered(&mut self, host: usize, port: u16) -> bool {
-        let word = &mut self.answered_bits[host][usize::from(port) / 64];
-        let bit = 1u64 << (port % 64);
+        let slot = self.slot[usize::from(port)];
+        if slot == u32::MAX {
+            return false; // a reply for a port this scan never probed
+        }
+        let word = &mut self.answered_bits[host][slot as usize / 64];
+        let bit = 1u64 << (slot % 64);
         if *word & bit != 0 {
             return false;
         }
@@ -683,7 +699,8 @@ impl ChunkState {
     }
 
     fn is_answered(&self, host: usize, port: u16) -> bool {
-        self.answered_bits[host][usize::from(port) / 64] & (1u64 << (port % 64)) != 0
+        let slot = self.slot[usize::from(port)];
+        slot != u32::MAX && self.answered_bits[host][slot as usize / 64] & (1u64 << (slot % 64)) != 0
     }
 
     fn record(&mut self, reply: Reply) {
