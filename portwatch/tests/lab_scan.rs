@@ -63,6 +63,16 @@ impl Lab {
             .collect()
     }
 
+    /// The lab's dead addresses (nobody there).
+    fn dead(&self) -> Vec<String> {
+        self.desc["dead"]
+            .as_array()
+            .expect("dead")
+            .iter()
+            .map(|d| d.as_str().expect("ip").to_string())
+            .collect()
+    }
+
     fn expected_open(&self) -> BTreeSet<(String, u64)> {
         let mut set = BTreeSet::new();
         for h in self.desc["hosts"].as_array().expect("hosts") {
@@ -130,20 +140,15 @@ fn syn_mode_is_exact_three_runs_in_a_row() {
         .hosts("live")
         .into_iter()
         .chain(lab.hosts("icmp_drop"))
-        .chain(lab.hosts("filtered")));
-    targets.extend(
-        lab.desc["dead"]
-            .as_array()
-            .expect("dead")
-            .iter()
-            .map(|d| d.as_str().expect("ip").to_string()),
-    );
+        .chain(lab.hosts("filtered"))
+        .chain(lab.hosts("wildcard")));
+    targets.extend(lab.dead());
     let expected = lab.expected_open();
     assert_eq!(expected.len(), 25);
     for run in 1..=3 {
         let mut args: Vec<&str> = targets.iter().map(String::as_str).collect();
         args.extend(["-p", "-", "--mode", "syn", "--rate", "100000", "--timeout", "1s"]);
-        let found = lab.scan(&args);
+        let (found, summary) = lab.scan_with_summary(&args);
         assert_eq!(
             found,
             expected,
@@ -151,6 +156,10 @@ fn syn_mode_is_exact_three_runs_in_a_row() {
             &expected - &found,
             &found - &expected
         );
+        // The wildcard host (every port answers) is flagged, and none of its 65535
+        // "open" ports is reported (the exact comparison above has no extras).
+        assert!(summary.contains("1 wildcard host(s)"), "run {run}: {summary}");
+        assert!(summary.contains("(wildcard: SYN proxy"), "run {run}: {summary}");
     }
 }
 
@@ -163,18 +172,12 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
         .chain(lab.hosts("icmp_drop"))
         .chain(lab.hosts("wildcard")));
     let mut silent = ips(lab.hosts("filtered"));
-    silent.extend(
-        lab.desc["dead"]
-            .as_array()
-            .expect("dead")
-            .iter()
-            .map(|d| d.as_str().expect("ip").to_string()),
-    );
+    silent.extend(lab.dead());
     let expected = lab.expected_open();
     for run in 1..=3 {
         let mut args: Vec<&str> = live.iter().map(String::as_str).collect();
         args.extend(["-p", "-", "--mode", "connect", "--rate", "100000"]);
-        let found = lab.scan(&args);
+        let (found, summary) = lab.scan_with_summary(&args);
         assert_eq!(
             found,
             expected,
@@ -182,6 +185,9 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
             &expected - &found,
             &found - &expected
         );
+        // The wildcard host (every port answers) is flagged; none of its ports is
+        // reported (the exact comparison above has no extras).
+        assert!(summary.contains("1 wildcard host(s)"), "run {run}: {summary}");
         // Silent hosts cost a timeout per port in connect mode; a slice of the range
         // shows they yield nothing without spending minutes.
         let mut args: Vec<&str> = silent.iter().map(String::as_str).collect();
@@ -205,13 +211,7 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
 
 fn ping(lab: &Lab, mode: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut targets = ips(lab.desc["hosts"].as_array().expect("hosts"));
-    targets.extend(
-        lab.desc["dead"]
-            .as_array()
-            .expect("dead")
-            .iter()
-            .map(|d| d.as_str().expect("ip").to_string()),
-    );
+    targets.extend(lab.dead());
     let mut args = vec!["ping", "--json", "--mode", mode];
     args.extend(targets.iter().map(String::as_str));
     let out = lab.run(&lab.config, &args);
@@ -240,12 +240,8 @@ fn liveness_tells_live_from_dead_in_both_modes() {
                 host["kind"], verdicts[ip]
             );
         }
-        for dead in lab.desc["dead"].as_array().expect("dead") {
-            assert_eq!(
-                verdicts[dead.as_str().expect("ip")]["alive"],
-                false,
-                "{mode}: {dead}"
-            );
+        for dead in lab.dead() {
+            assert_eq!(verdicts[&dead]["alive"], false, "{mode}: {dead}");
         }
         if mode == "syn" {
             // The ICMP-dropping host is alive through TCP alone; a normal host
