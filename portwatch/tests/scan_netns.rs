@@ -132,7 +132,7 @@ fn a_slash_24_times_1000_ports_is_exact_with_bounded_memory() {
         expected.insert((format!("127.0.0.{host}"), 500));
     }
     for mode in ["syn", "connect"] {
-        let child = ns
+        let out = ns
             .command(support::bin())
             .args([
                 "-c",
@@ -144,11 +144,8 @@ fn a_slash_24_times_1000_ports_is_exact_with_bounded_memory() {
                 "--json",
             ])
             .args(["--mode", mode, "--rate", "200000", "--timeout", "500ms"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let out = child.wait_with_output().expect("wait");
+            .output()
+            .expect("portwatch");
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
         let found = support::open_ports(&out);
         assert_eq!(
@@ -185,7 +182,7 @@ fn a_slash_16_with_few_ports_streams_in_bounded_memory() {
     let _web = ns.serve("127.0.3.7:80");
     let _tls = ns.serve("127.0.200.42:443");
     let _everywhere = ns.serve("0.0.0.0:500");
-    let child = ns
+    let out = ns
         .command(support::bin())
         .args([
             "-c",
@@ -197,11 +194,8 @@ fn a_slash_16_with_few_ports_streams_in_bounded_memory() {
             "--json",
         ])
         .args(["--mode", "syn", "--rate", "300000", "--timeout", "500ms"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let out = child.wait_with_output().expect("wait");
+        .output()
+        .expect("portwatch");
     assert!(out.status.success(), "{}", stderr(&out));
     let found = support::open_ports(&out);
     assert_eq!(found.len(), 65_536 + 2);
