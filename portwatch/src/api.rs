@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::config::{Asset, Config};
 use crate::jobs::JobBoard;
-use crate::projector::PROJECTION;
 use crate::scheduler;
 
 /// What the handlers share.
@@ -82,13 +81,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn lag(state: &ApiState) -> Result<u64, ApiError> {
-    let mut lag = 0;
-    for partition in 0..state.log.partitions() {
-        let end = state.log.end_offset(partition).map_err(internal)?;
-        let next = state.store.next_offset(PROJECTION, partition).map_err(internal)?;
-        lag += end.saturating_sub(next);
-    }
-    Ok(lag)
+    crate::projector::lag(&*state.log, &state.store).map_err(internal)
 }
 
 async fn healthz(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {

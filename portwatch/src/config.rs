@@ -483,10 +483,7 @@ impl RawConfig {
         };
         let tries = match self.scan.tries {
             None => DEFAULT_TRIES,
-            Some(t) if !(1..=10).contains(&t) => {
-                return Err(invalid("scan.tries", &t.to_string(), "must be between 1 and 10"))
-            }
-            Some(t) => t as u32,
+            Some(t) => check_tries(t).map_err(|r| invalid("scan.tries", &t.to_string(), &r))?,
         };
         let max_rate = match self.scan.max_rate {
             None => DEFAULT_MAX_RATE,
@@ -520,40 +517,19 @@ impl RawConfig {
         };
         let rate = match self.scan.rate {
             None => DEFAULT_RATE.min(max_rate),
-            Some(r) if r < 1 || r > i64::from(max_rate) => {
-                return Err(invalid(
-                    "scan.rate",
-                    &r.to_string(),
-                    &format!("must be between 1 and scan.max_rate = {max_rate} probes per second"),
-                ))
-            }
-            Some(r) => r as u32,
+            Some(r) => check_rate(r, max_rate)
+                .map_err(|e| invalid("scan.rate", &r.to_string(), &e))?
+                .get(),
         };
         let timeout = match &self.scan.timeout {
             None => DEFAULT_TIMEOUT,
             Some(text) => {
-                let d =
-                    parse_duration(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?;
-                if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                    return Err(invalid(
-                        "scan.timeout",
-                        &format!("{text:?}"),
-                        "must be between 10ms and 60s",
-                    ));
-                }
-                d
+                check_timeout(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?
             }
         };
         let concurrency = match self.scan.concurrency {
             None => DEFAULT_CONCURRENCY,
-            Some(c) if !(1..=65_536).contains(&c) => {
-                return Err(invalid(
-                    "scan.concurrency",
-                    &c.to_string(),
-                    "must be between 1 and 65536",
-                ))
-            }
-            Some(c) => c as usize,
+            Some(c) => check_concurrency(c).map_err(|r| invalid("scan.concurrency", &c.to_string(), &r))?,
         };
         let port_list = |key: &str, value: &Option<String>, default: PortSet| match value {
             None => Ok(default),
@@ -643,6 +619,47 @@ impl RawConfig {
             store_path,
             api_listen,
         })
+    }
+}
+
+/// Bounds shared by the config file and the command line's overrides: each returns
+/// the checked value, or why it is refused (the caller names the key or flag).
+/// A probe rate: 1 to `max_rate`.
+pub fn check_rate(rate: i64, max_rate: u32) -> Result<NonZeroU32, String> {
+    match u32::try_from(rate)
+        .ok()
+        .filter(|r| *r <= max_rate)
+        .and_then(NonZeroU32::new)
+    {
+        Some(r) => Ok(r),
+        None => Err(format!(
+            "must be between 1 and scan.max_rate = {max_rate} probes per second"
+        )),
+    }
+}
+
+/// SYN passes: 1 to 10.
+pub fn check_tries(tries: i64) -> Result<u32, String> {
+    match tries {
+        1..=10 => Ok(tries as u32),
+        _ => Err("must be between 1 and 10".to_string()),
+    }
+}
+
+/// A probe timeout: a human duration from 10ms to 60s.
+pub fn check_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+        return Err("must be between 10ms and 60s".to_string());
+    }
+    Ok(d)
+}
+
+/// Probes in flight: 1 to 65536.
+pub fn check_concurrency(concurrency: i64) -> Result<usize, String> {
+    match concurrency {
+        1..=65_536 => Ok(concurrency as usize),
+        _ => Err("must be between 1 and 65536".to_string()),
     }
 }
 

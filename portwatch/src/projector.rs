@@ -122,13 +122,7 @@ impl Projector {
 
     /// Events appended but not yet folded, over all partitions.
     pub fn lag(&self) -> anyhow::Result<u64> {
-        let mut lag = 0;
-        for partition in 0..self.log.partitions() {
-            let end = self.log.end_offset(partition)?;
-            let next = self.store.next_offset(PROJECTION, partition)?;
-            lag += end.saturating_sub(next);
-        }
-        Ok(lag)
+        lag(&*self.log, &self.store)
     }
 
     /// Fold until the log is exhausted.
@@ -148,6 +142,17 @@ impl Projector {
         metrics::gauge!("portwatch_ports_open").set(open as f64);
         metrics::gauge!("portwatch_hosts_known").set(self.state.hosts().count() as f64);
     }
+}
+
+/// Events in `log` that the state projection in `store` has not folded yet.
+pub fn lag(log: &dyn EventLog, store: &EmbeddedStore) -> anyhow::Result<u64> {
+    let mut lag = 0;
+    for partition in 0..log.partitions() {
+        let end = log.end_offset(partition)?;
+        let next = store.next_offset(PROJECTION, partition)?;
+        lag += end.saturating_sub(next);
+    }
+    Ok(lag)
 }
 
 /// Run the projector until `shutdown` flips, then fold what is left and return.

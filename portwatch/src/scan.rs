@@ -1,7 +1,6 @@
 //! `portwatch scan`: one ad-hoc scan, now, printed as it goes.
 
 use std::io::{IsTerminal, Write};
-use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::api::risk_of;
 use crate::cli::ScanArgs;
-use crate::config::{parse_duration, Config, ScanSettings};
+use crate::config::{check_concurrency, check_rate, check_timeout, check_tries, Config, ScanSettings};
 use crate::jobs::Appender;
 use crate::output::json_line;
 use crate::{InputError, Shutdown};
@@ -44,40 +43,17 @@ fn settings(cfg: &Config, args: &ScanArgs) -> Result<ScanSettings, InputError> {
     if let Some(mode) = &args.mode {
         scan.mode = mode.parse().map_err(|e| InputError(format!("--mode: {e}")))?;
     }
-    match args.rate {
-        None => {}
-        Some(r) if r >= 1 && r <= i64::from(scan.max_rate) => {
-            scan.rate = NonZeroU32::new(r as u32).unwrap_or(NonZeroU32::MIN);
-        }
-        Some(r) => {
-            return Err(InputError(format!(
-                "--rate {r}: must be between 1 and scan.max_rate = {} probes per second",
-                scan.max_rate
-            )))
-        }
+    if let Some(r) = args.rate {
+        scan.rate = check_rate(r, scan.max_rate).map_err(|e| InputError(format!("--rate {r}: {e}")))?;
     }
-    match args.tries {
-        None => {}
-        Some(t) if (1..=10).contains(&t) => scan.tries = t as u32,
-        Some(t) => return Err(InputError(format!("--tries {t}: must be between 1 and 10"))),
+    if let Some(t) = args.tries {
+        scan.tries = check_tries(t).map_err(|e| InputError(format!("--tries {t}: {e}")))?;
     }
     if let Some(text) = &args.timeout {
-        let d = parse_duration(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
-        if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-            return Err(InputError(format!(
-                "--timeout `{text}`: must be between 10ms and 60s"
-            )));
-        }
-        scan.timeout = d;
+        scan.timeout = check_timeout(text).map_err(|e| InputError(format!("--timeout `{text}`: {e}")))?;
     }
-    match args.concurrency {
-        None => {}
-        Some(c) if (1..=65_536).contains(&c) => scan.concurrency = c as usize,
-        Some(c) => {
-            return Err(InputError(format!(
-                "--concurrency {c}: must be between 1 and 65536"
-            )))
-        }
+    if let Some(c) = args.concurrency {
+        scan.concurrency = check_concurrency(c).map_err(|e| InputError(format!("--concurrency {c}: {e}")))?;
     }
     // The rate may have changed: a pacer of its own for this command.
     scan.pacer = portwatch_probes::Pacer::new(scan.rate);

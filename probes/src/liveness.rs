@@ -45,6 +45,18 @@ pub fn liveness_from(result: &HostResult) -> HostLiveness {
     }
 }
 
+/// A scan of the liveness ports: every port's outcome kept, no canaries (a
+/// wildcard host is alive all the same).
+fn ping_request<'a>(ports: &'a PortSet, scope: &'a Scope) -> ScanRequest<'a> {
+    ScanRequest {
+        ports,
+        scope,
+        record_outcomes: true,
+        progress: Arc::new(ScanProgress::default()),
+        canaries: false,
+    }
+}
+
 /// Raw-socket pingers.
 #[derive(Debug)]
 struct Raw {
@@ -116,13 +128,7 @@ impl Pinger {
         let v4_addrs = ipv4_only(&v4);
         let echoes = tokio::task::spawn_blocking(move || icmp.ping(&v4_addrs));
         let (tx, rx) = mpsc::channel::<HostResult>(256);
-        let request = ScanRequest {
-            ports,
-            scope,
-            record_outcomes: true,
-            progress: Arc::new(ScanProgress::default()),
-            canaries: false,
-        };
+        let request = ping_request(ports, scope);
         let collect = |mut rx: mpsc::Receiver<HostResult>| {
             tokio::spawn(async move {
                 let mut by_ip = HashMap::new();
@@ -208,13 +214,7 @@ impl Pinger {
             }
             n
         });
-        let request = ScanRequest {
-            ports,
-            scope,
-            record_outcomes: true,
-            progress: Arc::new(ScanProgress::default()),
-            canaries: false,
-        };
+        let request = ping_request(ports, scope);
         self.connect.scan(targets.into_iter(), request, tx).await?;
         Ok(forward.await.unwrap_or(0))
     }
