@@ -46,6 +46,8 @@ impl IcmpPinger {
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(SynError::Socket)?;
+        // Room for a burst of replies between two drains.
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20));
         Ok(Self { socket, pacer, wait })
     }
 
@@ -62,6 +64,11 @@ impl IcmpPinger {
                 .collect();
             if pending.is_empty() {
                 break;
+            }
+            // While sending, take only what is already queued (a blocking read here
+            // would cost a read timeout per request); block in the wait below.
+            if let Err(e) = self.socket.set_nonblocking(true) {
+                tracing::warn!(error = %e, "ICMP socket mode");
             }
             for &i in &pending {
                 while !self.pacer.try_take() {
@@ -81,6 +88,9 @@ impl IcmpPinger {
                 }
                 self.drain(id, &index, &sent_at, &mut results, Instant::now());
             }
+            if let Err(e) = self.socket.set_nonblocking(false) {
+                tracing::warn!(error = %e, "ICMP socket mode");
+            }
             self.drain(id, &index, &sent_at, &mut results, Instant::now() + self.wait);
         }
         for ip in targets {
@@ -89,7 +99,8 @@ impl IcmpPinger {
         results
     }
 
-    /// Read replies until `until` (at least one read attempt).
+    /// Read replies until `until` or until every target has answered (at least one
+    /// read attempt).
     fn drain(
         &self,
         id: u16,
@@ -126,7 +137,7 @@ impl IcmpPinger {
                     return;
                 }
             }
-            if Instant::now() >= until && results.len() == index.len() {
+            if results.len() == index.len() {
                 return;
             }
         }
