@@ -15,7 +15,7 @@
 //!   last covering scan that did *not* see it open before it was first seen open);
 //! - **host liveness**: from liveness checks and from any answer during a port scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use portwatch_events::{
@@ -227,6 +227,12 @@ pub struct Snapshot {
     pub hosts: Vec<HostRow>,
 }
 
+/// How many recent event ids the fold remembers per host to drop redelivered
+/// duplicates. Logs that cannot dedupe by id themselves (Kafka: a probe node that
+/// resends its spool after an unacknowledged delivery) redeliver at most the
+/// events of the batch in flight, a handful per host.
+pub const RECENT_IDS_PER_HOST: usize = 8;
+
 /// The fold state. Only what later events can change lives here: port rows, open
 /// episodes and host rows. Closed episodes are final and live only in the store.
 #[derive(Debug, Clone, Default)]
@@ -235,6 +241,22 @@ pub struct State {
     ports: BTreeMap<PortKey, PortRow>,
     open_episodes: BTreeMap<PortKey, Episode>,
     hosts: BTreeMap<IpAddr, HostRow>,
+    recent: BTreeMap<IpAddr, VecDeque<EventId>>,
+}
+
+/// Everything a [`State`] holds, as plain lists: what a projector checkpoints next to
+/// its offset so that a restart resumes from exactly the state that offset implies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateImage {
+    /// Port rows.
+    pub ports: Vec<PortRow>,
+    /// Open episodes.
+    pub open_episodes: Vec<Episode>,
+    /// Host rows.
+    pub hosts: Vec<HostRow>,
+    /// Recently folded event ids per host, oldest first.
+    #[serde(default)]
+    pub recent: Vec<(IpAddr, Vec<EventId>)>,
 }
 
 impl State {
@@ -268,6 +290,31 @@ impl State {
         state
     }
 
+    /// The whole state as plain lists (see [`StateImage`]).
+    pub fn image(&self) -> StateImage {
+        StateImage {
+            ports: self.ports.values().cloned().collect(),
+            open_episodes: self.open_episodes.values().cloned().collect(),
+            hosts: self.hosts.values().cloned().collect(),
+            recent: self
+                .recent
+                .iter()
+                .map(|(ip, ids)| (*ip, ids.iter().copied().collect()))
+                .collect(),
+        }
+    }
+
+    /// State restored from an [`StateImage`].
+    pub fn from_image(cfg: FoldConfig, image: StateImage) -> Self {
+        let mut state = Self::from_rows(cfg, image.ports, image.open_episodes, image.hosts);
+        state.recent = image
+            .recent
+            .into_iter()
+            .map(|(ip, ids)| (ip, ids.into_iter().collect()))
+            .collect();
+        state
+    }
+
     /// The fold configuration.
     pub fn config(&self) -> FoldConfig {
         self.cfg
@@ -288,8 +335,18 @@ impl State {
         self.open_episodes.values()
     }
 
-    /// Fold one event into the state; returns the rows it changed.
+    /// Fold one event into the state; returns the rows it changed. An event whose id
+    /// was among the host's last [`RECENT_IDS_PER_HOST`] is a redelivery and changes
+    /// nothing.
     pub fn apply(&mut self, event: &Event) -> Vec<Change> {
+        let recent = self.recent.entry(event.observation.ip()).or_default();
+        if recent.contains(&event.id) {
+            return Vec::new();
+        }
+        if recent.len() == RECENT_IDS_PER_HOST {
+            recent.pop_front();
+        }
+        recent.push_back(event.id);
         match &event.observation {
             Observation::HostScan(scan) => self.apply_scan(event.id, event.ts, scan),
             Observation::HostLiveness(live) => self.apply_liveness(event.ts, live),
