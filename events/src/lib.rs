@@ -17,6 +17,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod control;
+
 pub use ports::{PortSet, PortSetError};
 
 /// The schema version written into every event's `v` field. Readers refuse versions

@@ -13,8 +13,12 @@
 //! blocking APIs, and async callers wrap calls in `spawn_blocking`.
 
 mod embedded;
+pub mod kafka;
+pub mod spool;
 
 pub use embedded::EmbeddedLog;
+pub use kafka::{KafkaLog, KafkaSettings, Topics};
+pub use spool::{SpoolLog, SpoolSettings, SpoolStats};
 
 use portwatch_events::{DecodeError, Event};
 
@@ -66,6 +70,33 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// The Kafka client or broker failed.
+    #[error("kafka: {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic does not exist.
+    #[error("kafka topic {topic} does not exist (run `portwatch migrate` or start a control plane, which create it)")]
+    NoSuchTopic {
+        /// Topic name.
+        topic: String,
+    },
+    /// The local spool is full: the event was not recorded.
+    #[error("spool {path} is full ({bytes} bytes >= limit {limit}); {refused} events refused so far")]
+    SpoolFull {
+        /// Spool file.
+        path: String,
+        /// Bytes held.
+        bytes: u64,
+        /// Limit.
+        limit: u64,
+        /// Events refused since start.
+        refused: u64,
+    },
     /// A partition that does not exist was named.
     #[error("partition {partition} does not exist (the log has {partitions})")]
     NoSuchPartition {
@@ -84,8 +115,10 @@ impl LogError {
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
-            LogError::Io { .. } => true,
-            LogError::NoSuchPartition { .. } => false,
+            LogError::Io { .. } | LogError::Kafka { .. } => true,
+            LogError::NoSuchPartition { .. } | LogError::NoSuchTopic { .. } | LogError::SpoolFull { .. } => {
+                false
+            }
         }
     }
 }

@@ -119,10 +119,43 @@ pub enum Command {
 
     /// Print the complete projected state (ports, episodes, hosts) as one JSON document.
     ///
-    /// Example:
+    /// Examples:
     ///   portwatch snapshot > state.json
+    ///   portwatch snapshot --clickhouse -c scaleout.toml   # the scale-out state
     #[command(verbatim_doc_comment)]
-    Snapshot,
+    Snapshot(SnapshotArgs),
+
+    /// Scale-out: run a probe node that takes its zone's jobs from Kafka.
+    ///
+    /// Examples:
+    ///   portwatch probe --zone dmz -c scaleout.toml
+    ///   portwatch probe --zone office --metrics 0.0.0.0:9101
+    #[command(verbatim_doc_comment)]
+    Probe(ProbeArgs),
+
+    /// Scale-out: fold the observations topic into ClickHouse (run several: they
+    /// share the partitions as a consumer group).
+    ///
+    /// Example:
+    ///   portwatch project -c scaleout.toml --metrics 0.0.0.0:9102
+    #[command(verbatim_doc_comment)]
+    Project(ProjectArgs),
+
+    /// Scale-out: run the control plane (scheduler issuing jobs per zone, probe
+    /// node tracking, API over ClickHouse).
+    ///
+    /// Example:
+    ///   portwatch control -c scaleout.toml --listen 0.0.0.0:8080
+    #[command(verbatim_doc_comment)]
+    Control(ControlArgs),
+
+    /// Scale-out: apply the ClickHouse migrations in sql/ (idempotent; refuses a
+    /// database with a newer schema), and create the Kafka topics with --topics.
+    ///
+    /// Example:
+    ///   portwatch migrate -c scaleout.toml --topics
+    #[command(verbatim_doc_comment)]
+    Migrate(MigrateArgs),
 
     /// Check a config file and print the effective settings.
     ///
@@ -287,4 +320,61 @@ pub struct RebuildArgs {
     /// Directory for the rebuilt state.db (must not hold one already).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+}
+
+/// `snapshot` flags.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Read the scale-out state from ClickHouse ([clickhouse]) instead of the
+    /// embedded store.
+    #[arg(long)]
+    pub clickhouse: bool,
+}
+
+/// `probe` flags.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Name of this probe node (in events and heartbeats); overrides [node] name.
+    #[arg(long, env = "PORTWATCH_NODE", value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// Network zone whose jobs this node takes; overrides [probe] zone.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+
+    /// Spool file; overrides [probe] spool_path (default: DATA/spool-ZONE.db).
+    #[arg(long, value_name = "FILE")]
+    pub spool: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<String>,
+}
+
+/// `project` flags.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Consumer group; overrides [projector] group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<String>,
+}
+
+/// `control` flags.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Address for the API and /metrics; overrides [api] listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+}
+
+/// `migrate` flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Also create the Kafka topics ([kafka]) where missing.
+    #[arg(long)]
+    pub topics: bool,
 }

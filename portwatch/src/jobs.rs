@@ -167,6 +167,8 @@ pub struct JobContext {
 /// One job to run.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
+    /// Job id (the `job` field of its events).
+    pub job: JobId,
     /// Task.
     pub task: Task,
     /// Target addresses.
@@ -179,7 +181,7 @@ pub struct JobSpec {
 pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecord> {
     let origin = Origin {
         node: ctx.node.clone(),
-        job: JobId::new(),
+        job: spec.job,
         task: spec.task,
     };
     ctx.board.start(JobRecord {

@@ -13,6 +13,7 @@ pub mod output;
 pub mod ping;
 pub mod projector;
 pub mod query;
+pub mod scaleout;
 pub mod scan;
 pub mod scheduler;
 pub mod up;
@@ -112,7 +113,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Hosts(args) => query::hosts(&cfg, &args),
         Command::Episodes(args) => query::episodes(&cfg, &args),
         Command::Events(args) => query::events(&cfg, &args),
-        Command::Snapshot => query::snapshot(&cfg),
+        Command::Snapshot(args) if args.clickhouse => query::snapshot_clickhouse(&cfg).await,
+        Command::Snapshot(_) => query::snapshot(&cfg),
+        Command::Probe(args) => scaleout::probe::run(cfg, args, shutdown).await,
+        Command::Project(args) => scaleout::project::run(cfg, args, shutdown).await,
+        Command::Control(args) => scaleout::control::run(cfg, args, shutdown).await,
+        Command::Migrate(args) => scaleout::migrate::run(&cfg, &args).await,
         Command::Rebuild(args) => projector::rebuild(&cfg, &args.to),
         Command::CheckConfig => query::check_config(&cfg),
     }

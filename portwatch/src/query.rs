@@ -178,6 +178,17 @@ pub fn snapshot(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `portwatch snapshot --clickhouse`
+pub async fn snapshot_clickhouse(cfg: &Config) -> anyhow::Result<()> {
+    let store = portwatch_stores::ClickHouseStore::new(cfg.scaleout.clickhouse.clone());
+    store.check_schema().await?;
+    let snapshot = store.snapshot().await?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &snapshot)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// `portwatch check-config`
 pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portwatch_events::{PortSet, Proto, Task};
-use portwatch_projections::PortState;
+use portwatch_events::{JobId, PortSet, Proto, Task};
+use portwatch_projections::{PortRow, PortState};
 use portwatch_stores::{EmbeddedStore, PortFilter};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,39 +31,74 @@ pub fn implemented(task: Task) -> bool {
     !matches!(task, Task::ServiceDetection | Task::AdminPanels | Task::Adhoc)
 }
 
+/// Where jobs run and where target sets come from.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Embedded: run jobs in this process; target sets from the embedded store.
+    Embedded {
+        /// What jobs need.
+        ctx: JobContext,
+        /// Projected state.
+        store: Arc<EmbeddedStore>,
+    },
+    /// Scale-out: issue jobs to the probe nodes of each zone through Kafka; target
+    /// sets from ClickHouse.
+    ScaleOut(Arc<crate::scaleout::control::Issuer>),
+}
+
 /// Builds job specs from target sets and runs the task loops.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     cfg: Arc<Config>,
-    ctx: JobContext,
-    store: Arc<EmbeddedStore>,
+    backend: Backend,
 }
 
 impl Scheduler {
-    /// A scheduler reading target sets from `store`.
+    /// An embedded scheduler reading target sets from `store`.
     pub fn new(cfg: Arc<Config>, ctx: JobContext, store: Arc<EmbeddedStore>) -> Self {
-        Self { cfg, ctx, store }
+        Self {
+            cfg,
+            backend: Backend::Embedded { ctx, store },
+        }
+    }
+
+    /// A scale-out scheduler.
+    pub fn scale_out(cfg: Arc<Config>, issuer: Arc<crate::scaleout::control::Issuer>) -> Self {
+        Self {
+            cfg,
+            backend: Backend::ScaleOut(issuer),
+        }
     }
 
     fn assets(&self) -> Vec<IpAddr> {
         self.cfg.scope.assets().iter().collect()
     }
 
-    fn dead_hosts(&self) -> anyhow::Result<HashSet<IpAddr>> {
-        Ok(self
-            .store
-            .hosts()?
+    /// Hosts whose last liveness check got no answer, and ports open in state.
+    async fn facts(&self) -> anyhow::Result<(HashSet<IpAddr>, Vec<PortRow>)> {
+        let (hosts, open) = match &self.backend {
+            Backend::Embedded { store, .. } => (
+                store.hosts()?,
+                store.ports(&PortFilter {
+                    state: Some(PortState::Open),
+                    ip: None,
+                })?,
+            ),
+            Backend::ScaleOut(issuer) => (issuer.store().hosts().await?, issuer.store().ports(true).await?),
+        };
+        let dead = hosts
             .into_iter()
             .filter(|h| h.alive == Some(false))
             .map(|h| h.ip)
-            .collect())
+            .collect();
+        Ok((dead, open))
     }
 
     /// The jobs one run of `task` consists of (empty when there is nothing to do).
-    pub fn jobs_for(&self, task: Task) -> anyhow::Result<Vec<JobSpec>> {
+    pub async fn jobs_for(&self, task: Task) -> anyhow::Result<Vec<JobSpec>> {
         let scan = &self.cfg.scan;
+        let (dead, open) = self.facts().await?;
         let online = || -> anyhow::Result<Vec<IpAddr>> {
-            let dead = self.dead_hosts()?;
             Ok(self
                 .assets()
                 .into_iter()
@@ -71,10 +106,14 @@ impl Scheduler {
                 .collect())
         };
         let offline = || -> anyhow::Result<Vec<IpAddr>> {
-            let dead = self.dead_hosts()?;
             Ok(self.assets().into_iter().filter(|ip| dead.contains(ip)).collect())
         };
-        let spec = |targets: Vec<IpAddr>, ports: PortSet| JobSpec { task, targets, ports };
+        let spec = |targets: Vec<IpAddr>, ports: PortSet| JobSpec {
+            job: JobId::new(),
+            task,
+            targets,
+            ports,
+        };
         let specs = match task {
             Task::Liveness => vec![spec(self.assets(), scan.liveness_ports.clone())],
             Task::FullPorts => vec![spec(online()?, PortSet::all())],
@@ -84,10 +123,6 @@ impl Scheduler {
             Task::AllAssetsFullPorts => vec![spec(self.assets(), PortSet::all())],
             Task::PortRecheck => {
                 // PORT_OPEN, grouped so that hosts with the same open ports share a job.
-                let open = self.store.ports(&PortFilter {
-                    state: Some(PortState::Open),
-                    ip: None,
-                })?;
                 let mut by_host: BTreeMap<IpAddr, Vec<u16>> = BTreeMap::new();
                 for row in open
                     .iter()
@@ -152,7 +187,7 @@ impl Scheduler {
     }
 
     async fn run_task(&self, task: Task) {
-        let specs = match self.jobs_for(task) {
+        let specs = match self.jobs_for(task).await {
             Ok(specs) => specs,
             Err(err) => {
                 tracing::error!(task = %task, error = %format!("{err:#}"), "cannot build target set");
@@ -163,9 +198,14 @@ impl Scheduler {
             tracing::debug!(task = %task, "nothing to scan");
         }
         for spec in specs {
-            // Errors are recorded on the job board and logged by run_job; the task
-            // loop carries on with its next run.
-            let _ = run_job(&self.ctx, spec).await;
+            match &self.backend {
+                // Errors are recorded on the job board and logged by run_job; the
+                // task loop carries on with its next run.
+                Backend::Embedded { ctx, .. } => {
+                    let _ = run_job(ctx, spec).await;
+                }
+                Backend::ScaleOut(issuer) => issuer.issue(&self.cfg, spec).await,
+            }
         }
     }
 }

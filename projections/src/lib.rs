@@ -170,6 +170,96 @@ pub struct CoverageMark {
     pub at: Timestamp,
 }
 
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A port was found open: a new exposure episode began.
+    ExposureOpened,
+    /// An exposure ended: covering scans declared the port closed.
+    ExposureClosed,
+}
+
+impl AlertKind {
+    /// Name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::ExposureOpened => "exposure_opened",
+            AlertKind::ExposureClosed => "exposure_closed",
+        }
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A port on the high-risk list (databases, remote desktops, admin services).
+    High,
+    /// Any other open port.
+    Medium,
+}
+
+impl Severity {
+    /// Name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+        }
+    }
+}
+
+/// An alert about one exposure episode. Its id is the episode id plus the kind, so
+/// a replay of the same events yields the same alert, never a second one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `{episode id}:{kind}`.
+    pub id: String,
+    /// Opened or closed.
+    pub kind: AlertKind,
+    /// Urgency.
+    pub severity: Severity,
+    /// Host address.
+    pub ip: IpAddr,
+    /// Protocol.
+    pub proto: Proto,
+    /// Port number.
+    pub port: u16,
+    /// The episode.
+    pub episode_id: String,
+    /// When it happened (opening: first seen open; closing: first covering miss).
+    pub at: Timestamp,
+}
+
+impl Alert {
+    /// The alert one episode change calls for, if any: its opening (the first
+    /// observation) or its closing. Call it on each [`Change`] as it comes from
+    /// [`State::apply`], before changes are coalesced.
+    pub fn for_change(change: &Change, high_risk: impl Fn(u16) -> bool) -> Option<Alert> {
+        let Change::Episode(ep) = change else { return None };
+        let (kind, at) = match ep.closed_at {
+            Some(closed) => (AlertKind::ExposureClosed, closed),
+            None if ep.observations == 1 => (AlertKind::ExposureOpened, ep.opened_at),
+            None => return None,
+        };
+        Some(Alert {
+            id: format!("{}:{}", ep.id, kind.as_str()),
+            kind,
+            severity: if high_risk(ep.port) {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            ip: ep.ip,
+            proto: ep.proto,
+            port: ep.port,
+            episode_id: ep.id.clone(),
+            at,
+        })
+    }
+}
+
 /// A row changed by one event; stores upsert these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {

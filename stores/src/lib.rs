@@ -11,6 +11,14 @@
 //! Each row is kept whole as JSON next to the few columns queries filter on, so what
 //! the fold produced is what the store returns, bit for bit.
 
+mod clickhouse;
+
+pub use clickhouse::{
+    latest_schema_version, statements, Batch, Checkpoint, ClickHouseError, ClickHouseSettings,
+    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow, Versioned,
+    MIGRATIONS as CLICKHOUSE_MIGRATIONS,
+};
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

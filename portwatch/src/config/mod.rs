@@ -17,8 +17,12 @@ use portwatch_probes::{policy, ConnectConfig, Pacer, Pinger, ScanMode, Scanner, 
 use portwatch_projections::FoldConfig;
 use serde::Deserialize;
 
+pub mod scaleout;
+
+pub use scaleout::ScaleOut;
+
 /// The documented default configuration; also the demo scope used without a file.
-pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../default.toml");
 
 /// Default scan rate, connection attempts per second.
 pub const DEFAULT_RATE: u32 = 10_000;
@@ -222,6 +226,18 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[kafka]` (scale-out roles)
+    #[serde(default)]
+    pub kafka: scaleout::RawKafka,
+    /// `[clickhouse]` (scale-out roles)
+    #[serde(default)]
+    pub clickhouse: scaleout::RawClickHouse,
+    /// `[probe]` (probe nodes)
+    #[serde(default)]
+    pub probe: scaleout::RawProbe,
+    /// `[projector]` (projectors)
+    #[serde(default)]
+    pub projector: scaleout::RawProjector,
 }
 
 /// One monitored asset.
@@ -342,6 +358,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// API address.
     pub api_listen: SocketAddr,
+    /// Kafka, ClickHouse, probe node and projector settings (scale-out roles).
+    pub scaleout: ScaleOut,
 }
 
 impl Config {
@@ -593,6 +611,14 @@ impl RawConfig {
             )
         })?;
 
+        let scaleout = scaleout::RawScaleOut {
+            kafka: self.kafka,
+            clickhouse: self.clickhouse,
+            probe: self.probe,
+            projector: self.projector,
+        }
+        .validate(origin)?;
+
         Ok(Config {
             source,
             node,
@@ -618,6 +644,7 @@ impl RawConfig {
             },
             store_path,
             api_listen,
+            scaleout,
         })
     }
 }

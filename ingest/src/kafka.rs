@@ -1,0 +1,353 @@
+//! The Kafka engine of the event log (scale-out deployment).
+//!
+//! Topics (names from config, created on start when missing):
+//!
+//! | topic        | key      | what                                                   |
+//! |--------------|----------|--------------------------------------------------------|
+//! | jobs         | zone     | scan jobs for the probe nodes of one network zone      |
+//! | observations | host ip  | observation events (one host's events stay in order)   |
+//! | control      | subject  | heartbeats, job leases and results, operator decisions |
+//! | alerts       | host ip  | alerts for SIEM consumers (stable ids; dedupe by id)   |
+//! | dead-letter  | original | records the projector could not decode, with reason    |
+//!
+//! Producers are idempotent with `acks=all`. Every librdkafka option under
+//! `[kafka.client]` is passed through unchanged (TLS, SASL, timeouts).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use portwatch_events::Event;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset as KOffset, TopicPartitionList};
+
+use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
+
+/// Names of portwatch's topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Scan jobs, keyed by zone.
+    pub jobs: String,
+    /// Observation events, keyed by host address.
+    pub observations: String,
+    /// Control messages: heartbeats, leases, job results, decisions.
+    pub control: String,
+    /// Alerts for SIEM consumers.
+    pub alerts: String,
+    /// Undecodable records and why.
+    pub dead_letter: String,
+}
+
+impl Topics {
+    /// The default names under `prefix` (e.g. `portwatch.`).
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            jobs: format!("{prefix}jobs"),
+            observations: format!("{prefix}observations"),
+            control: format!("{prefix}control"),
+            alerts: format!("{prefix}alerts"),
+            dead_letter: format!("{prefix}dead-letter"),
+        }
+    }
+
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.jobs,
+            &self.observations,
+            &self.control,
+            &self.alerts,
+            &self.dead_letter,
+        ]
+    }
+}
+
+/// How to reach Kafka and how the topics look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Topic names.
+    pub topics: Topics,
+    /// Partitions of each topic created here.
+    pub partitions: u32,
+    /// Replication factor of each topic created here.
+    pub replication: u32,
+    /// Extra librdkafka properties for every client, passed through (e.g.
+    /// `security.protocol`, `sasl.mechanisms`, `ssl.ca.location`).
+    pub client: BTreeMap<String, String>,
+    /// Extra librdkafka properties for consumers only (e.g. `session.timeout.ms`).
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    /// Base client config: brokers plus the pass-through properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.client {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// Producer config: idempotent, acks=all, messages give up after `timeout`.
+    pub fn producer_config(&self, timeout: Duration) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", timeout.as_millis().to_string());
+        for (k, v) in &self.client {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// Consumer config for `group`: manual commits, start from the beginning.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in self.client.iter().chain(&self.consumer) {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+pub(crate) fn kafka_err(what: &str, err: KafkaError) -> LogError {
+    LogError::Kafka {
+        what: what.to_string(),
+        source: err,
+    }
+}
+
+/// Create portwatch's topics where missing (existing ones are left as they are).
+pub async fn ensure_topics(settings: &KafkaSettings, timeout: Duration) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config()
+        .create()
+        .map_err(|e| kafka_err("creating admin client", e))?;
+    let partitions = i32::try_from(settings.partitions).unwrap_or(i32::MAX);
+    let replication = i32::try_from(settings.replication).unwrap_or(i32::MAX);
+    let new: Vec<NewTopic<'_>> = settings
+        .topics
+        .all()
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(timeout)))
+        .await
+        .map_err(|e| kafka_err("creating topics", e))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, partitions, replication, "topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(kafka_err(
+                    &format!("creating topic {name}"),
+                    KafkaError::AdminOp(code),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Number of partitions of `topic` as the broker reports them.
+pub fn topic_partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<u32, LogError> {
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| kafka_err("fetching metadata", e))?;
+    let n = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    Ok(u32::try_from(n).unwrap_or(0))
+}
+
+/// The observations topic as an [`EventLog`]: appends produce keyed by host address
+/// and wait for every acknowledgement; reads assign a partition and fetch from an
+/// offset (used by `rebuild`, tests and tools; the projector consumes as a group).
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    reader: Mutex<BaseConsumer>,
+    partitions: u32,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.settings.brokers)
+            .field("topic", &self.settings.topics.observations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaLog {
+    /// Connect to the observations topic (it must exist: see [`ensure_topics`]).
+    pub fn open(settings: KafkaSettings, timeout: Duration) -> Result<Self, LogError> {
+        let producer: FutureProducer = settings
+            .producer_config(timeout)
+            .create()
+            .map_err(|e| kafka_err("creating producer", e))?;
+        let mut reader_cfg = settings.client_config();
+        reader_cfg
+            .set("group.id", "portwatch-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        let reader: BaseConsumer = reader_cfg.create().map_err(|e| kafka_err("creating reader", e))?;
+        let partitions = topic_partitions(&reader, &settings.topics.observations, timeout)?;
+        if partitions == 0 {
+            return Err(LogError::NoSuchTopic {
+                topic: settings.topics.observations.clone(),
+            });
+        }
+        Ok(Self {
+            settings,
+            producer,
+            reader: Mutex::new(reader),
+            partitions,
+            timeout,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+}
+
+/// Produce `(key, payload)` records to `topic` and wait for every acknowledgement;
+/// one result per record, in order.
+pub async fn produce_keyed(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, String)],
+) -> Vec<Result<(), KafkaError>> {
+    let futures: Vec<_> = records
+        .iter()
+        .map(|(key, body)| {
+            producer
+                .send_result(FutureRecord::to(topic).key(key).payload(body))
+                .map_err(|(e, _)| e)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(futures.len());
+    for fut in futures {
+        out.push(match fut {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
+            Err(e) => Err(e),
+        });
+    }
+    out
+}
+
+/// Produce `events` to `topic` keyed by host address; fails if any was not acknowledged.
+pub async fn produce_events(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[Event],
+) -> Result<(), LogError> {
+    let records: Vec<(String, String)> = events.iter().map(|e| (e.key(), e.to_json())).collect();
+    match produce_keyed(producer, topic, &records)
+        .await
+        .into_iter()
+        .find_map(Result::err)
+    {
+        None => Ok(()),
+        Some(e) => Err(kafka_err("producing events", e)),
+    }
+}
+
+impl EventLog for KafkaLog {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    fn append(&self, events: &[Event]) -> Result<AppendReceipt, LogError> {
+        futures::executor::block_on(produce_events(
+            &self.producer,
+            &self.settings.topics.observations,
+            events,
+        ))?;
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| kafka_err("flushing producer", e))?;
+        // Kafka cannot refuse a duplicate id; the fold drops redeliveries instead.
+        Ok(AppendReceipt {
+            appended: events.len(),
+            duplicates: 0,
+        })
+    }
+
+    fn read(&self, partition: u32, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
+        if partition >= self.partitions {
+            return Err(LogError::NoSuchPartition {
+                partition,
+                partitions: self.partitions,
+            });
+        }
+        let end = self.end_offset(partition)?;
+        if from >= end || max == 0 {
+            return Ok(Vec::new());
+        }
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = &self.settings.topics.observations;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition as i32, KOffset::Offset(from as i64))
+            .map_err(|e| kafka_err("assigning partition", e))?;
+        reader
+            .assign(&tpl)
+            .map_err(|e| kafka_err("assigning partition", e))?;
+        let want = (end - from).min(max as u64) as usize;
+        let mut out = Vec::with_capacity(want);
+        let deadline = std::time::Instant::now() + self.timeout;
+        while out.len() < want && std::time::Instant::now() < deadline {
+            let Some(msg) = reader.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg.map_err(|e| kafka_err("reading partition", e))?;
+            let offset = msg.offset() as u64;
+            if offset < from {
+                continue;
+            }
+            let text = String::from_utf8_lossy(msg.payload().unwrap_or_default());
+            out.push(Record {
+                partition,
+                offset,
+                event: Event::from_json(&text),
+            });
+        }
+        reader.unassign().map_err(|e| kafka_err("unassigning", e))?;
+        Ok(out)
+    }
+
+    fn end_offset(&self, partition: u32) -> Result<Offset, LogError> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, high) = reader
+            .fetch_watermarks(&self.settings.topics.observations, partition as i32, self.timeout)
+            .map_err(|e| kafka_err("fetching watermarks", e))?;
+        Ok(high.max(0) as u64)
+    }
+}

@@ -1,0 +1,341 @@
+//! Settings of the scale-out roles: `[kafka]`, `[clickhouse]`, `[probe]`,
+//! `[projector]`. The embedded role ignores them; every key has a default that
+//! matches docker-compose.yml's single-host layout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portwatch_ingest::{KafkaSettings, Topics};
+use portwatch_stores::ClickHouseSettings;
+use serde::Deserialize;
+
+use super::{parse_duration, ConfigError};
+
+/// Default broker list.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+/// Default topic name prefix.
+pub const DEFAULT_TOPIC_PREFIX: &str = "portwatch.";
+/// Default partitions per topic.
+pub const DEFAULT_PARTITIONS: u32 = 12;
+/// Default ClickHouse URL.
+pub const DEFAULT_CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
+/// Default ClickHouse database.
+pub const DEFAULT_DATABASE: &str = "portwatch";
+/// Default spool limit, MiB.
+pub const DEFAULT_SPOOL_MAX_MB: u64 = 256;
+/// Default heartbeat interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Default projector consumer group.
+pub const DEFAULT_GROUP: &str = "portwatch-projector";
+/// Default events per projector batch.
+pub const DEFAULT_BATCH: usize = 20_000;
+/// Default longest wait to fill a batch.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(200);
+/// Default checkpoint interval.
+pub const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(2);
+/// Default: keep 13 months of raw observations.
+pub const DEFAULT_RETENTION_MONTHS: u32 = 13;
+
+/// `[kafka]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// `bootstrap.servers`.
+    pub brokers: Option<String>,
+    /// Prefix of the five topic names.
+    pub topic_prefix: Option<String>,
+    /// Partitions of topics created by portwatch.
+    pub partitions: Option<i64>,
+    /// Replication factor of topics created by portwatch.
+    pub replication: Option<i64>,
+    /// Produce timeout ("10s").
+    pub timeout: Option<String>,
+    /// librdkafka properties passed through to every client (TLS, SASL, ...).
+    pub client: Option<BTreeMap<String, String>>,
+    /// librdkafka properties passed through to consumers only.
+    pub consumer: Option<BTreeMap<String, String>>,
+}
+
+/// `[clickhouse]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClickHouse {
+    /// HTTP URL.
+    pub url: Option<String>,
+    /// Database.
+    pub database: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Client-side schema validation (off for ClickHouse < 24).
+    pub validation: Option<bool>,
+    /// Months of raw observations to keep.
+    pub retention_months: Option<i64>,
+}
+
+/// `[probe]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// Zone of this probe node.
+    pub zone: Option<String>,
+    /// Spool file.
+    pub spool_path: Option<String>,
+    /// Spool limit in MiB.
+    pub spool_max_mb: Option<i64>,
+    /// Heartbeat interval.
+    pub heartbeat: Option<String>,
+}
+
+/// `[projector]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProjector {
+    /// Consumer group.
+    pub group: Option<String>,
+    /// Events per batch.
+    pub batch: Option<i64>,
+    /// Longest wait to fill a batch.
+    pub batch_wait: Option<String>,
+    /// How often checkpoints are written.
+    pub checkpoint_interval: Option<String>,
+}
+
+/// Probe node settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Zone whose jobs this node takes.
+    pub zone: String,
+    /// Spool file (default: under the data directory).
+    pub spool_path: Option<PathBuf>,
+    /// Spool limit in bytes.
+    pub spool_max_bytes: u64,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+}
+
+/// Projector settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectorSettings {
+    /// Consumer group.
+    pub group: String,
+    /// Most events per batch.
+    pub batch: usize,
+    /// Longest wait to fill a batch.
+    pub batch_wait: Duration,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Duration,
+}
+
+/// All scale-out settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOut {
+    /// Kafka.
+    pub kafka: KafkaSettings,
+    /// Produce timeout.
+    pub kafka_timeout: Duration,
+    /// ClickHouse.
+    pub clickhouse: ClickHouseSettings,
+    /// Raw observation retention in months.
+    pub retention_months: u32,
+    /// Probe node.
+    pub probe: ProbeSettings,
+    /// Projector.
+    pub projector: ProjectorSettings,
+}
+
+/// The raw sections together.
+#[derive(Debug, Default)]
+pub struct RawScaleOut {
+    /// `[kafka]`
+    pub kafka: RawKafka,
+    /// `[clickhouse]`
+    pub clickhouse: RawClickHouse,
+    /// `[probe]`
+    pub probe: RawProbe,
+    /// `[projector]`
+    pub projector: RawProjector,
+}
+
+impl RawScaleOut {
+    /// Apply defaults and check every value.
+    pub fn validate(self, origin: &str) -> Result<ScaleOut, ConfigError> {
+        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let nonempty = |key: &str, value: Option<String>, default: &str| match value {
+            Some(v) if v.trim().is_empty() => Err(invalid(key, "\"\"", "must not be empty")),
+            Some(v) => Ok(v.trim().to_string()),
+            None => Ok(default.to_string()),
+        };
+        let duration = |key: &str, value: &Option<String>, default: Duration, max: Duration| match value {
+            None => Ok(default),
+            Some(text) => {
+                let d = parse_duration(text).map_err(|r| invalid(key, &format!("{text:?}"), &r))?;
+                if d.is_zero() || d > max {
+                    return Err(invalid(
+                        key,
+                        &format!("{text:?}"),
+                        &format!("must be above 0 and at most {}", humantime::format_duration(max)),
+                    ));
+                }
+                Ok(d)
+            }
+        };
+        let k = self.kafka;
+        let brokers = nonempty("kafka.brokers", k.brokers, DEFAULT_BROKERS)?;
+        let prefix = k.topic_prefix.unwrap_or_else(|| DEFAULT_TOPIC_PREFIX.to_string());
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "kafka.topic_prefix",
+                &format!("{prefix:?}"),
+                "topic names allow only letters, digits, '.', '_' and '-'",
+            ));
+        }
+        let partitions = match k.partitions {
+            None => DEFAULT_PARTITIONS,
+            Some(n @ 1..=10_000) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "kafka.partitions",
+                    &n.to_string(),
+                    "must be between 1 and 10000",
+                ))
+            }
+        };
+        let replication = match k.replication {
+            None => 1,
+            Some(n @ 1..=16) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "kafka.replication",
+                    &n.to_string(),
+                    "must be between 1 and 16",
+                ))
+            }
+        };
+        let kafka_timeout = duration(
+            "kafka.timeout",
+            &k.timeout,
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        )?;
+        let kafka = KafkaSettings {
+            brokers,
+            topics: Topics::with_prefix(&prefix),
+            partitions,
+            replication,
+            client: k.client.unwrap_or_default(),
+            consumer: k.consumer.unwrap_or_default(),
+        };
+
+        let c = self.clickhouse;
+        let url = nonempty("clickhouse.url", c.url, DEFAULT_CLICKHOUSE_URL)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "clickhouse.url",
+                &format!("{url:?}"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let database = nonempty("clickhouse.database", c.database, DEFAULT_DATABASE)?;
+        if !database.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            return Err(invalid(
+                "clickhouse.database",
+                &format!("{database:?}"),
+                "use letters, digits and '_' only",
+            ));
+        }
+        let retention_months = match c.retention_months {
+            None => DEFAULT_RETENTION_MONTHS,
+            Some(n @ 1..=1200) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "clickhouse.retention_months",
+                    &n.to_string(),
+                    "must be between 1 and 1200",
+                ))
+            }
+        };
+        let clickhouse = ClickHouseSettings {
+            url,
+            database,
+            user: c.user,
+            password: c.password,
+            validation: c.validation.unwrap_or(false),
+        };
+
+        let p = self.probe;
+        let zone = nonempty("probe.zone", p.zone, super::DEFAULT_ZONE)?;
+        let spool_max_bytes = match p.spool_max_mb {
+            None => DEFAULT_SPOOL_MAX_MB << 20,
+            Some(n @ 1..=1_048_576) => (n as u64) << 20,
+            Some(n) => {
+                return Err(invalid(
+                    "probe.spool_max_mb",
+                    &n.to_string(),
+                    "must be between 1 and 1048576 MiB",
+                ))
+            }
+        };
+        let heartbeat = duration(
+            "probe.heartbeat",
+            &p.heartbeat,
+            DEFAULT_HEARTBEAT,
+            Duration::from_secs(300),
+        )?;
+        let probe = ProbeSettings {
+            zone,
+            spool_path: p.spool_path.map(PathBuf::from),
+            spool_max_bytes,
+            heartbeat,
+        };
+
+        let j = self.projector;
+        let group = nonempty("projector.group", j.group, DEFAULT_GROUP)?;
+        let batch = match j.batch {
+            None => DEFAULT_BATCH,
+            Some(n @ 1..=1_000_000) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "projector.batch",
+                    &n.to_string(),
+                    "must be between 1 and 1000000",
+                ))
+            }
+        };
+        let batch_wait = duration(
+            "projector.batch_wait",
+            &j.batch_wait,
+            DEFAULT_BATCH_WAIT,
+            Duration::from_secs(60),
+        )?;
+        let checkpoint_interval = duration(
+            "projector.checkpoint_interval",
+            &j.checkpoint_interval,
+            DEFAULT_CHECKPOINT,
+            Duration::from_secs(3600),
+        )?;
+        Ok(ScaleOut {
+            kafka,
+            kafka_timeout,
+            clickhouse,
+            retention_months,
+            probe,
+            projector: ProjectorSettings {
+                group,
+                batch,
+                batch_wait,
+                checkpoint_interval,
+            },
+        })
+    }
+}

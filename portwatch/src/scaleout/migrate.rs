@@ -1,0 +1,28 @@
+//! `portwatch migrate`: apply the `sql/` migrations to ClickHouse (and create the
+//! Kafka topics with `--topics`). Idempotent; refuses a newer schema.
+
+use portwatch_stores::ClickHouseStore;
+
+use crate::cli::MigrateArgs;
+use crate::config::Config;
+use crate::output;
+
+/// Run the migrations once and print what was done as one JSON line.
+pub async fn run(cfg: &Config, args: &MigrateArgs) -> anyhow::Result<()> {
+    let store = ClickHouseStore::new(cfg.scaleout.clickhouse.clone());
+    let report = store.migrate().await?;
+    if args.topics {
+        portwatch_ingest::kafka::ensure_topics(&cfg.scaleout.kafka, cfg.scaleout.kafka_timeout).await?;
+    }
+    output::json_line(
+        &mut std::io::stdout().lock(),
+        &serde_json::json!({
+            "database": cfg.scaleout.clickhouse.database,
+            "from": report.from,
+            "to": report.to,
+            "applied": report.applied,
+            "topics": args.topics,
+        }),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `portwatch probe --zone Z`: a probe node of the scale-out deployment.
+//!
+//! Probe nodes of one zone form a consumer group on the jobs topic (jobs are keyed by
+//! zone). A node leases a job by taking its record: it announces the lease on the
+//! control topic, heartbeats while it scans, reports the result, and only then
+//! commits the job's offset. A node that dies mid-job never commits it, so the group
+//! hands the job to the zone's next node (or to this one on restart).
+//!
+//! Observations go through the local spool ([`SpoolLog`]): recorded once on disk,
+//! delivered to Kafka in order when the broker is reachable. The node refuses any job
+//! target outside its own configured asset scope.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use portwatch_events::control::{Control, ControlKind, JobOrder};
+use portwatch_events::{JobId, SCHEMA_VERSION};
+use portwatch_ingest::{EventLog, SpoolLog, SpoolSettings};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::{watch, Notify};
+
+use super::{ready_kafka, stop_flag};
+use crate::cli::ProbeArgs;
+use crate::config::Config;
+use crate::jobs::{run_job, Appender, JobBoard, JobContext, JobSpec};
+use crate::{InputError, Shutdown};
+
+struct Node {
+    name: String,
+    zone: String,
+    producer: FutureProducer,
+    topic: String,
+    spool: Arc<SpoolLog>,
+    running: Mutex<Option<JobId>>,
+}
+
+impl Node {
+    async fn report(&self, kind: ControlKind) {
+        let msg = Control {
+            v: SCHEMA_VERSION,
+            node: self.name.clone(),
+            zone: self.zone.clone(),
+            at: Utc::now(),
+            kind,
+        };
+        let body = serde_json::to_string(&msg).unwrap_or_default();
+        // Control messages are status, not observations: when the broker is down
+        // they are dropped (the next heartbeat says the same, newer).
+        if let Err((err, _)) = self
+            .producer
+            .send(
+                FutureRecord::to(&self.topic).key(&self.name).payload(&body),
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            tracing::debug!(error = %err, "control message not delivered");
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let stats = self.spool.stats();
+        let running_job = *self.running.lock().unwrap_or_else(|p| p.into_inner());
+        metrics::gauge!("portwatch_spool_events").set(stats.spooled as f64);
+        self.report(ControlKind::NodeHeartbeat {
+            running_job,
+            spooled: stats.spooled,
+            spool_overflow: stats.refused,
+            delivered: stats.delivered,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+        .await;
+    }
+}
+
+/// Run until `shutdown`.
+pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    if let Some(name) = &args.node {
+        if name.trim().is_empty() {
+            return Err(InputError("--node: must not be empty".into()).into());
+        }
+        cfg.node = name.trim().to_string();
+    }
+    let mut stop = stop_flag(shutdown);
+    super::control::install_metrics(args.metrics.as_deref()).await?;
+    let so = cfg.scaleout.clone();
+    let zone = args.zone.clone().unwrap_or_else(|| so.probe.zone.clone());
+    if zone.trim().is_empty() {
+        return Err(InputError("--zone: must not be empty".into()).into());
+    }
+    let spool_path = args
+        .spool
+        .clone()
+        .or_else(|| so.probe.spool_path.clone())
+        .unwrap_or_else(|| cfg.store_path.join(format!("spool-{zone}.db")));
+    ready_kafka(&so.kafka, so.kafka_timeout, &mut stop).await?;
+
+    let spool = Arc::new(SpoolLog::open(
+        SpoolSettings {
+            path: spool_path.clone(),
+            max_bytes: so.probe.spool_max_bytes,
+            produce_timeout: so.kafka_timeout,
+        },
+        &so.kafka,
+    )?);
+    cfg.scan.check_source()?;
+    let scanner = Arc::new(cfg.scan.scanner().context("scan.mode")?);
+    let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);
+    let log: Arc<dyn EventLog> = spool.clone();
+    let ctx = JobContext {
+        node: cfg.node.clone(),
+        scanner,
+        pinger,
+        scope: Arc::new(cfg.scope.clone()),
+        appender: Appender::new(log, Arc::new(Notify::new())),
+        board: Arc::new(JobBoard::default()),
+    };
+    let node = Arc::new(Node {
+        name: cfg.node.clone(),
+        zone: zone.clone(),
+        producer: so.kafka.producer_config(so.kafka_timeout).create()?,
+        topic: so.kafka.topics.control.clone(),
+        spool: spool.clone(),
+        running: Mutex::new(None),
+    });
+
+    let group = format!("{}probe-{zone}", so.kafka.topics.jobs.trim_end_matches("jobs"));
+    let mut consumer_cfg = so.kafka.consumer_config(&group);
+    // A job holds its record until it is done; scans can take a while.
+    consumer_cfg.set("max.poll.interval.ms", "3600000");
+    let consumer: StreamConsumer = consumer_cfg.create()?;
+    consumer.subscribe(&[&so.kafka.topics.jobs])?;
+    tracing::info!(node = %cfg.node, zone = %zone, group = %group, spool = %spool_path.display(), mode = ?ctx.scanner.mode(), "probe node started");
+
+    let beat = {
+        let node = node.clone();
+        let mut stop = stop.clone();
+        let every = so.probe.heartbeat;
+        tokio::spawn(async move {
+            loop {
+                node.heartbeat().await;
+                if !super::pause(&mut stop, every).await {
+                    return;
+                }
+            }
+        })
+    };
+
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(error = %err, "jobs consumer error");
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string();
+        match JobOrder::from_json(&text) {
+            Err(err) => tracing::error!(offset = msg.offset(), error = %err, "undecodable job skipped"),
+            Ok(order) if order.zone != zone => {
+                tracing::debug!(job = %order.id, zone = %order.zone, "job for another zone");
+            }
+            Ok(order) => {
+                let done = run_order(&cfg, &ctx, &node, order, &mut stop).await;
+                if !done {
+                    // Stopped mid-job: leave the record uncommitted so it runs again.
+                    break;
+                }
+            }
+        }
+        if let Err(err) = consumer.commit_message(&msg, CommitMode::Sync) {
+            tracing::warn!(error = %err, "job offset commit failed; the job may run again");
+        }
+    }
+    beat.abort();
+    tracing::info!(
+        spooled = spool.stats().spooled,
+        "probe node stopping; giving the spool a moment to drain"
+    );
+    let drained = {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || spool.wait_drained(Duration::from_secs(5)))
+            .await
+            .unwrap_or(false)
+    };
+    if !drained {
+        tracing::warn!(
+            spooled = spool.stats().spooled,
+            "events stay in the spool and are sent at next start"
+        );
+    }
+    spool.close();
+    Ok(())
+}
+
+/// Run one job; false when stopped before it finished.
+async fn run_order(
+    cfg: &Config,
+    ctx: &JobContext,
+    node: &Node,
+    order: JobOrder,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let targets = match cfg.scope.check(&order.targets, true) {
+        Ok(t) => t,
+        Err(err) => {
+            tracing::error!(job = %order.id, error = %err, "job refused: target outside this node's asset scope");
+            node.report(ControlKind::JobFailed {
+                job: order.id,
+                error: format!("refused: {err}"),
+            })
+            .await;
+            return true;
+        }
+    };
+    *node.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(order.id);
+    node.report(ControlKind::JobLeased {
+        job: order.id,
+        task: order.task,
+    })
+    .await;
+    let spec = JobSpec {
+        job: order.id,
+        task: order.task,
+        targets: targets.iter().collect(),
+        ports: order.ports.clone(),
+    };
+    let result = tokio::select! {
+        r = run_job(ctx, spec) => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    *node.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    match result {
+        None => false,
+        Some(Ok(record)) => {
+            node.report(ControlKind::JobFinished {
+                job: order.id,
+                hosts: record.hosts_done,
+                open: record.open_found,
+            })
+            .await;
+            true
+        }
+        Some(Err(err)) => {
+            node.report(ControlKind::JobFailed {
+                job: order.id,
+                error: format!("{err:#}"),
+            })
+            .await;
+            true
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! `portwatch project`: fold the observations topic into ClickHouse.
+//!
+//! Instances with the same `[projector] group` share the topic's partitions. Each
+//! owns the fold state of its partitions (one host's events live in one partition,
+//! so partitions fold independently and together give the same state as one fold
+//! over everything).
+//!
+//! Effectively-once, without transactions:
+//! 1. On taking a partition, load its checkpoint from ClickHouse (next offset + fold
+//!    state); records before that offset are skipped, and if the consumer starts
+//!    past it (Kafka's committed offset ahead), it seeks back.
+//! 2. Fold a batch; write raw observations and changed rows, each row versioned by
+//!    the offset of the last event that changed it (ReplacingMergeTree(ver)).
+//! 3. Every `checkpoint_interval`, write each dirty partition's checkpoint; then
+//!    commit the same offsets to Kafka (for lag tools only).
+//!
+//! A crash anywhere replays from the last checkpoint and rewrites identical rows with
+//! identical versions. A ClickHouse outage stalls the projector (it retries the same
+//! batch) without losing or skipping anything. Records that do not decode go to the
+//! dead-letter topic with the reason in a header, and the fold goes on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use portwatch_events::Event;
+use portwatch_projections::{Alert, FoldConfig, State};
+use portwatch_stores::{Batch, Checkpoint, ClickHouseStore};
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::{ready_clickhouse, ready_kafka, retry, stop_flag, stopping};
+use crate::cli::ProjectArgs;
+use crate::config::Config;
+use crate::Shutdown;
+
+#[derive(Default)]
+struct Rebalances {
+    revoked: Mutex<BTreeSet<i32>>,
+}
+
+struct Ctx {
+    rebalances: Arc<Rebalances>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.rebalances.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            for el in tpl.elements() {
+                revoked.insert(el.partition());
+            }
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?parts, "partitions assigned");
+        }
+    }
+}
+
+/// Fold state of one partition this instance owns.
+struct Part {
+    state: State,
+    next: u64,
+    dirty: bool,
+    sought: bool,
+}
+
+/// The projector.
+struct Projector {
+    store: ClickHouseStore,
+    consumer: StreamConsumer<Ctx>,
+    producer: FutureProducer,
+    rebalances: Arc<Rebalances>,
+    cfg: Arc<Config>,
+    fold: FoldConfig,
+    group: String,
+    topic: String,
+    parts: BTreeMap<i32, Part>,
+    batch: Batch,
+    alerts: Vec<Alert>,
+    events_in_batch: usize,
+}
+
+/// Run until `shutdown`.
+pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut stop = stop_flag(shutdown);
+    let cfg = Arc::new(cfg);
+    crate::scaleout::control::install_metrics(args.metrics.as_deref()).await?;
+    let so = &cfg.scaleout;
+    let group = args.group.clone().unwrap_or_else(|| so.projector.group.clone());
+    let store = ClickHouseStore::new(so.clickhouse.clone());
+    ready_clickhouse(&store, &mut stop).await?;
+    ready_kafka(&so.kafka, so.kafka_timeout, &mut stop).await?;
+
+    let rebalances = Arc::new(Rebalances::default());
+    let consumer: StreamConsumer<Ctx> = so.kafka.consumer_config(&group).create_with_context(Ctx {
+        rebalances: rebalances.clone(),
+    })?;
+    consumer.subscribe(&[&so.kafka.topics.observations])?;
+    let producer: FutureProducer = so.kafka.producer_config(so.kafka_timeout).create()?;
+    tracing::info!(group = %group, topic = %so.kafka.topics.observations, "projector started");
+    let mut p = Projector {
+        store,
+        consumer,
+        producer,
+        rebalances,
+        fold: cfg.projection,
+        group,
+        topic: so.kafka.topics.observations.clone(),
+        cfg: cfg.clone(),
+        parts: BTreeMap::new(),
+        batch: Batch::default(),
+        alerts: Vec::new(),
+        events_in_batch: 0,
+    };
+    p.run(&mut stop).await;
+    tracing::info!("projector stopped");
+    Ok(())
+}
+
+impl Projector {
+    async fn run(&mut self, stop: &mut watch::Receiver<bool>) {
+        let settings = self.cfg.scaleout.projector.clone();
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let deadline = tokio::time::Instant::now() + settings.batch_wait;
+            while self.events_in_batch < settings.batch {
+                let msg = tokio::select! {
+                    m = tokio::time::timeout_at(deadline, self.consumer.recv()) => m,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                match msg {
+                    Err(_elapsed) => break,
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "consumer error");
+                        break;
+                    }
+                    Ok(Ok(msg)) => {
+                        let msg = msg.detach();
+                        self.handle(&msg, stop).await;
+                    }
+                }
+                if stopping(stop) {
+                    break;
+                }
+            }
+            let revoked: BTreeSet<i32> =
+                std::mem::take(&mut *self.rebalances.revoked.lock().unwrap_or_else(|p| p.into_inner()));
+            if !self.flush(stop).await {
+                return; // stopped while ClickHouse was down: the checkpoint stays behind
+            }
+            if !revoked.is_empty()
+                || stopping(stop)
+                || last_checkpoint.elapsed() >= settings.checkpoint_interval
+            {
+                if !self.checkpoint(stop).await {
+                    return;
+                }
+                last_checkpoint = Instant::now();
+            }
+            for partition in revoked {
+                self.parts.remove(&partition);
+            }
+            if stopping(stop) {
+                return;
+            }
+        }
+    }
+
+    async fn part(&mut self, partition: i32, stop: &mut watch::Receiver<bool>) -> Option<&mut Part> {
+        if !self.parts.contains_key(&partition) {
+            let (store, group, topic) = (self.store.clone(), self.group.clone(), self.topic.clone());
+            let checkpoint = retry("clickhouse read checkpoint", stop, || {
+                store.checkpoint(&group, &topic, partition as u32)
+            })
+            .await?;
+            let (state, next) = match checkpoint {
+                Some(cp) => (State::from_image(self.fold, cp.state), cp.next_offset),
+                None => (State::new(self.fold), 0),
+            };
+            tracing::info!(partition, next_offset = next, "partition state loaded");
+            self.parts.insert(
+                partition,
+                Part {
+                    state,
+                    next,
+                    dirty: false,
+                    sought: false,
+                },
+            );
+        }
+        self.parts.get_mut(&partition)
+    }
+
+    async fn handle(&mut self, msg: &rdkafka::message::OwnedMessage, stop: &mut watch::Receiver<bool>) {
+        let partition = msg.partition();
+        let offset = msg.offset().max(0) as u64;
+        let topic = self.topic.clone();
+        let Some(part) = self.part(partition, stop).await else {
+            return;
+        };
+        if offset < part.next {
+            metrics::counter!("portwatch_projector_replayed_skipped_total").increment(1);
+            return;
+        }
+        if offset > part.next && !part.sought {
+            // The consumer started past the checkpoint (Kafka's committed offset is
+            // ahead of ClickHouse's): go back, or those events would be lost.
+            part.sought = true;
+            let next = part.next;
+            tracing::warn!(
+                partition,
+                from = offset,
+                to = next,
+                "consumer is past the checkpoint; seeking back"
+            );
+            match self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(next as i64),
+                Duration::from_secs(10),
+            ) {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::error!(partition, error = %err, "seek failed; events before {offset} may be missing")
+                }
+            }
+        }
+        let part = self.parts.get_mut(&partition).expect("loaded above");
+        part.sought = true;
+        let text = String::from_utf8_lossy(msg.payload().unwrap_or_default());
+        match Event::from_json(&text) {
+            Ok(event) => {
+                let changes = part.state.apply(&event);
+                let high_risk = &self.cfg.scan.high_risk_ports;
+                let alerts: Vec<Alert> = changes
+                    .iter()
+                    .filter_map(|c| Alert::for_change(c, |port| high_risk.contains(port)))
+                    .collect();
+                self.alerts.extend(alerts.iter().cloned());
+                self.batch.add(partition as u32, offset, &event, changes, alerts);
+                if let Some(ts) = msg.timestamp().to_millis() {
+                    latency_seen(ts);
+                }
+            }
+            Err(err) => {
+                metrics::counter!("portwatch_projector_dead_letters_total").increment(1);
+                tracing::error!(partition, offset, error = %err, "undecodable record; sending it to the dead-letter topic");
+                self.dead_letter(msg, &err.to_string(), stop).await;
+            }
+        }
+        let part = self.parts.get_mut(&partition).expect("loaded above");
+        part.next = offset + 1;
+        part.dirty = true;
+        self.events_in_batch += 1;
+    }
+
+    async fn dead_letter(
+        &self,
+        msg: &rdkafka::message::OwnedMessage,
+        reason: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "portwatch-error",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "portwatch-source",
+                value: Some(&format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset())),
+            });
+        let dlq = &self.cfg.scaleout.kafka.topics.dead_letter;
+        let key = msg.key().unwrap_or_default().to_vec();
+        let payload = msg.payload().unwrap_or_default().to_vec();
+        let _ = retry("kafka dead-letter produce", stop, || {
+            let record = FutureRecord::to(dlq)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers.clone());
+            let fut = self.producer.send(record, Duration::from_secs(10));
+            async move { fut.await.map(drop).map_err(|(e, _)| e) }
+        })
+        .await;
+    }
+
+    /// Write the batch (retrying until ClickHouse takes it); false when stopped first.
+    async fn flush(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        if self.batch.is_empty() && self.alerts.is_empty() {
+            self.events_in_batch = 0;
+            return true;
+        }
+        let started = Instant::now();
+        let store = self.store.clone();
+        let batch = &self.batch;
+        if retry("clickhouse write", stop, || store.write(batch))
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        metrics::histogram!("portwatch_projector_batch_write_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("portwatch_events_projected_total").increment(self.events_in_batch as u64);
+        metrics::counter!("portwatch_rows_written_total").increment(self.batch.rows() as u64);
+        // Alerts go to the SIEM topic once their rows are stored (at least once; ids are
+        // stable, consumers dedupe by id).
+        let alerts = std::mem::take(&mut self.alerts);
+        for alert in &alerts {
+            let body = serde_json::to_string(alert).unwrap_or_default();
+            let key = alert.ip.to_string();
+            let topic = &self.cfg.scaleout.kafka.topics.alerts;
+            let _ = retry("kafka alert produce", stop, || {
+                let fut = self.producer.send(
+                    FutureRecord::to(topic).key(&key).payload(&body),
+                    Duration::from_secs(10),
+                );
+                async move { fut.await.map(drop).map_err(|(e, _)| e) }
+            })
+            .await;
+        }
+        metrics::counter!("portwatch_alerts_total").increment(alerts.len() as u64);
+        self.batch = Batch::default();
+        self.events_in_batch = 0;
+        true
+    }
+
+    /// Write the checkpoint of every dirty partition; false when stopped first.
+    async fn checkpoint(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut tpl = TopicPartitionList::new();
+        let store = self.store.clone();
+        for (&partition, part) in self.parts.iter_mut().filter(|(_, p)| p.dirty) {
+            let checkpoint = Checkpoint {
+                next_offset: part.next,
+                state: part.state.image(),
+            };
+            let (group, topic) = (&self.group, &self.topic);
+            if retry("clickhouse checkpoint", stop, || {
+                store.commit_checkpoint(group, topic, partition as u32, &checkpoint, Utc::now())
+            })
+            .await
+            .is_none()
+            {
+                return false;
+            }
+            part.dirty = false;
+            let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(part.next as i64));
+        }
+        if tpl.count() > 0 {
+            // Informational (lag tools); the checkpoint in ClickHouse is what counts.
+            if let Err(err) = self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+                tracing::debug!(error = %err, "kafka offset commit failed (informational only)");
+            }
+        }
+        true
+    }
+}
+
+/// Record end-to-end latency from the record's produce timestamp to now (the row is
+/// queryable once this batch is written, so the flush time adds to it; the benchmark
+/// measures the full path by polling ClickHouse).
+fn latency_seen(produced_ms: i64) {
+    let now = Utc::now().timestamp_millis();
+    metrics::histogram!("portwatch_projector_consume_latency_seconds")
+        .record(((now - produced_ms).max(0)) as f64 / 1000.0);
+}
