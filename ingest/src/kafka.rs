@@ -180,6 +180,91 @@ pub fn topic_partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration)
     Ok(u32::try_from(n).unwrap_or(0))
 }
 
+/// One record of any topic, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Key, if any.
+    pub key: Option<String>,
+    /// Payload (lossy UTF-8).
+    pub payload: String,
+    /// Headers with UTF-8 values.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Every record of `topic` up to the high watermarks seen at the start (for tools and
+/// tests: dead letters, alerts, jobs). At most `limit` records.
+pub fn read_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<RawRecord>, LogError> {
+    use rdkafka::message::Headers;
+    let mut cfg = settings.client_config();
+    cfg.set("group.id", "portwatch-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = cfg.create().map_err(|e| kafka_err("creating reader", e))?;
+    let partitions = topic_partitions(&consumer, topic, timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p as i32, timeout)
+            .map_err(|e| kafka_err("fetching watermarks", e))?;
+        if high > low {
+            ends.insert(p, high as u64);
+        }
+        tpl.add_partition_offset(topic, p as i32, KOffset::Offset(low))
+            .map_err(|e| kafka_err("assigning", e))?;
+    }
+    let mut out = Vec::new();
+    consumer.assign(&tpl).map_err(|e| kafka_err("assigning", e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    // Watermarks are hints (see READ_QUIET): stop once they are reached and the topic
+    // has been quiet for a moment.
+    let mut last_seen = std::time::Instant::now();
+    while out.len() < limit && std::time::Instant::now() < deadline {
+        if ends.is_empty() && last_seen.elapsed() >= READ_QUIET {
+            break;
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        last_seen = std::time::Instant::now();
+        let msg = msg.map_err(|e| kafka_err("reading", e))?;
+        let partition = msg.partition() as u32;
+        let offset = msg.offset() as u64;
+        let mut headers = BTreeMap::new();
+        if let Some(h) = msg.headers() {
+            for header in h.iter() {
+                if let Some(v) = header.value {
+                    headers.insert(header.key.to_string(), String::from_utf8_lossy(v).to_string());
+                }
+            }
+        }
+        out.push(RawRecord {
+            partition,
+            offset,
+            key: msg.key().map(|k| String::from_utf8_lossy(k).to_string()),
+            payload: String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string(),
+            headers,
+        });
+        if ends.get(&partition).is_some_and(|&end| offset + 1 >= end) {
+            ends.remove(&partition);
+        }
+    }
+    Ok(out)
+}
+
+/// How long a partition must stay quiet, once the high watermark is reached, before
+/// a read counts as complete.
+const READ_QUIET: Duration = Duration::from_millis(400);
+
 /// The observations topic as an [`EventLog`]: appends produce keyed by host address
 /// and wait for every acknowledgement; reads assign a partition and fetch from an
 /// offset (used by `rebuild`, tests and tools; the projector consumes as a group).
@@ -308,10 +393,13 @@ impl EventLog for KafkaLog {
                 partitions: self.partitions,
             });
         }
-        let end = self.end_offset(partition)?;
-        if from >= end || max == 0 {
+        if max == 0 {
             return Ok(Vec::new());
         }
+        // The high watermark is only a hint here: tansu 0.6 reports it behind the last
+        // record at times, so read until the partition stays quiet instead.
+        let end = self.end_offset(partition)?;
+        tracing::debug!(partition, from, end, "reading partition");
         let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let topic = &self.settings.topics.observations;
         let mut tpl = TopicPartitionList::new();
@@ -320,18 +408,25 @@ impl EventLog for KafkaLog {
         reader
             .assign(&tpl)
             .map_err(|e| kafka_err("assigning partition", e))?;
-        let want = (end - from).min(max as u64) as usize;
-        let mut out = Vec::with_capacity(want);
+        let mut out = Vec::new();
         let deadline = std::time::Instant::now() + self.timeout;
-        while out.len() < want && std::time::Instant::now() < deadline {
-            let Some(msg) = reader.poll(Duration::from_millis(200)) else {
+        let mut last_seen = std::time::Instant::now();
+        while out.len() < max && std::time::Instant::now() < deadline {
+            let quiet = last_seen.elapsed();
+            let caught_up = out.last().map_or(from, |r: &Record| r.offset + 1) >= end;
+            if caught_up && quiet >= READ_QUIET {
+                break;
+            }
+            let Some(msg) = reader.poll(Duration::from_millis(50)) else {
                 continue;
             };
             let msg = msg.map_err(|e| kafka_err("reading partition", e))?;
             let offset = msg.offset() as u64;
-            if offset < from {
+            // Fetches of an earlier assignment can still be queued: take only ours.
+            if msg.partition() != partition as i32 || msg.topic() != topic.as_str() || offset < from {
                 continue;
             }
+            last_seen = std::time::Instant::now();
             let text = String::from_utf8_lossy(msg.payload().unwrap_or_default());
             out.push(Record {
                 partition,

@@ -305,6 +305,16 @@ pub struct EpisodesArgs {
 /// `events` flags.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
+    /// Read the scale-out log (Kafka's observations topic, every partition) instead
+    /// of the embedded one; --from and --limit then apply per partition.
+    #[arg(long)]
+    pub kafka: bool,
+
+    /// With --kafka: print the dead-letter topic instead (records the projector
+    /// could not decode, with the reason).
+    #[arg(long, requires = "kafka")]
+    pub dead_letters: bool,
+
     /// First offset to print.
     #[arg(long, default_value_t = 0)]
     pub from: u64,

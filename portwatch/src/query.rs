@@ -144,27 +144,56 @@ pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
 
 /// `portwatch events`
 pub fn events(cfg: &Config, args: &EventsArgs) -> anyhow::Result<()> {
-    let path = cfg.events_path();
-    if !path.exists() {
-        return Err(InputError(format!("no event log at {}", path.display())).into());
-    }
-    let log = EmbeddedLog::open(&path)?;
+    let so = &cfg.scaleout;
     let mut out = std::io::stdout().lock();
-    let mut from = args.from;
-    let mut left = args.limit;
-    while left > 0 {
-        let records = log.read(0, from, left.min(1000))?;
-        let Some(last) = records.last().map(|r| r.offset) else {
-            break;
-        };
-        for record in records {
-            match record.event {
-                Ok(event) => writeln!(out, "{}", event.to_json())?,
-                Err(err) => tracing::warn!(offset = record.offset, error = %err, "undecodable event skipped"),
-            }
-            left -= 1;
+    if args.dead_letters {
+        let topic = &so.kafka.topics.dead_letter;
+        for r in portwatch_ingest::kafka::read_topic(&so.kafka, topic, args.limit, so.kafka_timeout)? {
+            crate::output::json_line(
+                &mut out,
+                &serde_json::json!({
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "key": r.key,
+                    "error": r.headers.get("portwatch-error"),
+                    "source": r.headers.get("portwatch-source"),
+                    "payload": r.payload,
+                }),
+            )?;
         }
-        from = last + 1;
+        return Ok(());
+    }
+    let log: Box<dyn EventLog> = if args.kafka {
+        Box::new(portwatch_ingest::KafkaLog::open(
+            so.kafka.clone(),
+            so.kafka_timeout,
+        )?)
+    } else {
+        let path = cfg.events_path();
+        if !path.exists() {
+            return Err(InputError(format!("no event log at {}", path.display())).into());
+        }
+        Box::new(EmbeddedLog::open(&path)?)
+    };
+    for partition in 0..log.partitions() {
+        let mut from = args.from;
+        let mut left = args.limit;
+        while left > 0 {
+            let records = log.read(partition, from, left.min(1000))?;
+            let Some(last) = records.last().map(|r| r.offset) else {
+                break;
+            };
+            for record in records {
+                match record.event {
+                    Ok(event) => writeln!(out, "{}", event.to_json())?,
+                    Err(err) => {
+                        tracing::warn!(partition, offset = record.offset, error = %err, "undecodable event skipped")
+                    }
+                }
+                left -= 1;
+            }
+            from = last + 1;
+        }
     }
     Ok(())
 }

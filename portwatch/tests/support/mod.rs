@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod scaleout;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The binary under test.

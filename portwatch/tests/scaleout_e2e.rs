@@ -1,0 +1,199 @@
+//! Scale-out end to end on a real broker (tansu) and a real ClickHouse server:
+//! a control plane, two probe nodes in two zones scanning a loopback fleet, two
+//! projectors sharing the partitions. The ClickHouse state must equal the embedded
+//! mode's state for the same events, and SQL over the raw observations must answer
+//! when a port was first and last seen open.
+//!
+//! Everything runs inside a network namespace of the test's own: the fleet, the
+//! services and every probe stay on its private loopback.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::scaleout::{expected_alerts, snapshot_diff, stack_config, Stack, API};
+use support::wait_for;
+
+fn open_ports(stack: &Stack) -> Option<BTreeSet<(String, u64)>> {
+    let ports = stack.ns.get_json(API, "/api/v1/ports")?;
+    Some(
+        ports
+            .as_array()?
+            .iter()
+            .map(|p| (p["ip"].as_str().unwrap().to_string(), p["port"].as_u64().unwrap()))
+            .collect(),
+    )
+}
+
+#[test]
+fn two_zones_two_projectors_match_the_embedded_fold() {
+    let stack = Stack::start("so-e2e", &stack_config("high_risk_ports = \"2s\"", ""));
+    let fleet = [
+        ("127.0.1.2", 22),
+        ("127.0.1.3", 3306),
+        ("127.0.1.3", 8080),
+        ("127.0.2.2", 6379),
+        ("127.0.2.5", 5432),
+        ("127.0.2.5", 27017),
+    ];
+    let mut servers: Vec<_> = fleet
+        .iter()
+        .map(|(ip, port)| stack.ns.serve(&format!("{ip}:{port}")))
+        .collect();
+
+    let mut control = stack.spawn(&["control"], "control.log");
+    let mut probes = [
+        stack.spawn(
+            &[
+                "--data",
+                stack.path("pa").to_str().unwrap(),
+                "probe",
+                "--zone",
+                "a",
+                "--node",
+                "probe-a",
+            ],
+            "probe-a.log",
+        ),
+        stack.spawn(
+            &[
+                "--data",
+                stack.path("pb").to_str().unwrap(),
+                "probe",
+                "--zone",
+                "b",
+                "--node",
+                "probe-b",
+            ],
+            "probe-b.log",
+        ),
+    ];
+    let mut projectors = [
+        stack.spawn(&["project"], "project-1.log"),
+        stack.spawn(&["project"], "project-2.log"),
+    ];
+
+    // Every listener shows up in the control plane's API (state from ClickHouse).
+    let want: BTreeSet<(String, u64)> = fleet.iter().map(|(ip, p)| (ip.to_string(), *p)).collect();
+    let seen = wait_for(Duration::from_secs(60), || {
+        open_ports(&stack).filter(|s| *s == want)
+    });
+    assert_eq!(
+        seen.as_ref(),
+        Some(&want),
+        "open ports never matched the fleet; control log:\n{}\nprobe a:\n{}",
+        stack.log("control.log"),
+        stack.log("probe-a.log")
+    );
+
+    // Close one port: covering scans declare it closed and its episode ends.
+    servers.pop();
+    let closed = wait_for(Duration::from_secs(30), || {
+        let eps = stack.ns.get_json(API, "/api/v1/episodes")?;
+        eps.as_array()?
+            .iter()
+            .find(|e| e["port"] == 27017 && !e["closed_at"].is_null())
+            .cloned()
+    });
+    assert!(closed.is_some(), "the closed port's episode never ended");
+
+    // Both probe nodes report healthy heartbeats, each in its zone.
+    let nodes = wait_for(Duration::from_secs(10), || {
+        let nodes = stack.ns.get_json(API, "/api/v1/nodes")?;
+        let list: BTreeSet<(String, String, String)> = nodes
+            .as_array()?
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().unwrap_or("").to_string(),
+                    n["zone"].as_str().unwrap_or("").to_string(),
+                    n["health"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        (list.len() == 2).then_some(list)
+    })
+    .expect("two probe nodes listed");
+    assert_eq!(
+        nodes,
+        BTreeSet::from([
+            ("probe-a".into(), "a".into(), "ok".into()),
+            ("probe-b".into(), "b".into(), "ok".into())
+        ])
+    );
+
+    // Jobs went to the right zone's node.
+    let jobs = stack
+        .sql("SELECT zone, node, count() FROM jobs FINAL WHERE state = 'done' GROUP BY zone, node ORDER BY zone FORMAT TSV")
+        .unwrap();
+    let rows: Vec<Vec<&str>> = jobs.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2, "done jobs by zone and node: {jobs}");
+    assert_eq!((rows[0][0], rows[0][1]), ("a", "probe-a"));
+    assert_eq!((rows[1][0], rows[1][1]), ("b", "probe-b"));
+
+    // Stop the producers of events; the projectors catch up.
+    control.stop();
+    for p in &mut probes {
+        assert_eq!(p.stop(), Some(0), "probe node exits cleanly");
+    }
+    let (ch, embedded, events) = stack.converged(Duration::from_secs(60));
+    assert!(events.len() >= 40, "a real stream of events: {}", events.len());
+    assert!(
+        ch == embedded,
+        "ClickHouse state (left) differs from the embedded fold (right) of the same events:\n{}",
+        snapshot_diff(&ch, &embedded)
+    );
+    assert_eq!(ch["episodes"].as_array().unwrap().len(), fleet.len());
+
+    // The two projectors shared the partitions.
+    for log in ["project-1.log", "project-2.log"] {
+        let text = stack.log(log);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("partitions assigned") && !l.contains("partitions=[]")),
+            "{log} never owned a partition:\n{text}"
+        );
+    }
+
+    // SQL over raw observations: first and last seen open, to the second.
+    let row = ch["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ip"] == "127.0.1.3" && p["port"] == 3306)
+        .unwrap()
+        .clone();
+    let answer = stack
+        .sql(
+            "SELECT toUnixTimestamp(min(ts)), toUnixTimestamp(max(ts)) FROM observations FINAL \
+             ARRAY JOIN open_ports AS port WHERE ip = '127.0.1.3' AND port = 3306 AND kind = 'host_scan' FORMAT TSV",
+        )
+        .unwrap();
+    let secs = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    assert_eq!(
+        answer.trim(),
+        format!("{}\t{}", secs(&row["first_seen"]), secs(&row["last_seen"])),
+        "first/last seen from raw observations vs port state"
+    );
+
+    // Alerts: one per opening and one per closing, never two with one id.
+    stack.assert_no_loss_no_duplicates(&events);
+    assert_eq!(
+        stack.sql_u64("SELECT count() FROM alerts FINAL"),
+        expected_alerts(&ch)
+    );
+    assert_eq!(
+        stack.sql_u64("SELECT count() FROM alerts FINAL WHERE kind = 'exposure_closed' AND port = 27017"),
+        1
+    );
+    for p in &mut projectors {
+        assert_eq!(p.stop(), Some(0), "projector exits cleanly");
+    }
+}

@@ -1,0 +1,342 @@
+//! A scale-out stack for one test, inside a network namespace of its own: a real
+//! ClickHouse server and a real Kafka-protocol broker (tansu), both installed by
+//! `scripts/services.sh install` (the test command runs it) and started here on the
+//! namespace's private loopback, plus the portwatch roles the test spawns. Each test
+//! owns its services, so stopping ClickHouse or freezing the broker in one test does
+//! not disturb the others. Everything dies with the namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use portwatch_events::Event;
+
+use super::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+
+static COMPARISONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// ClickHouse HTTP port inside the namespace.
+pub const CH_PORT: u16 = 8123;
+/// Broker port inside the namespace.
+pub const BROKER_PORT: u16 = 9092;
+/// Control plane API address inside the namespace.
+pub const API: &str = "127.0.0.1:18080";
+
+fn services_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
+}
+
+/// The config every role of a test stack shares, with `extra` appended.
+pub fn stack_config(schedule: &str, extra: &str) -> String {
+    format!(
+        r#"[node]
+name = "test"
+
+[[assets]]
+cidr = "127.0.1.0/24"
+zone = "a"
+
+[[assets]]
+cidr = "127.0.2.0/24"
+zone = "b"
+
+[scope]
+allow_reserved = true
+
+[scan]
+rate = 100000
+timeout = "300ms"
+high_risk_ports = "22,80,3306,5432,6379,8080,9200,27017"
+
+[schedule]
+liveness = "off"
+full_ports = "off"
+port_recheck = "off"
+offline_high_risk_ports = "off"
+all_assets_full_ports = "off"
+{schedule}
+
+[kafka]
+brokers = "127.0.0.1:{BROKER_PORT}"
+partitions = 4
+timeout = "5s"
+
+[kafka.consumer]
+"session.timeout.ms" = "2000"
+"heartbeat.interval.ms" = "500"
+
+[clickhouse]
+url = "http://127.0.0.1:{CH_PORT}"
+
+[projector]
+batch_wait = "100ms"
+checkpoint_interval = "1s"
+
+[probe]
+heartbeat = "1s"
+
+[api]
+listen = "{API}"
+{extra}
+"#
+    )
+}
+
+/// One test's stack.
+pub struct Stack {
+    pub ns: Netns,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    ch_pid: Option<i32>,
+    broker_pid: Option<i32>,
+}
+
+impl Stack {
+    /// A namespace with ClickHouse and the broker running, and `config` written.
+    pub fn start(tag: &str, config: &str) -> Stack {
+        let ns = Netns::new(tag);
+        let dir = tempdir();
+        let config = write_config(dir.path(), config);
+        let mut stack = Stack {
+            ns,
+            dir,
+            config,
+            ch_pid: None,
+            broker_pid: None,
+        };
+        stack.start_clickhouse();
+        stack.start_broker();
+        stack
+    }
+
+    fn services(&self, args: &[&str]) -> Output {
+        self.ns
+            .command("bash")
+            .arg(services_script())
+            .args(args)
+            .output()
+            .expect("run scripts/services.sh")
+    }
+
+    fn pid_of(out: &Output, what: &str) -> i32 {
+        assert!(
+            out.status.success(),
+            "starting {what} failed (did the test command run `scripts/services.sh install`?): {}",
+            stderr(out)
+        );
+        stdout(out).trim().parse().expect("pid")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn start_clickhouse(&mut self) {
+        let dir = self.path("clickhouse");
+        let out = self.services(&["clickhouse", dir.to_str().unwrap(), &CH_PORT.to_string()]);
+        self.ch_pid = Some(Self::pid_of(&out, "clickhouse"));
+    }
+
+    /// Stop ClickHouse (SIGTERM, wait); its data stays for the next start.
+    pub fn stop_clickhouse(&mut self) {
+        if let Some(pid) = self.ch_pid.take() {
+            let out = self.services(&["stop", &pid.to_string()]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+
+    pub fn start_broker(&mut self) {
+        let dir = self.path("broker");
+        let out = self.services(&["broker", dir.to_str().unwrap(), &BROKER_PORT.to_string()]);
+        self.broker_pid = Some(Self::pid_of(&out, "broker"));
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the broker. A frozen broker accepts no
+    /// request: to clients it is down. (Its storage here is in memory, so a real
+    /// restart would also lose the topics; see bench/README.md.)
+    pub fn freeze_broker(&self, frozen: bool) {
+        let pid = self.broker_pid.expect("broker running");
+        let sig = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal broker");
+    }
+
+    /// Start a portwatch role with the stack's config; stderr goes to `log`.
+    pub fn spawn(&self, args: &[&str], log: &str) -> Proc {
+        let mut full = vec!["--config", self.config.to_str().unwrap()];
+        full.extend_from_slice(args);
+        Proc(self.ns.spawn_portwatch(&full, &self.path(log)))
+    }
+
+    /// Run portwatch to completion with the stack's config.
+    pub fn portwatch(&self, args: &[&str]) -> Output {
+        let mut full = vec!["--config", self.config.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.ns.portwatch(&full)
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Run SQL on ClickHouse; the response body, or the error text.
+    pub fn sql(&self, query: &str) -> Result<String, String> {
+        let out = self
+            .ns
+            .command("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "--max-time",
+                "20",
+                "--data-binary",
+                query,
+            ])
+            .arg(format!("http://127.0.0.1:{CH_PORT}/?database=portwatch"))
+            .output()
+            .expect("curl");
+        if out.status.success() {
+            Ok(stdout(&out))
+        } else {
+            Err(format!("{}{}", stdout(&out), stderr(&out)))
+        }
+    }
+
+    /// One number from SQL.
+    pub fn sql_u64(&self, query: &str) -> u64 {
+        let text = self.sql(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{query}: not a number: {text:?}"))
+    }
+
+    /// The projected state in ClickHouse (`portwatch snapshot --clickhouse`).
+    pub fn clickhouse_snapshot(&self) -> Option<serde_json::Value> {
+        let out = self.portwatch(&["snapshot", "--clickhouse"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Every event in the observations topic (`portwatch events --kafka`), in
+    /// partition then offset order.
+    pub fn kafka_events(&self) -> Vec<Event> {
+        let out = self.portwatch(&["events", "--kafka", "--limit", "10000000"]);
+        assert!(out.status.success(), "events --kafka: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| Event::from_json(l).unwrap_or_else(|e| panic!("bad event {l}: {e}")))
+            .collect()
+    }
+
+    /// The embedded mode's state for `events`: an embedded log holding exactly these
+    /// events, folded by `portwatch rebuild`, read by `portwatch snapshot`.
+    pub fn embedded_snapshot(&self, events: &[Event], name: &str) -> serde_json::Value {
+        let data = self.path(&format!("{name}-log"));
+        let log = portwatch_ingest::EmbeddedLog::open(data.join("events.db")).expect("embedded log");
+        use portwatch_ingest::EventLog;
+        for chunk in events.chunks(1000) {
+            log.append(chunk).expect("append");
+        }
+        drop(log);
+        let rebuilt = self.path(&format!("{name}-state"));
+        let out = self.portwatch(&[
+            "--data",
+            data.to_str().unwrap(),
+            "rebuild",
+            "--to",
+            rebuilt.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "rebuild: {}", stderr(&out));
+        let out = self.portwatch(&["--data", rebuilt.to_str().unwrap(), "snapshot"]);
+        assert!(out.status.success(), "snapshot: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("snapshot json")
+    }
+
+    /// Wait until ClickHouse holds the embedded mode's state for everything in the
+    /// topic (the projectors have caught up); returns both for the final assertion.
+    pub fn converged(&self, limit: Duration) -> (serde_json::Value, serde_json::Value, Vec<Event>) {
+        let mut last = None;
+        let found = wait_for(limit, || {
+            let events = self.kafka_events();
+            let ch = self.clickhouse_snapshot()?;
+            let n = COMPARISONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let embedded = self.embedded_snapshot(&events, &format!("cmp{n}"));
+            if ch == embedded {
+                Some((ch, embedded, events))
+            } else {
+                last = Some((ch, embedded, events));
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+        });
+        found.unwrap_or_else(|| last.expect("at least one comparison"))
+    }
+
+    /// Assert every raw table is free of duplicates once deduplicated, and that the
+    /// observations table holds every event of the topic exactly once.
+    pub fn assert_no_loss_no_duplicates(&self, events: &[Event]) {
+        let ids: std::collections::BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let stored = self.sql_u64("SELECT count() FROM observations FINAL");
+        let distinct = self.sql_u64("SELECT uniqExact(id) FROM observations FINAL");
+        assert_eq!(stored, distinct, "duplicate observation rows after FINAL");
+        assert_eq!(
+            distinct as usize,
+            ids.len(),
+            "observations in ClickHouse vs distinct events in the topic"
+        );
+        for (table, key) in [
+            ("port_state", "ip, proto, port"),
+            ("episodes", "id"),
+            ("hosts", "ip"),
+            ("alerts", "id"),
+        ] {
+            let rows = self.sql_u64(&format!("SELECT count() FROM {table} FINAL"));
+            let keys = self.sql_u64(&format!("SELECT uniqExact({key}) FROM {table} FINAL"));
+            assert_eq!(rows, keys, "{table}: duplicate rows after FINAL");
+        }
+        // Merge everything and check the raw tables too: ReplacingMergeTree keeps one
+        // row per key, so no second row can hide.
+        for table in ["observations", "port_state", "episodes", "hosts", "alerts"] {
+            self.sql(&format!("OPTIMIZE TABLE {table} FINAL"))
+                .expect("optimize");
+        }
+        assert_eq!(self.sql_u64("SELECT count() FROM observations"), ids.len() as u64);
+        assert_eq!(
+            self.sql_u64("SELECT count() FROM alerts"),
+            self.sql_u64("SELECT uniqExact(id) FROM alerts")
+        );
+    }
+}
+
+/// Expected alerts for a snapshot: one per episode opened, one per episode closed.
+pub fn expected_alerts(snapshot: &serde_json::Value) -> u64 {
+    let episodes = snapshot["episodes"].as_array().expect("episodes");
+    let closed = episodes.iter().filter(|e| !e["closed_at"].is_null()).count();
+    (episodes.len() + closed) as u64
+}
+
+/// What differs between two snapshots, briefly: per section, the rows only in one
+/// of them (by their JSON), at most a few of each.
+pub fn snapshot_diff(a: &serde_json::Value, b: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for section in ["ports", "episodes", "hosts"] {
+        let rows = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+            v[section]
+                .as_array()
+                .map(|a| a.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let (ra, rb) = (rows(a), rows(b));
+        for (name, only) in [("left", ra.difference(&rb)), ("right", rb.difference(&ra))] {
+            for row in only.take(3) {
+                out.push_str(&format!("{section} only in {name}: {row}\n"));
+            }
+        }
+    }
+    out
+}
