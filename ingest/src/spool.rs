@@ -110,8 +110,8 @@ impl SpoolLog {
         if count > 0 {
             tracing::info!(events = count, bytes, path = %path.display(), "spool holds events from an earlier run; sending them first");
         }
-        let producer: FutureProducer = kafka
-            .producer_config(settings.produce_timeout)
+        let producer_config = kafka.producer_config(settings.produce_timeout);
+        let producer: FutureProducer = producer_config
             .create()
             .map_err(|e| kafka_err("creating producer", e))?;
         let inner = Arc::new(Inner {
@@ -129,7 +129,7 @@ impl SpoolLog {
         let drain_inner = inner.clone();
         let drainer = std::thread::Builder::new()
             .name("spool-drain".into())
-            .spawn(move || drain(&drain_inner, &producer, &topic))
+            .spawn(move || drain(&drain_inner, producer, &producer_config, &topic))
             .map_err(|source| LogError::Io {
                 path: "spool drain thread".into(),
                 source,
@@ -178,7 +178,7 @@ impl Drop for SpoolLog {
     }
 }
 
-fn drain(inner: &Inner, producer: &FutureProducer, topic: &str) {
+fn drain(inner: &Inner, mut producer: FutureProducer, config: &rdkafka::ClientConfig, topic: &str) {
     let mut backoff = Duration::from_millis(200);
     let mut failing_since: Option<std::time::Instant> = None;
     while !inner.stop.load(Ordering::Relaxed) {
@@ -211,7 +211,7 @@ fn drain(inner: &Inner, producer: &FutureProducer, topic: &str) {
             continue;
         }
         let records: Vec<(String, String)> = batch.iter().map(|(_, k, b)| (k.clone(), b.clone())).collect();
-        let results = futures::executor::block_on(produce_keyed(producer, topic, &records));
+        let results = futures::executor::block_on(produce_keyed(&producer, topic, &records));
         let delivered: Vec<(i64, u64)> = batch
             .iter()
             .zip(&results)
@@ -253,6 +253,13 @@ fn drain(inner: &Inner, producer: &FutureProducer, topic: &str) {
                 failing_for_secs = since.elapsed().as_secs(),
                 "broker unreachable; events stay in the spool"
             );
+            // An idempotent producer whose messages timed out can be left fenced or in
+            // a fatal state for good; a fresh one (new producer id) starts clean. The
+            // events it resends keep their order and ids.
+            match config.create::<FutureProducer>() {
+                Ok(fresh) => producer = fresh,
+                Err(e) => tracing::error!(error = %e, "cannot recreate the producer"),
+            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         } else {

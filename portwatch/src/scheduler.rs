@@ -51,7 +51,11 @@ pub enum Backend {
 pub struct Scheduler {
     cfg: Arc<Config>,
     backend: Backend,
+    /// The last target-set facts read, used while the store is unreachable.
+    last_facts: Arc<std::sync::Mutex<Option<Facts>>>,
 }
+
+type Facts = (HashSet<IpAddr>, Vec<PortRow>);
 
 impl Scheduler {
     /// An embedded scheduler reading target sets from `store`.
@@ -59,6 +63,7 @@ impl Scheduler {
         Self {
             cfg,
             backend: Backend::Embedded { ctx, store },
+            last_facts: Default::default(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Scheduler {
         Self {
             cfg,
             backend: Backend::ScaleOut(issuer),
+            last_facts: Default::default(),
         }
     }
 
@@ -74,8 +80,26 @@ impl Scheduler {
         self.cfg.scope.assets().iter().collect()
     }
 
-    /// Hosts whose last liveness check got no answer, and ports open in state.
-    async fn facts(&self) -> anyhow::Result<(HashSet<IpAddr>, Vec<PortRow>)> {
+    /// Hosts whose last liveness check got no answer, and ports open in state. When
+    /// the store cannot be read (ClickHouse restarting), the last facts read are used:
+    /// monitoring goes on with slightly stale target sets rather than stopping.
+    async fn facts(&self) -> anyhow::Result<Facts> {
+        match self.read_facts().await {
+            Ok(facts) => {
+                *self.last_facts.lock().unwrap_or_else(|p| p.into_inner()) = Some(facts.clone());
+                Ok(facts)
+            }
+            Err(err) => match self.last_facts.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                Some(facts) => {
+                    tracing::warn!(error = %format!("{err:#}"), "cannot read target sets; using the last ones read");
+                    Ok(facts)
+                }
+                None => Err(err),
+            },
+        }
+    }
+
+    async fn read_facts(&self) -> anyhow::Result<Facts> {
         let (hosts, open) = match &self.backend {
             Backend::Embedded { store, .. } => (
                 store.hosts()?,

@@ -312,6 +312,7 @@ impl Projector {
         }
         metrics::histogram!("portwatch_projector_batch_write_seconds")
             .record(started.elapsed().as_secs_f64());
+        failpoint_after_write();
         metrics::counter!("portwatch_events_projected_total").increment(self.events_in_batch as u64);
         metrics::counter!("portwatch_rows_written_total").increment(self.batch.rows() as u64);
         // Alerts go to the SIEM topic once their rows are stored (at least once; ids are
@@ -364,6 +365,26 @@ impl Projector {
             }
         }
         true
+    }
+}
+
+/// Fault injection for the crash tests: `PORTWATCH_FAILPOINT=projector_after_write:N`
+/// aborts the process right after the N-th batch write, before its checkpoint: the
+/// worst moment for effectively-once.
+fn failpoint_after_write() {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(spec) = std::env::var("PORTWATCH_FAILPOINT") else {
+        return;
+    };
+    let Some(n) = spec
+        .strip_prefix("projector_after_write:")
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= n {
+        tracing::error!(failpoint = %spec, "failpoint reached: aborting between write and checkpoint");
+        std::process::abort();
     }
 }
 

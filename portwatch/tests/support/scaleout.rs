@@ -171,6 +171,25 @@ impl Stack {
         Proc(self.ns.spawn_portwatch(&full, &self.path(log)))
     }
 
+    /// Like [`Stack::spawn`], with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], log: &str, env: &[(&str, &str)]) -> Proc {
+        let file = std::fs::File::create(self.path(log)).expect("log file");
+        let mut cmd = self.ns.command(super::bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("PORTWATCH_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc(
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(file)
+                .spawn()
+                .expect("spawn portwatch"),
+        )
+    }
+
     /// Run portwatch to completion with the stack's config.
     pub fn portwatch(&self, args: &[&str]) -> Output {
         let mut full = vec!["--config", self.config.to_str().unwrap()];
