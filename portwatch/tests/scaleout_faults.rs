@@ -436,3 +436,38 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     assert!(!snapshot.status.success());
     assert_eq!(tables(), before, "nothing was touched");
 }
+
+#[test]
+fn retention_drops_old_observation_partitions_only() {
+    // Default [clickhouse] retention_months = 13.
+    let stack = Stack::start("so-ret", &stack_config("high_risk_ports = \"off\"", ""));
+    let migrate = stack.portwatch(&["migrate", "--topics"]);
+    assert!(migrate.status.success(), "{}", support::stderr(&migrate));
+    let insert = |id: &str, ts: &str| {
+        stack
+            .sql(&format!(
+                "INSERT INTO observations (id, ts, ts_ms, kind, ip) VALUES ('{id}', toDateTime('{ts}', 'UTC'), 0, 'host_scan', '127.0.1.1')"
+            ))
+            .unwrap();
+    };
+    insert("old", "2020-01-15 00:00:00");
+    insert(
+        "recent",
+        &chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+    );
+    let mut control = stack.spawn(&["control"], "control.log");
+    let dropped = wait_for(Duration::from_secs(30), || {
+        (stack.sql_u64("SELECT count() FROM observations WHERE id = 'old'") == 0).then_some(())
+    });
+    assert!(
+        dropped.is_some(),
+        "old partition not dropped:\n{}",
+        stack.log("control.log")
+    );
+    assert_eq!(
+        stack.sql_u64("SELECT count() FROM observations WHERE id = 'recent'"),
+        1
+    );
+    assert!(stack.log("control.log").contains("202001"));
+    assert_eq!(control.stop(), Some(0));
+}

@@ -252,6 +252,23 @@ async fn follow_control(
     }
 }
 
+/// Retention by partition drop: at start and then daily, drop the monthly
+/// partitions of raw observations older than `keep_months`.
+async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Receiver<bool>) {
+    loop {
+        match store.drop_old_observations(keep_months, Utc::now()).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(partitions = ?dropped, keep_months, "retention: dropped old observation partitions")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "retention pass failed; next one in a day"),
+        }
+        if !super::pause(&mut stop, Duration::from_secs(24 * 3600)).await {
+            return;
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ApiState {
     store: ClickHouseStore,
@@ -385,6 +402,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %so.clickhouse.url, "control plane is up");
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
+    let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));
     let scheduler = tokio::spawn(Scheduler::scale_out(cfg.clone(), issuer.clone()).run(stop.clone()));
     let app = router(ApiState {
         store,
@@ -397,6 +415,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     });
     server.await?;
     let _ = scheduler.await;
+    let _ = retention.await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),
         Err(err) => tracing::error!(error = %err, "control follower task failed"),
