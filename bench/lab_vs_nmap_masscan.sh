@@ -43,8 +43,9 @@ disown
 
 run() { # run NAME FORMAT TIMEOUT COMMAND...   (FORMAT: nmap | masscan | portwatch)
     local name="$1" format="$2" limit="$3"; shift 3
-    /usr/bin/time -f "%e %U %S %M" -o "$OUT/time" \
-        timeout -s INT -k 5 "$limit" ip netns exec "$NS" "$@" >"$OUT/stdout" 2>"$OUT/stderr" || true
+    # In $OUT: masscan writes its resume file (paused.conf) into the working directory.
+    (cd "$OUT" && /usr/bin/time -f "%e %U %S %M" -o "$OUT/time" \
+        timeout -s INT -k 5 "$limit" ip netns exec "$NS" "$@" >"$OUT/stdout" 2>"$OUT/stderr") || true
     if grep -q '^error:' "$OUT/stderr"; then # a broken run must not pass as a slow one
         echo "$name failed:" >&2; cat "$OUT/stderr" >&2; exit 1
     fi
