@@ -252,5 +252,34 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     }
     writeln!(out, "data: {}", cfg.store_path.display())?;
     writeln!(out, "api: {}", cfg.api_listen)?;
+    let so = &cfg.scaleout;
+    writeln!(out, "scale-out roles (probe, project, control, migrate):")?;
+    writeln!(
+        out,
+        "  kafka: {} topics {}{{jobs,observations,control,alerts,dead-letter}} partitions={} replication={}",
+        so.kafka.brokers,
+        so.kafka.topics.jobs.trim_end_matches("jobs"),
+        so.kafka.partitions,
+        so.kafka.replication
+    )?;
+    writeln!(
+        out,
+        "  clickhouse: {} database={} validation={} retention={} months",
+        so.clickhouse.url, so.clickhouse.database, so.clickhouse.validation, so.retention_months
+    )?;
+    writeln!(
+        out,
+        "  probe: zone={} spool={} MiB heartbeat={}",
+        so.probe.zone,
+        so.probe.spool_max_bytes >> 20,
+        cadence(so.probe.heartbeat)
+    )?;
+    writeln!(
+        out,
+        "  projector: group={} batch={} checkpoint every {}",
+        so.projector.group,
+        so.projector.batch,
+        cadence(so.projector.checkpoint_interval)
+    )?;
     Ok(())
 }

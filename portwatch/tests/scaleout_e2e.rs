@@ -193,6 +193,28 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         stack.sql_u64("SELECT count() FROM alerts FINAL WHERE kind = 'exposure_closed' AND port = 27017"),
         1
     );
+    // Every Grafana panel's query runs on this ClickHouse and returns rows.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../grafana/dashboards/portwatch-overview.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for panel in dash["panels"].as_array().unwrap() {
+        let sql = panel["targets"][0]["rawSql"]
+            .as_str()
+            .unwrap()
+            .replace("$__timeFilter(ts)", "ts >= now() - 86400");
+        let out = stack.sql(&format!("{sql} FORMAT TSV"));
+        assert!(out.is_ok(), "panel {}: {out:?}", panel["title"]);
+        assert!(
+            !out.unwrap().trim().is_empty(),
+            "panel {} returned nothing",
+            panel["title"]
+        );
+    }
     for p in &mut projectors {
         assert_eq!(p.stop(), Some(0), "projector exits cleanly");
     }

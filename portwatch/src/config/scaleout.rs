@@ -339,3 +339,70 @@ impl RawScaleOut {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigSource};
+
+    const MINIMAL: &str =
+        "[scope]\nallow_reserved = true\n[[assets]]\ncidr = \"127.0.2.0/30\"\nzone = \"a\"\n";
+
+    fn error_of(extra: &str) -> String {
+        match Config::parse(&format!("{MINIMAL}{extra}"), ConfigSource::File("t.toml".into())) {
+            Ok(_) => panic!("accepted: {extra}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_compose_layout() {
+        let cfg = Config::parse(MINIMAL, ConfigSource::File("t.toml".into())).expect("parses");
+        let so = cfg.scaleout;
+        assert_eq!(so.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(so.kafka.topics.observations, "portwatch.observations");
+        assert_eq!(so.kafka.partitions, 12);
+        assert_eq!(so.clickhouse.database, "portwatch");
+        assert!(
+            !so.clickhouse.validation,
+            "off by default: ClickHouse 18.16 cannot validate"
+        );
+        assert_eq!(so.probe.spool_max_bytes, 256 << 20);
+        assert_eq!(so.projector.group, "portwatch-projector");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_value() {
+        for (extra, key, value) in [
+            ("[kafka]\npartitions = 0\n", "kafka.partitions", "0"),
+            ("[kafka]\nbrokers = \" \"\n", "kafka.brokers", "\"\""),
+            (
+                "[kafka]\ntopic_prefix = \"a b\"\n",
+                "kafka.topic_prefix",
+                "\"a b\"",
+            ),
+            ("[kafka]\ntimeout = \"soon\"\n", "kafka.timeout", "\"soon\""),
+            (
+                "[clickhouse]\nurl = \"clickhouse:8123\"\n",
+                "clickhouse.url",
+                "\"clickhouse:8123\"",
+            ),
+            (
+                "[clickhouse]\ndatabase = \"pw;drop\"\n",
+                "clickhouse.database",
+                "\"pw;drop\"",
+            ),
+            ("[probe]\nspool_max_mb = -1\n", "probe.spool_max_mb", "-1"),
+            ("[projector]\nbatch = 0\n", "projector.batch", "0"),
+            (
+                "[projector]\ncheckpoint_interval = \"0s\"\n",
+                "projector.checkpoint_interval",
+                "\"0s\"",
+            ),
+        ] {
+            let err = error_of(extra);
+            assert!(err.contains(key) && err.contains(value), "{extra}: {err}");
+        }
+        let err = error_of("[kafka]\nbrokerz = \"x\"\n");
+        assert!(err.contains("brokerz"), "{err}");
+    }
+}
