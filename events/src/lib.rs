@@ -447,14 +447,21 @@ impl Event {
         struct VersionOnly {
             v: Option<u16>,
         }
+        // One parse on the hot path; only a record that fails it, or carries another
+        // version, is parsed again to say why.
+        let full = serde_json::from_str::<Event>(text);
+        if let Ok(event) = &full {
+            if event.v == SCHEMA_VERSION {
+                return full.map_err(|e| DecodeError::Json(e.to_string()));
+            }
+        }
         let version: VersionOnly =
             serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
         match version.v {
-            None => return Err(DecodeError::MissingVersion),
-            Some(SCHEMA_VERSION) => {}
-            Some(v) => return Err(DecodeError::UnknownVersion(v)),
+            None => Err(DecodeError::MissingVersion),
+            Some(SCHEMA_VERSION) => full.map_err(|e| DecodeError::Json(e.to_string())),
+            Some(v) => Err(DecodeError::UnknownVersion(v)),
         }
-        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))
     }
 }
 

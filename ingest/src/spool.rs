@@ -1,7 +1,7 @@
 //! The probe node's spool: a bounded local file between the scanner and Kafka.
 //!
 //! Every event a probe node records goes into the spool first (SQLite, WAL, one row
-//! per event, in order) and counts as recorded once it is there. A drain thread
+//! per append, events in order) and counts as recorded once it is there. A drain thread
 //! sends the oldest events to the observations topic and deletes exactly those the
 //! broker acknowledged. While the broker is unreachable the spool grows, and the
 //! events go out in their original order once it is back: nothing is lost while
@@ -97,12 +97,12 @@ impl SpoolLog {
         let db = Connection::open(&path).map_err(sqlite(&path))?;
         db.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;
-             CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, body TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, events INTEGER NOT NULL, bytes INTEGER NOT NULL, body TEXT NOT NULL);",
         )
         .map_err(sqlite(&path))?;
         let (count, bytes): (i64, i64) = db
             .query_row(
-                "SELECT count(*), coalesce(sum(length(body)), 0) FROM spool",
+                "SELECT coalesce(sum(events), 0), coalesce(sum(bytes), 0) FROM batches",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -182,13 +182,23 @@ fn drain(inner: &Inner, mut producer: FutureProducer, config: &rdkafka::ClientCo
     let mut backoff = Duration::from_millis(200);
     let mut failing_since: Option<std::time::Instant> = None;
     while !inner.stop.load(Ordering::Relaxed) {
-        let batch: Vec<(i64, String, String)> = {
+        // The oldest appended batches, until about DRAIN_BATCH events.
+        let rows: Vec<(i64, String)> = {
             let db = inner.db.lock().unwrap_or_else(|p| p.into_inner());
             let rows = db
-                .prepare_cached("SELECT seq, key, body FROM spool ORDER BY seq LIMIT ?1")
+                .prepare_cached("SELECT seq, events, body FROM batches ORDER BY seq LIMIT 256")
                 .and_then(|mut st| {
-                    st.query_map([DRAIN_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect::<Result<Vec<_>, _>>()
+                    let mut out = Vec::new();
+                    let mut events = 0i64;
+                    let mut it = st.query([])?;
+                    while let Some(r) = it.next()? {
+                        out.push((r.get::<_, i64>(0)?, r.get::<_, String>(2)?));
+                        events += r.get::<_, i64>(1)?;
+                        if events >= DRAIN_BATCH as i64 {
+                            break;
+                        }
+                    }
+                    Ok(out)
                 });
             match rows {
                 Ok(rows) => rows,
@@ -198,7 +208,7 @@ fn drain(inner: &Inner, mut producer: FutureProducer, config: &rdkafka::ClientCo
                 }
             }
         };
-        if batch.is_empty() {
+        if rows.is_empty() {
             let (lock, cvar) = &inner.wake;
             let mut woken = lock.lock().unwrap_or_else(|p| p.into_inner());
             if !*woken {
@@ -210,38 +220,66 @@ fn drain(inner: &Inner, mut producer: FutureProducer, config: &rdkafka::ClientCo
             *woken = false;
             continue;
         }
-        let records: Vec<(String, String)> = batch.iter().map(|(_, k, b)| (k.clone(), b.clone())).collect();
+        // (row index, key, body) for every spooled event, in order.
+        let mut owner = Vec::new();
+        let mut records: Vec<(String, String)> = Vec::new();
+        for (i, (_, body)) in rows.iter().enumerate() {
+            for (key, event) in body.lines().filter_map(|l| l.split_once('\t')) {
+                owner.push(i);
+                records.push((key.to_string(), event.to_string()));
+            }
+        }
+        let started = std::time::Instant::now();
         let results = futures::executor::block_on(produce_keyed(&producer, topic, &records));
-        let delivered: Vec<(i64, u64)> = batch
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|((seq, _, body), _)| (*seq, body.len() as u64))
-            .collect();
-        if !delivered.is_empty() {
+        tracing::debug!(
+            records = records.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "spool batch produced"
+        );
+        // Per spooled batch: delete it when all its events were acknowledged, else keep
+        // exactly the unacknowledged ones (in order) for the next attempt.
+        let mut left: Vec<Vec<&(String, String)>> = vec![Vec::new(); rows.len()];
+        let (mut delivered, mut delivered_bytes) = (0u64, 0u64);
+        for ((record, result), &i) in records.iter().zip(&results).zip(&owner) {
+            if result.is_ok() {
+                delivered += 1;
+                delivered_bytes += record.1.len() as u64;
+            } else {
+                left[i].push(record);
+            }
+        }
+        if delivered > 0 {
             let mut db = inner.db.lock().unwrap_or_else(|p| p.into_inner());
-            let deleted = db.transaction().and_then(|tx| {
-                {
-                    let mut st = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
-                    for (seq, _) in &delivered {
-                        st.execute(params![seq])?;
+            let updated = db.transaction().and_then(|tx| {
+                for ((seq, _), keep) in rows.iter().zip(&left) {
+                    if keep.is_empty() {
+                        tx.prepare_cached("DELETE FROM batches WHERE seq = ?1")?
+                            .execute(params![seq])?;
+                    } else {
+                        let body: Vec<String> = keep.iter().map(|(k, b)| format!("{k}\t{b}")).collect();
+                        let bytes: usize = keep.iter().map(|r| r.1.len()).sum();
+                        tx.prepare_cached(
+                            "UPDATE batches SET events = ?2, bytes = ?3, body = ?4 WHERE seq = ?1",
+                        )?
+                        .execute(params![
+                            seq,
+                            keep.len() as i64,
+                            bytes as i64,
+                            body.join("\n")
+                        ])?;
                     }
                 }
                 tx.commit()
             });
-            match deleted {
+            match updated {
                 Ok(()) => {
-                    let bytes: u64 = delivered.iter().map(|d| d.1).sum();
-                    inner.bytes.fetch_sub(bytes, Ordering::Relaxed);
-                    inner.spooled.fetch_sub(delivered.len() as u64, Ordering::Relaxed);
-                    inner
-                        .delivered
-                        .fetch_add(delivered.len() as u64, Ordering::Relaxed);
-                    metrics::counter!("portwatch_spool_delivered_events_total")
-                        .increment(delivered.len() as u64);
+                    inner.bytes.fetch_sub(delivered_bytes, Ordering::Relaxed);
+                    inner.spooled.fetch_sub(delivered, Ordering::Relaxed);
+                    inner.delivered.fetch_add(delivered, Ordering::Relaxed);
+                    metrics::counter!("portwatch_spool_delivered_events_total").increment(delivered);
                 }
-                // The rows stay and go out again: a duplicate the fold drops, not a loss.
-                Err(err) => tracing::error!(error = %err, "spool delete failed"),
+                // The batches stay and go out again: duplicates the fold drops, not a loss.
+                Err(err) => tracing::error!(error = %err, "spool update failed"),
             }
         }
         metrics::gauge!("portwatch_spool_events").set(inner.spooled.load(Ordering::Relaxed) as f64);
@@ -283,6 +321,9 @@ impl EventLog for SpoolLog {
     fn append(&self, events: &[Event]) -> Result<AppendReceipt, LogError> {
         let rows: Vec<(String, String)> = events.iter().map(|e| (e.key(), e.to_json())).collect();
         let size: u64 = rows.iter().map(|r| r.1.len() as u64).sum();
+        // One row per append (a job's host result, usually): `key TAB event` lines.
+        // Keys are addresses and compact JSON has no raw tab or newline.
+        let body: Vec<String> = rows.iter().map(|(k, b)| format!("{k}\t{b}")).collect();
         let held = self.inner.bytes.load(Ordering::Relaxed);
         if held + size > self.inner.max_bytes {
             let refused = self
@@ -306,17 +347,10 @@ impl EventLog for SpoolLog {
             });
         }
         {
-            let mut db = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = db.transaction().map_err(sqlite(&self.inner.path))?;
-            {
-                let mut st = tx
-                    .prepare_cached("INSERT INTO spool (key, body) VALUES (?1, ?2)")
-                    .map_err(sqlite(&self.inner.path))?;
-                for (key, body) in &rows {
-                    st.execute(params![key, body]).map_err(sqlite(&self.inner.path))?;
-                }
-            }
-            tx.commit().map_err(sqlite(&self.inner.path))?;
+            let db = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
+            db.prepare_cached("INSERT INTO batches (events, bytes, body) VALUES (?1, ?2, ?3)")
+                .and_then(|mut st| st.execute(params![rows.len() as i64, size as i64, body.join("\n")]))
+                .map_err(sqlite(&self.inner.path))?;
         }
         self.inner.bytes.fetch_add(size, Ordering::Relaxed);
         self.inner

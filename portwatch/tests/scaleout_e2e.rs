@@ -215,6 +215,25 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
             panel["title"]
         );
     }
+    // The SQL examples in sql/README.md run as written (on the fleet's addresses).
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/README.md")).unwrap();
+    let examples: Vec<&str> = doc
+        .split("```sql")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(examples.len() >= 3, "sql/README.md has examples");
+    for sql in examples {
+        let sql = sql
+            .replace("10.1.0.7", "127.0.1.3")
+            .replace("'10.1.'", "'127.0.'");
+        let out = stack.sql(sql.trim().trim_end_matches(';'));
+        assert!(out.is_ok(), "sql/README.md example failed: {sql}\n{out:?}");
+        assert!(
+            !out.unwrap().trim().is_empty(),
+            "sql/README.md example returned nothing: {sql}"
+        );
+    }
     for p in &mut projectors {
         assert_eq!(p.stop(), Some(0), "projector exits cleanly");
     }

@@ -319,9 +319,10 @@ pub struct Snapshot {
 
 /// How many recent event ids the fold remembers per host to drop redelivered
 /// duplicates. Logs that cannot dedupe by id themselves (Kafka: a probe node that
-/// resends its spool after an unacknowledged delivery) redeliver at most the
-/// events of the batch in flight, a handful per host.
-pub const RECENT_IDS_PER_HOST: usize = 8;
+/// resends the events whose acknowledgement it never got) redeliver at most the
+/// events of one produce batch, one or two per host. Every id kept costs ~40 bytes
+/// per host in each projector checkpoint.
+pub const RECENT_IDS_PER_HOST: usize = 4;
 
 /// The fold state. Only what later events can change lives here: port rows, open
 /// episodes and host rows. Closed episodes are final and live only in the store.

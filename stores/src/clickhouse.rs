@@ -43,6 +43,9 @@ pub struct ClickHouseSettings {
     /// Let the client check row types against the server's schema. Needs a modern
     /// server; ClickHouse 18.16 lacks the format it uses, so it must be off there.
     pub validation: bool,
+    /// LZ4-compress inserts and results on the wire (less network, more CPU on both
+    /// ends; off pays on a local or fast link).
+    pub compression: bool,
 }
 
 /// Errors of the ClickHouse store.
@@ -117,17 +120,20 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Record the event at `partition`/`offset` and what folding it changed.
+    /// Record the event at `partition`/`offset` (`body`: the record as it was in the
+    /// log) and what folding it changed.
     pub fn add(
         &mut self,
         partition: u32,
         offset: u64,
         event: &Event,
+        body: String,
         changes: Vec<Change>,
         alerts: Vec<Alert>,
     ) {
-        self.observations
-            .push(ObservationRow::new(event, partition, offset));
+        let mut row = ObservationRow::without_body(event, partition, offset);
+        row.body = body;
+        self.observations.push(row);
         for change in changes {
             match change {
                 Change::Port(row) => {
@@ -222,6 +228,12 @@ pub struct ObservationRow {
 impl ObservationRow {
     /// The row for `event`, read at `partition`/`offset`.
     pub fn new(event: &Event, partition: u32, offset: u64) -> Self {
+        let mut row = Self::without_body(event, partition, offset);
+        row.body = event.to_json();
+        row
+    }
+
+    fn without_body(event: &Event, partition: u32, offset: u64) -> Self {
         let (proto, open_ports, covered, alive, wildcard) = match &event.observation {
             Observation::HostScan(s) => (
                 s.proto.as_str().to_string(),
@@ -247,7 +259,7 @@ impl ObservationRow {
             covered,
             alive,
             wildcard,
-            body: event.to_json(),
+            body: String::new(),
             kpartition: partition,
             koffset: offset,
         }
@@ -453,7 +465,12 @@ impl ClickHouseStore {
     pub fn new(settings: ClickHouseSettings) -> Self {
         let mut server = Client::default()
             .with_url(&settings.url)
-            .with_validation(settings.validation);
+            .with_validation(settings.validation)
+            .with_compression(if settings.compression {
+                clickhouse::Compression::Lz4
+            } else {
+                clickhouse::Compression::None
+            });
         if let Some(user) = &settings.user {
             server = server.with_user(user);
         }
@@ -607,13 +624,14 @@ impl ClickHouseStore {
         }))
     }
 
-    /// Write a batch's rows (not its checkpoint).
+    /// Write a batch's rows (not its checkpoint). The tables are written concurrently;
+    /// the call succeeds only when every insert did (a retry rewrites all of them,
+    /// which the row versions make harmless).
     pub async fn write(&self, batch: &Batch) -> Result<(), ClickHouseError> {
-        if !batch.observations.is_empty() {
-            self.insert("observations", batch.observations.iter()).await?;
-        }
-        if !batch.ports.is_empty() {
-            let rows = batch.ports.values().map(|v| PortStateRow {
+        let ports: Vec<PortStateRow> = batch
+            .ports
+            .values()
+            .map(|v| PortStateRow {
                 ip: v.row.ip.to_string(),
                 proto: v.row.proto.as_str().to_string(),
                 port: v.row.port,
@@ -630,11 +648,12 @@ impl ClickHouseStore {
                 row: json(&v.row),
                 kpartition: v.partition,
                 ver: v.ver,
-            });
-            self.insert("port_state", rows.collect::<Vec<_>>().iter()).await?;
-        }
-        if !batch.episodes.is_empty() {
-            let rows = batch.episodes.values().map(|v| EpisodeRow {
+            })
+            .collect();
+        let episodes: Vec<EpisodeRow> = batch
+            .episodes
+            .values()
+            .map(|v| EpisodeRow {
                 id: v.row.id.clone(),
                 ip: v.row.ip.to_string(),
                 proto: v.row.proto.as_str().to_string(),
@@ -649,11 +668,12 @@ impl ClickHouseStore {
                 row: json(&v.row),
                 kpartition: v.partition,
                 ver: v.ver,
-            });
-            self.insert("episodes", rows.collect::<Vec<_>>().iter()).await?;
-        }
-        if !batch.hosts.is_empty() {
-            let rows = batch.hosts.values().map(|v| HostStateRow {
+            })
+            .collect();
+        let hosts: Vec<HostStateRow> = batch
+            .hosts
+            .values()
+            .map(|v| HostStateRow {
                 ip: v.row.ip.to_string(),
                 alive: v.row.alive.map_or(-1, i8::from),
                 last_alive: v.row.last_alive.map(secs),
@@ -664,11 +684,12 @@ impl ClickHouseStore {
                 row: json(&v.row),
                 kpartition: v.partition,
                 ver: v.ver,
-            });
-            self.insert("hosts", rows.collect::<Vec<_>>().iter()).await?;
-        }
-        if !batch.alerts.is_empty() {
-            let rows = batch.alerts.values().map(|v| AlertRow {
+            })
+            .collect();
+        let alerts: Vec<AlertRow> = batch
+            .alerts
+            .values()
+            .map(|v| AlertRow {
                 id: v.row.id.clone(),
                 kind: v.row.kind.as_str().to_string(),
                 severity: v.row.severity.as_str().to_string(),
@@ -680,10 +701,27 @@ impl ClickHouseStore {
                 body: json(&v.row),
                 kpartition: v.partition,
                 ver: v.ver,
-            });
-            self.insert("alerts", rows.collect::<Vec<_>>().iter()).await?;
-        }
+            })
+            .collect();
+        futures::try_join!(
+            self.insert_all("observations", &batch.observations),
+            self.insert_all("port_state", &ports),
+            self.insert_all("episodes", &episodes),
+            self.insert_all("hosts", &hosts),
+            self.insert_all("alerts", &alerts),
+        )?;
         Ok(())
+    }
+
+    async fn insert_all<T>(&self, table: &'static str, rows: &[T]) -> Result<(), ClickHouseError>
+    where
+        T: Row + Serialize,
+        T: for<'b> Row<Value<'b> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.insert(table, rows.iter()).await
     }
 
     /// Record that `group` has folded `partition` of `topic` up to `next_offset`.

@@ -33,7 +33,7 @@ pub const DEFAULT_BATCH: usize = 20_000;
 /// Default longest wait to fill a batch.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(200);
 /// Default checkpoint interval.
-pub const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
 /// Default: keep 13 months of raw observations.
 pub const DEFAULT_RETENTION_MONTHS: u32 = 13;
 
@@ -71,6 +71,8 @@ pub struct RawClickHouse {
     pub password: Option<String>,
     /// Client-side schema validation (off for ClickHouse < 24).
     pub validation: Option<bool>,
+    /// LZ4 on the wire.
+    pub compression: Option<bool>,
     /// Months of raw observations to keep.
     pub retention_months: Option<i64>,
 }
@@ -271,6 +273,7 @@ impl RawScaleOut {
             user: c.user,
             password: c.password,
             validation: c.validation.unwrap_or(false),
+            compression: c.compression.unwrap_or(true),
         };
 
         let p = self.probe;

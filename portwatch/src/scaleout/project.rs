@@ -33,6 +33,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use portwatch_ingest::kafka::produce_keyed;
+
 use super::{ready_clickhouse, ready_kafka, retry, stop_flag, stopping};
 use crate::cli::ProjectArgs;
 use crate::config::Config;
@@ -90,6 +92,7 @@ struct Projector {
     batch: Batch,
     alerts: Vec<Alert>,
     events_in_batch: usize,
+    inflight: Option<tokio::task::JoinHandle<bool>>,
 }
 
 /// Run until `shutdown`.
@@ -123,6 +126,7 @@ pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::
         batch: Batch::default(),
         alerts: Vec::new(),
         events_in_batch: 0,
+        inflight: None,
     };
     p.run(&mut stop).await;
     tracing::info!("projector stopped");
@@ -133,6 +137,10 @@ impl Projector {
     async fn run(&mut self, stop: &mut watch::Receiver<bool>) {
         let settings = self.cfg.scaleout.projector.clone();
         let mut last_checkpoint = Instant::now();
+        // Checkpoints serialise the whole fold state of the dirty partitions; with a
+        // large state they are spaced out so that they take at most ~5% of the time
+        // (`checkpoint_interval` is the minimum spacing).
+        let mut checkpoint_every = settings.checkpoint_interval;
         loop {
             let deadline = tokio::time::Instant::now() + settings.batch_wait;
             while self.events_in_batch < settings.batch {
@@ -160,13 +168,16 @@ impl Projector {
             if !self.flush(stop).await {
                 return; // stopped while ClickHouse was down: the checkpoint stays behind
             }
-            if !revoked.is_empty()
-                || stopping(stop)
-                || last_checkpoint.elapsed() >= settings.checkpoint_interval
-            {
+            if !revoked.is_empty() || stopping(stop) || last_checkpoint.elapsed() >= checkpoint_every {
+                // A checkpoint covers only written rows: wait for the write in flight.
+                if !self.settle().await {
+                    return;
+                }
+                let took = Instant::now();
                 if !self.checkpoint(stop).await {
                     return;
                 }
+                checkpoint_every = settings.checkpoint_interval.max(took.elapsed() * 20);
                 last_checkpoint = Instant::now();
             }
             for partition in revoked {
@@ -249,7 +260,14 @@ impl Projector {
                     .filter_map(|c| Alert::for_change(c, |port| high_risk.contains(port)))
                     .collect();
                 self.alerts.extend(alerts.iter().cloned());
-                self.batch.add(partition as u32, offset, &event, changes, alerts);
+                self.batch.add(
+                    partition as u32,
+                    offset,
+                    &event,
+                    text.to_string(),
+                    changes,
+                    alerts,
+                );
                 if let Some(ts) = msg.timestamp().to_millis() {
                     latency_seen(ts);
                 }
@@ -295,50 +313,40 @@ impl Projector {
         .await;
     }
 
-    /// Write the batch (retrying until ClickHouse takes it); false when stopped first.
+    /// Hand the batch to a background write and start the next one; the write of one
+    /// batch overlaps the consuming and folding of the next. At most one write is in
+    /// flight. False when stopped while the previous write was still retrying.
     async fn flush(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        if !self.settle().await {
+            return false;
+        }
         if self.batch.is_empty() && self.alerts.is_empty() {
             self.events_in_batch = 0;
             return true;
         }
-        let started = Instant::now();
-        let store = self.store.clone();
-        let batch = &self.batch;
-        if retry("clickhouse write", stop, || store.write(batch))
-            .await
-            .is_none()
-        {
-            return false;
-        }
-        metrics::histogram!("portwatch_projector_batch_write_seconds")
-            .record(started.elapsed().as_secs_f64());
-        failpoint_after_write();
-        metrics::counter!("portwatch_events_projected_total").increment(self.events_in_batch as u64);
-        metrics::counter!("portwatch_rows_written_total").increment(self.batch.rows() as u64);
-        // Alerts go to the SIEM topic once their rows are stored (at least once; ids are
-        // stable, consumers dedupe by id).
+        let batch = std::mem::take(&mut self.batch);
         let alerts = std::mem::take(&mut self.alerts);
-        for alert in &alerts {
-            let body = serde_json::to_string(alert).unwrap_or_default();
-            let key = alert.ip.to_string();
-            let topic = &self.cfg.scaleout.kafka.topics.alerts;
-            let _ = retry("kafka alert produce", stop, || {
-                let fut = self.producer.send(
-                    FutureRecord::to(topic).key(&key).payload(&body),
-                    Duration::from_secs(10),
-                );
-                async move { fut.await.map(drop).map_err(|(e, _)| e) }
-            })
-            .await;
-        }
-        metrics::counter!("portwatch_alerts_total").increment(alerts.len() as u64);
-        self.batch = Batch::default();
-        self.events_in_batch = 0;
+        let events = std::mem::take(&mut self.events_in_batch);
+        let (store, producer) = (self.store.clone(), self.producer.clone());
+        let topic = self.cfg.scaleout.kafka.topics.alerts.clone();
+        let stop = stop.clone();
+        self.inflight = Some(tokio::spawn(write_batch(
+            store, producer, topic, batch, alerts, events, stop,
+        )));
         true
+    }
+
+    /// Wait for the write in flight; false if it gave up because of a stop.
+    async fn settle(&mut self) -> bool {
+        match self.inflight.take() {
+            None => true,
+            Some(task) => task.await.unwrap_or(false),
+        }
     }
 
     /// Write the checkpoint of every dirty partition; false when stopped first.
     async fn checkpoint(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
         let store = self.store.clone();
         for (&partition, part) in self.parts.iter_mut().filter(|(_, p)| p.dirty) {
@@ -346,6 +354,12 @@ impl Projector {
                 next_offset: part.next,
                 state: part.state.image(),
             };
+            tracing::debug!(
+                partition,
+                hosts = checkpoint.state.hosts.len(),
+                ports = checkpoint.state.ports.len(),
+                "checkpointing"
+            );
             let (group, topic) = (&self.group, &self.topic);
             if retry("clickhouse checkpoint", stop, || {
                 store.commit_checkpoint(group, topic, partition as u32, &checkpoint, Utc::now())
@@ -358,6 +372,11 @@ impl Projector {
             part.dirty = false;
             let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(part.next as i64));
         }
+        tracing::debug!(
+            partitions = tpl.count(),
+            ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
         if tpl.count() > 0 {
             // Informational (lag tools); the checkpoint in ClickHouse is what counts.
             if let Err(err) = self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
@@ -366,6 +385,60 @@ impl Projector {
         }
         true
     }
+}
+
+/// Write one batch's rows (retrying until ClickHouse takes them), then send its
+/// alerts to the alerts topic (at least once; ids are stable, consumers dedupe by id).
+async fn write_batch(
+    store: ClickHouseStore,
+    producer: FutureProducer,
+    topic: String,
+    batch: Batch,
+    alerts: Vec<Alert>,
+    events: usize,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let started = Instant::now();
+    if retry("clickhouse write", &mut stop, || store.write(&batch))
+        .await
+        .is_none()
+    {
+        return false;
+    }
+    metrics::histogram!("portwatch_projector_batch_write_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        events,
+        rows = batch.rows(),
+        write_ms = started.elapsed().as_millis() as u64,
+        "batch written"
+    );
+    failpoint_after_write();
+    metrics::counter!("portwatch_events_projected_total").increment(events as u64);
+    metrics::counter!("portwatch_rows_written_total").increment(batch.rows() as u64);
+    let count = alerts.len() as u64;
+    let mut pending: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| (a.ip.to_string(), serde_json::to_string(a).unwrap_or_default()))
+        .collect();
+    let mut delay = Duration::from_millis(200);
+    while !pending.is_empty() {
+        // All in flight at once; only the unacknowledged ones go again.
+        let results = produce_keyed(&producer, &topic, &pending).await;
+        let mut failed = Vec::new();
+        for (record, result) in pending.into_iter().zip(results) {
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "alert not delivered to the alerts topic; retrying");
+                failed.push(record);
+            }
+        }
+        pending = failed;
+        if !pending.is_empty() && !super::pause(&mut stop, delay).await {
+            break; // stopping: this batch's alerts are in ClickHouse, not all on the topic
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    metrics::counter!("portwatch_alerts_total").increment(count);
+    true
 }
 
 /// Fault injection for the crash tests: `PORTWATCH_FAILPOINT=projector_after_write:N`
