@@ -163,7 +163,7 @@ fn clickhouse(url: &str, database: &str) -> ClickHouseStore {
         user: None,
         password: None,
         validation: false,
-        compression: std::env::var("PWBENCH_CH_COMPRESSION").map_or(true, |v| v != "none"),
+        compression: true,
     })
 }
 
@@ -347,16 +347,8 @@ async fn main() -> anyhow::Result<()> {
             let origin = origin();
             let all: Vec<Event> = (0..events).map(|i| synth(&origin, i)).collect();
             let t0 = Instant::now();
-            if std::env::var_os("PWBENCH_NO_SPOOL").is_some() {
-                let producer: FutureProducer = settings.producer_config(Duration::from_secs(30)).create()?;
-                for batch in all.chunks(2000) {
-                    portwatch_ingest::kafka::produce_events(&producer, &settings.topics.observations, batch)
-                        .await?;
-                }
-            } else {
-                for batch in all.chunks(256) {
-                    log.append(batch).context("spool append")?;
-                }
+            for batch in all.chunks(256) {
+                log.append(batch).context("spool append")?;
             }
             let appended = t0.elapsed();
             let deadline = Instant::now() + Duration::from_secs(600);
