@@ -46,6 +46,34 @@ struct Cli {
     command: Cmd,
 }
 
+/// Where a pipeline run's events go: topics under `prefix`, rows in `database`,
+/// spooled in `spool` on the way.
+#[derive(Debug, clap::Args)]
+struct PathArgs {
+    #[arg(long)]
+    prefix: String,
+    #[arg(long)]
+    database: String,
+    #[arg(long)]
+    spool: std::path::PathBuf,
+}
+
+impl PathArgs {
+    /// The run's ClickHouse database and a spool delivering to its topics.
+    fn open(&self, brokers: &str, url: &str) -> anyhow::Result<(ClickHouseStore, SpoolLog)> {
+        let settings = kafka(brokers, &self.prefix, 6);
+        let log = SpoolLog::open(
+            SpoolSettings {
+                path: self.spool.clone(),
+                max_bytes: 4 << 30,
+                produce_timeout: Duration::from_secs(30),
+            },
+            &settings,
+        )?;
+        Ok((clickhouse(url, &self.database), log))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Raw produce + consume rate.
@@ -76,23 +104,15 @@ enum Cmd {
     },
     /// Spool → Kafka → projector → ClickHouse throughput.
     Pipeline {
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        database: String,
-        #[arg(long)]
-        spool: std::path::PathBuf,
+        #[command(flatten)]
+        path: PathArgs,
         #[arg(long)]
         events: usize,
     },
     /// End-to-end latency at a steady rate.
     Latency {
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        database: String,
-        #[arg(long)]
-        spool: std::path::PathBuf,
+        #[command(flatten)]
+        path: PathArgs,
         #[arg(long)]
         rate: u64,
         #[arg(long)]
@@ -328,22 +348,8 @@ async fn main() -> anyhow::Result<()> {
                 "observation_rows_per_sec": events as f64 / took.as_secs_f64(),
             }));
         }
-        Cmd::Pipeline {
-            prefix,
-            database,
-            spool,
-            events,
-        } => {
-            let settings = kafka(&cli.brokers, &prefix, 6);
-            let store = clickhouse(&cli.url, &database);
-            let log = SpoolLog::open(
-                SpoolSettings {
-                    path: spool,
-                    max_bytes: 4 << 30,
-                    produce_timeout: Duration::from_secs(30),
-                },
-                &settings,
-            )?;
+        Cmd::Pipeline { path, events } => {
+            let (store, log) = path.open(&cli.brokers, &cli.url)?;
             let origin = origin();
             let all: Vec<Event> = (0..events).map(|i| synth(&origin, i)).collect();
             let t0 = Instant::now();
@@ -368,23 +374,9 @@ async fn main() -> anyhow::Result<()> {
             }));
             log.close();
         }
-        Cmd::Latency {
-            prefix,
-            database,
-            spool,
-            rate,
-            seconds,
-        } => {
-            let settings = kafka(&cli.brokers, &prefix, 6);
-            let store = clickhouse(&cli.url, &database);
-            let log = std::sync::Arc::new(SpoolLog::open(
-                SpoolSettings {
-                    path: spool,
-                    max_bytes: 4 << 30,
-                    produce_timeout: Duration::from_secs(30),
-                },
-                &settings,
-            )?);
+        Cmd::Latency { path, rate, seconds } => {
+            let (store, log) = path.open(&cli.brokers, &cli.url)?;
+            let log = std::sync::Arc::new(log);
             let total = (rate * seconds) as usize;
             // Every SAMPLE-th event is timed: the writer hands (id, created ms) over,
             // the observer polls ClickHouse for those ids every 50 ms.
