@@ -471,3 +471,85 @@ fn retention_drops_old_observation_partitions_only() {
     assert!(stack.log("control.log").contains("202001"));
     assert_eq!(control.stop(), Some(0));
 }
+
+#[test]
+fn spool_overflow_is_refused_counted_and_loses_nothing_recorded() {
+    use portwatch_ingest::{EventLog, KafkaSettings, LogError, SpoolLog, SpoolSettings, Topics};
+
+    // A namespace with no broker at all: the spool can only fill up.
+    let ns = support::Netns::new("spool");
+    let dir = support::tempdir();
+    let path = dir.path().join("spool.db");
+    let kafka = KafkaSettings {
+        brokers: "127.0.0.1:9092".into(),
+        topics: Topics::with_prefix("t."),
+        partitions: 1,
+        replication: 1,
+        client: Default::default(),
+        consumer: Default::default(),
+    };
+    let event = |i: u8| {
+        portwatch_events::Event::new(
+            &portwatch_events::Origin {
+                node: "n".into(),
+                job: portwatch_events::JobId::new(),
+                task: portwatch_events::Task::Adhoc,
+            },
+            chrono::Utc::now(),
+            portwatch_events::Observation::HostLiveness(portwatch_events::HostLiveness {
+                ip: std::net::IpAddr::from([127, 0, 1, i]),
+                alive: true,
+                probes: Vec::new(),
+            }),
+        )
+    };
+    let size = event(0).to_json().len() as u64;
+    let settings = SpoolSettings {
+        path: path.clone(),
+        max_bytes: size * 10 + size / 2, // room for 10 events
+        produce_timeout: Duration::from_secs(1),
+    };
+    let (accepted, refused, stats) = {
+        let (settings, kafka) = (settings.clone(), kafka.clone());
+        ns.within(move || {
+            let spool = SpoolLog::open(settings, &kafka).unwrap();
+            let mut accepted = 0;
+            let mut refused = Vec::new();
+            for i in 0..15u8 {
+                match spool.append(&[event(i)]) {
+                    Ok(_) => accepted += 1,
+                    Err(e) => refused.push(e),
+                }
+            }
+            let stats = spool.stats();
+            spool.close();
+            (accepted, refused, stats)
+        })
+    };
+    assert_eq!(accepted, 10, "the spool takes events while it has room");
+    assert_eq!(refused.len(), 5);
+    match &refused[4] {
+        LogError::SpoolFull {
+            path: p,
+            limit,
+            refused,
+            ..
+        } => {
+            assert_eq!(p, &path.display().to_string());
+            assert_eq!(*limit, settings.max_bytes);
+            assert_eq!(*refused, 5, "refusals are counted");
+        }
+        other => panic!("expected SpoolFull, got {other}"),
+    }
+    assert!(refused[0].to_string().contains("is full"), "{}", refused[0]);
+    assert_eq!((stats.spooled, stats.refused, stats.delivered), (10, 5, 0));
+
+    // Nothing recorded is lost: a restarted node finds the 10 events still spooled.
+    let stats = ns.within(move || {
+        let spool = SpoolLog::open(settings, &kafka).unwrap();
+        let stats = spool.stats();
+        spool.close();
+        stats
+    });
+    assert_eq!(stats.spooled, 10);
+}
