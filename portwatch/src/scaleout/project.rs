@@ -248,7 +248,10 @@ impl Projector {
                 }
             }
         }
-        let part = self.parts.get_mut(&partition).expect("loaded above");
+        // Loaded by `part` above; nothing removes a partition before this returns.
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
         part.sought = true;
         let text = String::from_utf8_lossy(msg.payload().unwrap_or_default());
         match Event::from_json(&text) {
@@ -278,7 +281,9 @@ impl Projector {
                 self.dead_letter(msg, &err.to_string(), stop).await;
             }
         }
-        let part = self.parts.get_mut(&partition).expect("loaded above");
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
         part.next = offset + 1;
         part.dirty = true;
         self.events_in_batch += 1;
