@@ -42,7 +42,13 @@ use crate::Shutdown;
 
 #[derive(Default)]
 struct Rebalances {
+    /// Partitions taken away since the last batch boundary.
     revoked: Mutex<BTreeSet<i32>>,
+    /// The current assignment.
+    owned: Mutex<BTreeSet<i32>>,
+    /// Partitions assigned since their state was last loaded: whatever this instance
+    /// still holds for them is stale (another owner may have moved on meanwhile).
+    fresh: Mutex<BTreeSet<i32>>,
 }
 
 struct Ctx {
@@ -55,8 +61,10 @@ impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut revoked = self.rebalances.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut owned = self.rebalances.owned.lock().unwrap_or_else(|p| p.into_inner());
             for el in tpl.elements() {
                 revoked.insert(el.partition());
+                owned.remove(&el.partition());
             }
             tracing::info!(partitions = ?revoked, "partitions revoked");
         }
@@ -65,6 +73,16 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            self.rebalances
+                .owned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(parts.iter().copied());
+            self.rebalances
+                .fresh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(parts.iter().copied());
             tracing::info!(partitions = ?parts, "partitions assigned");
         }
     }
@@ -218,6 +236,28 @@ impl Projector {
         let partition = msg.partition();
         let offset = msg.offset().max(0) as u64;
         let topic = self.topic.clone();
+        if !self
+            .rebalances
+            .owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&partition)
+        {
+            // Fetched before the partition was revoked: its new owner folds it.
+            return;
+        }
+        if self
+            .rebalances
+            .fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition)
+        {
+            // Newly (re)assigned: load its checkpoint rather than trust a state this
+            // instance kept from an earlier ownership. Rows of it still in the batch are
+            // identical to what a replay writes.
+            self.parts.remove(&partition);
+        }
         let Some(part) = self.part(partition, stop).await else {
             return;
         };
