@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod policy;
 pub mod reserved;
 pub mod scanner;
+pub mod service;
 pub mod syn;
 pub mod targets;
 
