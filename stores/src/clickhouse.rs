@@ -546,15 +546,8 @@ impl ClickHouseStore {
             .execute()
             .await
             .map_err(self.err("creating schema_migrations"))?;
-        let from = self.schema_version().await?;
+        let from = self.check_schema().await?;
         let known = latest_schema_version();
-        if from > known {
-            return Err(ClickHouseError::NewerSchema {
-                database: db.clone(),
-                found: from,
-                known,
-            });
-        }
         let mut applied = Vec::new();
         for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
             for stmt in statements(sql) {
@@ -581,8 +574,8 @@ impl ClickHouseStore {
         })
     }
 
-    /// Fail unless the database is at exactly the schema version this build knows.
-    pub async fn check_schema(&self) -> Result<(), ClickHouseError> {
+    /// The database's schema version; an error if it is newer than this build knows.
+    pub async fn check_schema(&self) -> Result<u32, ClickHouseError> {
         let found = self.schema_version().await?;
         let known = latest_schema_version();
         if found > known {
@@ -592,7 +585,7 @@ impl ClickHouseStore {
                 known,
             });
         }
-        Ok(())
+        Ok(found)
     }
 
     /// The last checkpoint of `group` for `topic`/`partition`.
@@ -837,20 +830,8 @@ impl ClickHouseStore {
 
     /// All alerts, oldest first.
     pub async fn alerts(&self) -> Result<Vec<Alert>, ClickHouseError> {
-        let rows = self
-            .client
-            .query("SELECT body AS row FROM alerts FINAL ORDER BY at, id")
-            .fetch_all::<JsonRow>()
+        self.rows("alerts", "SELECT body AS row FROM alerts FINAL ORDER BY at, id")
             .await
-            .map_err(self.err("reading alerts"))?;
-        rows.iter()
-            .map(|r| {
-                serde_json::from_str(&r.row).map_err(|e| ClickHouseError::Corrupt {
-                    table: "alerts",
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
     }
 
     /// Probe nodes, by name.
