@@ -7,8 +7,12 @@
 //!
 //! Effectively-once, without transactions:
 //! 1. On taking a partition, load its checkpoint from ClickHouse (next offset + fold
-//!    state); records before that offset are skipped, and if the consumer starts
-//!    past it (Kafka's committed offset ahead), it seeks back.
+//!    state); records before that offset are skipped. Records are folded only in
+//!    offset order without holes: when the consumer hands over a record past the
+//!    next expected offset (it started past the checkpoint, or a broker served a
+//!    later batch before an earlier one was readable), it seeks back and reads the
+//!    missing records first. A hole that persists for [`GAP_PATIENCE`] (a topic
+//!    with transaction markers would have such holes) is logged and skipped.
 //! 2. Fold a batch; write raw observations and changed rows, each row versioned by
 //!    the offset of the last event that changed it (ReplacingMergeTree(ver)).
 //! 3. Every `checkpoint_interval`, write each dirty partition's checkpoint; then
@@ -88,12 +92,55 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// How long a hole in a partition's offsets is re-read before it is accepted as
+/// real. portwatch's producers write no transaction markers, so on its own topics a
+/// hole means records not yet readable, not records that do not exist.
+pub const GAP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Minimum spacing of seeks back to the same hole (records already fetched past
+/// it may still arrive in between; they are dropped and read again after the seek).
+const GAP_RESEEK: Duration = Duration::from_millis(200);
+
 /// Fold state of one partition this instance owns.
 struct Part {
     state: State,
     next: u64,
     dirty: bool,
-    sought: bool,
+    /// Waiting for offset `next` after seeing a later one: since when, last seek.
+    gap: Option<(Instant, Option<Instant>)>,
+}
+
+/// What to do with a record at `offset` of a partition expecting `next`.
+#[derive(Debug, PartialEq, Eq)]
+enum Order {
+    /// Already folded (a replay below the checkpoint or a re-read).
+    Skip,
+    /// The expected record (or a hole that outlasted [`GAP_PATIENCE`]).
+    Fold,
+    /// Past a hole: seek back to `next` (or, just after a seek, wait for it).
+    SeekBack { seek: bool },
+}
+
+impl Part {
+    fn order(&mut self, offset: u64, now: Instant) -> Order {
+        if offset < self.next {
+            return Order::Skip;
+        }
+        if offset == self.next {
+            self.gap = None;
+            return Order::Fold;
+        }
+        let (since, last_seek) = self.gap.get_or_insert((now, None));
+        if now.duration_since(*since) >= GAP_PATIENCE {
+            self.gap = None;
+            return Order::Fold;
+        }
+        let seek = last_seek.is_none_or(|at| now.duration_since(at) >= GAP_RESEEK);
+        if seek {
+            *last_seek = Some(now);
+        }
+        Order::SeekBack { seek }
+    }
 }
 
 /// The projector.
@@ -225,7 +272,7 @@ impl Projector {
                     state,
                     next,
                     dirty: false,
-                    sought: false,
+                    gap: None,
                 },
             );
         }
@@ -261,30 +308,39 @@ impl Projector {
         let Some(part) = self.part(partition, stop).await else {
             return;
         };
-        if offset < part.next {
-            metrics::counter!("portwatch_projector_replayed_skipped_total").increment(1);
-            return;
-        }
-        if offset > part.next && !part.sought {
-            // The consumer started past the checkpoint (Kafka's committed offset is
-            // ahead of ClickHouse's): go back, or those events would be lost.
-            part.sought = true;
-            let next = part.next;
-            tracing::warn!(
-                partition,
-                from = offset,
-                to = next,
-                "consumer is past the checkpoint; seeking back"
-            );
-            match self.consumer.seek(
-                &topic,
-                partition,
-                Offset::Offset(next as i64),
-                Duration::from_secs(10),
-            ) {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::error!(partition, error = %err, "seek failed; events before {offset} may be missing")
+        let next = part.next;
+        match part.order(offset, Instant::now()) {
+            Order::Skip => {
+                metrics::counter!("portwatch_projector_replayed_skipped_total").increment(1);
+                return;
+            }
+            Order::SeekBack { seek } => {
+                if seek {
+                    // Either the consumer started past the checkpoint (Kafka's committed
+                    // offset ahead of ClickHouse's) or the broker served a later record
+                    // before an earlier one: go back, or those events would be lost.
+                    metrics::counter!("portwatch_projector_seek_backs_total").increment(1);
+                    tracing::warn!(partition, from = offset, to = next, "offset hole; seeking back");
+                    if let Err(err) = self.consumer.seek(
+                        &topic,
+                        partition,
+                        Offset::Offset(next as i64),
+                        Duration::from_secs(10),
+                    ) {
+                        tracing::warn!(partition, error = %err, "seek failed; will try again");
+                    }
+                }
+                return;
+            }
+            Order::Fold => {
+                if offset > next {
+                    metrics::counter!("portwatch_projector_holes_skipped_total").increment(1);
+                    tracing::error!(
+                        partition,
+                        from = next,
+                        to = offset,
+                        "offsets never became readable; folding on past them"
+                    );
                 }
             }
         }
@@ -292,7 +348,6 @@ impl Projector {
         let Some(part) = self.parts.get_mut(&partition) else {
             return;
         };
-        part.sought = true;
         let text = String::from_utf8_lossy(msg.payload().unwrap_or_default());
         match Event::from_json(&text) {
             Ok(event) => {
@@ -513,4 +568,47 @@ fn latency_seen(produced_ms: i64) {
     let now = Utc::now().timestamp_millis();
     metrics::histogram!("portwatch_projector_consume_latency_seconds")
         .record(((now - produced_ms).max(0)) as f64 / 1000.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(next: u64) -> Part {
+        Part {
+            state: State::new(FoldConfig::default()),
+            next,
+            dirty: false,
+            gap: None,
+        }
+    }
+
+    #[test]
+    fn folds_only_contiguous_offsets_and_seeks_back_over_a_hole() {
+        let t0 = Instant::now();
+        let mut p = part(10);
+        assert_eq!(p.order(9, t0), Order::Skip, "below next: already folded");
+        assert_eq!(p.order(10, t0), Order::Fold);
+        p.next = 11;
+        // A later record first: seek back, once per GAP_RESEEK, drop what arrives between.
+        assert_eq!(p.order(14, t0), Order::SeekBack { seek: true });
+        assert_eq!(
+            p.order(15, t0 + Duration::from_millis(50)),
+            Order::SeekBack { seek: false }
+        );
+        assert_eq!(p.order(14, t0 + GAP_RESEEK), Order::SeekBack { seek: true });
+        // The missing record arrives: the hole is closed and forgotten.
+        assert_eq!(p.order(11, t0 + GAP_RESEEK), Order::Fold);
+        assert!(p.gap.is_none());
+    }
+
+    #[test]
+    fn a_hole_that_outlasts_the_patience_is_folded_past() {
+        let t0 = Instant::now();
+        let mut p = part(3);
+        assert_eq!(p.order(5, t0), Order::SeekBack { seek: true });
+        assert_eq!(p.order(5, t0 + GAP_PATIENCE / 2), Order::SeekBack { seek: true });
+        assert_eq!(p.order(5, t0 + GAP_PATIENCE), Order::Fold);
+        assert!(p.gap.is_none());
+    }
 }
