@@ -9,14 +9,18 @@
 
 pub mod canary;
 pub mod connect;
+pub mod detect;
 pub mod icmp;
 pub mod liveness;
+pub mod nmap;
+pub mod panels;
 pub mod policy;
 pub mod reserved;
 pub mod scanner;
 pub mod service;
 pub mod syn;
 pub mod targets;
+pub mod web;
 
 pub use connect::{
     ConnectConfig, ConnectScanner, HostResult, OpenPort, Pacer, ScanError, ScanProgress, ScanRequest,

@@ -1,13 +1,20 @@
 //! Bounded conversations with a server that may be hostile: every read has a
 //! deadline and a byte budget, so a server that sends garbage, sends 100 MB, never
 //! closes or closes at once ends the conversation with a reason, never a hang.
+//! The same conversation runs over plain TCP or through TLS ([`Conn::open_tls`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
+
+use super::tls::{self, TlsInfo};
+
+/// A byte stream a conversation runs over (TCP, or TLS over TCP).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Limits of one conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,32 +55,89 @@ pub enum WireError {
     /// Another I/O error.
     #[error("i/o error: {0}")]
     Io(String),
+    /// The TLS handshake failed (the port does not speak TLS, or not a TLS we know).
+    #[error("tls handshake failed: {0}")]
+    Tls(String),
 }
 
 /// A connection with its budget.
-#[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    addr: SocketAddr,
+    stream: Box<dyn Stream>,
     limits: Limits,
     received: usize,
     /// Everything received so far (at most `max_bytes`).
     pub buf: Vec<u8>,
+    /// The TLS session, when the conversation runs through TLS.
+    pub tls: Option<TlsInfo>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("limits", &self.limits)
+            .field("received", &self.received)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn connect(addr: SocketAddr, limits: Limits) -> Result<TcpStream, WireError> {
+    let stream = tokio::time::timeout(limits.connect, TcpStream::connect(addr))
+        .await
+        .map_err(|_| WireError::Timeout(limits.connect))?
+        .map_err(|e| WireError::Connect(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 impl Conn {
     /// Connect to `addr` within the connect timeout.
     pub async fn open(addr: SocketAddr, limits: Limits) -> Result<Conn, WireError> {
-        let stream = tokio::time::timeout(limits.connect, TcpStream::connect(addr))
-            .await
-            .map_err(|_| WireError::Timeout(limits.connect))?
-            .map_err(|e| WireError::Connect(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect(addr, limits).await?;
         Ok(Conn {
-            stream,
+            addr,
+            stream: Box::new(stream),
             limits,
             received: 0,
             buf: Vec::new(),
+            tls: None,
         })
+    }
+
+    /// Connect and complete a TLS handshake (any certificate is accepted: this is
+    /// recognition, not trust), within the connect plus read timeouts.
+    pub async fn open_tls(addr: SocketAddr, limits: Limits) -> Result<Conn, WireError> {
+        let tcp = connect(addr, limits).await?;
+        let (stream, info) = tokio::time::timeout(limits.read, tls::handshake(tcp, addr))
+            .await
+            .map_err(|_| WireError::Timeout(limits.read))??;
+        Ok(Conn {
+            addr,
+            stream: Box::new(stream),
+            limits,
+            received: 0,
+            buf: Vec::new(),
+            tls: Some(info),
+        })
+    }
+
+    /// Open plain or through TLS.
+    pub async fn open_as(addr: SocketAddr, limits: Limits, tls: bool) -> Result<Conn, WireError> {
+        if tls {
+            Self::open_tls(addr, limits).await
+        } else {
+            Self::open(addr, limits).await
+        }
+    }
+
+    /// A new connection to the same server, the same way (plain or TLS), with the
+    /// budget that is left.
+    pub async fn reconnect(&mut self) -> Result<(), WireError> {
+        let fresh = Self::open_as(self.addr, self.limits, self.tls.is_some()).await?;
+        self.stream = fresh.stream;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Send bytes.
@@ -111,6 +175,17 @@ impl Conn {
     /// deadline.
     pub async fn banner(&mut self) -> Result<&[u8], WireError> {
         self.read_until(|b| b.contains(&b'\n')).await
+    }
+
+    /// Send `request` and read the reply until `done` (what came before is forgotten).
+    pub async fn exchange(
+        &mut self,
+        request: &[u8],
+        done: impl Fn(&[u8]) -> bool,
+    ) -> Result<&[u8], WireError> {
+        self.clear();
+        self.send(request).await?;
+        self.read_until(done).await
     }
 
     /// Forget what was received (before the next exchange).

@@ -1,0 +1,30 @@
+//! etcd: `GET /version` answers `{"etcdserver":"3.5.9","etcdcluster":"3.5.0"}`.
+
+use super::http::Response;
+use super::Found;
+
+/// Recognise the `/version` answer.
+pub fn recognise_version(r: &Response) -> Option<Found> {
+    let json = r.json()?;
+    let server = json["etcdserver"].as_str()?;
+    Some(
+        Found::new("etcd")
+            .product("etcd")
+            .version(Some(server.to_string())),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::http::parse_response;
+    use super::*;
+
+    #[test]
+    fn answers() {
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\n\r\n{\"etcdserver\":\"3.5.9\",\"etcdcluster\":\"3.5.0\"}")
+                .unwrap();
+        assert_eq!(recognise_version(&r).unwrap().version.as_deref(), Some("3.5.9"));
+    }
+}
