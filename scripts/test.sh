@@ -37,6 +37,11 @@ need_pkg curl curl       # ClickHouse's HTTP interface, from the scale-out tests
 # network namespace and stops them with it.
 log "scale-out services (ClickHouse, tansu)"
 bash scripts/services.sh install
+# The service-detection tests' real services (Debian: redis, postgresql, mariadb,
+# openssh, vsftpd, memcached, mosquitto, nginx, rabbitmq, tomcat with its manager)
+# and nmap for the optional matcher; nothing is started here.
+log "service-detection lab (Debian packages)"
+bash scripts/lab-services.sh install
 
 # --- cleanup ---------------------------------------------------------------------------
 # Test namespaces are named pwt-* (single namespaces) and l<digits>-* (labs); a test

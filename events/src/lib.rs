@@ -350,6 +350,19 @@ pub struct PortDetail {
     /// The first bytes the service sent, lossily decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub banner: Option<String>,
+    /// Risk class once detection ran: `risk_port`, `high_risk_port`,
+    /// `high_risk_service` or `high_risk_admin_panel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Admin panels found on the port (rule ids, e.g. `tomcat-manager`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub panels: Vec<String>,
+    /// Title of the web page at `/`, for web ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Subject of the TLS certificate, when the service speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_subject: Option<String>,
 }
 
 /// What was observed. The JSON form carries it inline, tagged by `kind`.

@@ -221,6 +221,11 @@ pub struct ScanArgs {
     /// episodes and the API see them.
     #[arg(long)]
     pub record: bool,
+
+    /// Identify the service on every open port (product, version, TLS), fingerprint
+    /// web ports and look for admin panels, and classify each port ([service]).
+    #[arg(long)]
+    pub service: bool,
 }
 
 /// `ping` flags.

@@ -8,9 +8,11 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use portwatch_events::{JobId, Origin, PortSet, Task};
 use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_probes::detect::{detect, Detection};
 use portwatch_probes::{HostResult, ScanProgress, ScanRequest};
 use serde::Serialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::api::risk_of;
 use crate::cli::ScanArgs;
@@ -20,6 +22,19 @@ use crate::output::json_line;
 use crate::{InputError, Shutdown};
 
 /// One open port as `scan --json` prints it.
+/// One open port with what detection found on it (`scan --service`).
+#[derive(Debug, Serialize)]
+pub struct ServiceFinding {
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+    pub proto: &'static str,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(flatten)]
+    pub detection: Detection,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Finding {
     /// Host.
@@ -122,6 +137,8 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     });
 
     let started = std::time::Instant::now();
+    let mut detections: JoinSet<(HostPort, Detection)> = JoinSet::new();
+    let detect_slots = Arc::new(Semaphore::new(cfg.service.concurrency));
     let mut stdout = std::io::stdout().lock();
     let mut open_total = 0u64;
     let mut hosts = 0u64;
@@ -148,7 +165,21 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
             );
         }
         open_total += result.open.len() as u64;
+        if args.service {
+            for open in &result.open {
+                let addr = std::net::SocketAddr::new(result.ip, open.port);
+                let (opts, slots) = (cfg.service.detect.clone(), detect_slots.clone());
+                let rtt_ms = open.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                detections.spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    ((addr, rtt_ms), detect(addr, &opts).await)
+                });
+            }
+        }
         bar.suspend(|| -> std::io::Result<()> {
+            if args.service {
+                return Ok(()); // printed once detected
+            }
             for open in &result.open {
                 if args.json {
                     json_line(
@@ -176,8 +207,37 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         }
     }
     let summary = scan.await??;
+    let detected = detections.len();
+    let mut findings = Vec::with_capacity(detected);
+    while let Some(joined) = detections.join_next().await {
+        findings.push(joined?);
+    }
     ticker.abort();
     bar.finish_and_clear();
+    findings.sort_by_key(|((addr, _), _)| (addr.ip(), addr.port()));
+    for ((addr, rtt_ms), detection) in findings {
+        if let Some(appender) = &appender {
+            appender
+                .append(vec![detail_event(&origin, &detection, rtt_ms)])
+                .await?;
+        }
+        if args.json {
+            json_line(
+                &mut stdout,
+                &ServiceFinding {
+                    ip: addr.ip(),
+                    port: addr.port(),
+                    proto: "tcp",
+                    state: "open",
+                    rtt_ms,
+                    detection,
+                },
+            )?;
+        } else {
+            writeln!(stdout, "{}", service_line(&detection))?;
+        }
+    }
+    stdout.flush()?;
     let secs = started.elapsed().as_secs_f64();
     let line = format!(
         "scanned {} host(s) x {} port(s) in {:.2}s ({:.0} probes/s, {}): {} open, {} closed, {} filtered, {} unreachable, {} not probed, {} wildcard host(s){}",
@@ -200,6 +260,53 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         eprintln!("{line}");
     }
     Ok(())
+}
+
+type HostPort = (std::net::SocketAddr, Option<f64>);
+
+/// A table line: address, service, product and version, class, panels.
+fn service_line(d: &Detection) -> String {
+    let what = [
+        Some(d.service.as_str()),
+        d.product.as_deref(),
+        d.version.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let tls = if d.tls.is_some() { " (tls)" } else { "" };
+    let panels = d
+        .panels
+        .iter()
+        .map(|p| format!("  panel: {} at {}", p.name, p.path))
+        .collect::<String>();
+    let reason = d
+        .reason
+        .as_deref()
+        .map(|r| format!("  ({r})"))
+        .unwrap_or_default();
+    format!(
+        "{:<40} {:>5}/tcp  open  {:<40} {}{tls}{panels}{}",
+        d.addr.ip(),
+        d.addr.port(),
+        what,
+        d.class.as_str(),
+        if d.service == "unknown" {
+            reason
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The port_detail event of a detection.
+pub fn detail_event(origin: &Origin, d: &Detection, rtt_ms: Option<f64>) -> portwatch_events::Event {
+    portwatch_events::Event::new(
+        origin,
+        chrono::Utc::now(),
+        portwatch_events::Observation::PortDetail(d.to_detail(rtt_ms)),
+    )
 }
 
 fn progress_bar(planned: u64) -> ProgressBar {

@@ -185,6 +185,10 @@ impl HostResult {
                     product: None,
                     version: None,
                     banner: None,
+                    class: None,
+                    panels: Vec::new(),
+                    title: None,
+                    tls_subject: None,
                 }),
             ));
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::nmap::NmapMatcher;
 use crate::panels::{PanelRisk, Rules};
 use crate::policy::{Policy, RiskClass};
-use crate::service::{identify, Identification, Limits, TlsInfo};
+use crate::service::{identify_with, Identification, Limits, TlsInfo};
 use crate::web::{fingerprint, HttpInfo, PanelHit, WebLimits};
 
 /// How detection runs.
@@ -21,6 +21,8 @@ pub struct DetectOptions {
     pub limits: Limits,
     /// Limits of the web fingerprint.
     pub web: WebLimits,
+    /// Protocol probes run at once against one port.
+    pub parallel: usize,
     /// Run the panel rules on web ports (task 5).
     pub panels: bool,
     /// Panel rules.
@@ -35,6 +37,7 @@ pub struct DetectOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Detection {
     /// The port's address.
+    #[serde(skip)]
     pub addr: SocketAddr,
     /// Service name, or `unknown`.
     pub service: String,
@@ -66,9 +69,40 @@ pub struct Detection {
     pub reason: Option<String>,
 }
 
+impl Detection {
+    /// The port_detail observation carrying this detection.
+    pub fn to_detail(&self, rtt_ms: Option<f64>) -> portwatch_events::PortDetail {
+        portwatch_events::PortDetail {
+            ip: self.addr.ip(),
+            port: self.addr.port(),
+            proto: portwatch_events::Proto::Tcp,
+            evidence: if self.service != "unknown" {
+                portwatch_events::Evidence::Service
+            } else if self.banner.is_some() {
+                portwatch_events::Evidence::Data
+            } else {
+                portwatch_events::Evidence::Handshake
+            },
+            rtt_ms,
+            service: Some(self.service.clone()),
+            product: self.product.clone(),
+            version: self.version.clone(),
+            banner: self.banner.clone(),
+            class: Some(self.class.as_str().to_string()),
+            panels: self.panels.iter().map(|p| p.id.clone()).collect(),
+            title: self.http.as_ref().and_then(|h| h.title.clone()),
+            tls_subject: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.cert.as_ref())
+                .map(|c| c.subject.clone()),
+        }
+    }
+}
+
 /// Detect what runs at `addr`.
 pub async fn detect(addr: SocketAddr, opts: &DetectOptions) -> Detection {
-    let id: Identification = identify(addr, opts.limits).await;
+    let id: Identification = identify_with(addr, opts.limits, opts.parallel).await;
     let mut service = id.found.as_ref().map(|f| f.service.to_string());
     let mut product = id.found.as_ref().and_then(|f| f.product.clone());
     let mut version = id.found.as_ref().and_then(|f| f.version.clone());

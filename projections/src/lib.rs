@@ -103,6 +103,18 @@ pub struct PortRow {
     pub version: Option<String>,
     /// Banner once seen.
     pub banner: Option<String>,
+    /// Risk class from the last detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Admin panels from the last detection of a web port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub panels: Vec<String>,
+    /// Web page title from the last detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// TLS certificate subject from the last detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_subject: Option<String>,
 }
 
 /// One period during which a port was open to the scanners.
@@ -483,10 +495,17 @@ impl State {
             (&mut row.product, &detail.product),
             (&mut row.version, &detail.version),
             (&mut row.banner, &detail.banner),
+            (&mut row.title, &detail.title),
+            (&mut row.tls_subject, &detail.tls_subject),
         ] {
             if value.is_some() {
                 slot.clone_from(value);
             }
+        }
+        // A detection (it carries a class) replaces the previous one's panels.
+        if detail.class.is_some() {
+            row.class.clone_from(&detail.class);
+            row.panels.clone_from(&detail.panels);
         }
         vec![Change::Port(row.clone())]
     }
@@ -567,6 +586,10 @@ impl State {
                                 product: None,
                                 version: None,
                                 banner: None,
+                                class: None,
+                                panels: Vec::new(),
+                                title: None,
+                                tls_subject: None,
                             };
                             self.ports.insert(key, row.clone());
                             row

@@ -18,6 +18,7 @@ use portwatch_projections::FoldConfig;
 use serde::Deserialize;
 
 pub mod scaleout;
+pub mod service;
 
 pub use scaleout::ScaleOut;
 
@@ -226,6 +227,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[service]` (tasks 3 and 5)
+    #[serde(default)]
+    pub service: service::RawService,
     /// `[kafka]` (scale-out roles)
     #[serde(default)]
     pub kafka: scaleout::RawKafka,
@@ -360,6 +364,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Kafka, ClickHouse, probe node and projector settings (scale-out roles).
     pub scaleout: ScaleOut,
+    /// Service and admin panel detection.
+    pub service: service::ServiceSettings,
 }
 
 impl Config {
@@ -611,6 +617,7 @@ impl RawConfig {
             )
         })?;
 
+        let service = self.service.validate(origin, &high_risk_ports)?;
         let scaleout = scaleout::RawScaleOut {
             kafka: self.kafka,
             clickhouse: self.clickhouse,
@@ -645,6 +652,7 @@ impl RawConfig {
             store_path,
             api_listen,
             scaleout,
+            service,
         })
     }
 }

@@ -6,6 +6,10 @@ use super::Found;
 /// Match an FTP greeting.
 pub fn banner(bytes: &[u8]) -> Option<Found> {
     let line = super::wire::first_line(bytes);
+    // vsftpd refuses with `500 OOPS: vsftpd: ...` when misconfigured: still vsftpd.
+    if line.starts_with("500 OOPS: vsftpd") {
+        return Some(Found::new("ftp").product("vsftpd"));
+    }
     let text = line.strip_prefix("220")?;
     if !(text.starts_with(' ') || text.starts_with('-')) {
         return None;

@@ -161,8 +161,30 @@ pub static APIS: &[Api] = &[
     },
 ];
 
-/// A plain web server's identity from its `Server` header.
+/// Answers in HTTP that say the port speaks something else: nginx and Apache on a
+/// TLS port, ClickHouse's native port.
+pub fn refuses_plain_http(r: &Response) -> bool {
+    let text = r.text();
+    r.status == 400
+        && (text.contains("plain HTTP request was sent to HTTPS port")
+            || text.contains("speaking plain HTTP to an SSL-enabled server port")
+            || text.contains("requires TLS")
+            || text.contains("is for clickhouse-client program"))
+}
+
+/// A plain web server's identity from its `Server` header (or, for Tomcat, which
+/// sends none by default, from the version its error pages print).
 pub fn server_product(r: &Response) -> Found {
+    if r.header("server").is_none() {
+        let text = r.text();
+        if let Some(at) = text.find("Apache Tomcat/") {
+            let version: String = text[at + 14..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                .collect();
+            return Found::new("http").product("Apache Tomcat").version(Some(version));
+        }
+    }
     let (product, version) = r
         .header("server")
         .and_then(|s| s.split_whitespace().next())
@@ -185,6 +207,11 @@ pub fn talk(conn: &mut Conn) -> Reply<'_> {
         let Some(root) = get(conn, "/").await? else {
             return Ok(None);
         };
+        if refuses_plain_http(&root) {
+            // A TLS or other port answering in HTTP that it is not HTTP: the TLS
+            // probe (or the service's own) names it.
+            return Ok(None);
+        }
         for api in APIS.iter().filter(|a| a.path == "/") {
             if let Some(found) = (api.recognise)(&root) {
                 return Ok(Some(refine(conn, found).await));

@@ -174,7 +174,7 @@ pub static PROBES: &[ServiceProbe] = &[
     ServiceProbe {
         name: "ssl",
         ports: &[443, 465, 636, 993, 995, 2376, 5986, 6443, 8443, 9443],
-        priority: 6,
+        priority: 4, // before HTTP: a TLS port often answers a plain GET with 400
         method: Method::Tls,
     },
     talk("redis", &[6379], 10, redis::talk),
@@ -262,10 +262,15 @@ pub const PARALLEL: usize = 8;
 
 /// Identify the service at `addr`.
 pub async fn identify(addr: SocketAddr, limits: Limits) -> Identification {
-    let mut id = identify_over(addr, limits, false).await;
+    identify_with(addr, limits, PARALLEL).await
+}
+
+/// Identify the service at `addr`, running `parallel` client-first probes at once.
+pub async fn identify_with(addr: SocketAddr, limits: Limits, parallel: usize) -> Identification {
+    let mut id = identify_over(addr, limits, false, parallel).await;
     // The TLS probe matched: run the probes again through TLS.
     if id.found.as_ref().is_some_and(|f| f.service == "ssl") {
-        let inner = identify_over(addr, limits, true).await;
+        let inner = identify_over(addr, limits, true, parallel).await;
         let tls = inner.tls.clone();
         id = match inner.found {
             Some(mut found) => {
@@ -293,7 +298,7 @@ pub async fn identify(addr: SocketAddr, limits: Limits) -> Identification {
     id
 }
 
-async fn identify_over(addr: SocketAddr, limits: Limits, tls: bool) -> Identification {
+async fn identify_over(addr: SocketAddr, limits: Limits, tls: bool, parallel: usize) -> Identification {
     let probes = order(addr.port());
     // 1. Does the server speak first? Wait a little for a banner: a line, or bytes
     //    one of the banner matchers recognises (binary greetings have no line end).
@@ -347,7 +352,7 @@ async fn identify_over(addr: SocketAddr, limits: Limits, tls: bool) -> Identific
     let (listed, rest): (Vec<&ServiceProbe>, Vec<&ServiceProbe>) =
         talks.into_iter().partition(|p| p.ports.contains(&addr.port()));
     let mut groups: Vec<Vec<&ServiceProbe>> = listed.into_iter().map(|p| vec![p]).collect();
-    groups.extend(rest.chunks(PARALLEL).map(<[&ServiceProbe]>::to_vec));
+    groups.extend(rest.chunks(parallel.max(1)).map(<[&ServiceProbe]>::to_vec));
     for group in groups {
         let results = futures::future::join_all(group.iter().map(|p| run(p, addr, limits, tls))).await;
         for (probe, result) in group.iter().zip(results) {

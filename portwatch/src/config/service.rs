@@ -1,0 +1,140 @@
+//! `[service]`: service and admin panel detection (tasks 3 and 5).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portwatch_events::PortSet;
+use portwatch_probes::detect::DetectOptions;
+use portwatch_probes::nmap::NmapMatcher;
+use portwatch_probes::panels::Rules;
+use portwatch_probes::policy::{Policy, HIGH_RISK_SERVICES};
+use portwatch_probes::service::Limits;
+use portwatch_probes::web::WebLimits;
+use serde::Deserialize;
+
+use super::{check_timeout, ConfigError};
+
+/// `[service]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Longest wait for an answer per exchange. Default: "1500ms".
+    pub timeout: Option<String>,
+    /// Most bytes kept from one server per conversation. Default: 65536.
+    pub max_bytes: Option<i64>,
+    /// Protocol probes run at once against one port. Default: 8.
+    pub parallel: Option<i64>,
+    /// Ports examined at once. Default: 64.
+    pub concurrency: Option<i64>,
+    /// Services that are dangerous on any port. Default: the built-in list.
+    pub high_risk_services: Option<Vec<String>>,
+    /// Run the admin panel rules on web ports (task 5). Default: true.
+    pub panels: Option<bool>,
+    /// More panel rule files (same format as probes/panels.toml).
+    pub panel_rules: Option<Vec<String>>,
+    /// Path of nmap's `nmap-service-probes`, to use its banner matches as a
+    /// fallback (opt-in; the file is read at run time, never shipped).
+    pub nmap_service_probes: Option<String>,
+}
+
+/// Checked `[service]` settings.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Ports examined at once.
+    pub concurrency: usize,
+    /// Everything one port's detection needs.
+    pub detect: DetectOptions,
+}
+
+impl RawService {
+    /// Check every key; `high_risk_ports` comes from `[scan]`.
+    pub fn validate(self, origin: &str, high_risk_ports: &PortSet) -> Result<ServiceSettings, ConfigError> {
+        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: format!("service.{key}"),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let timeout = match &self.timeout {
+            None => Duration::from_millis(1500),
+            Some(t) => check_timeout(t).map_err(|e| invalid("timeout", &format!("{t:?}"), &e))?,
+        };
+        let range =
+            |key: &str, v: Option<i64>, default: i64, lo: i64, hi: i64| -> Result<usize, ConfigError> {
+                let v = v.unwrap_or(default);
+                if (lo..=hi).contains(&v) {
+                    Ok(v as usize)
+                } else {
+                    Err(invalid(
+                        key,
+                        &v.to_string(),
+                        &format!("must be between {lo} and {hi}"),
+                    ))
+                }
+            };
+        let max_bytes = range("max_bytes", self.max_bytes, 65_536, 1024, 16 << 20)?;
+        let parallel = range("parallel", self.parallel, 8, 1, 64)?;
+        let concurrency = range("concurrency", self.concurrency, 64, 1, 4096)?;
+        let services = self
+            .high_risk_services
+            .unwrap_or_else(|| HIGH_RISK_SERVICES.iter().map(|s| s.to_string()).collect());
+        if let Some(bad) = services
+            .iter()
+            .find(|s| s.trim().is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "high_risk_services",
+                &format!("{bad:?}"),
+                "a service name (e.g. \"redis\") without spaces",
+            ));
+        }
+        let mut rules = Rules::builtin().map_err(|e| invalid("panel_rules", "builtin", &e.to_string()))?;
+        for file in self.panel_rules.unwrap_or_default() {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid("panel_rules", &format!("{file:?}"), &format!("cannot read: {e}")))?;
+            rules
+                .add(&file, &text)
+                .map_err(|e| invalid("panel_rules", &format!("{file:?}"), &e.to_string()))?;
+        }
+        let nmap = match self.nmap_service_probes {
+            None => None,
+            Some(path) => {
+                let m = NmapMatcher::load(&PathBuf::from(&path))
+                    .map_err(|e| invalid("nmap_service_probes", &format!("{path:?}"), &e))?;
+                if m.is_empty() {
+                    return Err(invalid(
+                        "nmap_service_probes",
+                        &format!("{path:?}"),
+                        "no usable `match` line of the NULL probe in it",
+                    ));
+                }
+                tracing::info!(rules = m.len(), skipped = m.skipped, "nmap-service-probes loaded");
+                Some(Arc::new(m))
+            }
+        };
+        Ok(ServiceSettings {
+            concurrency,
+            detect: DetectOptions {
+                limits: Limits {
+                    connect: timeout.max(Duration::from_secs(1)),
+                    read: timeout,
+                    max_bytes,
+                },
+                web: WebLimits {
+                    timeout: timeout * 2,
+                    parallel,
+                    ..WebLimits::default()
+                },
+                parallel,
+                panels: self.panels.unwrap_or(true),
+                rules: Arc::new(rules),
+                policy: Policy {
+                    high_risk_ports: high_risk_ports.clone(),
+                    high_risk_services: services,
+                },
+                nmap,
+            },
+        })
+    }
+}
