@@ -126,7 +126,7 @@ pub struct PortView {
     /// The projected row.
     #[serde(flatten)]
     pub row: PortRow,
-    /// `high_risk_port` for the policy's dangerous ports, else `risk_port`.
+    /// `high_risk_port`, `high_risk_service`, `high_risk_admin_panel` or `risk_port`.
     pub risk: &'static str,
     /// Owner from the most specific matching asset.
     pub owner: Option<String>,
@@ -142,6 +142,21 @@ pub fn asset_for(assets: &[Asset], ip: IpAddr) -> Option<&Asset> {
         .iter()
         .filter(|a| a.net.contains(&ip))
         .max_by_key(|a| a.net.prefix_len())
+}
+
+/// Risk class of a known port: the configured policy applied to its number and the
+/// service detected on it; a high-risk admin panel found by the last detection
+/// outranks both.
+pub fn risk_of_row(cfg: &Config, row: &PortRow) -> &'static str {
+    match row.class.as_deref() {
+        Some("high_risk_admin_panel") => "high_risk_admin_panel",
+        _ => cfg
+            .service
+            .detect
+            .policy
+            .classify(row.port, row.service.as_deref(), false)
+            .as_str(),
+    }
 }
 
 /// Risk class of a port under the configured high-risk list.
@@ -185,7 +200,7 @@ async fn ports(
             .map(|row| {
                 let asset = asset_for(&cfg.assets, row.ip);
                 PortView {
-                    risk: risk_of(&cfg, row.port),
+                    risk: risk_of_row(&cfg, &row),
                     owner: asset.and_then(|a| a.owner.clone()),
                     system: asset.and_then(|a| a.system.clone()),
                     zone: asset.map(|a| a.zone.clone()),

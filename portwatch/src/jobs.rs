@@ -162,6 +162,10 @@ pub struct JobContext {
     pub appender: Appender,
     /// Where jobs are listed.
     pub board: Arc<JobBoard>,
+    /// Service and panel detection (tasks 3 and 5).
+    pub detect: portwatch_probes::detect::DetectOptions,
+    /// Ports examined at once by a detection job.
+    pub detect_concurrency: usize,
 }
 
 /// One job to run.
@@ -197,10 +201,10 @@ pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecor
         error: None,
     });
     tracing::info!(job = %origin.job, task = %spec.task, targets = spec.targets.len(), ports = spec.ports.len(), "job started");
-    let result = if spec.task == Task::Liveness {
-        run_liveness(ctx, &origin, &spec).await
-    } else {
-        run_port_scan(ctx, &origin, &spec).await
+    let result = match spec.task {
+        Task::Liveness => run_liveness(ctx, &origin, &spec).await,
+        Task::ServiceDetection | Task::AdminPanels => run_detection(ctx, &origin, &spec).await,
+        _ => run_port_scan(ctx, &origin, &spec).await,
     };
     let finished = Utc::now();
     match &result {
@@ -261,6 +265,54 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
     }
     scan.await??;
     Ok((hosts, open))
+}
+
+/// Tasks 3 and 5: detect what runs on each (target, port) of the job, which the
+/// scheduler built from ports known open; one port_detail event per port. Task 3
+/// identifies services; task 5 also fetches the admin panel rules' paths.
+async fn run_detection(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
+    let mut opts = ctx.detect.clone();
+    opts.panels = opts.panels && spec.task == Task::AdminPanels;
+    let opts = Arc::new(opts);
+    let addrs: Vec<std::net::SocketAddr> = spec
+        .targets
+        .iter()
+        .filter(|ip| ctx.scope.allows(**ip))
+        .flat_map(|ip| {
+            spec.ports
+                .iter()
+                .map(move |port| std::net::SocketAddr::new(*ip, port))
+        })
+        .collect();
+    let slots = Arc::new(tokio::sync::Semaphore::new(ctx.detect_concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    for addr in addrs {
+        let (opts, slots) = (opts.clone(), slots.clone());
+        running.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            portwatch_probes::detect::detect(addr, &opts).await
+        });
+    }
+    let (mut done, mut identified) = (0u64, 0u64);
+    while let Some(joined) = running.join_next().await {
+        let detection = joined?;
+        done += 1;
+        if detection.service != "unknown" {
+            identified += 1;
+        }
+        metrics::counter!("portwatch_detections_total", "class" => detection.class.as_str()).increment(1);
+        let event = Event::new(
+            origin,
+            Utc::now(),
+            Observation::PortDetail(detection.to_detail(None)),
+        );
+        ctx.appender.append(vec![event]).await?;
+        ctx.board.update(origin.job, |r| {
+            r.hosts_done = done;
+            r.open_found = identified;
+        });
+    }
+    Ok((done, identified))
 }
 
 async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {

@@ -8,7 +8,7 @@ use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_projections::PortState;
 use portwatch_stores::{EmbeddedStore, EpisodeFilter, PortFilter};
 
-use crate::api::{asset_for, risk_of, PortView};
+use crate::api::{asset_for, risk_of_row, PortView};
 use crate::cli::{EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
 use crate::config::Config;
 use crate::output::{json_line, ts, Table};
@@ -53,7 +53,7 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
         for row in rows {
             let asset = asset_for(&cfg.assets, row.ip);
             let view = PortView {
-                risk: risk_of(cfg, row.port),
+                risk: risk_of_row(cfg, &row),
                 owner: asset.and_then(|a| a.owner.clone()),
                 system: asset.and_then(|a| a.system.clone()),
                 zone: asset.map(|a| a.zone.clone()),
@@ -63,7 +63,16 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut table = Table::new(&["IP", "PORT", "STATE", "RISK", "FIRST SEEN", "LAST SEEN", "OWNER"]);
+    let mut table = Table::new(&[
+        "IP",
+        "PORT",
+        "STATE",
+        "SERVICE",
+        "RISK",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "OWNER",
+    ]);
     for row in rows {
         let owner = asset_for(&cfg.assets, row.ip)
             .and_then(|a| a.owner.clone())
@@ -72,7 +81,8 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
             row.ip.to_string(),
             format!("{}/{}", row.port, row.proto),
             row.state.as_str().to_string(),
-            risk_of(cfg, row.port).to_string(),
+            service_text(&row),
+            risk_of_row(cfg, &row).to_string(),
             ts(Some(row.first_seen)),
             ts(Some(row.last_seen)),
             owner,
@@ -250,6 +260,21 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
         };
         writeln!(out, "  {task:<24} every {}{note}", cadence(*every))?;
     }
+    let d = &cfg.service.detect;
+    writeln!(
+        out,
+        "service: timeout={} parallel={} concurrency={} panel rules={}{} high-risk services={}{}",
+        cadence(d.limits.read),
+        d.parallel,
+        cfg.service.concurrency,
+        d.rules.panels.len(),
+        if d.panels { "" } else { " (off)" },
+        d.policy.high_risk_services.len(),
+        d.nmap
+            .as_ref()
+            .map(|n| format!(" nmap-service-probes={} matches", n.len()))
+            .unwrap_or_default()
+    )?;
     writeln!(out, "data: {}", cfg.store_path.display())?;
     writeln!(out, "api: {}", cfg.api_listen)?;
     let so = &cfg.scaleout;
@@ -282,4 +307,21 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
         cadence(so.projector.checkpoint_interval)
     )?;
     Ok(())
+}
+
+/// `service product version` of a port row, or `-` before detection.
+fn service_text(row: &portwatch_projections::PortRow) -> String {
+    let parts: Vec<&str> = [
+        row.service.as_deref(),
+        row.product.as_deref(),
+        row.version.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(" ")
+    }
 }

@@ -28,7 +28,7 @@ use crate::jobs::{run_job, JobContext, JobSpec};
 /// Whether this build implements a task (the others are accepted in config, logged
 /// once, and skipped).
 pub fn implemented(task: Task) -> bool {
-    !matches!(task, Task::ServiceDetection | Task::AdminPanels | Task::Adhoc)
+    task != Task::Adhoc
 }
 
 /// Where jobs run and where target sets come from.
@@ -37,7 +37,7 @@ pub enum Backend {
     /// Embedded: run jobs in this process; target sets from the embedded store.
     Embedded {
         /// What jobs need.
-        ctx: JobContext,
+        ctx: Box<JobContext>,
         /// Projected state.
         store: Arc<EmbeddedStore>,
     },
@@ -62,7 +62,10 @@ impl Scheduler {
     pub fn new(cfg: Arc<Config>, ctx: JobContext, store: Arc<EmbeddedStore>) -> Self {
         Self {
             cfg,
-            backend: Backend::Embedded { ctx, store },
+            backend: Backend::Embedded {
+                ctx: Box::new(ctx),
+                store,
+            },
             last_facts: Default::default(),
         }
     }
@@ -145,12 +148,18 @@ impl Scheduler {
             Task::OfflineHighRiskPorts => vec![spec(offline()?, scan.high_risk_ports.clone())],
             Task::OfflineFullPorts => vec![spec(offline()?, PortSet::all())],
             Task::AllAssetsFullPorts => vec![spec(self.assets(), PortSet::all())],
-            Task::PortRecheck => {
-                // PORT_OPEN, grouped so that hosts with the same open ports share a job.
+            Task::PortRecheck | Task::ServiceDetection | Task::AdminPanels => {
+                // PORT_OPEN (task 3: those not identified yet; task 5: web ports),
+                // grouped so that hosts with the same open ports share a job.
+                let wanted = |r: &PortRow| match task {
+                    Task::ServiceDetection => r.service.is_none(),
+                    Task::AdminPanels => matches!(r.service.as_deref(), Some("http" | "https")),
+                    _ => true,
+                };
                 let mut by_host: BTreeMap<IpAddr, Vec<u16>> = BTreeMap::new();
                 for row in open
                     .iter()
-                    .filter(|r| r.proto == Proto::Tcp && self.cfg.scope.allows(r.ip))
+                    .filter(|r| r.proto == Proto::Tcp && self.cfg.scope.allows(r.ip) && wanted(r))
                 {
                     by_host.entry(row.ip).or_default().push(row.port);
                 }
@@ -168,7 +177,7 @@ impl Scheduler {
                     .map(|(ports, ips)| spec(ips, ports))
                     .collect()
             }
-            Task::ServiceDetection | Task::AdminPanels | Task::Adhoc => Vec::new(),
+            Task::Adhoc => Vec::new(),
         };
         Ok(specs
             .into_iter()

@@ -72,6 +72,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         scope: Arc::new(cfg.scope.clone()),
         appender: Appender::new(log.clone(), notify.clone()),
         board: board.clone(),
+        detect: cfg.service.detect.clone(),
+        detect_concurrency: cfg.service.concurrency,
     };
 
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)

@@ -118,6 +118,8 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         scope: Arc::new(cfg.scope.clone()),
         appender: Appender::new(log, Arc::new(Notify::new())),
         board: Arc::new(JobBoard::default()),
+        detect: cfg.service.detect.clone(),
+        detect_concurrency: cfg.service.concurrency,
     };
     let node = Arc::new(Node {
         name: cfg.node.clone(),
