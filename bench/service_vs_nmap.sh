@@ -6,8 +6,10 @@
 # the machine. The namespace and every process in it are removed on exit.
 #
 # A service counts as named correctly when the tool's service name is the expected
-# one (nmap's `ssl/http` counts as `https`), or when its product string names the
-# expected service (nmap often reports e.g. `http` with product "ClickHouse ...").
+# one, or when its product string names the expected service (nmap often reports
+# e.g. `http` with product "ClickHouse ..."). Generous to nmap: its `ssl/http` counts
+# as `https`, any `http-*` name (http-proxy, http-alt) as `http`, and a name or
+# product naming the broker (`mosquitto ...`) as `mqtt`.
 #
 # Usage (as root): bench/service_vs_nmap.sh [ROUNDS]   (default 1; nmap takes minutes)
 set -euo pipefail
@@ -45,7 +47,7 @@ for round in $(seq 1 "$ROUNDS"); do
     t1=$(now)
     ip netns exec "$NS" nmap -sV -Pn -n -p "$PORTS" 127.0.0.1 -oX "$OUT/nmap-$round.xml" >/dev/null 2>&1
     t2=$(now)
-    echo "$round $(echo "$t1 - $t0" | bc) $(echo "$t2 - $t1" | bc)" >>"$OUT/times"
+    echo "$round $t0 $t1 $t2" >>"$OUT/times"
 done
 
 python3 - "$OUT" "$ROUNDS" <<'PY'
@@ -54,8 +56,15 @@ out, rounds = sys.argv[1], int(sys.argv[2])
 expected = dict((int(p), s) for p, s in (l.split() for l in open(f"{out}/table")))
 times = [l.split() for l in open(f"{out}/times")]
 
+ALIASES = {"mqtt": ["mosquitto"], "amqp": ["rabbitmq"]}
+
 def correct(exp, name, product):
-    return name == exp or (exp.lower() in (product or "").lower() and exp not in ("http", "https"))
+    text = f"{name} {product}".lower()
+    if name == exp or (exp == "http" and name.startswith("http-")):
+        return True
+    if exp in ("http", "https"):
+        return False
+    return exp in (product or "").lower() or any(a in text for a in ALIASES.get(exp, []))
 
 def pw(r):
     res = {}
@@ -81,8 +90,8 @@ for r in range(1, rounds + 1):
     p, n = pw(r), nmap(r)
     pw_ok = sum(correct(e, *p.get(port, ("-", ""))) for port, e in expected.items())
     nm_ok = sum(correct(e, *n.get(port, ("-", ""))) for port, e in expected.items())
-    _, tp, tn = times[r - 1]
-    tp, tn = float(tp), float(tn)
+    _, t0, t1, t2 = times[r - 1]
+    tp, tn = float(t1) - float(t0), float(t2) - float(t1)
     print(f"round {r}: portwatch {pw_ok}/{len(expected)} correct in {tp:.2f} s; "
           f"nmap -sV {nm_ok}/{len(expected)} correct in {tn:.2f} s; nmap/portwatch time {tn/tp:.1f}x")
     print()
