@@ -65,6 +65,7 @@ pub enum Command {
     ///   portwatch scan 127.0.0.1                   # high-risk port list
     ///   portwatch scan 127.0.0.1 -p -              # all 65535 ports
     ///   portwatch scan 10.1.0.0/24 -p 22,80,8000-8100 --rate 2000 --json -c prod.toml
+    ///   portwatch scan 10.1.0.7 -p - --service     # what runs there, admin panels, risk
     #[command(verbatim_doc_comment)]
     Scan(ScanArgs),
 

@@ -83,7 +83,7 @@ pub fn parse(reply: &[u8]) -> Option<Found> {
 
 /// The conversation.
 pub fn talk(conn: &mut Conn) -> Reply<'_> {
-    Box::pin(async move { Ok(parse(conn.exchange(HEADER, complete).await?)) })
+    super::request_reply(conn, HEADER.to_vec(), complete, parse)
 }
 
 #[cfg(test)]

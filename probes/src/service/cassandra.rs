@@ -64,7 +64,7 @@ pub fn parse(reply: &[u8]) -> Option<Found> {
 
 /// The conversation.
 pub fn talk(conn: &mut Conn) -> Reply<'_> {
-    Box::pin(async move { Ok(parse(conn.exchange(&OPTIONS, complete).await?)) })
+    super::request_reply(conn, OPTIONS.to_vec(), complete, parse)
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ fn native_complete(b: &[u8]) -> bool {
 
 /// The native-protocol conversation.
 pub fn talk_native(conn: &mut Conn) -> Reply<'_> {
-    Box::pin(async move { Ok(parse_native(conn.exchange(&hello(), native_complete).await?)) })
+    super::request_reply(conn, hello(), native_complete, parse_native)
 }
 
 /// Recognise the HTTP interface's root answer.

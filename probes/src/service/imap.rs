@@ -1,24 +1,14 @@
 //! IMAP (RFC 9051): the greeting is an untagged `* OK` (or `* PREAUTH`), usually
 //! with a capability list that names IMAP4rev1/IMAP4rev2.
 
-use super::pop3::mail_product;
+use super::pop3::mail_greeting;
 use super::Found;
 
 /// Match an IMAP greeting.
 pub fn banner(b: &[u8]) -> Option<Found> {
-    let line = super::wire::first_line(b);
-    if !b.contains(&b'\n') {
-        return None;
-    }
-    let imap = (line.starts_with("* OK") || line.starts_with("* PREAUTH"))
-        && (line.contains("IMAP4") || line.to_ascii_lowercase().contains("imap"));
-    if !imap {
-        return None;
-    }
-    let found = Found::new("imap");
-    Some(match mail_product(&line) {
-        Some(p) => found.product(p),
-        None => found,
+    mail_greeting(b, "imap", |line| {
+        (line.starts_with("* OK") || line.starts_with("* PREAUTH"))
+            && (line.contains("IMAP4") || line.to_ascii_lowercase().contains("imap"))
     })
 }
 

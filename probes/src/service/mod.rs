@@ -396,6 +396,17 @@ async fn run(
     }
 }
 
+/// The usual conversation: send one request, read until the reply is `complete`,
+/// and `parse` it.
+pub fn request_reply(
+    conn: &mut Conn,
+    request: Vec<u8>,
+    complete: fn(&[u8]) -> bool,
+    parse: fn(&[u8]) -> Option<Found>,
+) -> Reply<'_> {
+    Box::pin(async move { Ok(parse(conn.exchange(&request, complete).await?)) })
+}
+
 /// Split `product/version` or `product_version` (as in `nginx/1.22.1`).
 pub(crate) fn product_version(token: &str, sep: char) -> (Option<String>, Option<String>) {
     match token.split_once(sep) {

@@ -74,7 +74,7 @@ pub fn parse(reply: &[u8]) -> Option<Found> {
 
 /// The conversation.
 pub fn talk(conn: &mut Conn) -> Reply<'_> {
-    Box::pin(async move { Ok(parse(conn.exchange(&request(), complete).await?)) })
+    super::request_reply(conn, request(), complete, parse)
 }
 
 #[cfg(test)]

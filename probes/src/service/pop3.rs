@@ -17,17 +17,23 @@ pub(crate) fn mail_product(text: &str) -> Option<&'static str> {
     MAIL_PRODUCTS.iter().copied().find(|p| text.contains(p))
 }
 
-/// Match a POP3 greeting.
-pub fn banner(b: &[u8]) -> Option<Found> {
+/// A complete mail-service greeting line that `is_greeting` accepts, with the
+/// product it names.
+pub(crate) fn mail_greeting(b: &[u8], service: &'static str, is_greeting: fn(&str) -> bool) -> Option<Found> {
     let line = super::wire::first_line(b);
-    if !b.contains(&b'\n') || !line.starts_with("+OK") {
+    if !b.contains(&b'\n') || !is_greeting(&line) {
         return None;
     }
-    let found = Found::new("pop3");
+    let found = Found::new(service);
     Some(match mail_product(&line) {
         Some(p) => found.product(p),
         None => found,
     })
+}
+
+/// Match a POP3 greeting.
+pub fn banner(b: &[u8]) -> Option<Found> {
+    mail_greeting(b, "pop3", |line| line.starts_with("+OK"))
 }
 
 #[cfg(test)]
