@@ -160,10 +160,12 @@ pub async fn run(projector: Projector, notify: Arc<Notify>, mut shutdown: watch:
     let projector = Arc::new(Mutex::new(projector));
     let mut failures = 0u32;
     loop {
+        // Read before the step: a step that started after the drain signal (sent once
+        // nothing appends any more) and found no lag has folded everything.
+        let stopping = *shutdown.borrow();
         let p = projector.clone();
         let result =
             tokio::task::spawn_blocking(move || p.lock().unwrap_or_else(|e| e.into_inner()).step()).await;
-        let stopping = *shutdown.borrow();
         match result {
             Ok(Ok(step)) => {
                 failures = 0;

@@ -86,7 +86,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         "portwatch is up"
     );
 
-    let projector_task = tokio::spawn(projector::run(projector, notify.clone(), stop_rx.clone()));
+    // The projector drains and stops only once the scheduler, the last appender, has.
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let projector_task = tokio::spawn(projector::run(projector, notify.clone(), drain_rx));
     let scheduler_task =
         tokio::spawn(Scheduler::new(cfg.clone(), ctx, reader_store.clone()).run(stop_rx.clone()));
 
@@ -110,6 +112,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!("stopping: finishing the projection of recorded events");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
+    let _ = drain_tx.send(true);
     notify.notify_one();
     if tokio::time::timeout(DRAIN_TIMEOUT, projector_task).await.is_err() {
         tracing::warn!("projector did not drain in time; it resumes from its committed offset next start");
