@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, Notify};
 pub struct Appender {
     log: Arc<dyn EventLog>,
     notify: Arc<Notify>,
+    /// Appends running on the blocking pool. One whose caller was dropped (a job
+    /// cancelled at shutdown) still completes; a clean stop waits for them.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -36,7 +39,22 @@ const APPEND_ATTEMPTS: u32 = 10;
 impl Appender {
     /// An appender over `log` that wakes `notify` after each append.
     pub fn new(log: Arc<dyn EventLog>, notify: Arc<Notify>) -> Self {
-        Self { log, notify }
+        Self {
+            log,
+            notify,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Wait until no append is running (bounded by `limit`). Call once nothing
+    /// starts new appends: then every event recorded is in the log.
+    pub async fn settled(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Append a batch (atomically). Retrying is safe: the log skips ids it has.
@@ -51,14 +69,20 @@ impl Appender {
             attempt += 1;
             let log = self.log.clone();
             let batch = events.clone();
-            let result = tokio::task::spawn_blocking(move || log.append(&batch))
-                .await
-                .unwrap_or_else(|join| {
-                    Err(LogError::Io {
-                        path: "append task".into(),
-                        source: std::io::Error::other(join.to_string()),
-                    })
-                });
+            let flight = self.in_flight.clone();
+            flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let result = tokio::task::spawn_blocking(move || {
+                let result = log.append(&batch);
+                flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                result
+            })
+            .await
+            .unwrap_or_else(|join| {
+                Err(LogError::Io {
+                    path: "append task".into(),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            });
             match result {
                 Ok(receipt) => {
                     metrics::counter!("portwatch_events_appended_total").increment(receipt.appended as u64);

@@ -65,12 +65,13 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!(mode = ?scanner.mode(), rate = cfg.scan.rate.get(), "port scanner ready");
     let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);
     let board = Arc::new(JobBoard::default());
+    let appender = Appender::new(log.clone(), notify.clone());
     let ctx = JobContext {
         node: cfg.node.clone(),
         scanner,
         pinger,
         scope: Arc::new(cfg.scope.clone()),
-        appender: Appender::new(log.clone(), notify.clone()),
+        appender: appender.clone(),
         board: board.clone(),
         detect: cfg.service.detect.clone(),
         detect_concurrency: cfg.service.concurrency,
@@ -112,6 +113,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!("stopping: finishing the projection of recorded events");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
+    // A job cancelled mid-append still completes that append on the blocking pool.
+    appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);
     notify.notify_one();
     if tokio::time::timeout(DRAIN_TIMEOUT, projector_task).await.is_err() {
