@@ -115,6 +115,9 @@ pub struct PortRow {
     /// TLS certificate subject from the last detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_subject: Option<String>,
+    /// When service detection last ran on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<Timestamp>,
 }
 
 /// One period during which a port was open to the scanners.
@@ -453,7 +456,7 @@ impl State {
         match &event.observation {
             Observation::HostScan(scan) => self.apply_scan(event.id, event.ts, scan),
             Observation::HostLiveness(live) => self.apply_liveness(event.ts, live),
-            Observation::PortDetail(detail) => self.apply_detail(detail),
+            Observation::PortDetail(detail) => self.apply_detail(event.ts, detail),
         }
     }
 
@@ -480,7 +483,7 @@ impl State {
         vec![Change::Host(host.clone())]
     }
 
-    fn apply_detail(&mut self, detail: &PortDetail) -> Vec<Change> {
+    fn apply_detail(&mut self, ts: Timestamp, detail: &PortDetail) -> Vec<Change> {
         let Some(row) = self.ports.get_mut(&(detail.ip, detail.proto, detail.port)) else {
             // Details about a port that no scan summary has reported open carry no
             // state of their own: the summary is what opens an episode.
@@ -506,6 +509,7 @@ impl State {
         if detail.class.is_some() {
             row.class.clone_from(&detail.class);
             row.panels.clone_from(&detail.panels);
+            row.detected_at = Some(max_ts(row.detected_at, ts));
         }
         vec![Change::Port(row.clone())]
     }
@@ -590,6 +594,7 @@ impl State {
                                 panels: Vec::new(),
                                 title: None,
                                 tls_subject: None,
+                                detected_at: None,
                             };
                             self.ports.insert(key, row.clone());
                             row

@@ -73,6 +73,13 @@ fn run_case(name: &str) {
     }
 }
 
+/// Detections fill the port row; a later detection replaces class and panels, a
+/// scan's bare detail keeps them, details of ports not open are ignored.
+#[test]
+fn detection() {
+    run_case("detection");
+}
+
 #[test]
 fn open_then_closed() {
     run_case("open_then_closed");

@@ -801,6 +801,34 @@ mod tests {
             ),
             ("", "at least one [[assets]]"),
             (&format!("{MINIMAL}[scan]\nrate = \"fast\"\n"), "scan.rate"),
+            (
+                &format!("{MINIMAL}[service]\ntimeout = \"5ms\"\n"),
+                "service.timeout = \"5ms\"",
+            ),
+            (
+                &format!("{MINIMAL}[service]\nparallel = 0\n"),
+                "service.parallel = 0",
+            ),
+            (
+                &format!("{MINIMAL}[service]\nconcurrency = 99999\n"),
+                "service.concurrency = 99999",
+            ),
+            (
+                &format!("{MINIMAL}[service]\nhigh_risk_services = [\"my sql\"]\n"),
+                "service.high_risk_services = \"my sql\"",
+            ),
+            (
+                &format!("{MINIMAL}[service]\npanel_rules = [\"/nonexistent/panels.toml\"]\n"),
+                "service.panel_rules = \"/nonexistent/panels.toml\"",
+            ),
+            (
+                &format!("{MINIMAL}[service]\nnmap_service_probes = \"/nonexistent/probes\"\n"),
+                "service.nmap_service_probes = \"/nonexistent/probes\"",
+            ),
+            (
+                &format!("{MINIMAL}[service]\nredetect_after = \"5s\"\n"),
+                "service.redetect_after = \"5s\"",
+            ),
         ];
         for (text, needle) in cases {
             let msg = parse(text).expect_err(needle).to_string();

@@ -13,7 +13,7 @@ use portwatch_probes::service::Limits;
 use portwatch_probes::web::WebLimits;
 use serde::Deserialize;
 
-use super::{check_timeout, ConfigError};
+use super::{check_timeout, parse_duration, ConfigError};
 
 /// `[service]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +36,9 @@ pub struct RawService {
     /// Path of nmap's `nmap-service-probes`, to use its banner matches as a
     /// fallback (opt-in; the file is read at run time, never shipped).
     pub nmap_service_probes: Option<String>,
+    /// Identify open ports again after this long (a service can be replaced on
+    /// the same port). Default: "24h".
+    pub redetect_after: Option<String>,
 }
 
 /// Checked `[service]` settings.
@@ -43,6 +46,8 @@ pub struct RawService {
 pub struct ServiceSettings {
     /// Ports examined at once.
     pub concurrency: usize,
+    /// Task 3 identifies a port again once its last detection is this old.
+    pub redetect_after: Duration,
     /// Everything one port's detection needs.
     pub detect: DetectOptions,
 }
@@ -113,8 +118,22 @@ impl RawService {
                 Some(Arc::new(m))
             }
         };
+        let redetect_after = match &self.redetect_after {
+            None => Duration::from_secs(24 * 3600),
+            Some(t) => parse_duration(t)
+                .ok()
+                .filter(|d| *d >= Duration::from_secs(60))
+                .ok_or_else(|| {
+                    invalid(
+                        "redetect_after",
+                        &format!("{t:?}"),
+                        "a duration of at least 1m, e.g. \"24h\"",
+                    )
+                })?,
+        };
         Ok(ServiceSettings {
             concurrency,
+            redetect_after,
             detect: DetectOptions {
                 limits: Limits {
                     connect: timeout.max(Duration::from_secs(1)),
