@@ -53,6 +53,10 @@ pub struct Scheduler {
     backend: Backend,
     /// The last target-set facts read, used while the store is unreachable.
     last_facts: Arc<std::sync::Mutex<Option<Facts>>>,
+    /// Wakes the service detection task early: a scan job found open ports, so new
+    /// ones may wait to be identified (embedded; in scale-out the results arrive
+    /// later, through the projector, and the cadence applies).
+    detect_now: Arc<tokio::sync::Notify>,
 }
 
 type Facts = (HashSet<IpAddr>, Vec<PortRow>);
@@ -67,6 +71,7 @@ impl Scheduler {
                 store,
             },
             last_facts: Default::default(),
+            detect_now: Default::default(),
         }
     }
 
@@ -76,6 +81,7 @@ impl Scheduler {
             cfg,
             backend: Backend::ScaleOut(issuer),
             last_facts: Default::default(),
+            detect_now: Default::default(),
         }
     }
 
@@ -207,6 +213,10 @@ impl Scheduler {
                 loop {
                     tokio::select! {
                         _ = ticker.tick() => {}
+                        _ = me.detect_now.notified(), if task == Task::ServiceDetection => {
+                            // Give the projector a moment to fold the scan that woke us.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
                         _ = stop.changed() => return,
                     }
                     if *stop.borrow() {
@@ -239,7 +249,15 @@ impl Scheduler {
                 // Errors are recorded on the job board and logged by run_job; the
                 // task loop carries on with its next run.
                 Backend::Embedded { ctx, .. } => {
-                    let _ = run_job(ctx, spec).await;
+                    let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
+                    if let Ok(record) = run_job(ctx, spec).await {
+                        if scan
+                            && record.open_found > 0
+                            && self.cfg.schedule.contains_key(&Task::ServiceDetection)
+                        {
+                            self.detect_now.notify_one();
+                        }
+                    }
                 }
                 Backend::ScaleOut(issuer) => issuer.issue(&self.cfg, spec).await,
             }

@@ -1,5 +1,6 @@
 //! Tasks 3 and 5 in the embedded pipeline: `portwatch up` finds ports open, the
-//! service detection task identifies them (a real Redis on an unusual port), the
+//! service detection task, woken by the scan, identifies them (a real Redis on an
+//! unusual port, within seconds though its cadence is an hour), the
 //! admin panel task finds a console on a web port, and the results are events in
 //! the log and show in the API with their risk class.
 //!
@@ -83,7 +84,9 @@ timeout = "500ms"
 
 [schedule]
 full_ports = "3s"
-service_detection = "1s"
+# An hour: the ports are identified within seconds only because a scan that finds
+# open ports wakes the detection task.
+service_detection = "1h"
 admin_panels = "2s"
 
 [service]
