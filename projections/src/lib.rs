@@ -193,6 +193,11 @@ pub enum AlertKind {
     ExposureOpened,
     /// An exposure ended: covering scans declared the port closed.
     ExposureClosed,
+    /// Service detection found a dangerous service on a port outside the
+    /// high-risk list (Redis on 16379).
+    HighRiskService,
+    /// Panel detection found a web management console on the port.
+    HighRiskAdminPanel,
 }
 
 impl AlertKind {
@@ -201,6 +206,8 @@ impl AlertKind {
         match self {
             AlertKind::ExposureOpened => "exposure_opened",
             AlertKind::ExposureClosed => "exposure_closed",
+            AlertKind::HighRiskService => "high_risk_service",
+            AlertKind::HighRiskAdminPanel => "high_risk_admin_panel",
         }
     }
 }
@@ -243,7 +250,8 @@ pub struct Alert {
     pub port: u16,
     /// The episode.
     pub episode_id: String,
-    /// When it happened (opening: first seen open; closing: first covering miss).
+    /// When it happened (opening: first seen open; closing: first covering miss;
+    /// high-risk classes: the detection).
     pub at: Timestamp,
 }
 
@@ -271,6 +279,39 @@ impl Alert {
             port: ep.port,
             episode_id: ep.id.clone(),
             at,
+        })
+    }
+}
+
+impl Alert {
+    /// The alert a detection calls for: a `high_risk_service` or
+    /// `high_risk_admin_panel` class on an open port, once per episode and class (the
+    /// id is `{episode id}:{class}`, so detecting it again, or replaying the events,
+    /// yields the same alert). `changes` are the changes the detail's event made.
+    pub fn for_detail(detail: &PortDetail, changes: &[Change]) -> Option<Alert> {
+        let kind = match detail.class.as_deref()? {
+            "high_risk_service" => AlertKind::HighRiskService,
+            "high_risk_admin_panel" => AlertKind::HighRiskAdminPanel,
+            _ => return None,
+        };
+        let row = changes.iter().find_map(|c| match c {
+            Change::Port(r) if r.ip == detail.ip && r.port == detail.port && r.proto == detail.proto => {
+                Some(r)
+            }
+            _ => None,
+        })?;
+        if row.state != PortState::Open {
+            return None;
+        }
+        Some(Alert {
+            id: format!("{}:{}", row.episode_id, kind.as_str()),
+            kind,
+            severity: Severity::High,
+            ip: row.ip,
+            proto: row.proto,
+            port: row.port,
+            episode_id: row.episode_id.clone(),
+            at: row.detected_at.unwrap_or(row.last_seen),
         })
     }
 }

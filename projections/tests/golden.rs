@@ -7,7 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use portwatch_events::Event;
-use portwatch_projections::{fold_all, sort_episodes, ChangeSet, FoldConfig, Snapshot, State, StateImage};
+use portwatch_projections::{
+    fold_all, sort_episodes, Alert, AlertKind, ChangeSet, FoldConfig, Severity, Snapshot, State, StateImage,
+};
 
 fn run_case(name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,6 +80,57 @@ fn run_case(name: &str) {
 #[test]
 fn detection() {
     run_case("detection");
+}
+
+/// A detection that classifies an open port high-risk raises one alert per episode
+/// and class; detecting it again (or replaying) yields the same id.
+#[test]
+fn detection_alerts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detection");
+    let events: Vec<Event> = fs::read_to_string(dir.join("events.jsonl"))
+        .expect("events")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Event::from_json(l).expect("event"))
+        .collect();
+    let alerts = |events: &[Event]| {
+        let mut state = State::new(FoldConfig::default());
+        let mut out = Vec::new();
+        for event in events {
+            let changes = state.apply(event);
+            if let portwatch_events::Observation::PortDetail(detail) = &event.observation {
+                out.extend(Alert::for_detail(detail, &changes));
+            }
+        }
+        out
+    };
+    let first = alerts(&events);
+    let ids: Vec<(&str, AlertKind, Severity)> = first
+        .iter()
+        .map(|a| (a.id.as_str(), a.kind, a.severity))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (
+                "0190f000-0000-7000-8000-000000000101-tcp-16379:high_risk_service",
+                AlertKind::HighRiskService,
+                Severity::High
+            ),
+            (
+                "0190f000-0000-7000-8000-000000000101-tcp-8080:high_risk_admin_panel",
+                AlertKind::HighRiskAdminPanel,
+                Severity::High
+            ),
+        ],
+        "one alert per high-risk detection; none for risk_port, none for a port not open"
+    );
+    assert_eq!(
+        first[0].at.to_rfc3339(),
+        "2026-11-01T12:01:00+00:00",
+        "at the detection"
+    );
+    assert_eq!(alerts(&events), first, "a replay raises the same alerts");
 }
 
 #[test]

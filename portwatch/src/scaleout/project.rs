@@ -353,10 +353,13 @@ impl Projector {
             Ok(event) => {
                 let changes = part.state.apply(&event);
                 let high_risk = &self.cfg.scan.high_risk_ports;
-                let alerts: Vec<Alert> = changes
+                let mut alerts: Vec<Alert> = changes
                     .iter()
                     .filter_map(|c| Alert::for_change(c, |port| high_risk.contains(port)))
                     .collect();
+                if let portwatch_events::Observation::PortDetail(detail) = &event.observation {
+                    alerts.extend(Alert::for_detail(detail, &changes));
+                }
                 self.alerts.extend(alerts.iter().cloned());
                 self.batch.add(
                     partition as u32,
