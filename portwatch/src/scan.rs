@@ -21,8 +21,7 @@ use crate::jobs::Appender;
 use crate::output::json_line;
 use crate::{InputError, Shutdown};
 
-/// One open port as `scan --json` prints it.
-/// One open port with what detection found on it (`scan --service`).
+/// One open port with what detection found on it (`scan --service --json`).
 #[derive(Debug, Serialize)]
 pub struct ServiceFinding {
     pub ip: std::net::IpAddr,
@@ -31,10 +30,13 @@ pub struct ServiceFinding {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// The risk class, as `risk` in plain `scan --json` (also `class` below).
+    pub risk: &'static str,
     #[serde(flatten)]
     pub detection: Detection,
 }
 
+/// One open port as `scan --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct Finding {
     /// Host.
@@ -230,6 +232,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
                     proto: "tcp",
                     state: "open",
                     rtt_ms,
+                    risk: detection.class.as_str(),
                     detection,
                 },
             )?;

@@ -269,6 +269,8 @@ fn real_services_are_named_versioned_and_classified_on_any_port() {
     assert_eq!(tls["cert"]["self_signed"], true);
     // The web fingerprint of the nginx root.
     assert_eq!(found[&80]["http"]["title"], "lab");
+    // `risk` says the class too, as in plain `scan --json`.
+    assert!(found.values().all(|v| v["risk"] == v["class"]));
 
     // Silent, echoing and canned-answer ports are unknown, each with a reason.
     for port in [40001u16, 40002, 40003] {
