@@ -293,11 +293,12 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
 
 /// Tasks 3 and 5: detect what runs on each (target, port) of the job, which the
 /// scheduler built from ports known open; one port_detail event per port. Task 3
-/// identifies services; task 5 also fetches the admin panel rules' paths.
+/// takes ports not identified yet (or not for `redetect_after`), task 5 the web
+/// ports, to look for admin panels again at its cadence.
 async fn run_detection(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
-    let mut opts = ctx.detect.clone();
-    opts.panels = opts.panels && spec.task == Task::AdminPanels;
-    let opts = Arc::new(opts);
+    // Both tasks run the panel rules on web ports (`[service] panels`): a detection
+    // is whole, so a later one never drops the panels an earlier one found.
+    let opts = Arc::new(ctx.detect.clone());
     let addrs: Vec<std::net::SocketAddr> = spec
         .targets
         .iter()

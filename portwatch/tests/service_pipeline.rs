@@ -126,24 +126,38 @@ listen = "{API}"
     assert_eq!(web["panels"], serde_json::json!(["tomcat-manager"]), "{web}");
     assert_eq!(web["title"], "intranet");
 
-    // The findings are events in the log, stamped with the tasks that made them.
-    let out = ns.portwatch(&["--config", cfg, "events", "--from", "0", "--limit", "100000"]);
-    assert!(out.status.success());
-    let details: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["kind"] == "port_detail" && e["class"].is_string())
-        .collect();
+    // The findings are events in the log, stamped with the tasks that made them:
+    // task 3 found both (and the panel at once, on the web port), task 5 then looks
+    // at the web port again at its cadence.
+    let details = || -> Vec<serde_json::Value> {
+        let out = ns.portwatch(&["--config", cfg, "events", "--from", "0", "--limit", "100000"]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["kind"] == "port_detail" && e["class"].is_string())
+            .collect()
+    };
+    let found = |task: &str, port: u64, check: &dyn Fn(&serde_json::Value) -> bool| {
+        wait_for(Duration::from_secs(30), || {
+            details()
+                .into_iter()
+                .any(|e| e["port"] == port && e["task"] == task && check(&e))
+                .then_some(())
+        })
+        .is_some()
+    };
     assert!(
-        details
-            .iter()
-            .any(|e| e["port"] == 16379 && e["task"] == "service_detection" && e["service"] == "redis"),
+        found("service_detection", 16379, &|e| e["service"] == "redis"),
         "no service_detection event for redis"
     );
     assert!(
-        details
-            .iter()
-            .any(|e| e["port"] == 18088 && e["task"] == "admin_panels" && e["panels"][0] == "tomcat-manager"),
+        found("service_detection", 18088, &|e| e["panels"][0]
+            == "tomcat-manager"),
+        "task 3 did not run the panel rules on the new web port"
+    );
+    assert!(
+        found("admin_panels", 18088, &|e| e["panels"][0] == "tomcat-manager"),
         "no admin_panels event for the manager"
     );
 }
