@@ -272,7 +272,7 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
         d.policy.high_risk_services.len(),
         d.nmap
             .as_ref()
-            .map(|n| format!(" nmap-service-probes={} matches", n.len()))
+            .map(|n| format!(" nmap-service-probes={} match lines", n.lines()))
             .unwrap_or_default()
     )?;
     writeln!(out, "data: {}", cfg.store_path.display())?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::nmap::NmapMatcher;
+use crate::nmap::NmapSource;
 use crate::panels::{PanelRisk, Rules};
 use crate::policy::{Policy, RiskClass};
 use crate::service::{identify_with, Identification, Limits, TlsInfo};
@@ -30,7 +30,7 @@ pub struct DetectOptions {
     /// Classification policy.
     pub policy: Policy,
     /// nmap's NULL-probe matches, when the operator opted in.
-    pub nmap: Option<Arc<NmapMatcher>>,
+    pub nmap: Option<Arc<NmapSource>>,
 }
 
 /// What detection found on one port.
@@ -109,7 +109,11 @@ pub async fn detect(addr: SocketAddr, opts: &DetectOptions) -> Detection {
     let mut matched_by = id.found.as_ref().map(|_| "portwatch");
     let mut reason = id.reason.clone();
     if service.is_none() && !id.raw_banner.is_empty() {
-        if let Some(hit) = opts.nmap.as_ref().and_then(|n| n.identify(&id.raw_banner)) {
+        if let Some(hit) = opts
+            .nmap
+            .as_ref()
+            .and_then(|n| n.matcher().identify(&id.raw_banner))
+        {
             service = Some(hit.service);
             product = hit.product;
             version = hit.version;

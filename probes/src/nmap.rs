@@ -9,6 +9,7 @@
 //! compile (look-around, back-references) are skipped and counted.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -38,6 +39,62 @@ pub struct NmapMatch {
     pub product: Option<String>,
     /// Version template, filled.
     pub version: Option<String>,
+}
+
+/// The `match` lines of the NULL probe (what servers say first), without `match `.
+fn null_matches(text: &str) -> impl Iterator<Item = &str> {
+    let mut probe = "";
+    text.lines().filter_map(move |line| {
+        if let Some(rest) = line.strip_prefix("Probe ") {
+            probe = rest.split_whitespace().nth(1).unwrap_or_default();
+            return None;
+        }
+        line.strip_prefix("match ").filter(|_| probe == "NULL")
+    })
+}
+
+/// nmap's file as the operator configured it: read and checked at once, its
+/// expressions compiled on first use (compiling some 4,000 of them takes about a
+/// second, which every command that merely loads the config should not pay).
+#[derive(Debug)]
+pub struct NmapSource {
+    text: String,
+    lines: usize,
+    compiled: OnceLock<NmapMatcher>,
+}
+
+impl NmapSource {
+    /// Read `path`; an error if it cannot be read or has no NULL-probe match line.
+    pub fn open(path: &Path) -> Result<NmapSource, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let lines = null_matches(&text).count();
+        if lines == 0 {
+            return Err("no usable `match` line of the NULL probe in it".to_string());
+        }
+        Ok(NmapSource {
+            text,
+            lines,
+            compiled: OnceLock::new(),
+        })
+    }
+
+    /// NULL-probe match lines in the file.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// The compiled matcher (compiled by the first caller).
+    pub fn matcher(&self) -> &NmapMatcher {
+        self.compiled.get_or_init(|| {
+            let m = NmapMatcher::parse(&self.text);
+            tracing::info!(
+                rules = m.len(),
+                skipped = m.skipped,
+                "nmap-service-probes compiled"
+            );
+            m
+        })
+    }
 }
 
 /// Split `m|expr|flags rest` (any delimiter) into (expr, flags, rest).
@@ -73,28 +130,11 @@ fn field(info: &str, key: char) -> Option<String> {
 }
 
 impl NmapMatcher {
-    /// Load the NULL probe's match lines from `path`.
-    pub fn load(path: &Path) -> Result<NmapMatcher, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Self::parse(&text))
-    }
-
     /// Parse the file's text.
     pub fn parse(text: &str) -> NmapMatcher {
-        let mut probe = String::new();
         let mut rules = Vec::new();
         let mut skipped = 0;
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("Probe ") {
-                probe = rest.split_whitespace().nth(1).unwrap_or_default().to_string();
-                continue;
-            }
-            let Some(rest) = line.strip_prefix("match ") else {
-                continue;
-            };
-            if probe != "NULL" {
-                continue;
-            }
+        for rest in null_matches(text) {
             let Some((service, rest)) = rest.split_once(' ') else {
                 continue;
             };
@@ -197,7 +237,13 @@ match http m|^HTTP/1\\.1| p/Other/
             assert!(std::env::var_os("CI").is_none(), "the test command installs nmap");
             return;
         }
-        let m = NmapMatcher::load(path).unwrap();
+        let source = NmapSource::open(path).unwrap();
+        let m = source.matcher();
+        assert_eq!(
+            m.len() + m.skipped,
+            source.lines(),
+            "every line compiled or counted as skipped"
+        );
         assert!(m.len() > 1000, "{} rules, {} skipped", m.len(), m.skipped);
     }
 }

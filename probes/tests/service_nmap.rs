@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use portwatch_probes::detect::{detect, DetectOptions};
-use portwatch_probes::nmap::NmapMatcher;
+use portwatch_probes::nmap::NmapSource;
 use portwatch_probes::panels::Rules;
 use portwatch_probes::policy::Policy;
 use portwatch_probes::service::Limits;
@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 const NMAP_PROBES: &str = "/usr/share/nmap/nmap-service-probes";
 
-fn options(nmap: Option<Arc<NmapMatcher>>) -> DetectOptions {
+fn options(nmap: Option<Arc<NmapSource>>) -> DetectOptions {
     DetectOptions {
         limits: Limits {
             read: std::time::Duration::from_millis(300),
@@ -56,7 +56,7 @@ async fn nmap_banner_matches_name_what_portwatch_does_not_know() {
     assert_eq!(plain.service, "unknown");
     assert_eq!(plain.reason.as_deref(), Some("banner not recognised"));
 
-    let nmap = Arc::new(NmapMatcher::load(Path::new(NMAP_PROBES)).unwrap());
+    let nmap = Arc::new(NmapSource::open(Path::new(NMAP_PROBES)).unwrap());
     let with = detect(addr, &options(Some(nmap))).await;
     assert_eq!(with.service, "cvsup");
     assert_eq!(with.product.as_deref(), Some("CVSup"));

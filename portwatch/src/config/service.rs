@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portwatch_events::PortSet;
 use portwatch_probes::detect::DetectOptions;
-use portwatch_probes::nmap::NmapMatcher;
+use portwatch_probes::nmap::NmapSource;
 use portwatch_probes::panels::Rules;
 use portwatch_probes::policy::{Policy, HIGH_RISK_SERVICES};
 use portwatch_probes::service::Limits;
@@ -104,19 +104,10 @@ impl RawService {
         }
         let nmap = match self.nmap_service_probes {
             None => None,
-            Some(path) => {
-                let m = NmapMatcher::load(&PathBuf::from(&path))
-                    .map_err(|e| invalid("nmap_service_probes", &format!("{path:?}"), &e))?;
-                if m.is_empty() {
-                    return Err(invalid(
-                        "nmap_service_probes",
-                        &format!("{path:?}"),
-                        "no usable `match` line of the NULL probe in it",
-                    ));
-                }
-                tracing::info!(rules = m.len(), skipped = m.skipped, "nmap-service-probes loaded");
-                Some(Arc::new(m))
-            }
+            Some(path) => Some(Arc::new(
+                NmapSource::open(&PathBuf::from(&path))
+                    .map_err(|e| invalid("nmap_service_probes", &format!("{path:?}"), &e))?,
+            )),
         };
         let redetect_after = match &self.redetect_after {
             None => Duration::from_secs(24 * 3600),
