@@ -161,11 +161,7 @@ pub fn risk_of_row(cfg: &Config, row: &PortRow) -> &'static str {
 
 /// Risk class of a port under the configured high-risk list.
 pub fn risk_of(cfg: &Config, port: u16) -> &'static str {
-    if cfg.scan.high_risk_ports.contains(port) {
-        "high_risk_port"
-    } else {
-        "risk_port"
-    }
+    cfg.service.detect.policy.classify(port, None, false).as_str()
 }
 
 async fn ports(

@@ -12,6 +12,15 @@ pub fn json_line<W: Write, T: Serialize>(out: &mut W, value: &T) -> io::Result<(
     out.write_all(b"\n")
 }
 
+/// `service product version`, as far as known (empty when nothing is).
+pub fn service_words(service: Option<&str>, product: Option<&str>, version: Option<&str>) -> String {
+    [service, product, version]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A simple aligned text table.
 #[derive(Debug, Default)]
 pub struct Table {

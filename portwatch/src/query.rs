@@ -11,7 +11,7 @@ use portwatch_stores::{EmbeddedStore, EpisodeFilter, PortFilter};
 use crate::api::{asset_for, risk_of_row, PortView};
 use crate::cli::{EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
 use crate::config::Config;
-use crate::output::{json_line, ts, Table};
+use crate::output::{json_line, service_words, ts, Table};
 use crate::scheduler::{cadence, implemented};
 use crate::InputError;
 
@@ -311,17 +311,14 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
 
 /// `service product version` of a port row, or `-` before detection.
 fn service_text(row: &portwatch_projections::PortRow) -> String {
-    let parts: Vec<&str> = [
+    let words = service_words(
         row.service.as_deref(),
         row.product.as_deref(),
         row.version.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
+    );
+    if words.is_empty() {
         "-".to_string()
     } else {
-        parts.join(" ")
+        words
     }
 }

@@ -18,20 +18,15 @@ use crate::api::risk_of;
 use crate::cli::ScanArgs;
 use crate::config::{check_concurrency, check_rate, check_timeout, check_tries, Config, ScanSettings};
 use crate::jobs::Appender;
-use crate::output::json_line;
+use crate::output::{json_line, service_words};
 use crate::{InputError, Shutdown};
 
-/// One open port with what detection found on it (`scan --service --json`).
+/// One open port with what detection found on it (`scan --service --json`): the
+/// plain line (its `risk` is the detected class) and the detection.
 #[derive(Debug, Serialize)]
 pub struct ServiceFinding {
-    pub ip: std::net::IpAddr,
-    pub port: u16,
-    pub proto: &'static str,
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtt_ms: Option<f64>,
-    /// The risk class, as `risk` in plain `scan --json` (also `class` below).
-    pub risk: &'static str,
+    #[serde(flatten)]
+    pub port: Finding,
     #[serde(flatten)]
     pub detection: Detection,
 }
@@ -50,7 +45,8 @@ pub struct Finding {
     /// Handshake round-trip time (connect scans only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
-    /// `high_risk_port` or `risk_port`.
+    /// The risk class: `high_risk_port` or `risk_port` from the port number; with
+    /// `--service`, the detected class.
     pub risk: &'static str,
 }
 
@@ -227,12 +223,14 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
             json_line(
                 &mut stdout,
                 &ServiceFinding {
-                    ip: addr.ip(),
-                    port: addr.port(),
-                    proto: "tcp",
-                    state: "open",
-                    rtt_ms,
-                    risk: detection.class.as_str(),
+                    port: Finding {
+                        ip: addr.ip(),
+                        port: addr.port(),
+                        proto: "tcp",
+                        state: "open",
+                        rtt_ms,
+                        risk: detection.class.as_str(),
+                    },
                     detection,
                 },
             )?;
@@ -269,15 +267,7 @@ type HostPort = (std::net::SocketAddr, Option<f64>);
 
 /// A table line: address, service, product and version, class, panels.
 fn service_line(d: &Detection) -> String {
-    let what = [
-        Some(d.service.as_str()),
-        d.product.as_deref(),
-        d.version.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(" ");
+    let what = service_words(Some(&d.service), d.product.as_deref(), d.version.as_deref());
     let tls = if d.tls.is_some() { " (tls)" } else { "" };
     let panels = d
         .panels

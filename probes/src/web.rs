@@ -95,7 +95,6 @@ pub struct WebFingerprint {
 #[derive(Debug, Clone)]
 struct Fetched {
     page: Page,
-    headers: BTreeMap<String, String>,
     redirects: Vec<String>,
     body: Vec<u8>,
 }
@@ -194,13 +193,12 @@ async fn fetch(
         let text = String::from_utf8_lossy(&body);
         let page = Page {
             status,
-            headers: headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: headers.into_iter().collect(),
             title: title_of(&text),
             body_lower: text.to_lowercase(),
         };
         return Some(Fetched {
             page,
-            headers,
             redirects,
             body,
         });
@@ -245,9 +243,11 @@ pub async fn fingerprint(
         })
         .collect();
     let headers = root
+        .page
         .headers
-        .into_iter()
+        .iter()
         .filter(|(k, _)| TELLING_HEADERS.contains(&k.as_str()))
+        .cloned()
         .collect();
     Some(WebFingerprint {
         http: HttpInfo {
