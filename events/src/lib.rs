@@ -9,6 +9,7 @@
 //! Kafka consumer and a test alike.
 
 mod ports;
+mod risk;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 pub mod control;
 
 pub use ports::{PortSet, PortSetError};
+pub use risk::RiskClass;
 
 /// The schema version written into every event's `v` field. Readers refuse versions
 /// they do not know instead of guessing at their meaning.
@@ -350,10 +352,11 @@ pub struct PortDetail {
     /// The first bytes the service sent, lossily decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub banner: Option<String>,
-    /// Risk class once detection ran: `risk_port`, `high_risk_port`,
-    /// `high_risk_service` or `high_risk_admin_panel`.
+    /// Risk class the detecting node gave the port: `risk_port`, `high_risk_port`,
+    /// `high_risk_service` or `high_risk_admin_panel`. Its presence marks a
+    /// detection (which replaces the previous one's panels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<RiskClass>,
     /// Admin panels found on the port (rule ids, e.g. `tomcat-manager`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub panels: Vec<String>,

@@ -101,6 +101,15 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Episodes(EpisodesArgs),
 
+    /// List alerts: exposures opened and closed, high-risk services and admin
+    /// panels found, one per episode and kind, oldest first.
+    ///
+    /// Examples:
+    ///   portwatch alerts
+    ///   portwatch alerts --risk high_risk_service --json
+    #[command(verbatim_doc_comment)]
+    Alerts(AlertsArgs),
+
     /// Print events from the event log as JSON lines (for SIEM export or debugging).
     ///
     /// Example:
@@ -302,6 +311,23 @@ pub struct EpisodesArgs {
     /// Only this host.
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
+
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `alerts` flags.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Only alerts about this host.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+
+    /// Only alerts of this risk class (risk_port, high_risk_port, high_risk_service,
+    /// high_risk_admin_panel).
+    #[arg(long, value_name = "CLASS")]
+    pub risk: Option<String>,
 
     /// Output format.
     #[command(flatten)]

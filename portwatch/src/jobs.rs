@@ -190,6 +190,16 @@ pub struct JobContext {
     pub detect: portwatch_probes::detect::DetectOptions,
     /// Ports examined at once by a detection job.
     pub detect_concurrency: usize,
+    /// The risk policy a detection is classified by.
+    pub policy: Arc<portwatch_projections::Policy>,
+}
+
+/// The risk class `policy` gives what detection found on a port.
+pub fn detection_class(
+    policy: &portwatch_projections::Policy,
+    d: &portwatch_probes::detect::Detection,
+) -> portwatch_events::RiskClass {
+    policy.classify(d.addr.port(), Some(&d.service), d.high_risk_panel)
 }
 
 /// One job to run.
@@ -325,11 +335,12 @@ async fn run_detection(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
         if detection.service != "unknown" {
             identified += 1;
         }
-        metrics::counter!("portwatch_detections_total", "class" => detection.class.as_str()).increment(1);
+        let class = detection_class(&ctx.policy, &detection);
+        metrics::counter!("portwatch_detections_total", "class" => class.as_str()).increment(1);
         let event = Event::new(
             origin,
             Utc::now(),
-            Observation::PortDetail(detection.to_detail(None)),
+            Observation::PortDetail(detection.to_detail(None, class)),
         );
         ctx.appender.append(vec![event]).await?;
         ctx.board.update(origin.job, |r| {

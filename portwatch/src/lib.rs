@@ -5,7 +5,6 @@
 //! all-in-one role: [`scheduler`] + [`projector`] + [`api`]), and [`query`] (reads of
 //! the store from the shell).
 
-pub mod api;
 pub mod cli;
 pub mod config;
 pub mod jobs;
@@ -13,9 +12,11 @@ pub mod output;
 pub mod ping;
 pub mod projector;
 pub mod query;
+pub mod read_model;
 pub mod scaleout;
 pub mod scan;
 pub mod scheduler;
+pub mod serve;
 pub mod up;
 
 use std::future::Future;
@@ -112,6 +113,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Ports(args) => query::ports(&cfg, &args),
         Command::Hosts(args) => query::hosts(&cfg, &args),
         Command::Episodes(args) => query::episodes(&cfg, &args),
+        Command::Alerts(args) => query::alerts(&cfg, &args),
         Command::Events(args) => query::events(&cfg, &args),
         Command::Snapshot(args) if args.clickhouse => query::snapshot_clickhouse(&cfg).await,
         Command::Snapshot(_) => query::snapshot(&cfg),

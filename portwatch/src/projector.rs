@@ -64,7 +64,7 @@ impl Projector {
                 );
             }
         }
-        let state = store.load_state(cfg)?;
+        let state = store.load_state(cfg.clone())?;
         let projector = Self {
             log,
             store,
@@ -83,7 +83,7 @@ impl Projector {
     /// Fold the next batch of every partition and commit it. Returns what it did.
     pub fn step(&mut self) -> anyhow::Result<Step> {
         if self.stale {
-            self.state = self.store.load_state(self.cfg)?;
+            self.state = self.store.load_state(self.cfg.clone())?;
             self.stale = false;
         }
         let mut step = Step::default();
@@ -106,7 +106,7 @@ impl Projector {
             }
             if let Err(err) = self
                 .store
-                .commit(PROJECTION, partition, last + 1, self.cfg, &changes)
+                .commit(PROJECTION, partition, last + 1, &self.cfg, &changes)
             {
                 self.stale = true;
                 return Err(err).context("committing projected state");
@@ -217,7 +217,7 @@ pub fn rebuild(cfg: &Config, to: &Path) -> anyhow::Result<()> {
     }
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&log_path)?);
     let store = EmbeddedStore::open(&target)?;
-    let mut projector = Projector::open(log, store, cfg.projection)?;
+    let mut projector = Projector::open(log, store, cfg.projection.clone())?;
     let folded = projector.catch_up()?;
     tracing::info!(events = folded, to = %target.display(), "rebuilt state from the event log");
     Ok(())
@@ -268,7 +268,7 @@ mod tests {
         log.append(&good[1..]).expect("append");
         let cfg = FoldConfig::default();
         let store = EmbeddedStore::open(dir.path().join("state.db")).expect("store");
-        let mut projector = Projector::open(log.clone(), store, cfg).expect("projector");
+        let mut projector = Projector::open(log.clone(), store, cfg.clone()).expect("projector");
         let step = projector.step().expect("step");
         assert_eq!(
             step,

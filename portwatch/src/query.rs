@@ -1,15 +1,16 @@
-//! Shell queries of the store: `ports`, `hosts`, `episodes`, `events`, `snapshot`,
-//! `check-config`. Tables for people, JSON Lines with `--json`.
+//! Shell queries of the store: `ports`, `hosts`, `episodes`, `alerts`, `events`,
+//! `snapshot`, `check-config`. Tables for people, JSON Lines with `--json` (each line
+//! the same object as the API returns).
 
 use std::io::Write;
 use std::net::IpAddr;
 
+use portwatch_api::views::{AlertView, EpisodeView, HostView, PortView};
 use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_projections::PortState;
-use portwatch_stores::{EmbeddedStore, EpisodeFilter, PortFilter};
+use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
 
-use crate::api::{asset_for, risk_of_row, PortView};
-use crate::cli::{EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
+use crate::cli::{AlertsArgs, EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
 use crate::config::Config;
 use crate::output::{json_line, service_words, ts, Table};
 use crate::scheduler::{cadence, implemented};
@@ -47,19 +48,18 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
         StateFilter::Closed => Some(PortState::Closed),
         StateFilter::All => None,
     };
-    let rows = store.ports(&PortFilter { state, ip })?;
+    let query = PortQuery {
+        state,
+        ip,
+        ..PortQuery::default()
+    };
+    let rows = store.ports(&query, &PageRequest::all())?.items;
+    let assets = cfg.asset_map();
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for row in rows {
-            let asset = asset_for(&cfg.assets, row.ip);
-            let view = PortView {
-                risk: risk_of_row(cfg, &row),
-                owner: asset.and_then(|a| a.owner.clone()),
-                system: asset.and_then(|a| a.system.clone()),
-                zone: asset.map(|a| a.zone.clone()),
-                row,
-            };
-            json_line(&mut out, &view)?;
+            let asset = assets.matching(row.ip);
+            json_line(&mut out, &PortView { row, asset })?;
         }
         return Ok(());
     }
@@ -74,15 +74,13 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
         "OWNER",
     ]);
     for row in rows {
-        let owner = asset_for(&cfg.assets, row.ip)
-            .and_then(|a| a.owner.clone())
-            .unwrap_or_else(|| "-".into());
+        let owner = assets.matching(row.ip).owner.unwrap_or_else(|| "-".into());
         table.row(vec![
             row.ip.to_string(),
             format!("{}/{}", row.port, row.proto),
             row.state.as_str().to_string(),
             service_text(&row),
-            risk_of_row(cfg, &row).to_string(),
+            row.risk.to_string(),
             ts(Some(row.first_seen)),
             ts(Some(row.last_seen)),
             owner,
@@ -94,11 +92,15 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
 
 /// `portwatch hosts`
 pub fn hosts(cfg: &Config, args: &OutputArgs) -> anyhow::Result<()> {
-    let rows = open_store(cfg)?.hosts()?;
+    let rows = open_store(cfg)?
+        .hosts(&HostQuery::default(), &PageRequest::all())?
+        .items;
     let mut out = std::io::stdout().lock();
     if args.json {
+        let assets = cfg.asset_map();
         for row in rows {
-            json_line(&mut out, &row)?;
+            let asset = assets.matching(row.ip);
+            json_line(&mut out, &HostView { row, asset })?;
         }
         return Ok(());
     }
@@ -129,11 +131,18 @@ pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let ip = parse_ip(&args.ip)?;
-    let rows = open_store(cfg)?.episodes(&EpisodeFilter { open, ip })?;
+    let query = EpisodeQuery {
+        open,
+        ip,
+        ..EpisodeQuery::default()
+    };
+    let rows = open_store(cfg)?.episodes(&query, &PageRequest::all())?.items;
     let mut out = std::io::stdout().lock();
     if args.output.json {
+        let assets = cfg.asset_map();
         for row in rows {
-            json_line(&mut out, &row)?;
+            let asset = assets.matching(row.ip);
+            json_line(&mut out, &EpisodeView { row, asset })?;
         }
         return Ok(());
     }
@@ -146,6 +155,46 @@ pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
             ts(e.closed_at),
             e.mttd_bound_secs.map_or("-".into(), |s| format!("{s}s")),
             e.duration_secs.map_or("open".into(), |s| format!("{s}s")),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+/// `portwatch alerts`
+pub fn alerts(cfg: &Config, args: &AlertsArgs) -> anyhow::Result<()> {
+    let ip = parse_ip(&args.ip)?;
+    let risk = args
+        .risk
+        .as_deref()
+        .map(|r| r.parse().map_err(|e: String| InputError(format!("--risk: {e}"))))
+        .transpose()?;
+    let query = AlertQuery {
+        ip,
+        risk,
+        ..AlertQuery::default()
+    };
+    let rows = open_store(cfg)?.alerts(&query, &PageRequest::all())?.items;
+    let assets = cfg.asset_map();
+    let mut out = std::io::stdout().lock();
+    if args.output.json {
+        for row in rows {
+            let asset = assets.matching(row.ip);
+            json_line(&mut out, &AlertView { row, asset })?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&["AT", "SEVERITY", "KIND", "IP", "PORT", "RISK", "OWNER"]);
+    for a in rows {
+        let owner = assets.matching(a.ip).owner.unwrap_or_else(|| "-".into());
+        table.row(vec![
+            ts(Some(a.at)),
+            a.severity.as_str().to_string(),
+            a.kind.as_str().to_string(),
+            a.ip.to_string(),
+            format!("{}/{}", a.port, a.proto),
+            a.risk.to_string(),
+            owner,
         ]);
     }
     table.write(&mut out)?;
@@ -269,7 +318,7 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
         cfg.service.concurrency,
         d.rules.panels.len(),
         if d.panels { "" } else { " (off)" },
-        d.policy.high_risk_services.len(),
+        cfg.service.policy.high_risk_services.len(),
         d.nmap
             .as_ref()
             .map(|n| format!(" nmap-service-probes={} match lines", n.lines()))

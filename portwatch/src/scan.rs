@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use portwatch_events::{JobId, Origin, PortSet, Task};
+use portwatch_events::{JobId, Origin, PortSet, RiskClass, Task};
 use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_probes::detect::{detect, Detection};
 use portwatch_probes::{HostResult, ScanProgress, ScanRequest};
@@ -14,10 +14,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::api::risk_of;
 use crate::cli::ScanArgs;
 use crate::config::{check_concurrency, check_rate, check_timeout, check_tries, Config, ScanSettings};
-use crate::jobs::Appender;
+use crate::jobs::{detection_class, Appender};
 use crate::output::{json_line, service_words};
 use crate::{InputError, Shutdown};
 
@@ -47,7 +46,44 @@ pub struct Finding {
     pub rtt_ms: Option<f64>,
     /// The risk class: `high_risk_port` or `risk_port` from the port number; with
     /// `--service`, the detected class.
-    pub risk: &'static str,
+    pub risk: RiskClass,
+}
+
+/// A host whose "open" answers are not trusted, as `scan --json` prints it: a script
+/// reading the findings sees why a host it expected ports from shows none.
+#[derive(Debug, Serialize)]
+pub struct UnverifiedHost {
+    /// Host.
+    pub ip: std::net::IpAddr,
+    /// Always `unverified`.
+    pub state: &'static str,
+    /// `wildcard` (it answered on every port, canaries included: SYN proxy, tarpit,
+    /// some CDNs) or `untrusted_answers` (SYN-ACKs no real TCP stack sends).
+    pub reason: &'static str,
+    /// Ports that looked open but were not reported.
+    pub unverified: u32,
+    /// Outcome counts of the host's probes.
+    pub counts: portwatch_events::OutcomeCounts,
+}
+
+impl UnverifiedHost {
+    /// The line for `result`, if any of its answers were not trusted.
+    fn of(result: &HostResult) -> Option<Self> {
+        let reason = if result.wildcard {
+            "wildcard"
+        } else if result.unverified > 0 {
+            "untrusted_answers"
+        } else {
+            return None;
+        };
+        Some(Self {
+            ip: result.ip,
+            state: "unverified",
+            reason,
+            unverified: result.unverified,
+            counts: result.counts,
+        })
+    }
 }
 
 /// The config's scan settings with the command line's overrides applied.
@@ -175,6 +211,11 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
             }
         }
         bar.suspend(|| -> std::io::Result<()> {
+            if args.json {
+                if let Some(line) = UnverifiedHost::of(&result) {
+                    json_line(&mut stdout, &line)?;
+                }
+            }
             if args.service {
                 return Ok(()); // printed once detected
             }
@@ -188,11 +229,11 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
                             proto: "tcp",
                             state: "open",
                             rtt_ms: open.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                            risk: risk_of(&cfg, open.port),
+                            risk: cfg.service.policy.classify(open.port, None, false),
                         },
                     )?;
                 } else {
-                    let name = portwatch_probes::policy::high_risk_service(open.port)
+                    let name = portwatch_projections::policy::high_risk_service(open.port)
                         .map(|s| format!("  high-risk ({s}?)"))
                         .unwrap_or_default();
                     writeln!(stdout, "{:<40} {:>5}/tcp  open{name}", result.ip, open.port)?;
@@ -205,6 +246,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
         }
     }
     let summary = scan.await??;
+    let class_of = |d: &Detection| detection_class(&cfg.service.policy, d);
     let detected = detections.len();
     let mut findings = Vec::with_capacity(detected);
     while let Some(joined) = detections.join_next().await {
@@ -216,7 +258,12 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
     for ((addr, rtt_ms), detection) in findings {
         if let Some(appender) = &appender {
             appender
-                .append(vec![detail_event(&origin, &detection, rtt_ms)])
+                .append(vec![detail_event(
+                    &origin,
+                    &detection,
+                    rtt_ms,
+                    class_of(&detection),
+                )])
                 .await?;
         }
         if args.json {
@@ -229,13 +276,13 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
                         proto: "tcp",
                         state: "open",
                         rtt_ms,
-                        risk: detection.class.as_str(),
+                        risk: class_of(&detection),
                     },
                     detection,
                 },
             )?;
         } else {
-            writeln!(stdout, "{}", service_line(&detection))?;
+            writeln!(stdout, "{}", service_line(&detection, class_of(&detection)))?;
         }
     }
     stdout.flush()?;
@@ -266,7 +313,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
 type HostPort = (std::net::SocketAddr, Option<f64>);
 
 /// A table line: address, service, product and version, class, panels.
-fn service_line(d: &Detection) -> String {
+fn service_line(d: &Detection, class: RiskClass) -> String {
     let what = service_words(Some(&d.service), d.product.as_deref(), d.version.as_deref());
     let tls = if d.tls.is_some() { " (tls)" } else { "" };
     let panels = d
@@ -284,7 +331,7 @@ fn service_line(d: &Detection) -> String {
         d.addr.ip(),
         d.addr.port(),
         what,
-        d.class.as_str(),
+        class.as_str(),
         if d.service == "unknown" {
             reason
         } else {
@@ -294,11 +341,16 @@ fn service_line(d: &Detection) -> String {
 }
 
 /// The port_detail event of a detection.
-pub fn detail_event(origin: &Origin, d: &Detection, rtt_ms: Option<f64>) -> portwatch_events::Event {
+pub fn detail_event(
+    origin: &Origin,
+    d: &Detection,
+    rtt_ms: Option<f64>,
+    class: RiskClass,
+) -> portwatch_events::Event {
     portwatch_events::Event::new(
         origin,
         chrono::Utc::now(),
-        portwatch_events::Observation::PortDetail(d.to_detail(rtt_ms)),
+        portwatch_events::Observation::PortDetail(d.to_detail(rtt_ms, class)),
     )
 }
 

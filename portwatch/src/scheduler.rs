@@ -16,9 +16,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use portwatch_api::ReadModel;
 use portwatch_events::{JobId, PortSet, Proto, Task};
 use portwatch_projections::{PortRow, PortState};
-use portwatch_stores::{EmbeddedStore, PortFilter};
+use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -31,55 +34,79 @@ pub fn implemented(task: Task) -> bool {
     task != Task::Adhoc
 }
 
-/// Where jobs run and where target sets come from.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    /// Embedded: run jobs in this process; target sets from the embedded store.
-    Embedded {
-        /// What jobs need.
-        ctx: Box<JobContext>,
-        /// Projected state.
-        store: Arc<EmbeddedStore>,
+/// What became of a dispatched job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Run here and finished; it found this many open ports.
+    Ran {
+        /// Open ports found.
+        open_found: u64,
     },
-    /// Scale-out: issue jobs to the probe nodes of each zone through Kafka; target
-    /// sets from ClickHouse.
-    ScaleOut(Arc<crate::scaleout::control::Issuer>),
+    /// Handed to someone else (a probe node), or failed (logged by the dispatcher).
+    Handed,
+}
+
+/// Where jobs go: run in this process (embedded), or issued to the probe nodes of
+/// each zone (scale-out). The scheduler decides *what* to run; a dispatcher *where*.
+pub trait Dispatch: Send + Sync {
+    /// Run or issue one job.
+    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched>;
+}
+
+/// Embedded: jobs run in this process.
+#[derive(Debug)]
+pub struct LocalRunner {
+    /// What jobs need.
+    pub ctx: JobContext,
+}
+
+impl Dispatch for LocalRunner {
+    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched> {
+        async move {
+            // Errors are recorded on the job board and logged by run_job; the task
+            // loop carries on with its next run.
+            match run_job(&self.ctx, spec).await {
+                Ok(record) => Dispatched::Ran {
+                    open_found: record.open_found,
+                },
+                Err(_) => Dispatched::Handed,
+            }
+        }
+        .boxed()
+    }
 }
 
 /// Builds job specs from target sets and runs the task loops.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Scheduler {
     cfg: Arc<Config>,
-    backend: Backend,
+    /// Where target sets are read from.
+    read: Arc<dyn ReadModel>,
+    /// Where jobs go.
+    dispatch: Arc<dyn Dispatch>,
     /// The last target-set facts read, used while the store is unreachable.
     last_facts: Arc<std::sync::Mutex<Option<Facts>>>,
-    /// Wakes the service detection task early: a scan job found open ports, so new
-    /// ones may wait to be identified (embedded; in scale-out the results arrive
-    /// later, through the projector, and the cadence applies).
+    /// Wakes the service detection task early: a job run here found open ports, so
+    /// new ones may wait to be identified (in scale-out the results arrive later,
+    /// through the projector, and the cadence applies).
     detect_now: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
 }
 
 type Facts = (HashSet<IpAddr>, Vec<PortRow>);
 
 impl Scheduler {
-    /// An embedded scheduler reading target sets from `store`.
-    pub fn new(cfg: Arc<Config>, ctx: JobContext, store: Arc<EmbeddedStore>) -> Self {
+    /// A scheduler reading target sets from `read` and sending jobs to `dispatch`.
+    pub fn new(cfg: Arc<Config>, read: Arc<dyn ReadModel>, dispatch: Arc<dyn Dispatch>) -> Self {
         Self {
             cfg,
-            backend: Backend::Embedded {
-                ctx: Box::new(ctx),
-                store,
-            },
-            last_facts: Default::default(),
-            detect_now: Default::default(),
-        }
-    }
-
-    /// A scale-out scheduler.
-    pub fn scale_out(cfg: Arc<Config>, issuer: Arc<crate::scaleout::control::Issuer>) -> Self {
-        Self {
-            cfg,
-            backend: Backend::ScaleOut(issuer),
+            read,
+            dispatch,
             last_facts: Default::default(),
             detect_now: Default::default(),
         }
@@ -109,16 +136,13 @@ impl Scheduler {
     }
 
     async fn read_facts(&self) -> anyhow::Result<Facts> {
-        let (hosts, open) = match &self.backend {
-            Backend::Embedded { store, .. } => (
-                store.hosts()?,
-                store.ports(&PortFilter {
-                    state: Some(PortState::Open),
-                    ip: None,
-                })?,
-            ),
-            Backend::ScaleOut(issuer) => (issuer.store().hosts().await?, issuer.store().ports(true).await?),
+        let all = PageRequest::all();
+        let hosts = self.read.hosts(&HostQuery::default(), &all).await?.items;
+        let open_ports = PortQuery {
+            state: Some(PortState::Open),
+            ..PortQuery::default()
         };
+        let open = self.read.ports(&open_ports, &all).await?.items;
         let dead = hosts
             .into_iter()
             .filter(|h| h.alive == Some(false))
@@ -244,22 +268,12 @@ impl Scheduler {
         if specs.is_empty() {
             tracing::debug!(task = %task, "nothing to scan");
         }
+        let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
         for spec in specs {
-            match &self.backend {
-                // Errors are recorded on the job board and logged by run_job; the
-                // task loop carries on with its next run.
-                Backend::Embedded { ctx, .. } => {
-                    let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
-                    if let Ok(record) = run_job(ctx, spec).await {
-                        if scan
-                            && record.open_found > 0
-                            && self.cfg.schedule.contains_key(&Task::ServiceDetection)
-                        {
-                            self.detect_now.notify_one();
-                        }
-                    }
+            if let Dispatched::Ran { open_found } = self.dispatch.dispatch(spec).await {
+                if scan && open_found > 0 && self.cfg.schedule.contains_key(&Task::ServiceDetection) {
+                    self.detect_now.notify_one();
                 }
-                Backend::ScaleOut(issuer) => issuer.issue(&self.cfg, spec).await,
             }
         }
     }

@@ -11,12 +11,13 @@ use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_stores::EmbeddedStore;
 use tokio::sync::{watch, Notify};
 
-use crate::api::{self, ApiState};
 use crate::cli::UpArgs;
 use crate::config::{Config, ConfigSource};
 use crate::jobs::{Appender, JobBoard, JobContext};
 use crate::projector::{self, Projector};
-use crate::scheduler::Scheduler;
+use crate::read_model::EmbeddedRead;
+use crate::scheduler::{LocalRunner, Scheduler};
+use crate::serve;
 use crate::{InputError, Shutdown};
 
 /// How long a graceful stop waits for the projector to fold what is left.
@@ -55,7 +56,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     // it must be opened before the read-only view.
     let writer_store = EmbeddedStore::open(cfg.state_path())?;
     let reader_store = Arc::new(EmbeddedStore::open_read_only(cfg.state_path())?);
-    let projector = Projector::open(log.clone(), writer_store, cfg.projection)?;
+    let projector = Projector::open(log.clone(), writer_store, cfg.projection.clone())?;
 
     let notify = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -75,11 +76,22 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         board: board.clone(),
         detect: cfg.service.detect.clone(),
         detect_concurrency: cfg.service.concurrency,
+        policy: cfg.service.policy.clone(),
     };
 
-    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
-        .await
-        .with_context(|| format!("api.listen: cannot listen on {}", cfg.api_listen))?;
+    let read = Arc::new(EmbeddedRead {
+        store: reader_store.clone(),
+        log: log.clone(),
+        board: board.clone(),
+        node: cfg.node.clone(),
+        zone: crate::config::DEFAULT_ZONE.to_string(),
+    });
+    let server = serve::bind(
+        cfg.api_listen,
+        serve::context(&cfg, read.clone(), metrics),
+        stop_rx.clone(),
+    )
+    .await?;
     tracing::info!(
         listen = %cfg.api_listen,
         data = %cfg.store_path.display(),
@@ -91,23 +103,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let (drain_tx, drain_rx) = watch::channel(false);
     let projector_task = tokio::spawn(projector::run(projector, notify.clone(), drain_rx));
     let scheduler_task =
-        tokio::spawn(Scheduler::new(cfg.clone(), ctx, reader_store.clone()).run(stop_rx.clone()));
+        tokio::spawn(Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx })).run(stop_rx.clone()));
 
-    let app = api::router(ApiState {
-        store: reader_store,
-        log,
-        cfg: cfg.clone(),
-        board,
-        metrics,
-    });
-    let mut api_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(server);
 
     shutdown.await;
     tracing::info!("stopping: finishing the projection of recorded events");

@@ -1,7 +1,8 @@
 //! Service and admin panel detection of one open port (tasks 3 and 5): identify
 //! the service ([`crate::service`]), fall back to nmap's banner data when the
 //! operator loaded it ([`crate::nmap`]), fingerprint web servers and run the panel
-//! rules ([`crate::web`]), and classify the port ([`crate::policy`]).
+//! rules ([`crate::web`]). Which risk class that makes is policy, decided next to the
+//! folds; detection reports the facts it rests on (service, high-risk panels).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use serde::Serialize;
 
 use crate::nmap::NmapSource;
 use crate::panels::{PanelRisk, Rules};
-use crate::policy::{Policy, RiskClass};
 use crate::service::{identify_with, Identification, Limits, TlsInfo};
 use crate::web::{fingerprint, HttpInfo, PanelHit, WebLimits};
 
@@ -27,8 +27,6 @@ pub struct DetectOptions {
     pub panels: bool,
     /// Panel rules.
     pub rules: Arc<Rules>,
-    /// Classification policy.
-    pub policy: Policy,
     /// nmap's NULL-probe matches, when the operator opted in.
     pub nmap: Option<Arc<NmapSource>>,
 }
@@ -62,16 +60,23 @@ pub struct Detection {
     /// Admin panels found.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub panels: Vec<PanelHit>,
-    /// Risk class.
-    pub class: RiskClass,
+    /// Whether a panel rule of high risk matched (what makes the port a high-risk
+    /// admin panel under the policy).
+    #[serde(skip)]
+    pub high_risk_panel: bool,
     /// Why the service is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 impl Detection {
-    /// The port_detail observation carrying this detection.
-    pub fn to_detail(&self, rtt_ms: Option<f64>) -> portwatch_events::PortDetail {
+    /// The port_detail observation carrying this detection and the class the
+    /// policy gave it.
+    pub fn to_detail(
+        &self,
+        rtt_ms: Option<f64>,
+        class: portwatch_events::RiskClass,
+    ) -> portwatch_events::PortDetail {
         portwatch_events::PortDetail {
             ip: self.addr.ip(),
             port: self.addr.port(),
@@ -88,7 +93,7 @@ impl Detection {
             product: self.product.clone(),
             version: self.version.clone(),
             banner: self.banner.clone(),
-            class: Some(self.class.as_str().to_string()),
+            class: Some(class),
             panels: self.panels.iter().map(|p| p.id.clone()).collect(),
             title: self.http.as_ref().and_then(|h| h.title.clone()),
             tls_subject: self
@@ -130,8 +135,7 @@ pub async fn detect(addr: SocketAddr, opts: &DetectOptions) -> Detection {
     } else {
         (None, Vec::new())
     };
-    let high_panel = panels.iter().any(|p| p.risk == PanelRisk::High);
-    let class = opts.policy.classify(addr.port(), service.as_deref(), high_panel);
+    let high_risk_panel = panels.iter().any(|p| p.risk == PanelRisk::High);
     Detection {
         addr,
         service: service.unwrap_or_else(|| "unknown".to_string()),
@@ -142,7 +146,7 @@ pub async fn detect(addr: SocketAddr, opts: &DetectOptions) -> Detection {
         tls: id.tls,
         http,
         panels,
-        class,
+        high_risk_panel,
         reason,
     }
 }

@@ -14,7 +14,6 @@ pub mod icmp;
 pub mod liveness;
 pub mod nmap;
 pub mod panels;
-pub mod policy;
 pub mod reserved;
 pub mod scanner;
 pub mod service;

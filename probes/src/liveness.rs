@@ -20,6 +20,10 @@ use crate::scanner::ScanMode;
 use crate::syn::{ProbeKind, SynConfig, SynError, SynScanner};
 use crate::targets::Scope;
 
+/// Ports tried by the TCP liveness check: commonly open or at least answered (RST)
+/// on internet-facing hosts.
+pub const LIVENESS_PORTS: &[u16] = &[22, 80, 443, 3389, 8080, 8443];
+
 /// Turn a scan of the liveness ports into liveness probes.
 fn tcp_probes(result: &HostResult, method: LivenessMethod) -> Vec<LivenessProbe> {
     result

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use portwatch_probes::detect::{detect, DetectOptions};
 use portwatch_probes::nmap::NmapSource;
 use portwatch_probes::panels::Rules;
-use portwatch_probes::policy::Policy;
 use portwatch_probes::service::Limits;
 use portwatch_probes::web::WebLimits;
 use tokio::io::AsyncWriteExt;
@@ -29,7 +28,6 @@ fn options(nmap: Option<Arc<NmapSource>>) -> DetectOptions {
         parallel: 8,
         panels: false,
         rules: Arc::new(Rules::builtin().unwrap()),
-        policy: Policy::default(),
         nmap,
     }
 }

@@ -13,19 +13,31 @@
 //!   covering scans missed it ([`FoldConfig::close_after_misses`]);
 //! - **exposure episodes**: one per open period of a port, with the MTTD bound (the
 //!   last covering scan that did *not* see it open before it was first seen open);
-//! - **host liveness**: from liveness checks and from any answer during a port scan.
+//! - **host liveness**: from liveness checks and from any answer during a port scan;
+//! - **alerts** ([`alerts`]): one per episode and kind (opened, high-risk service,
+//!   admin panel, closed), with stable ids, classified by the one risk [`policy`].
+
+pub mod alerts;
+pub mod assets;
+pub mod policy;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use portwatch_events::{
-    Event, EventId, Evidence, HostLiveness, HostScan, Observation, PortDetail, PortSet, Proto, Timestamp,
+    Event, EventId, Evidence, HostLiveness, HostScan, Observation, PortDetail, PortSet, Proto, RiskClass,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
+pub use assets::{Asset, AssetMatch, Assets};
+pub use policy::Policy;
+
 /// Tuning of the folds. Part of the projection's identity: replaying with another
 /// config gives another (equally valid) state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoldConfig {
     /// A port open in state is declared closed only after this many consecutive
     /// covering scans missed it. One miss can be a dropped packet or a restarting
@@ -34,6 +46,8 @@ pub struct FoldConfig {
     pub close_after_misses: u32,
     /// How many distinct scan coverages to remember per host for MTTD bounds.
     pub coverage_memory: usize,
+    /// The risk policy alerts are classified by.
+    pub policy: Arc<Policy>,
 }
 
 impl Default for FoldConfig {
@@ -41,6 +55,7 @@ impl Default for FoldConfig {
         Self {
             close_after_misses: 2,
             coverage_memory: 16,
+            policy: Arc::new(Policy::default()),
         }
     }
 }
@@ -103,9 +118,10 @@ pub struct PortRow {
     pub version: Option<String>,
     /// Banner once seen.
     pub banner: Option<String>,
-    /// Risk class from the last detection.
+    /// Risk class the last detection's node gave it (a high-risk admin panel here
+    /// is what makes the port one; see [`Policy::risk_of`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<RiskClass>,
     /// Admin panels from the last detection of a web port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub panels: Vec<String>,
@@ -118,6 +134,14 @@ pub struct PortRow {
     /// When service detection last ran on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_at: Option<Timestamp>,
+    /// Its risk class under the fold's [`Policy`] (from the port number, the
+    /// detected service and the panels found).
+    #[serde(default = "risk_port")]
+    pub risk: RiskClass,
+}
+
+fn risk_port() -> RiskClass {
+    RiskClass::RiskPort
 }
 
 /// One period during which a port was open to the scanners.
@@ -149,6 +173,9 @@ pub struct Episode {
     pub duration_secs: Option<i64>,
     /// Number of scans that saw it open during this episode.
     pub observations: u64,
+    /// The alert kinds this episode has raised, in order: each at most once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertKind>,
 }
 
 /// What portwatch believes about one host.
@@ -185,137 +212,6 @@ pub struct CoverageMark {
     pub at: Timestamp,
 }
 
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    /// A port was found open: a new exposure episode began.
-    ExposureOpened,
-    /// An exposure ended: covering scans declared the port closed.
-    ExposureClosed,
-    /// Service detection found a dangerous service on a port outside the
-    /// high-risk list (Redis on 16379).
-    HighRiskService,
-    /// Panel detection found a web management console on the port.
-    HighRiskAdminPanel,
-}
-
-impl AlertKind {
-    /// Name as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::ExposureOpened => "exposure_opened",
-            AlertKind::ExposureClosed => "exposure_closed",
-            AlertKind::HighRiskService => "high_risk_service",
-            AlertKind::HighRiskAdminPanel => "high_risk_admin_panel",
-        }
-    }
-}
-
-/// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// A port on the high-risk list (databases, remote desktops, admin services).
-    High,
-    /// Any other open port.
-    Medium,
-}
-
-impl Severity {
-    /// Name as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-        }
-    }
-}
-
-/// An alert about one exposure episode. Its id is the episode id plus the kind, so
-/// a replay of the same events yields the same alert, never a second one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// `{episode id}:{kind}`.
-    pub id: String,
-    /// Opened or closed.
-    pub kind: AlertKind,
-    /// Urgency.
-    pub severity: Severity,
-    /// Host address.
-    pub ip: IpAddr,
-    /// Protocol.
-    pub proto: Proto,
-    /// Port number.
-    pub port: u16,
-    /// The episode.
-    pub episode_id: String,
-    /// When it happened (opening: first seen open; closing: first covering miss;
-    /// high-risk classes: the detection).
-    pub at: Timestamp,
-}
-
-impl Alert {
-    /// The alert one episode change calls for, if any: its opening (the first
-    /// observation) or its closing. Call it on each [`Change`] as it comes from
-    /// [`State::apply`], before changes are coalesced.
-    pub fn for_change(change: &Change, high_risk: impl Fn(u16) -> bool) -> Option<Alert> {
-        let Change::Episode(ep) = change else { return None };
-        let (kind, at) = match ep.closed_at {
-            Some(closed) => (AlertKind::ExposureClosed, closed),
-            None if ep.observations == 1 => (AlertKind::ExposureOpened, ep.opened_at),
-            None => return None,
-        };
-        Some(Alert {
-            id: format!("{}:{}", ep.id, kind.as_str()),
-            kind,
-            severity: if high_risk(ep.port) {
-                Severity::High
-            } else {
-                Severity::Medium
-            },
-            ip: ep.ip,
-            proto: ep.proto,
-            port: ep.port,
-            episode_id: ep.id.clone(),
-            at,
-        })
-    }
-}
-
-impl Alert {
-    /// The alert a detection calls for: a `high_risk_service` or
-    /// `high_risk_admin_panel` class on an open port, once per episode and class (the
-    /// id is `{episode id}:{class}`, so detecting it again, or replaying the events,
-    /// yields the same alert). `changes` are the changes the detail's event made.
-    pub fn for_detail(detail: &PortDetail, changes: &[Change]) -> Option<Alert> {
-        let kind = match detail.class.as_deref()? {
-            "high_risk_service" => AlertKind::HighRiskService,
-            "high_risk_admin_panel" => AlertKind::HighRiskAdminPanel,
-            _ => return None,
-        };
-        let row = changes.iter().find_map(|c| match c {
-            Change::Port(r) if r.ip == detail.ip && r.port == detail.port && r.proto == detail.proto => {
-                Some(r)
-            }
-            _ => None,
-        })?;
-        if row.state != PortState::Open {
-            return None;
-        }
-        Some(Alert {
-            id: format!("{}:{}", row.episode_id, kind.as_str()),
-            kind,
-            severity: Severity::High,
-            ip: row.ip,
-            proto: row.proto,
-            port: row.port,
-            episode_id: row.episode_id.clone(),
-            at: row.detected_at.unwrap_or(row.last_seen),
-        })
-    }
-}
-
 /// A row changed by one event; stores upsert these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -325,6 +221,8 @@ pub enum Change {
     Episode(Episode),
     /// A host row, full new value.
     Host(HostRow),
+    /// A new alert (each id is raised once).
+    Alert(Alert),
 }
 
 /// Changes of many events, coalesced so each row is written once per batch.
@@ -336,6 +234,8 @@ pub struct ChangeSet {
     pub episodes: BTreeMap<String, Episode>,
     /// Changed host rows by address.
     pub hosts: BTreeMap<IpAddr, HostRow>,
+    /// New alerts by id.
+    pub alerts: BTreeMap<String, Alert>,
 }
 
 impl ChangeSet {
@@ -352,13 +252,16 @@ impl ChangeSet {
                 Change::Host(host) => {
                     self.hosts.insert(host.ip, host);
                 }
+                Change::Alert(alert) => {
+                    self.alerts.insert(alert.id.clone(), alert);
+                }
             }
         }
     }
 
     /// True if nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.ports.is_empty() && self.episodes.is_empty() && self.hosts.is_empty()
+        self.ports.is_empty() && self.episodes.is_empty() && self.hosts.is_empty() && self.alerts.is_empty()
     }
 }
 
@@ -371,6 +274,9 @@ pub struct Snapshot {
     pub episodes: Vec<Episode>,
     /// All host rows.
     pub hosts: Vec<HostRow>,
+    /// All alerts, by time then id.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
 }
 
 /// How many recent event ids the fold remembers per host to drop redelivered
@@ -463,8 +369,8 @@ impl State {
     }
 
     /// The fold configuration.
-    pub fn config(&self) -> FoldConfig {
-        self.cfg
+    pub fn config(&self) -> &FoldConfig {
+        &self.cfg
     }
 
     /// Port rows, sorted by key.
@@ -494,11 +400,22 @@ impl State {
             recent.pop_front();
         }
         recent.push_back(event.id);
-        match &event.observation {
+        let mut changes = match &event.observation {
             Observation::HostScan(scan) => self.apply_scan(event.id, event.ts, scan),
             Observation::HostLiveness(live) => self.apply_liveness(event.ts, live),
             Observation::PortDetail(detail) => self.apply_detail(event.ts, detail),
+        };
+        // Every changed port row carries its class under the policy.
+        for change in &mut changes {
+            if let Change::Port(row) = change {
+                let risk = self.cfg.policy.risk_of(row);
+                row.risk = risk;
+                if let Some(kept) = self.ports.get_mut(&(row.ip, row.proto, row.port)) {
+                    kept.risk = risk;
+                }
+            }
         }
+        changes
     }
 
     fn host_mut(&mut self, ip: IpAddr) -> &mut HostRow {
@@ -548,15 +465,33 @@ impl State {
         }
         // A detection (it carries a class) replaces the previous one's panels.
         if detail.class.is_some() {
-            row.class.clone_from(&detail.class);
+            row.class = detail.class;
             row.panels.clone_from(&detail.panels);
             row.detected_at = Some(max_ts(row.detected_at, ts));
         }
-        vec![Change::Port(row.clone())]
+        let mut changes = vec![Change::Port(row.clone())];
+        // A high-risk class found on an open port: one alert per episode and class.
+        let risk = self.cfg.policy.risk_of(row);
+        let episode = self
+            .open_episodes
+            .get_mut(&(detail.ip, detail.proto, detail.port));
+        if let (Some(kind), Some(ep), true) = (AlertKind::for_class(risk), episode, detail.class.is_some()) {
+            if !ep.alerts.contains(&kind) {
+                ep.alerts.push(kind);
+                changes.push(Change::Episode(ep.clone()));
+                changes.push(Change::Alert(Alert::new(
+                    kind,
+                    risk,
+                    ep,
+                    Alert::detection_time(row),
+                )));
+            }
+        }
+        changes
     }
 
     fn apply_scan(&mut self, event_id: EventId, ts: Timestamp, scan: &HostScan) -> Vec<Change> {
-        let cfg = self.cfg;
+        let cfg = self.cfg.clone();
         let mut changes = Vec::new();
         // The MTTD bound of a newly open port comes from earlier scans only, so read
         // the coverage memory before this scan is added to it.
@@ -602,6 +537,7 @@ impl State {
                         closed_declared_at: None,
                         duration_secs: None,
                         observations: 1,
+                        alerts: vec![AlertKind::ExposureOpened],
                     };
                     let row = match existing {
                         Some(row) => {
@@ -636,13 +572,21 @@ impl State {
                                 title: None,
                                 tls_subject: None,
                                 detected_at: None,
+                                risk: RiskClass::RiskPort,
                             };
                             self.ports.insert(key, row.clone());
                             row
                         }
                     };
+                    let risk = self.cfg.policy.risk_of(&row);
                     changes.push(Change::Port(row));
                     changes.push(Change::Episode(episode.clone()));
+                    changes.push(Change::Alert(Alert::new(
+                        AlertKind::ExposureOpened,
+                        risk,
+                        &episode,
+                        episode.opened_at,
+                    )));
                     self.open_episodes.insert(key, episode);
                 }
             }
@@ -675,6 +619,14 @@ impl State {
                     ep.closed_at = Some(first_miss);
                     ep.closed_declared_at = Some(ts);
                     ep.duration_secs = Some((first_miss - ep.opened_at).num_seconds());
+                    ep.alerts.push(AlertKind::ExposureClosed);
+                    let risk = cfg.policy.risk_of(row);
+                    changes.push(Change::Alert(Alert::new(
+                        AlertKind::ExposureClosed,
+                        risk,
+                        &ep,
+                        first_miss,
+                    )));
                     changes.push(Change::Episode(ep));
                 }
             } else {
@@ -739,6 +691,11 @@ pub fn fold_all<'a>(cfg: FoldConfig, events: impl IntoIterator<Item = &'a Event>
             episodes
         },
         hosts: state.hosts.into_values().collect(),
+        alerts: {
+            let mut alerts: Vec<Alert> = changes.alerts.into_values().collect();
+            sort_alerts(&mut alerts);
+            alerts
+        },
     }
 }
 

@@ -7,22 +7,48 @@ use std::fs;
 use std::path::Path;
 
 use portwatch_events::Event;
+use portwatch_events::RiskClass;
 use portwatch_projections::{
-    fold_all, sort_episodes, Alert, AlertKind, ChangeSet, FoldConfig, Severity, Snapshot, State, StateImage,
+    fold_all, sort_alerts, sort_episodes, AlertKind, ChangeSet, FoldConfig, Severity, Snapshot, State,
+    StateImage,
 };
+
+fn load(name: &str) -> Vec<Event> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    fs::read_to_string(dir.join("events.jsonl"))
+        .expect("events.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| Event::from_json(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// The fold config of the golden tests: the default policy, with the default ports
+/// of the services the fixtures name (the binary fills these in from the probes).
+fn config() -> FoldConfig {
+    let mut policy = portwatch_projections::Policy::default();
+    for (service, ports) in [
+        ("redis", vec![6379]),
+        ("postgresql", vec![5432]),
+        ("http", vec![80, 8080]),
+    ] {
+        policy.service_ports.insert(service.to_string(), ports);
+    }
+    FoldConfig {
+        policy: std::sync::Arc::new(policy),
+        ..FoldConfig::default()
+    }
+}
 
 fn run_case(name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
-    let text = fs::read_to_string(dir.join("events.jsonl")).expect("events.jsonl");
-    let events: Vec<Event> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| Event::from_json(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)))
-        .collect();
-    let snapshot = fold_all(FoldConfig::default(), &events);
+    let events = load(name);
+    let snapshot = fold_all(config(), &events);
     let expected_path = dir.join("expected.json");
     if std::env::var_os("PORTWATCH_BLESS").is_some() {
         let json = serde_json::to_string_pretty(&snapshot).expect("json");
@@ -43,30 +69,33 @@ fn run_case(name: &str) {
         }
     }
     assert_eq!(
-        fold_all(FoldConfig::default(), &redelivered),
+        fold_all(config(), &redelivered),
         expected,
         "{name}: redelivered events changed the fold"
     );
 
     // Checkpoint: stop half way, serialise the state image, restore, go on.
     for cut in [0, events.len() / 2, events.len()] {
-        let mut state = State::new(FoldConfig::default());
+        let mut state = State::new(config());
         let mut changes = ChangeSet::default();
         for event in &events[..cut] {
             changes.extend(state.apply(event));
         }
         let json = serde_json::to_string(&state.image()).expect("image json");
         let image: StateImage = serde_json::from_str(&json).expect("image parses");
-        let mut state = State::from_image(FoldConfig::default(), image);
+        let mut state = State::from_image(config(), image);
         for event in &events[cut..] {
             changes.extend(state.apply(event));
         }
         let mut episodes: Vec<_> = changes.episodes.into_values().collect();
         sort_episodes(&mut episodes);
+        let mut alerts: Vec<_> = changes.alerts.into_values().collect();
+        sort_alerts(&mut alerts);
         let resumed = Snapshot {
             ports: state.ports().cloned().collect(),
             episodes,
             hosts: state.hosts().cloned().collect(),
+            alerts,
         };
         assert_eq!(
             resumed, expected,
@@ -82,55 +111,137 @@ fn detection() {
     run_case("detection");
 }
 
-/// A detection that classifies an open port high-risk raises one alert per episode
-/// and class; detecting it again (or replaying) yields the same id.
+/// Every kind of alert in one story: a baseline scan, three ports open (one on the
+/// high-risk list), Redis identified on 16379, a Tomcat manager on 8080, Redis
+/// identified again a day later (no second alert), 6379 missed twice (closed) and
+/// open again (a new episode, a new alert). Redelivery and checkpoint resumes are
+/// checked by `run_case`; here the alert records themselves.
+#[test]
+fn alerts() {
+    run_case("alerts");
+    let events = load("alerts");
+    let snapshot = fold_all(config(), &events);
+    let got: Vec<(&str, AlertKind, Severity, RiskClass, String)> = snapshot
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                a.id.as_str(),
+                a.kind,
+                a.severity,
+                a.risk,
+                format!("{}:{}", a.port, a.at.to_rfc3339()),
+            )
+        })
+        .collect();
+    let ep = |n: u32, port: u16| format!("0190f000-0000-7000-8000-{n:012}-tcp-{port}");
+    let (e6379, e8080, e16379, reopened) = (ep(202, 6379), ep(202, 8080), ep(202, 16379), ep(208, 6379));
+    let want = [
+        // Same time: by id.
+        (
+            format!("{e16379}:exposure_opened"),
+            AlertKind::ExposureOpened,
+            Severity::Medium,
+            RiskClass::RiskPort,
+            "16379:2026-11-01T12:05:01+00:00",
+        ),
+        (
+            format!("{e6379}:exposure_opened"),
+            AlertKind::ExposureOpened,
+            Severity::High,
+            RiskClass::HighRiskPort,
+            "6379:2026-11-01T12:05:01+00:00",
+        ),
+        (
+            format!("{e8080}:exposure_opened"),
+            AlertKind::ExposureOpened,
+            Severity::Medium,
+            RiskClass::RiskPort,
+            "8080:2026-11-01T12:05:01+00:00",
+        ),
+        (
+            format!("{e16379}:high_risk_service"),
+            AlertKind::HighRiskService,
+            Severity::High,
+            RiskClass::HighRiskService,
+            "16379:2026-11-01T12:06:00+00:00",
+        ),
+        (
+            format!("{e8080}:high_risk_admin_panel"),
+            AlertKind::HighRiskAdminPanel,
+            Severity::High,
+            RiskClass::HighRiskAdminPanel,
+            "8080:2026-11-01T12:07:00+00:00",
+        ),
+        (
+            format!("{e6379}:exposure_closed"),
+            AlertKind::ExposureClosed,
+            Severity::High,
+            RiskClass::HighRiskPort,
+            "6379:2026-11-02T12:10:01+00:00",
+        ),
+        (
+            format!("{reopened}:exposure_opened"),
+            AlertKind::ExposureOpened,
+            Severity::High,
+            RiskClass::HighRiskPort,
+            "6379:2026-11-02T12:20:01+00:00",
+        ),
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .map(|(id, k, s, r, at)| (id.as_str(), *k, *s, *r, at.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // The episode remembers what it raised; that is what keeps a re-detection quiet.
+    let redis = snapshot
+        .episodes
+        .iter()
+        .find(|e| e.id == e16379)
+        .expect("redis episode");
+    assert_eq!(
+        redis.alerts,
+        [AlertKind::ExposureOpened, AlertKind::HighRiskService]
+    );
+    // Folding the same log again gives the same ids.
+    assert_eq!(fold_all(config(), &events).alerts, snapshot.alerts);
+}
+
+/// Detections raise their alerts only on open ports and only for high-risk classes.
 #[test]
 fn detection_alerts() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detection");
-    let events: Vec<Event> = fs::read_to_string(dir.join("events.jsonl"))
-        .expect("events")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Event::from_json(l).expect("event"))
-        .collect();
-    let alerts = |events: &[Event]| {
-        let mut state = State::new(FoldConfig::default());
-        let mut out = Vec::new();
-        for event in events {
-            let changes = state.apply(event);
-            if let portwatch_events::Observation::PortDetail(detail) = &event.observation {
-                out.extend(Alert::for_detail(detail, &changes));
-            }
-        }
-        out
-    };
-    let first = alerts(&events);
-    let ids: Vec<(&str, AlertKind, Severity)> = first
+    let snapshot = fold_all(config(), &load("detection"));
+    let detections: Vec<(&str, AlertKind)> = snapshot
+        .alerts
         .iter()
-        .map(|a| (a.id.as_str(), a.kind, a.severity))
+        .filter(|a| a.kind != AlertKind::ExposureOpened)
+        .map(|a| (a.id.as_str(), a.kind))
         .collect();
     assert_eq!(
-        ids,
+        detections,
         [
             (
                 "0190f000-0000-7000-8000-000000000101-tcp-16379:high_risk_service",
-                AlertKind::HighRiskService,
-                Severity::High
+                AlertKind::HighRiskService
             ),
             (
                 "0190f000-0000-7000-8000-000000000101-tcp-8080:high_risk_admin_panel",
-                AlertKind::HighRiskAdminPanel,
-                Severity::High
+                AlertKind::HighRiskAdminPanel
             ),
         ],
-        "one alert per high-risk detection; none for risk_port, none for a port not open"
+        "none for risk_port, none for a port not open"
     );
-    assert_eq!(
-        first[0].at.to_rfc3339(),
-        "2026-11-01T12:01:00+00:00",
-        "at the detection"
-    );
-    assert_eq!(alerts(&events), first, "a replay raises the same alerts");
+}
+
+#[test]
+fn alerts_fixture_covers_every_kind() {
+    let snapshot = fold_all(config(), &load("alerts"));
+    for kind in AlertKind::ALL {
+        assert!(
+            snapshot.alerts.iter().any(|a| a.kind == kind),
+            "no {kind:?} alert"
+        );
+    }
 }
 
 #[test]

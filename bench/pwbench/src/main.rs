@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use portwatch_events::{Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task};
 use portwatch_ingest::kafka::{ensure_topics, produce_keyed};
 use portwatch_ingest::{EventLog, KafkaSettings, SpoolLog, SpoolSettings, Topics};
-use portwatch_projections::{Alert, FoldConfig, State};
+use portwatch_projections::{FoldConfig, State};
 use portwatch_stores::{Batch, ClickHouseSettings, ClickHouseStore, ObservationRow};
 
 /// Events per batch, as the projector's default `[projector] batch`.
@@ -293,18 +293,13 @@ async fn main() -> anyhow::Result<()> {
             //     ClickHouse alone puts on every event.
             let synthetic: Vec<Event> = (0..events).map(|i| synth(&origin, i)).collect();
             let mut state = State::new(FoldConfig::default());
-            let high_risk = portwatch_probes::policy::high_risk_ports();
             let mut batches = Vec::new();
             for (c, chunk) in synthetic.chunks(PROJECTOR_BATCH).enumerate() {
                 let mut batch = Batch::default();
                 for (k, e) in chunk.iter().enumerate() {
                     let changes = state.apply(e);
-                    let alerts: Vec<Alert> = changes
-                        .iter()
-                        .filter_map(|ch| Alert::for_change(ch, |p| high_risk.contains(p)))
-                        .collect();
                     let offset = (c * PROJECTOR_BATCH + k) as u64;
-                    batch.add((offset % 6) as u32, offset, e, e.to_json(), changes, alerts);
+                    batch.add((offset % 6) as u32, offset, e, e.to_json(), changes);
                 }
                 batches.push(batch);
             }

@@ -11,10 +11,12 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use portwatch_events::{PortSet, Task};
-use portwatch_probes::{policy, ConnectConfig, Pacer, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
-use portwatch_projections::FoldConfig;
+use portwatch_probes::liveness::LIVENESS_PORTS;
+use portwatch_probes::{ConnectConfig, Pacer, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
+use portwatch_projections::policy;
+pub use portwatch_projections::Asset;
+use portwatch_projections::{Assets, FoldConfig};
 use serde::Deserialize;
 
 pub mod scaleout;
@@ -244,19 +246,6 @@ pub struct RawConfig {
     pub projector: scaleout::RawProjector,
 }
 
-/// One monitored asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Asset {
-    /// Its network.
-    pub net: IpNet,
-    /// Owner, if known.
-    pub owner: Option<String>,
-    /// System, if known.
-    pub system: Option<String>,
-    /// Zone.
-    pub zone: String,
-}
-
 /// Checked scan settings.
 #[derive(Debug, Clone)]
 pub struct ScanSettings {
@@ -369,6 +358,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The assets, for lookups (owner, system, zone of an address).
+    pub fn asset_map(&self) -> Assets {
+        Assets::new(self.assets.clone())
+    }
+
     /// Load `path`, or the built-in demo config when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
@@ -567,7 +561,7 @@ impl RawConfig {
         let liveness_ports = port_list(
             "scan.liveness_ports",
             &self.scan.liveness_ports,
-            PortSet::from_ports(policy::LIVENESS_PORTS.iter().copied()),
+            PortSet::from_ports(LIVENESS_PORTS.iter().copied()),
         )?;
 
         let s = &self.schedule;
@@ -647,6 +641,7 @@ impl RawConfig {
             schedule,
             projection: FoldConfig {
                 close_after_misses,
+                policy: service.policy.clone(),
                 ..FoldConfig::default()
             },
             store_path,

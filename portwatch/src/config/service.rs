@@ -8,9 +8,9 @@ use portwatch_events::PortSet;
 use portwatch_probes::detect::DetectOptions;
 use portwatch_probes::nmap::NmapSource;
 use portwatch_probes::panels::Rules;
-use portwatch_probes::policy::{Policy, HIGH_RISK_SERVICES};
 use portwatch_probes::service::Limits;
 use portwatch_probes::web::WebLimits;
+use portwatch_projections::policy::{Policy, HIGH_RISK_SERVICES};
 use serde::Deserialize;
 
 use super::{check_timeout, parse_duration, ConfigError};
@@ -50,6 +50,9 @@ pub struct ServiceSettings {
     pub redetect_after: Duration,
     /// Everything one port's detection needs.
     pub detect: DetectOptions,
+    /// The risk policy: high-risk ports (`[scan] high_risk_ports`), high-risk
+    /// services, and each service's default ports from the probe registry.
+    pub policy: Arc<Policy>,
 }
 
 impl RawService {
@@ -139,12 +142,13 @@ impl RawService {
                 parallel,
                 panels: self.panels.unwrap_or(true),
                 rules: Arc::new(rules),
-                policy: Policy {
-                    high_risk_ports: high_risk_ports.clone(),
-                    high_risk_services: services,
-                },
                 nmap,
             },
+            policy: Arc::new(Policy {
+                high_risk_ports: high_risk_ports.clone(),
+                high_risk_services: services,
+                service_ports: portwatch_probes::service::default_port_table(),
+            }),
         })
     }
 }

@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::Utc;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portwatch_events::control::{Control, ControlKind, JobOrder};
@@ -26,12 +24,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 use super::{ready_clickhouse, ready_kafka, stop_flag};
-use crate::api::asset_for;
 use crate::cli::ControlArgs;
 use crate::config::Config;
 use crate::jobs::JobSpec;
-use crate::scheduler::Scheduler;
+use crate::read_model::ClickHouseRead;
+use crate::scheduler::{Dispatch, Dispatched, Scheduler};
 use crate::{InputError, Shutdown};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 /// Install the Prometheus recorder and, when `listen` is given, serve `/metrics`
 /// there (probe nodes and projectors; the control plane serves it with its API).
@@ -67,6 +67,17 @@ pub struct Issuer {
     topic: String,
     timeout: Duration,
     jobs: Mutex<HashMap<JobId, JobRow>>,
+    assets: portwatch_projections::Assets,
+}
+
+impl Dispatch for Issuer {
+    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched> {
+        async move {
+            self.issue(spec).await;
+            Dispatched::Handed
+        }
+        .boxed()
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -94,10 +105,11 @@ impl Issuer {
     /// Split `spec` by the zone of each target's asset and send one job per zone.
     /// A job that cannot be sent is logged and counted; the task's next run issues
     /// it again.
-    pub async fn issue(&self, cfg: &Config, spec: JobSpec) {
+    pub async fn issue(&self, spec: JobSpec) {
+        let assets = &self.assets;
         let mut by_zone: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
         for ip in spec.targets {
-            match asset_for(&cfg.assets, ip) {
+            match assets.lookup(ip) {
                 Some(asset) => by_zone.entry(asset.zone.clone()).or_default().push(ip),
                 None => tracing::warn!(%ip, "target outside every asset; not issued"),
             }
@@ -269,109 +281,6 @@ async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Re
     }
 }
 
-#[derive(Clone)]
-struct ApiState {
-    store: ClickHouseStore,
-    cfg: Arc<Config>,
-    metrics: PrometheusHandle,
-}
-
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<portwatch_stores::ClickHouseError> for ApiError {
-    fn from(err: portwatch_stores::ClickHouseError) -> Self {
-        tracing::error!(error = %err, "API request failed");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
-    }
-}
-
-fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            "/metrics",
-            get(|State(s): State<ApiState>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    s.metrics.render(),
-                )
-            }),
-        )
-        .route("/api/v1/ports", get(ports))
-        .route(
-            "/api/v1/hosts",
-            get(|State(s): State<ApiState>| async move { Ok::<_, ApiError>(Json(s.store.hosts().await?)) }),
-        )
-        .route(
-            "/api/v1/episodes",
-            get(
-                |State(s): State<ApiState>| async move { Ok::<_, ApiError>(Json(s.store.episodes().await?)) },
-            ),
-        )
-        .route(
-            "/api/v1/alerts",
-            get(|State(s): State<ApiState>| async move { Ok::<_, ApiError>(Json(s.store.alerts().await?)) }),
-        )
-        .route(
-            "/api/v1/jobs",
-            get(|State(s): State<ApiState>| async move { Ok::<_, ApiError>(Json(s.store.jobs(200).await?)) }),
-        )
-        .route("/api/v1/nodes", get(nodes))
-        .with_state(state)
-}
-
-async fn healthz(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    s.store.ping().await?;
-    Ok(Json(serde_json::json!({ "ok": true, "role": "control" })))
-}
-
-async fn ports(
-    State(s): State<ApiState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let open_only = match params.get("state").map(String::as_str) {
-        None | Some("open") => true,
-        Some("all") => false,
-        Some(other) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("state `{other}`: expected open or all"),
-            ))
-        }
-    };
-    Ok(Json(
-        serde_json::to_value(s.store.ports(open_only).await?).unwrap_or_default(),
-    ))
-}
-
-async fn nodes(State(s): State<ApiState>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let stale_after = s.cfg.scaleout.probe.heartbeat.as_secs() * 3;
-    let now = now_secs();
-    let rows = s.store.nodes().await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|n| {
-                let age = u64::from(now.saturating_sub(n.last_heartbeat));
-                serde_json::json!({
-                    "node": n.node,
-                    "zone": n.zone,
-                    "last_heartbeat_age_secs": age,
-                    "health": if age <= stale_after { "ok" } else { "stale" },
-                    "running_job": if n.running_job.is_empty() { None } else { Some(n.running_job) },
-                    "spooled": n.spooled,
-                    "spool_overflow": n.spool_overflow,
-                })
-            })
-            .collect(),
-    ))
-}
-
 /// Run until `shutdown`.
 pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
@@ -395,24 +304,23 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         topic: so.kafka.topics.jobs.clone(),
         timeout: so.kafka_timeout,
         jobs: Mutex::new(HashMap::new()),
+        assets: cfg.asset_map(),
     });
-    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
-        .await
-        .with_context(|| format!("api.listen: cannot listen on {}", cfg.api_listen))?;
+    let read = Arc::new(ClickHouseRead {
+        store: store.clone(),
+        stale_after_secs: so.probe.heartbeat.as_secs() * 3,
+    });
+    let server = crate::serve::bind(
+        cfg.api_listen,
+        crate::serve::context(&cfg, read.clone(), metrics),
+        stop.clone(),
+    )
+    .await?;
     tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %so.clickhouse.url, "control plane is up");
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
     let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));
-    let scheduler = tokio::spawn(Scheduler::scale_out(cfg.clone(), issuer.clone()).run(stop.clone()));
-    let app = router(ApiState {
-        store,
-        cfg: cfg.clone(),
-        metrics,
-    });
-    let mut api_stop = stop.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = api_stop.wait_for(|s| *s).await;
-    });
+    let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
     server.await?;
     let _ = scheduler.await;
     let _ = retention.await;

@@ -120,6 +120,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         board: Arc::new(JobBoard::default()),
         detect: cfg.service.detect.clone(),
         detect_concurrency: cfg.service.concurrency,
+        policy: cfg.service.policy.clone(),
     };
     let node = Arc::new(Node {
         name: cfg.node.clone(),

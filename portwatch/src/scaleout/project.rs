@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use portwatch_events::Event;
-use portwatch_projections::{Alert, FoldConfig, State};
+use portwatch_projections::{FoldConfig, State};
 use portwatch_stores::{Batch, Checkpoint, ClickHouseStore};
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -155,7 +155,6 @@ struct Projector {
     topic: String,
     parts: BTreeMap<i32, Part>,
     batch: Batch,
-    alerts: Vec<Alert>,
     events_in_batch: usize,
     inflight: Option<tokio::task::JoinHandle<bool>>,
 }
@@ -183,13 +182,12 @@ pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::
         consumer,
         producer,
         rebalances,
-        fold: cfg.projection,
+        fold: cfg.projection.clone(),
         group,
         topic: so.kafka.topics.observations.clone(),
         cfg: cfg.clone(),
         parts: BTreeMap::new(),
         batch: Batch::default(),
-        alerts: Vec::new(),
         events_in_batch: 0,
         inflight: None,
     };
@@ -262,8 +260,8 @@ impl Projector {
             })
             .await?;
             let (state, next) = match checkpoint {
-                Some(cp) => (State::from_image(self.fold, cp.state), cp.next_offset),
-                None => (State::new(self.fold), 0),
+                Some(cp) => (State::from_image(self.fold.clone(), cp.state), cp.next_offset),
+                None => (State::new(self.fold.clone()), 0),
             };
             tracing::info!(partition, next_offset = next, "partition state loaded");
             self.parts.insert(
@@ -352,23 +350,8 @@ impl Projector {
         match Event::from_json(&text) {
             Ok(event) => {
                 let changes = part.state.apply(&event);
-                let high_risk = &self.cfg.scan.high_risk_ports;
-                let mut alerts: Vec<Alert> = changes
-                    .iter()
-                    .filter_map(|c| Alert::for_change(c, |port| high_risk.contains(port)))
-                    .collect();
-                if let portwatch_events::Observation::PortDetail(detail) = &event.observation {
-                    alerts.extend(Alert::for_detail(detail, &changes));
-                }
-                self.alerts.extend(alerts.iter().cloned());
-                self.batch.add(
-                    partition as u32,
-                    offset,
-                    &event,
-                    text.to_string(),
-                    changes,
-                    alerts,
-                );
+                self.batch
+                    .add(partition as u32, offset, &event, text.to_string(), changes);
                 if let Some(ts) = msg.timestamp().to_millis() {
                     latency_seen(ts);
                 }
@@ -423,18 +406,17 @@ impl Projector {
         if !self.settle().await {
             return false;
         }
-        if self.batch.is_empty() && self.alerts.is_empty() {
+        if self.batch.is_empty() {
             self.events_in_batch = 0;
             return true;
         }
         let batch = std::mem::take(&mut self.batch);
-        let alerts = std::mem::take(&mut self.alerts);
         let events = std::mem::take(&mut self.events_in_batch);
         let (store, producer) = (self.store.clone(), self.producer.clone());
         let topic = self.cfg.scaleout.kafka.topics.alerts.clone();
         let stop = stop.clone();
         self.inflight = Some(tokio::spawn(write_batch(
-            store, producer, topic, batch, alerts, events, stop,
+            store, producer, topic, batch, events, stop,
         )));
         true
     }
@@ -497,7 +479,6 @@ async fn write_batch(
     producer: FutureProducer,
     topic: String,
     batch: Batch,
-    alerts: Vec<Alert>,
     events: usize,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
@@ -518,9 +499,9 @@ async fn write_batch(
     failpoint_after_write();
     metrics::counter!("portwatch_events_projected_total").increment(events as u64);
     metrics::counter!("portwatch_rows_written_total").increment(batch.rows() as u64);
-    let count = alerts.len() as u64;
-    let mut pending: Vec<(String, String)> = alerts
-        .iter()
+    let count = batch.new_alerts().count() as u64;
+    let mut pending: Vec<(String, String)> = batch
+        .new_alerts()
         .map(|a| (a.ip.to_string(), serde_json::to_string(a).unwrap_or_default()))
         .collect();
     let mut delay = Duration::from_millis(200);

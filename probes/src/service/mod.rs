@@ -221,6 +221,22 @@ pub fn default_ports(service: &str) -> Vec<u16> {
         .collect()
 }
 
+/// Every service portwatch recognises with its default ports (what the risk policy
+/// needs to tell a dangerous service on its own port from one elsewhere).
+pub fn default_port_table() -> std::collections::BTreeMap<String, Vec<u16>> {
+    let mut table = std::collections::BTreeMap::<String, Vec<u16>>::new();
+    let names = PROBES
+        .iter()
+        .map(|p| p.name)
+        .chain(HTTP_API_PORTS.iter().map(|(s, _)| *s));
+    for name in names {
+        table
+            .entry(name.to_string())
+            .or_insert_with(|| default_ports(name));
+    }
+    table
+}
+
 /// The outcome of identifying one port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Identification {

@@ -1,10 +1,18 @@
-//! The default high-risk port policy: dangerous services on their default ports.
+//! The risk policy: which class an open port has, in one place for the folds, the
+//! alerts and the API alike.
 //!
-//! The list follows MISSION.md's risk classes. It is data, not code: the scheduler
-//! probes exactly these ports in the `high_risk_ports` task unless the config
-//! replaces the list.
+//! The brief's classes ([`RiskClass`]): any open port is a *risk port*; a
+//! dangerous service's default port is a *high-risk port*; a dangerous service found
+//! by fingerprinting on another port is a *high-risk service*; a web management
+//! console is a *high-risk admin panel*. The lists are data: the config can replace
+//! them, and the scheduler probes exactly [`Policy::high_risk_ports`] in the
+//! `high_risk_ports` task.
 
-use portwatch_events::PortSet;
+use std::collections::BTreeMap;
+
+use portwatch_events::{PortSet, RiskClass};
+
+use crate::PortRow;
 
 /// (port, service) pairs that must never be reachable from the internet.
 pub const HIGH_RISK_PORTS: &[(u16, &str)] = &[
@@ -99,32 +107,6 @@ pub const HIGH_RISK_SERVICES: &[&str] = &[
     "zookeeper",
 ];
 
-/// The brief's risk classes, from least to most specific evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RiskClass {
-    /// Any open port: to be audited.
-    RiskPort,
-    /// A port of the high-risk list (a dangerous service's default port).
-    HighRiskPort,
-    /// A dangerous service found by fingerprinting on a port outside that list.
-    HighRiskService,
-    /// A web management console.
-    HighRiskAdminPanel,
-}
-
-impl RiskClass {
-    /// The snake_case name used in output and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RiskClass::RiskPort => "risk_port",
-            RiskClass::HighRiskPort => "high_risk_port",
-            RiskClass::HighRiskService => "high_risk_service",
-            RiskClass::HighRiskAdminPanel => "high_risk_admin_panel",
-        }
-    }
-}
-
 /// What classification looks at: the policy's lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -132,6 +114,9 @@ pub struct Policy {
     pub high_risk_ports: PortSet,
     /// Dangerous services, wherever they listen.
     pub high_risk_services: Vec<String>,
+    /// Each service's own default ports (the probe registry knows them; the binary
+    /// fills this in). A dangerous service on one of them is a high-risk *port*.
+    pub service_ports: BTreeMap<String, Vec<u16>>,
 }
 
 impl Default for Policy {
@@ -139,6 +124,7 @@ impl Default for Policy {
         Self {
             high_risk_ports: high_risk_ports(),
             high_risk_services: HIGH_RISK_SERVICES.iter().map(|s| s.to_string()).collect(),
+            service_ports: BTreeMap::new(),
         }
     }
 }
@@ -156,7 +142,11 @@ impl Policy {
         } else if self.high_risk_ports.contains(port) {
             RiskClass::HighRiskPort
         } else if let Some(service) = dangerous {
-            if crate::service::default_ports(service).contains(&port) {
+            let own_port = self
+                .service_ports
+                .get(service)
+                .is_some_and(|ports| ports.contains(&port));
+            if own_port {
                 RiskClass::HighRiskPort
             } else {
                 RiskClass::HighRiskService
@@ -165,11 +155,15 @@ impl Policy {
             RiskClass::RiskPort
         }
     }
-}
 
-/// Ports tried by the TCP liveness check: commonly open or at least answered (RST)
-/// on internet-facing hosts.
-pub const LIVENESS_PORTS: &[u16] = &[22, 80, 443, 3389, 8080, 8443];
+    /// Risk class of a known port row: the policy applied to its number and the
+    /// service detected on it; a high-risk admin panel found by the last detection
+    /// outranks both.
+    pub fn risk_of(&self, row: &PortRow) -> RiskClass {
+        let panel = row.class == Some(RiskClass::HighRiskAdminPanel);
+        self.classify(row.port, row.service.as_deref(), panel)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -178,6 +172,7 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique_for_lookup() {
         assert!(HIGH_RISK_PORTS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(HIGH_RISK_SERVICES.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(high_risk_service(6379), Some("redis"));
         assert_eq!(high_risk_service(80), None);
         assert_eq!(high_risk_ports().len() as usize, HIGH_RISK_PORTS.len());
@@ -185,7 +180,9 @@ mod tests {
 
     #[test]
     fn classes() {
-        let p = Policy::default();
+        let mut p = Policy::default();
+        p.service_ports.insert("mqtt".into(), vec![1883]);
+        p.service_ports.insert("redis".into(), vec![6379]);
         assert_eq!(
             p.classify(16379, Some("redis"), false),
             RiskClass::HighRiskService
@@ -204,14 +201,5 @@ mod tests {
             "its default port"
         );
         assert_eq!(p.classify(11883, Some("mqtt"), false), RiskClass::HighRiskService);
-        assert!(HIGH_RISK_SERVICES.windows(2).all(|w| w[0] < w[1]));
-        // Every listed service is a name some probe reports.
-        for s in HIGH_RISK_SERVICES {
-            assert!(
-                crate::service::PROBES.iter().any(|p| p.name == *s)
-                    || ["couchdb", "docker", "elasticsearch", "etcd", "kubernetes"].contains(s),
-                "{s} is no probe's name"
-            );
-        }
     }
 }

@@ -1,0 +1,46 @@
+//! The one error body of the API: a status and `{"error": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::read::ReadError;
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// 400: the request is wrong; the message names the parameter.
+    pub fn bad_request(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ReadError> for ApiError {
+    /// 503: the store did not answer; the client may try again.
+    fn from(err: ReadError) -> Self {
+        tracing::error!(error = %err, "API read failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}

@@ -1,0 +1,128 @@
+//! Query parameters: checked once, with errors that name the parameter and value.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use portwatch_events::RiskClass;
+use portwatch_projections::{Assets, PortState};
+use portwatch_stores::{IpRange, PageRequest, MAX_PAGE};
+
+use crate::error::ApiError;
+
+/// Rows per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 1000;
+
+/// The query string of one request, checked against the parameters its route knows.
+#[derive(Debug)]
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Refuse parameters the route does not know (a typo must not silently widen
+    /// a query).
+    pub(crate) fn new(params: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
+        match params.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}` (known: {})",
+                known.join(", ")
+            ))),
+            None => Ok(Self(params)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub(crate) fn ip(&self) -> Result<Option<IpAddr>, ApiError> {
+        self.get("ip")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::bad_request(format!("ip: `{v}` is not an IP address")))
+            })
+            .transpose()
+    }
+
+    /// `state` of ports: open (default), closed or all.
+    pub(crate) fn port_state(&self) -> Result<Option<PortState>, ApiError> {
+        match self.get("state") {
+            None | Some("open") => Ok(Some(PortState::Open)),
+            Some("closed") => Ok(Some(PortState::Closed)),
+            Some("all") => Ok(None),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "state: expected open, closed or all, got `{other}`"
+            ))),
+        }
+    }
+
+    /// `open` of episodes: true, false or absent (both).
+    pub(crate) fn open(&self) -> Result<Option<bool>, ApiError> {
+        match self.get("open") {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "open: expected true or false, got `{other}`"
+            ))),
+        }
+    }
+
+    pub(crate) fn risk(&self) -> Result<Option<RiskClass>, ApiError> {
+        self.get("risk")
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: String| ApiError::bad_request(format!("risk: {e}")))
+            })
+            .transpose()
+    }
+
+    /// `owner`: the addresses whose most specific asset that owner holds.
+    pub(crate) fn owner(&self, assets: &Assets) -> Result<Option<Vec<IpRange>>, ApiError> {
+        let Some(owner) = self.get("owner") else {
+            return Ok(None);
+        };
+        if owner.trim().is_empty() {
+            return Err(ApiError::bad_request("owner: must not be empty".to_string()));
+        }
+        Ok(Some(
+            assets
+                .ranges_owned_by(owner)
+                .into_iter()
+                .map(|(lo, hi)| IpRange { lo, hi })
+                .collect(),
+        ))
+    }
+
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit: expected a number from 1 to {MAX_PAGE}, got `{v}`"
+                    ))
+                }),
+        }
+    }
+
+    /// `limit` and `cursor` (the `X-Next-Cursor` of the previous page).
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        let after = match self.get("cursor") {
+            None => None,
+            Some(c) if !c.is_empty() && c.len() <= 512 && c.chars().all(|ch| ch.is_ascii_graphic()) => {
+                Some(c.to_string())
+            }
+            Some(c) => {
+                return Err(ApiError::bad_request(format!(
+                    "cursor: `{c}` is not a cursor this API gave out"
+                )))
+            }
+        };
+        Ok(PageRequest {
+            limit: Some(self.limit()?),
+            after,
+        })
+    }
+}

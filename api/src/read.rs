@@ -1,0 +1,102 @@
+//! The read model: what the API needs from a deployment. The embedded deployment
+//! answers from SQLite and its own job board, the scale-out one from ClickHouse;
+//! both answer the same queries (`portwatch_stores::query`) with the same rows.
+
+use futures::future::BoxFuture;
+use portwatch_events::Timestamp;
+use portwatch_projections::{Alert, Episode, HostRow, PortRow};
+use portwatch_stores::{AlertQuery, EpisodeQuery, HostQuery, Page, PageRequest, PortQuery};
+use serde::Serialize;
+
+/// A read that could not be answered: the store is down or failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+impl ReadError {
+    /// A read error from any displayable failure.
+    pub fn from_display(err: impl std::fmt::Display) -> Self {
+        ReadError(err.to_string())
+    }
+}
+
+/// What a read returns.
+pub type ReadFuture<'a, T> = BoxFuture<'a, Result<T, ReadError>>;
+
+/// One job, the same in both deployments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobView {
+    /// Job id (the `job` field of its events).
+    pub id: String,
+    /// Task it runs.
+    pub task: String,
+    /// queued, leased, running, done or failed.
+    pub state: String,
+    /// Zone it was issued to.
+    pub zone: String,
+    /// Probe node running it, once known.
+    pub node: Option<String>,
+    /// Target addresses.
+    pub targets: u64,
+    /// Hosts finished, once reported.
+    pub hosts_done: Option<u64>,
+    /// Open ports found, once reported.
+    pub open_found: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was issued or started.
+    pub started_at: Option<Timestamp>,
+    /// Its last change.
+    pub updated_at: Option<Timestamp>,
+}
+
+/// One probe node, the same in both deployments (the embedded process is its own
+/// single probe node).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    /// Node name.
+    pub node: String,
+    /// Zone whose jobs it takes.
+    pub zone: String,
+    /// `ok`, or `stale` after three missed heartbeats.
+    pub health: &'static str,
+    /// Seconds since its last heartbeat.
+    pub last_heartbeat_age_secs: u64,
+    /// The job it runs, if any.
+    pub running_job: Option<String>,
+    /// Events waiting in its spool.
+    pub spooled: u64,
+    /// Events its spool refused since it started.
+    pub spool_overflow: u64,
+}
+
+/// Health of the deployment's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// `ok` when the store answers.
+    pub status: &'static str,
+    /// Events recorded but not folded yet, where the deployment can tell.
+    pub projection_lag: Option<u64>,
+}
+
+/// The reads behind the API.
+pub trait ReadModel: Send + Sync {
+    /// Port rows, one page.
+    fn ports<'a>(&'a self, query: &'a PortQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<PortRow>>;
+    /// Hosts, one page.
+    fn hosts<'a>(&'a self, query: &'a HostQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<HostRow>>;
+    /// Episodes, one page.
+    fn episodes<'a>(
+        &'a self,
+        query: &'a EpisodeQuery,
+        page: &'a PageRequest,
+    ) -> ReadFuture<'a, Page<Episode>>;
+    /// Alerts, one page.
+    fn alerts<'a>(&'a self, query: &'a AlertQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<Alert>>;
+    /// The most recent jobs, newest first.
+    fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>>;
+    /// Probe nodes, by name.
+    fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>>;
+    /// Health.
+    fn health(&self) -> ReadFuture<'_, Health>;
+}

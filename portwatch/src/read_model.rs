@@ -1,0 +1,274 @@
+//! The two deployments' read models: the adapters between the one API and each
+//! deployment's store. Everything else about the API is shared (`portwatch_api`).
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use futures::FutureExt;
+use portwatch_api::{Health, JobView, NodeView, ReadError, ReadFuture, ReadModel};
+use portwatch_ingest::EventLog;
+use portwatch_projections::{Alert, Episode, HostRow, PortRow};
+use portwatch_stores::{
+    AlertQuery, ClickHouseStore, EmbeddedStore, EpisodeQuery, HostQuery, JobRow, Page, PageRequest,
+    PortQuery, ProbeNodeRow,
+};
+
+use crate::jobs::{JobBoard, JobRecord, JobState};
+
+/// Embedded: the SQLite state store, the event log (for the lag) and this
+/// process's job board; the process is its own single probe node.
+pub struct EmbeddedRead {
+    /// Read-only view of the state store.
+    pub store: Arc<EmbeddedStore>,
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Recent jobs.
+    pub board: Arc<JobBoard>,
+    /// This node's name.
+    pub node: String,
+    /// Zone of this node's jobs.
+    pub zone: String,
+}
+
+impl std::fmt::Debug for EmbeddedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedRead")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run a blocking SQLite read off the async threads.
+fn blocking<'a, T: Send + 'static>(
+    store: &Arc<EmbeddedStore>,
+    read: impl FnOnce(&EmbeddedStore) -> Result<T, portwatch_stores::StoreError> + Send + 'static,
+) -> ReadFuture<'a, T> {
+    let store = store.clone();
+    async move {
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(ReadError::from_display)?
+            .map_err(ReadError::from_display)
+    }
+    .boxed()
+}
+
+impl EmbeddedRead {
+    fn job_view(&self, r: JobRecord) -> JobView {
+        JobView {
+            id: r.job.to_string(),
+            task: r.task.as_str().to_string(),
+            state: match r.state {
+                JobState::Running => "running",
+                JobState::Done => "done",
+                JobState::Failed => "failed",
+            }
+            .to_string(),
+            zone: self.zone.clone(),
+            node: Some(self.node.clone()),
+            targets: r.targets,
+            hosts_done: Some(r.hosts_done),
+            open_found: Some(r.open_found),
+            error: r.error,
+            started_at: Some(r.started_at),
+            updated_at: Some(r.finished_at.unwrap_or(r.started_at)),
+        }
+    }
+}
+
+impl ReadModel for EmbeddedRead {
+    fn ports<'a>(&'a self, query: &'a PortQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<PortRow>> {
+        let (query, page) = (query.clone(), page.clone());
+        blocking(&self.store, move |s| s.ports(&query, &page))
+    }
+
+    fn hosts<'a>(&'a self, query: &'a HostQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<HostRow>> {
+        let (query, page) = (query.clone(), page.clone());
+        blocking(&self.store, move |s| s.hosts(&query, &page))
+    }
+
+    fn episodes<'a>(
+        &'a self,
+        query: &'a EpisodeQuery,
+        page: &'a PageRequest,
+    ) -> ReadFuture<'a, Page<Episode>> {
+        let (query, page) = (query.clone(), page.clone());
+        blocking(&self.store, move |s| s.episodes(&query, &page))
+    }
+
+    fn alerts<'a>(&'a self, query: &'a AlertQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<Alert>> {
+        let (query, page) = (query.clone(), page.clone());
+        blocking(&self.store, move |s| s.alerts(&query, &page))
+    }
+
+    fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>> {
+        let jobs = self
+            .board
+            .list()
+            .into_iter()
+            .take(limit)
+            .map(|r| self.job_view(r))
+            .collect();
+        async move { Ok(jobs) }.boxed()
+    }
+
+    fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>> {
+        let running = self
+            .board
+            .list()
+            .into_iter()
+            .find(|r| r.state == JobState::Running)
+            .map(|r| r.job.to_string());
+        let node = NodeView {
+            node: self.node.clone(),
+            zone: self.zone.clone(),
+            health: "ok",
+            last_heartbeat_age_secs: 0,
+            running_job: running,
+            spooled: 0,
+            spool_overflow: 0,
+        };
+        async move { Ok(vec![node]) }.boxed()
+    }
+
+    fn health(&self) -> ReadFuture<'_, Health> {
+        let log = self.log.clone();
+        blocking(&self.store, move |s| {
+            let lag = crate::projector::lag(&*log, s).map_err(|e| portwatch_stores::StoreError::Io {
+                path: "event log".into(),
+                source: std::io::Error::other(format!("{e:#}")),
+            })?;
+            Ok(Health {
+                status: "ok",
+                projection_lag: Some(lag),
+            })
+        })
+    }
+}
+
+/// Scale-out: ClickHouse holds the projected rows, the jobs the control plane
+/// issued and the probe nodes' heartbeats.
+#[derive(Debug, Clone)]
+pub struct ClickHouseRead {
+    /// The store.
+    pub store: ClickHouseStore,
+    /// A node is `stale` after this many seconds without a heartbeat.
+    pub stale_after_secs: u64,
+}
+
+fn at(secs: u32) -> Option<portwatch_events::Timestamp> {
+    (secs > 0)
+        .then(|| Utc.timestamp_opt(i64::from(secs), 0).single())
+        .flatten()
+}
+
+fn job_view(r: JobRow) -> JobView {
+    let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+    JobView {
+        id: r.id,
+        task: r.task,
+        state: r.state,
+        zone: r.zone,
+        node: (!r.node.is_empty()).then_some(r.node),
+        targets: r.targets,
+        hosts_done: detail["hosts"].as_u64(),
+        open_found: detail["open"].as_u64(),
+        error: detail["error"].as_str().map(str::to_string),
+        started_at: at(r.issued_at),
+        updated_at: at(r.updated_at),
+    }
+}
+
+fn node_view(n: ProbeNodeRow, stale_after_secs: u64, now: u32) -> NodeView {
+    let age = u64::from(now.saturating_sub(n.last_heartbeat));
+    NodeView {
+        node: n.node,
+        zone: n.zone,
+        health: if age <= stale_after_secs { "ok" } else { "stale" },
+        last_heartbeat_age_secs: age,
+        running_job: (!n.running_job.is_empty()).then_some(n.running_job),
+        spooled: n.spooled,
+        spool_overflow: n.spool_overflow,
+    }
+}
+
+impl ReadModel for ClickHouseRead {
+    fn ports<'a>(&'a self, query: &'a PortQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<PortRow>> {
+        async move {
+            self.store
+                .ports(query, page)
+                .await
+                .map_err(ReadError::from_display)
+        }
+        .boxed()
+    }
+
+    fn hosts<'a>(&'a self, query: &'a HostQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<HostRow>> {
+        async move {
+            self.store
+                .hosts(query, page)
+                .await
+                .map_err(ReadError::from_display)
+        }
+        .boxed()
+    }
+
+    fn episodes<'a>(
+        &'a self,
+        query: &'a EpisodeQuery,
+        page: &'a PageRequest,
+    ) -> ReadFuture<'a, Page<Episode>> {
+        async move {
+            self.store
+                .episodes(query, page)
+                .await
+                .map_err(ReadError::from_display)
+        }
+        .boxed()
+    }
+
+    fn alerts<'a>(&'a self, query: &'a AlertQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<Alert>> {
+        async move {
+            self.store
+                .alerts(query, page)
+                .await
+                .map_err(ReadError::from_display)
+        }
+        .boxed()
+    }
+
+    fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>> {
+        async move {
+            let rows = self
+                .store
+                .jobs(limit as u64)
+                .await
+                .map_err(ReadError::from_display)?;
+            Ok(rows.into_iter().map(job_view).collect())
+        }
+        .boxed()
+    }
+
+    fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>> {
+        async move {
+            let now = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
+            let rows = self.store.nodes().await.map_err(ReadError::from_display)?;
+            Ok(rows
+                .into_iter()
+                .map(|n| node_view(n, self.stale_after_secs, now))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn health(&self) -> ReadFuture<'_, Health> {
+        async move {
+            self.store.ping().await.map_err(ReadError::from_display)?;
+            Ok(Health {
+                status: "ok",
+                projection_lag: None,
+            })
+        }
+        .boxed()
+    }
+}

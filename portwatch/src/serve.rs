@@ -1,0 +1,56 @@
+//! Serving the one API (`portwatch_api`) from a role: the same router over the
+//! role's read model, with the config's assets and schedule.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use portwatch_api::{ApiContext, ReadModel, ScheduledTask};
+use portwatch_events::Task;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::scheduler::{cadence, implemented};
+
+/// Every schedulable task with its configured cadence.
+pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
+    Task::SCHEDULED
+        .iter()
+        .map(|&task| ScheduledTask {
+            task,
+            cadence: cfg.schedule.get(&task).map(|d| cadence(*d)),
+            implemented: implemented(task),
+        })
+        .collect()
+}
+
+/// The API context of `cfg` over `read`.
+pub fn context(cfg: &Config, read: Arc<dyn ReadModel>, metrics: PrometheusHandle) -> ApiContext {
+    ApiContext {
+        read,
+        assets: Arc::new(cfg.asset_map()),
+        schedule: Arc::new(schedule(cfg)),
+        metrics,
+    }
+}
+
+/// Bind `listen` now (so that a busy port is an error at start), and return the
+/// server future, which runs until `stop` is set.
+pub async fn bind(
+    listen: SocketAddr,
+    ctx: ApiContext,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("api.listen: cannot listen on {listen}"))?;
+    let app = portwatch_api::router(ctx);
+    Ok(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
+}

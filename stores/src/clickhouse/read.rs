@@ -1,0 +1,211 @@
+//! Reading: the read model's queries (filters and key pages in SQL, `FINAL` so that
+//! each row is seen once at its last version), jobs, nodes and retention.
+
+use clickhouse::Row;
+use portwatch_events::Timestamp;
+use portwatch_projections::{sort_alerts, sort_episodes, Alert, Episode, HostRow, PortRow, Snapshot};
+use serde::Deserialize;
+
+use super::rows::{JobRow, JsonRow, ProbeNodeRow};
+use super::{ClickHouseError, ClickHouseStore};
+use crate::query::{
+    alert_key, episode_key, host_key, ip_conditions, port_key, AlertQuery, EpisodeQuery, HostQuery, Page,
+    PageRequest, PortQuery,
+};
+
+impl ClickHouseStore {
+    /// One page of `table`: rows matching `conds` after the cursor, in key order,
+    /// decoded from the JSON column `body`.
+    ///
+    /// `optimize_move_to_prewhere = 0`: an old server moves WHERE conditions into
+    /// PREWHERE, which runs *before* FINAL picks each row's last version, so a port
+    /// closed since would still match `state = 'open'` by an older version.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        (table, body): (&'static str, &'static str),
+        mut conds: Vec<String>,
+        mut args: Vec<String>,
+        page: &PageRequest,
+        key: impl Fn(&T) -> String,
+    ) -> Result<Page<T>, ClickHouseError> {
+        if let Some(after) = &page.after {
+            conds.push("skey > ?".into());
+            args.push(after.clone());
+        }
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {body} AS row FROM {table} FINAL {filter} ORDER BY skey LIMIT {} SETTINGS optimize_move_to_prewhere = 0",
+            page.fetch_limit()
+        );
+        let mut query = self.client.query(&sql);
+        for arg in &args {
+            query = query.bind(arg.as_str());
+        }
+        let rows = query
+            .fetch_all::<JsonRow>()
+            .await
+            .map_err(self.err(format!("reading {table}")))?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                serde_json::from_str(&r.row).map_err(|e| ClickHouseError::Corrupt {
+                    table,
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok(page.page(items, key))
+    }
+
+    /// Port rows matching `query`, in (ip, proto, port) order, one page.
+    pub async fn ports(
+        &self,
+        query: &PortQuery,
+        page: &PageRequest,
+    ) -> Result<Page<PortRow>, ClickHouseError> {
+        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
+        if let Some(state) = query.state {
+            conds.push("state = ?".into());
+            args.push(state.as_str().into());
+        }
+        if let Some(risk) = query.risk {
+            conds.push("risk = ?".into());
+            args.push(risk.as_str().into());
+        }
+        self.page(("port_state", "row"), conds, args, page, port_key)
+            .await
+    }
+
+    /// Episodes matching `query`, in (ip, proto, port, opened_at) order, one page.
+    pub async fn episodes(
+        &self,
+        query: &EpisodeQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Episode>, ClickHouseError> {
+        let (mut conds, args) = ip_conditions(query.ip, query.within.as_deref());
+        match query.open {
+            Some(true) => conds.push("closed_at IS NULL".into()),
+            Some(false) => conds.push("closed_at IS NOT NULL".into()),
+            None => {}
+        }
+        self.page(("episodes", "row"), conds, args, page, episode_key)
+            .await
+    }
+
+    /// Hosts matching `query`, by address, one page.
+    pub async fn hosts(
+        &self,
+        query: &HostQuery,
+        page: &PageRequest,
+    ) -> Result<Page<HostRow>, ClickHouseError> {
+        let (conds, args) = ip_conditions(query.ip, query.within.as_deref());
+        self.page(("hosts", "row"), conds, args, page, host_key).await
+    }
+
+    /// Alerts matching `query`, oldest first, one page.
+    pub async fn alerts(
+        &self,
+        query: &AlertQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Alert>, ClickHouseError> {
+        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
+        if let Some(risk) = query.risk {
+            conds.push("risk = ?".into());
+            args.push(risk.as_str().into());
+        }
+        self.page(("alerts", "body"), conds, args, page, alert_key).await
+    }
+
+    /// Probe nodes, by name.
+    pub async fn nodes(&self) -> Result<Vec<ProbeNodeRow>, ClickHouseError> {
+        self.client
+            .query("SELECT ?fields FROM probe_nodes FINAL ORDER BY node")
+            .fetch_all::<ProbeNodeRow>()
+            .await
+            .map_err(self.err("reading probe_nodes"))
+    }
+
+    /// Jobs, newest first (at most `limit`).
+    pub async fn jobs(&self, limit: u64) -> Result<Vec<JobRow>, ClickHouseError> {
+        self.client
+            .query("SELECT ?fields FROM jobs FINAL ORDER BY issued_at DESC, id LIMIT ?")
+            .bind(limit)
+            .fetch_all::<JobRow>()
+            .await
+            .map_err(self.err("reading jobs"))
+    }
+
+    /// The whole projected state.
+    pub async fn snapshot(&self) -> Result<Snapshot, ClickHouseError> {
+        let all = PageRequest::all();
+        let mut episodes = self.episodes(&EpisodeQuery::default(), &all).await?.items;
+        sort_episodes(&mut episodes);
+        let mut alerts = self.alerts(&AlertQuery::default(), &all).await?.items;
+        sort_alerts(&mut alerts);
+        Ok(Snapshot {
+            ports: self.ports(&PortQuery::default(), &all).await?.items,
+            episodes,
+            hosts: self.hosts(&HostQuery::default(), &all).await?.items,
+            alerts,
+        })
+    }
+
+    /// Run a query and return its rows as JSON lines (for tests and operators).
+    pub async fn query_json(&self, sql: &str) -> Result<Vec<serde_json::Value>, ClickHouseError> {
+        let mut cursor = self
+            .client
+            .query(sql)
+            .fetch_bytes("JSONEachRow")
+            .map_err(self.err("query"))?;
+        let bytes = cursor.collect().await.map_err(self.err("query"))?;
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// Drop monthly partitions of `observations` older than `keep_months` months
+    /// before `now` (retention by partition drop). Returns the partitions dropped.
+    pub async fn drop_old_observations(
+        &self,
+        keep_months: u32,
+        now: Timestamp,
+    ) -> Result<Vec<String>, ClickHouseError> {
+        use chrono::Datelike;
+        let months_now = now.year() * 12 + now.month0() as i32;
+        let cutoff = months_now - keep_months as i32;
+        let cutoff_yyyymm = (cutoff / 12) * 100 + (cutoff % 12) + 1;
+        #[derive(Row, Deserialize)]
+        struct Part {
+            partition: String,
+        }
+        let parts = self
+            .client
+            .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'observations' AND active")
+            .bind(&self.settings.database)
+            .fetch_all::<Part>()
+            .await
+            .map_err(self.err("listing partitions"))?;
+        let mut dropped = Vec::new();
+        for part in parts {
+            let Ok(yyyymm) = part.partition.trim_matches('\'').parse::<i32>() else {
+                continue;
+            };
+            if yyyymm < cutoff_yyyymm {
+                self.client
+                    .query(&format!("ALTER TABLE observations DROP PARTITION {yyyymm}"))
+                    .execute()
+                    .await
+                    .map_err(self.err(format!("dropping partition {yyyymm}")))?;
+                dropped.push(yyyymm.to_string());
+            }
+        }
+        Ok(dropped)
+    }
+}

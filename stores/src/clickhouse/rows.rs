@@ -1,0 +1,335 @@
+//! The rows portwatch writes to ClickHouse, and the batch a projector writes at once.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use clickhouse::Row;
+use portwatch_events::{Event, Observation, Timestamp};
+use portwatch_projections::{Alert, Change, Episode, HostRow, PortKey, PortRow, StateImage};
+use serde::{Deserialize, Serialize};
+
+/// A fold checkpoint of one partition: everything before `next_offset` is folded
+/// into `state`, and its rows are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The next offset to fold.
+    pub next_offset: u64,
+    /// The fold state after every event before it.
+    pub state: StateImage,
+}
+
+/// A row value with the partition and version it was written with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The row.
+    pub row: T,
+    /// Log partition of the events behind it.
+    pub partition: u32,
+    /// Offset of the last event that changed it.
+    pub ver: u64,
+}
+
+/// Everything one projector batch writes: raw observations and the rows the fold
+/// changed (each once, at its last version in the batch).
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// Raw observation rows.
+    pub observations: Vec<ObservationRow>,
+    /// Changed port rows.
+    pub ports: BTreeMap<PortKey, Versioned<PortRow>>,
+    /// Changed episodes.
+    pub episodes: BTreeMap<String, Versioned<Episode>>,
+    /// Changed hosts.
+    pub hosts: BTreeMap<IpAddr, Versioned<HostRow>>,
+    /// New alerts.
+    pub alerts: BTreeMap<String, Versioned<Alert>>,
+}
+
+impl Batch {
+    /// Record the event at `partition`/`offset` (`body`: the record as it was in the
+    /// log) and what folding it changed.
+    pub fn add(&mut self, partition: u32, offset: u64, event: &Event, body: String, changes: Vec<Change>) {
+        let mut row = ObservationRow::without_body(event, partition, offset);
+        row.body = body;
+        self.observations.push(row);
+        for change in changes {
+            match change {
+                Change::Port(row) => {
+                    self.ports.insert(
+                        (row.ip, row.proto, row.port),
+                        Versioned {
+                            row,
+                            partition,
+                            ver: offset,
+                        },
+                    );
+                }
+                Change::Episode(ep) => {
+                    self.episodes.insert(
+                        ep.id.clone(),
+                        Versioned {
+                            row: ep,
+                            partition,
+                            ver: offset,
+                        },
+                    );
+                }
+                Change::Host(host) => {
+                    self.hosts.insert(
+                        host.ip,
+                        Versioned {
+                            row: host,
+                            partition,
+                            ver: offset,
+                        },
+                    );
+                }
+                Change::Alert(alert) => {
+                    self.alerts.insert(
+                        alert.id.clone(),
+                        Versioned {
+                            row: alert,
+                            partition,
+                            ver: offset,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The alerts of this batch, to publish once its rows are written.
+    pub fn new_alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values().map(|v| &v.row)
+    }
+
+    /// Rows in the batch (observations + changed rows).
+    pub fn rows(&self) -> usize {
+        self.observations.len()
+            + self.ports.len()
+            + self.episodes.len()
+            + self.hosts.len()
+            + self.alerts.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+}
+
+pub(super) fn secs(ts: Timestamp) -> u32 {
+    u32::try_from(ts.timestamp()).unwrap_or(if ts.timestamp() < 0 { 0 } else { u32::MAX })
+}
+
+pub(super) fn json<T: Serialize>(value: &T) -> String {
+    // Serialising these plain data types cannot fail (no maps with non-string keys).
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// One raw observation as stored in `observations`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ObservationRow {
+    id: String,
+    ts: u32,
+    ts_ms: i64,
+    kind: String,
+    node: String,
+    job: String,
+    task: String,
+    ip: String,
+    proto: String,
+    open_ports: Vec<u16>,
+    covered: String,
+    alive: i8,
+    wildcard: u8,
+    body: String,
+    kpartition: u32,
+    koffset: u64,
+}
+
+impl ObservationRow {
+    /// The row for `event`, read at `partition`/`offset`.
+    pub fn new(event: &Event, partition: u32, offset: u64) -> Self {
+        let mut row = Self::without_body(event, partition, offset);
+        row.body = event.to_json();
+        row
+    }
+
+    fn without_body(event: &Event, partition: u32, offset: u64) -> Self {
+        let (proto, open_ports, covered, alive, wildcard) = match &event.observation {
+            Observation::HostScan(s) => (
+                s.proto.as_str().to_string(),
+                s.open.clone(),
+                s.covered.to_string(),
+                i8::from(s.counts.host_answered()),
+                u8::from(s.wildcard),
+            ),
+            Observation::HostLiveness(l) => (String::new(), Vec::new(), String::new(), i8::from(l.alive), 0),
+            Observation::PortDetail(d) => (d.proto.as_str().to_string(), vec![d.port], String::new(), 1, 0),
+        };
+        Self {
+            id: event.id.to_string(),
+            ts: secs(event.ts),
+            ts_ms: event.ts.timestamp_millis(),
+            kind: event.observation.kind().to_string(),
+            node: event.node.clone(),
+            job: event.job.to_string(),
+            task: event.task.as_str().to_string(),
+            ip: event.observation.ip().to_string(),
+            proto,
+            open_ports,
+            covered,
+            alive,
+            wildcard,
+            body: String::new(),
+            kpartition: partition,
+            koffset: offset,
+        }
+    }
+}
+
+#[derive(Debug, Row, Serialize)]
+pub(super) struct PortStateRow {
+    pub(super) ip: String,
+    pub(super) proto: String,
+    pub(super) port: u16,
+    pub(super) state: String,
+    pub(super) first_seen: u32,
+    pub(super) last_seen: u32,
+    pub(super) last_change: u32,
+    pub(super) misses: u32,
+    pub(super) episode_id: String,
+    pub(super) evidence: String,
+    pub(super) service: String,
+    pub(super) product: String,
+    pub(super) svc_version: String,
+    pub(super) risk: String,
+    pub(super) ipkey: String,
+    pub(super) skey: String,
+    pub(super) row: String,
+    pub(super) kpartition: u32,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub(super) struct EpisodeRow {
+    pub(super) id: String,
+    pub(super) ip: String,
+    pub(super) proto: String,
+    pub(super) port: u16,
+    pub(super) opened_at: u32,
+    pub(super) last_seen: u32,
+    pub(super) last_negative_before_open: Option<u32>,
+    pub(super) mttd_bound_secs: Option<i64>,
+    pub(super) closed_at: Option<u32>,
+    pub(super) duration_secs: Option<i64>,
+    pub(super) observations: u64,
+    pub(super) ipkey: String,
+    pub(super) skey: String,
+    pub(super) row: String,
+    pub(super) kpartition: u32,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub(super) struct HostStateRow {
+    pub(super) ip: String,
+    pub(super) alive: i8,
+    pub(super) last_alive: Option<u32>,
+    pub(super) last_checked: Option<u32>,
+    pub(super) scans: u64,
+    pub(super) open_ports: u32,
+    pub(super) wildcard: u8,
+    pub(super) ipkey: String,
+    pub(super) skey: String,
+    pub(super) row: String,
+    pub(super) kpartition: u32,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub(super) struct AlertRow {
+    pub(super) id: String,
+    pub(super) kind: String,
+    pub(super) severity: String,
+    pub(super) ip: String,
+    pub(super) proto: String,
+    pub(super) port: u16,
+    pub(super) episode_id: String,
+    pub(super) at: u32,
+    pub(super) risk: String,
+    pub(super) ipkey: String,
+    pub(super) skey: String,
+    pub(super) body: String,
+    pub(super) kpartition: u32,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub(super) struct CheckpointRow {
+    pub(super) consumer_group: String,
+    pub(super) topic: String,
+    pub(super) kpartition: u32,
+    pub(super) next_offset: u64,
+    pub(super) state: String,
+    pub(super) written_at: u32,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+pub(super) struct CheckpointRead {
+    pub(super) next_offset: u64,
+    pub(super) state: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+pub(super) struct JsonRow {
+    pub(super) row: String,
+}
+
+/// A job row, as the control plane writes it.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct JobRow {
+    /// Job id.
+    pub id: String,
+    /// Zone it was issued to.
+    pub zone: String,
+    /// Task.
+    pub task: String,
+    /// queued, leased, done or failed.
+    pub state: String,
+    /// Probe node that took it.
+    pub node: String,
+    /// Target addresses.
+    pub targets: u64,
+    /// Issue time, seconds.
+    pub issued_at: u32,
+    /// Last update, seconds.
+    pub updated_at: u32,
+    /// Free-form JSON detail (counts, error).
+    pub detail: String,
+    /// Version (update time in milliseconds).
+    pub ver: u64,
+}
+
+/// A probe node row, as the control plane writes it from heartbeats.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct ProbeNodeRow {
+    /// Node name.
+    pub node: String,
+    /// Zone.
+    pub zone: String,
+    /// Last heartbeat, seconds.
+    pub last_heartbeat: u32,
+    /// Job being run, if any.
+    pub running_job: String,
+    /// Events waiting in the node's spool.
+    pub spooled: u64,
+    /// Events the spool had to refuse since the node started.
+    pub spool_overflow: u64,
+    /// The heartbeat as JSON.
+    pub body: String,
+    /// Version (heartbeat time in milliseconds).
+    pub ver: u64,
+}

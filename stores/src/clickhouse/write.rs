@@ -1,0 +1,210 @@
+//! Writing: a projector batch's rows, checkpoints, job and probe node rows.
+
+use clickhouse::Row;
+use portwatch_events::Timestamp;
+use serde::Serialize;
+
+use super::rows::{
+    json, secs, AlertRow, Batch, Checkpoint, CheckpointRead, CheckpointRow, EpisodeRow, HostStateRow, JobRow,
+    PortStateRow, ProbeNodeRow,
+};
+use super::{ClickHouseError, ClickHouseStore};
+use crate::query::{alert_key, episode_key, host_key, ip_key, port_key};
+
+impl ClickHouseStore {
+    /// The last checkpoint of `group` for `topic`/`partition`.
+    pub async fn checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Checkpoint>, ClickHouseError> {
+        let rows = self
+            .client
+            .query("SELECT next_offset, state FROM projector_offsets FINAL WHERE consumer_group = ? AND topic = ? AND kpartition = ?")
+            .bind(group)
+            .bind(topic)
+            .bind(partition)
+            .fetch_all::<CheckpointRead>()
+            .await
+            .map_err(self.err("reading projector_offsets"))?;
+        let Some(row) = rows.into_iter().max_by_key(|r| r.next_offset) else {
+            return Ok(None);
+        };
+        let state = serde_json::from_str(&row.state).map_err(|e| ClickHouseError::Corrupt {
+            table: "projector_offsets",
+            reason: format!("partition {partition}: {e}"),
+        })?;
+        Ok(Some(Checkpoint {
+            next_offset: row.next_offset,
+            state,
+        }))
+    }
+
+    /// Write a batch's rows (not its checkpoint). The tables are written concurrently;
+    /// the call succeeds only when every insert did (a retry rewrites all of them,
+    /// which the row versions make harmless).
+    pub async fn write(&self, batch: &Batch) -> Result<(), ClickHouseError> {
+        let ports: Vec<PortStateRow> = batch
+            .ports
+            .values()
+            .map(|v| PortStateRow {
+                ip: v.row.ip.to_string(),
+                proto: v.row.proto.as_str().to_string(),
+                port: v.row.port,
+                state: v.row.state.as_str().to_string(),
+                first_seen: secs(v.row.first_seen),
+                last_seen: secs(v.row.last_seen),
+                last_change: secs(v.row.last_change),
+                misses: v.row.misses,
+                episode_id: v.row.episode_id.clone(),
+                evidence: json(&v.row.evidence).trim_matches('"').to_string(),
+                service: v.row.service.clone().unwrap_or_default(),
+                product: v.row.product.clone().unwrap_or_default(),
+                svc_version: v.row.version.clone().unwrap_or_default(),
+                risk: v.row.risk.as_str().to_string(),
+                ipkey: ip_key(v.row.ip),
+                skey: port_key(&v.row),
+                row: json(&v.row),
+                kpartition: v.partition,
+                ver: v.ver,
+            })
+            .collect();
+        let episodes: Vec<EpisodeRow> = batch
+            .episodes
+            .values()
+            .map(|v| EpisodeRow {
+                id: v.row.id.clone(),
+                ip: v.row.ip.to_string(),
+                proto: v.row.proto.as_str().to_string(),
+                port: v.row.port,
+                opened_at: secs(v.row.opened_at),
+                last_seen: secs(v.row.last_seen),
+                last_negative_before_open: v.row.last_negative_before_open.map(secs),
+                mttd_bound_secs: v.row.mttd_bound_secs,
+                closed_at: v.row.closed_at.map(secs),
+                duration_secs: v.row.duration_secs,
+                observations: v.row.observations,
+                ipkey: ip_key(v.row.ip),
+                skey: episode_key(&v.row),
+                row: json(&v.row),
+                kpartition: v.partition,
+                ver: v.ver,
+            })
+            .collect();
+        let hosts: Vec<HostStateRow> = batch
+            .hosts
+            .values()
+            .map(|v| HostStateRow {
+                ip: v.row.ip.to_string(),
+                alive: v.row.alive.map_or(-1, i8::from),
+                last_alive: v.row.last_alive.map(secs),
+                last_checked: v.row.last_checked.map(secs),
+                scans: v.row.scans,
+                open_ports: v.row.open_ports,
+                wildcard: u8::from(v.row.wildcard),
+                ipkey: ip_key(v.row.ip),
+                skey: host_key(&v.row),
+                row: json(&v.row),
+                kpartition: v.partition,
+                ver: v.ver,
+            })
+            .collect();
+        let alerts: Vec<AlertRow> = batch
+            .alerts
+            .values()
+            .map(|v| AlertRow {
+                id: v.row.id.clone(),
+                kind: v.row.kind.as_str().to_string(),
+                severity: v.row.severity.as_str().to_string(),
+                ip: v.row.ip.to_string(),
+                proto: v.row.proto.as_str().to_string(),
+                port: v.row.port,
+                episode_id: v.row.episode_id.clone(),
+                at: secs(v.row.at),
+                risk: v.row.risk.as_str().to_string(),
+                ipkey: ip_key(v.row.ip),
+                skey: alert_key(&v.row),
+                body: json(&v.row),
+                kpartition: v.partition,
+                ver: v.ver,
+            })
+            .collect();
+        futures::try_join!(
+            self.insert_all("observations", &batch.observations),
+            self.insert_all("port_state", &ports),
+            self.insert_all("episodes", &episodes),
+            self.insert_all("hosts", &hosts),
+            self.insert_all("alerts", &alerts),
+        )?;
+        Ok(())
+    }
+
+    async fn insert_all<T>(&self, table: &'static str, rows: &[T]) -> Result<(), ClickHouseError>
+    where
+        T: Row + Serialize,
+        T: for<'b> Row<Value<'b> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.insert(table, rows.iter()).await
+    }
+
+    /// Record that `group` has folded `partition` of `topic` up to `next_offset`.
+    pub async fn commit_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        checkpoint: &Checkpoint,
+        now: Timestamp,
+    ) -> Result<(), ClickHouseError> {
+        let row = CheckpointRow {
+            consumer_group: group.to_string(),
+            topic: topic.to_string(),
+            kpartition: partition,
+            next_offset: checkpoint.next_offset,
+            state: json(&checkpoint.state),
+            written_at: secs(now),
+            ver: checkpoint.next_offset,
+        };
+        self.insert("projector_offsets", [row].iter()).await
+    }
+
+    /// Upsert job rows.
+    pub async fn write_jobs(&self, rows: &[JobRow]) -> Result<(), ClickHouseError> {
+        self.insert("jobs", rows.iter()).await
+    }
+
+    /// Upsert probe node rows.
+    pub async fn write_nodes(&self, rows: &[ProbeNodeRow]) -> Result<(), ClickHouseError> {
+        self.insert("probe_nodes", rows.iter()).await
+    }
+
+    async fn insert<'a, T>(
+        &self,
+        table: &'static str,
+        rows: impl Iterator<Item = &'a T>,
+    ) -> Result<(), ClickHouseError>
+    where
+        T: Row + Serialize + 'a,
+        T: for<'b> Row<Value<'b> = T>,
+    {
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await
+            .map_err(self.err(format!("insert into {table}")))?;
+        for row in rows {
+            insert
+                .write(row)
+                .await
+                .map_err(self.err(format!("insert into {table}")))?;
+        }
+        insert
+            .end()
+            .await
+            .map_err(self.err(format!("insert into {table}")))
+    }
+}
