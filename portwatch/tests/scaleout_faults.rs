@@ -393,7 +393,10 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     assert!(first.status.success(), "{}", support::stderr(&first));
     let report: serde_json::Value = serde_json::from_str(support::stdout(&first).trim()).unwrap();
     assert_eq!(report["from"], 0);
-    assert_eq!(report["applied"], serde_json::json!(["001_init.sql"]));
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["001_init.sql", "002_read_model.sql"])
+    );
     let tables = || {
         stack
             .sql("SELECT name FROM system.tables WHERE database = 'portwatch' ORDER BY name FORMAT TSV")
@@ -416,10 +419,30 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     let second = stack.portwatch(&["migrate"]);
     assert!(second.status.success(), "{}", support::stderr(&second));
     let report: serde_json::Value = serde_json::from_str(support::stdout(&second).trim()).unwrap();
-    assert_eq!(report["from"], 1);
+    assert_eq!(report["from"], 2);
     assert_eq!(report["applied"], serde_json::json!([]));
     assert_eq!(tables(), before, "a second migrate changed nothing");
-    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 1);
+    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 2);
+
+    // 002 interrupted half way (some of its columns added, the rest and its record
+    // not): the next migrate finishes it, skipping the columns already there.
+    for sql in [
+        "ALTER TABLE alerts DROP COLUMN skey",
+        "DROP TABLE schema_migrations",
+        "CREATE TABLE schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) ENGINE = MergeTree() ORDER BY version",
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, '001_init.sql', now())",
+    ] {
+        stack.sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let resumed = stack.portwatch(&["migrate"]);
+    assert!(resumed.status.success(), "{}", support::stderr(&resumed));
+    let report: serde_json::Value = serde_json::from_str(support::stdout(&resumed).trim()).unwrap();
+    assert_eq!(report["from"], 1);
+    assert_eq!(report["applied"], serde_json::json!(["002_read_model.sql"]));
+    assert_eq!(
+        stack.sql_u64("SELECT count() FROM system.columns WHERE database = 'portwatch' AND table = 'alerts' AND name = 'skey'"),
+        1
+    );
 
     // A database from a newer portwatch: refused, by migrate and by the roles.
     stack

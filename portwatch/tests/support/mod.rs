@@ -143,6 +143,31 @@ impl Netns {
         })
     }
 
+    /// GET `path`: status, headers (names in lower case) and body.
+    pub fn http_get_full(&self, addr: &str, path: &str) -> Option<HttpAnswer> {
+        let addr: SocketAddr = addr.parse().expect("addr");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        self.within(move || {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).ok()?;
+            let (head, body) = response.split_once("\r\n\r\n")?;
+            let mut lines = head.lines();
+            let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            Some(HttpAnswer {
+                status,
+                headers,
+                body: body.to_string(),
+            })
+        })
+    }
+
     /// GET and parse JSON, expecting 200.
     pub fn get_json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
         let (status, body) = self.http_get(addr, path)?;
@@ -177,6 +202,13 @@ impl Drop for Netns {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
+}
+
+/// An HTTP answer: status, headers (names in lower case), body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 /// An accepting listener; closed on drop.
