@@ -14,10 +14,12 @@
 
 mod embedded;
 pub mod kafka;
+pub mod reader;
 pub mod spool;
 
 pub use embedded::EmbeddedLog;
-pub use kafka::{KafkaLog, KafkaSettings, Topics};
+pub use kafka::{GroupReader, KafkaLog, KafkaSettings, TopicProducer, Topics};
+pub use reader::{EmbeddedReader, LogRecord, PartitionedReader, Polled};
 pub use spool::{SpoolLog, SpoolSettings, SpoolStats};
 
 use portwatch_events::{DecodeError, Event};

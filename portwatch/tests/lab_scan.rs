@@ -104,16 +104,36 @@ impl Lab {
     }
 
     fn scan(&self, args: &[&str]) -> BTreeSet<(String, u64)> {
-        self.scan_with_summary(args).0
+        self.scan_with_summary(args).found
     }
 
     /// Open ports found, and the summary line from stderr.
-    fn scan_with_summary(&self, args: &[&str]) -> (BTreeSet<(String, u64)>, String) {
+    fn scan_with_summary(&self, args: &[&str]) -> Scanned {
         let out = self.run(&self.config, &[&["scan", "--json"], args].concat());
         assert!(out.status.success(), "scan {args:?} failed: {}", stderr(&out));
-        let found = support::open_ports(&out);
-        (found, stderr(&out))
+        Scanned {
+            found: support::open_ports(&out),
+            summary: stderr(&out),
+            unverified: support::unverified_hosts(&out),
+        }
     }
+
+    /// The one JSON line the scan printed about the wildcard host.
+    fn assert_wildcard_line(&self, scanned: &Scanned) {
+        let wildcard = self.hosts("wildcard")[0]["ip"].as_str().expect("ip").to_string();
+        assert_eq!(scanned.unverified.len(), 1, "{:?}", scanned.unverified);
+        let line = &scanned.unverified[0];
+        assert_eq!(line["ip"], wildcard.as_str(), "{line}");
+        assert_eq!(line["reason"], "wildcard", "{line}");
+        assert!(line["unverified"].as_u64().unwrap_or(0) > 0, "{line}");
+    }
+}
+
+/// What `scan --json` printed: open ports, the unverified-host lines, the summary.
+struct Scanned {
+    found: BTreeSet<(String, u64)>,
+    summary: String,
+    unverified: Vec<serde_json::Value>,
 }
 
 impl Drop for Lab {
@@ -148,7 +168,9 @@ fn syn_mode_is_exact_three_runs_in_a_row() {
     for run in 1..=3 {
         let mut args: Vec<&str> = targets.iter().map(String::as_str).collect();
         args.extend(["-p", "-", "--mode", "syn", "--rate", "100000", "--timeout", "1s"]);
-        let (found, summary) = lab.scan_with_summary(&args);
+        let scanned = lab.scan_with_summary(&args);
+        lab.assert_wildcard_line(&scanned);
+        let Scanned { found, summary, .. } = scanned;
         assert_eq!(
             found,
             expected,
@@ -177,7 +199,9 @@ fn connect_mode_is_exact_three_runs_in_a_row() {
     for run in 1..=3 {
         let mut args: Vec<&str> = live.iter().map(String::as_str).collect();
         args.extend(["-p", "-", "--mode", "connect", "--rate", "100000"]);
-        let (found, summary) = lab.scan_with_summary(&args);
+        let scanned = lab.scan_with_summary(&args);
+        lab.assert_wildcard_line(&scanned);
+        let Scanned { found, summary, .. } = scanned;
         assert_eq!(
             found,
             expected,
@@ -301,7 +325,7 @@ fn ipv6_targets_are_exact_in_both_modes() {
     let all = v6(&["live", "icmp_drop", "filtered", "wildcard"]);
     let mut args: Vec<&str> = all.iter().map(String::as_str).collect();
     args.extend(["-p", "-", "--mode", "syn", "--rate", "100000", "--timeout", "1s"]);
-    let (found, summary) = lab.scan_with_summary(&args);
+    let Scanned { found, summary, .. } = lab.scan_with_summary(&args);
     assert_eq!(
         found,
         expected,
@@ -317,7 +341,7 @@ fn ipv6_targets_are_exact_in_both_modes() {
     let answering = v6(&["live", "icmp_drop", "wildcard"]);
     let mut args: Vec<&str> = answering.iter().map(String::as_str).collect();
     args.extend(["-p", "-", "--mode", "connect", "--rate", "100000"]);
-    let (found, summary) = lab.scan_with_summary(&args);
+    let Scanned { found, summary, .. } = lab.scan_with_summary(&args);
     assert_eq!(
         found,
         expected,

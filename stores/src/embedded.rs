@@ -5,6 +5,7 @@
 //! *and* the log offset that produced them in one transaction, so after a crash the
 //! projector resumes exactly where its last committed state ends.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -272,6 +273,23 @@ impl EmbeddedStore {
         cfg: &FoldConfig,
         changes: &ChangeSet,
     ) -> Result<(), StoreError> {
+        self.commit_offsets(
+            projection,
+            &BTreeMap::from([(partition, next_offset)]),
+            cfg,
+            changes,
+        )
+    }
+
+    /// Write the changed rows and the projection's new offsets (per partition) in
+    /// one transaction.
+    pub fn commit_offsets(
+        &self,
+        projection: &str,
+        next_offsets: &BTreeMap<u32, u64>,
+        cfg: &FoldConfig,
+        changes: &ChangeSet,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         {
@@ -342,11 +360,13 @@ impl EmbeddedStore {
                     ])
                     .map_err(|e| self.err(e))?;
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO offsets (projection, partition, next_offset) VALUES (?1, ?2, ?3)",
-                params![projection, partition, next_offset as i64],
-            )
-            .map_err(|e| self.err(e))?;
+            for (partition, next_offset) in next_offsets {
+                tx.execute(
+                    "INSERT OR REPLACE INTO offsets (projection, partition, next_offset) VALUES (?1, ?2, ?3)",
+                    params![projection, partition, *next_offset as i64],
+                )
+                .map_err(|e| self.err(e))?;
+            }
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('close_after_misses', ?1)",
                 params![cfg.close_after_misses.to_string()],

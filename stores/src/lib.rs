@@ -11,14 +11,17 @@
 //! Each row is kept whole as JSON next to the few columns queries filter on, so what
 //! the fold produced is what the store returns, bit for bit.
 
+mod batch;
 mod clickhouse;
 mod embedded;
 pub mod query;
+mod sink;
 
+pub use batch::{Batch, Versioned};
 pub use clickhouse::{
-    latest_schema_version, statements, Batch, Checkpoint, ClickHouseError, ClickHouseSettings,
-    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow, Versioned,
-    MIGRATIONS as CLICKHOUSE_MIGRATIONS,
+    latest_schema_version, statements, Checkpoint, ClickHouseError, ClickHouseSettings, ClickHouseStore,
+    JobRow, MigrateReport, ObservationRow, ProbeNodeRow, MIGRATIONS as CLICKHOUSE_MIGRATIONS,
 };
 pub use embedded::{EmbeddedStore, StoreError, STORE_SCHEMA_VERSION};
 pub use query::{AlertQuery, EpisodeQuery, HostQuery, IpRange, Page, PageRequest, PortQuery, MAX_PAGE};
+pub use sink::{ClickHouseSink, EmbeddedSink, SinkError, StateSink};

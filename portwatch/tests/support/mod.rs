@@ -321,10 +321,21 @@ pub fn served_and_rebuilt(ns: &Netns, cfg: &str, scratch: &Path) -> (serde_json:
     )
 }
 
-/// The (ip, port) pairs in `scan --json` output: one JSON object per line.
+/// The hosts `scan --json` reported unverified (wildcard or untrusted answers).
+pub fn unverified_hosts(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["state"] == "unverified")
+        .collect()
+}
+
+/// The (ip, port) pairs in `scan --json` output: one JSON object per line (lines
+/// about unverified hosts carry no port and are left out).
 pub fn open_ports(out: &Output) -> std::collections::BTreeSet<(String, u64)> {
     stdout(out)
         .lines()
+        .filter(|l| !l.contains("\"state\":\"unverified\""))
         .map(|l| {
             let v: serde_json::Value =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"));

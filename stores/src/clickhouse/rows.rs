@@ -1,11 +1,8 @@
 //! The rows portwatch writes to ClickHouse, and the batch a projector writes at once.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-
 use clickhouse::Row;
 use portwatch_events::{Event, Observation, Timestamp};
-use portwatch_projections::{Alert, Change, Episode, HostRow, PortKey, PortRow, StateImage};
+use portwatch_projections::StateImage;
 use serde::{Deserialize, Serialize};
 
 /// A fold checkpoint of one partition: everything before `next_offset` is folded
@@ -16,106 +13,6 @@ pub struct Checkpoint {
     pub next_offset: u64,
     /// The fold state after every event before it.
     pub state: StateImage,
-}
-
-/// A row value with the partition and version it was written with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
-    /// The row.
-    pub row: T,
-    /// Log partition of the events behind it.
-    pub partition: u32,
-    /// Offset of the last event that changed it.
-    pub ver: u64,
-}
-
-/// Everything one projector batch writes: raw observations and the rows the fold
-/// changed (each once, at its last version in the batch).
-#[derive(Debug, Default, Clone)]
-pub struct Batch {
-    /// Raw observation rows.
-    pub observations: Vec<ObservationRow>,
-    /// Changed port rows.
-    pub ports: BTreeMap<PortKey, Versioned<PortRow>>,
-    /// Changed episodes.
-    pub episodes: BTreeMap<String, Versioned<Episode>>,
-    /// Changed hosts.
-    pub hosts: BTreeMap<IpAddr, Versioned<HostRow>>,
-    /// New alerts.
-    pub alerts: BTreeMap<String, Versioned<Alert>>,
-}
-
-impl Batch {
-    /// Record the event at `partition`/`offset` (`body`: the record as it was in the
-    /// log) and what folding it changed.
-    pub fn add(&mut self, partition: u32, offset: u64, event: &Event, body: String, changes: Vec<Change>) {
-        let mut row = ObservationRow::without_body(event, partition, offset);
-        row.body = body;
-        self.observations.push(row);
-        for change in changes {
-            match change {
-                Change::Port(row) => {
-                    self.ports.insert(
-                        (row.ip, row.proto, row.port),
-                        Versioned {
-                            row,
-                            partition,
-                            ver: offset,
-                        },
-                    );
-                }
-                Change::Episode(ep) => {
-                    self.episodes.insert(
-                        ep.id.clone(),
-                        Versioned {
-                            row: ep,
-                            partition,
-                            ver: offset,
-                        },
-                    );
-                }
-                Change::Host(host) => {
-                    self.hosts.insert(
-                        host.ip,
-                        Versioned {
-                            row: host,
-                            partition,
-                            ver: offset,
-                        },
-                    );
-                }
-                Change::Alert(alert) => {
-                    self.alerts.insert(
-                        alert.id.clone(),
-                        Versioned {
-                            row: alert,
-                            partition,
-                            ver: offset,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// The alerts of this batch, to publish once its rows are written.
-    pub fn new_alerts(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts.values().map(|v| &v.row)
-    }
-
-    /// Rows in the batch (observations + changed rows).
-    pub fn rows(&self) -> usize {
-        self.observations.len()
-            + self.ports.len()
-            + self.episodes.len()
-            + self.hosts.len()
-            + self.alerts.len()
-    }
-
-    /// True when there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.rows() == 0
-    }
 }
 
 pub(super) fn secs(ts: Timestamp) -> u32 {
@@ -143,7 +40,7 @@ pub struct ObservationRow {
     covered: String,
     alive: i8,
     wildcard: u8,
-    body: String,
+    pub(crate) body: String,
     kpartition: u32,
     koffset: u64,
 }
@@ -156,7 +53,7 @@ impl ObservationRow {
         row
     }
 
-    fn without_body(event: &Event, partition: u32, offset: u64) -> Self {
+    pub(crate) fn without_body(event: &Event, partition: u32, offset: u64) -> Self {
         let (proto, open_ports, covered, alive, wildcard) = match &event.observation {
             Observation::HostScan(s) => (
                 s.proto.as_str().to_string(),

@@ -5,10 +5,11 @@ use portwatch_events::Timestamp;
 use serde::Serialize;
 
 use super::rows::{
-    json, secs, AlertRow, Batch, Checkpoint, CheckpointRead, CheckpointRow, EpisodeRow, HostStateRow, JobRow,
+    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRow, EpisodeRow, HostStateRow, JobRow,
     PortStateRow, ProbeNodeRow,
 };
 use super::{ClickHouseError, ClickHouseStore};
+use crate::batch::Batch;
 use crate::query::{alert_key, episode_key, host_key, ip_key, port_key};
 
 impl ClickHouseStore {

@@ -29,6 +29,12 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
 
+mod group;
+mod producer;
+
+pub use group::GroupReader;
+pub use producer::TopicProducer;
+
 /// Names of portwatch's topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {

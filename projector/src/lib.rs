@@ -1,0 +1,387 @@
+//! The projector: one fold loop for both deployments.
+//!
+//! `probes → event log → **projections** → stores → alerts / API / dashboards`
+//!
+//! A [`Projector`] reads a partitioned log through a [`PartitionedReader`] (the
+//! embedded SQLite log, or its share of a Kafka consumer group), folds each
+//! partition's records in offset order with the pure folds of
+//! `portwatch_projections`, and writes what changed to a [`StateSink`] (the embedded
+//! store, or ClickHouse), with the offsets it reached:
+//!
+//! 1. A partition's fold state and next offset come from the sink when the reader
+//!    first hands over one of its records (and again after a rebalance gave the
+//!    partition back); the reader is moved to that offset.
+//! 2. Records are folded only in offset order ([`order`]); records that do not
+//!    decode are set aside by the reader (dead letters) and the fold goes on.
+//! 3. Each batch's rows are written while the next batch is read and folded (at most
+//!    one write in flight); a failed write is retried until it succeeds, so nothing
+//!    is skipped and the in-memory state never runs ahead of what will be written.
+//! 4. Where the sink keeps offsets with the rows (SQLite) that is the checkpoint;
+//!    otherwise (ClickHouse) each dirty partition's next offset and state are written
+//!    after its rows, every `checkpoint_interval` and at every rebalance or stop.
+//!
+//! A crash anywhere resumes from the last durable offset and folds the same events
+//! into the same rows again: nothing lost, nothing doubled. Alerts, part of the
+//! rows, are also handed to an optional [`AlertOutlet`] (the Kafka alerts topic)
+//! once written.
+
+mod order;
+pub mod retry;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use portwatch_ingest::{LogRecord, PartitionedReader};
+use portwatch_projections::{Alert, FoldConfig, PortState, State};
+use portwatch_stores::{Batch, StateSink};
+use tokio::sync::watch;
+
+use order::{Order, Part};
+pub use retry::{pause, retry, stopping};
+
+/// How a projector batches and checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Most events per batch.
+    pub batch: usize,
+    /// Longest wait to fill a batch.
+    pub batch_wait: Duration,
+    /// Shortest spacing of checkpoints (stretched so that they take at most ~5% of
+    /// the time), where the sink needs them.
+    pub checkpoint_interval: Duration,
+    /// On stop, fold everything the log holds first (the embedded log: nothing else
+    /// will fold it before the next start) rather than stop at the next batch
+    /// boundary (Kafka: the group's next member resumes from the checkpoint).
+    pub drain_on_stop: bool,
+}
+
+/// Where written alerts go besides the store (the scale-out alerts topic).
+pub trait AlertOutlet: Send + Sync {
+    /// Publish `alerts` (at least once: their ids are stable, consumers dedupe by
+    /// id); false when it gave up because of a stop.
+    fn publish<'a>(&'a self, alerts: Vec<Alert>, stop: watch::Receiver<bool>) -> BoxFuture<'a, bool>;
+}
+
+/// The projector.
+pub struct Projector<R: PartitionedReader> {
+    reader: R,
+    sink: Arc<dyn StateSink>,
+    outlet: Option<Arc<dyn AlertOutlet>>,
+    fold: FoldConfig,
+    settings: Settings,
+    parts: BTreeMap<u32, Part>,
+    batch: Batch,
+    events_in_batch: usize,
+    inflight: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl<R: PartitionedReader> std::fmt::Debug for Projector<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("partitions", &self.parts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: PartitionedReader> Projector<R> {
+    /// A projector from `reader` into `sink`, folding with `fold`.
+    pub fn new(reader: R, sink: Arc<dyn StateSink>, fold: FoldConfig, settings: Settings) -> Self {
+        Self {
+            reader,
+            sink,
+            outlet: None,
+            fold,
+            settings,
+            parts: BTreeMap::new(),
+            batch: Batch::default(),
+            events_in_batch: 0,
+            inflight: None,
+        }
+    }
+
+    /// Also hand written alerts to `outlet`.
+    pub fn with_outlet(mut self, outlet: Arc<dyn AlertOutlet>) -> Self {
+        self.outlet = Some(outlet);
+        self
+    }
+
+    /// Fold until `stop` is set (and, with `drain_on_stop`, the log is exhausted).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut last_checkpoint = Instant::now();
+        let mut checkpoint_every = self.settings.checkpoint_interval;
+        loop {
+            // Read before the poll: a poll that began after the stop (sent once
+            // nothing appends any more) and found nothing has seen everything.
+            let was_stopping = stopping(&stop);
+            let drain = self.settings.drain_on_stop;
+            let polled = tokio::select! {
+                p = self.reader.poll(self.settings.batch, self.settings.batch_wait) => p,
+                _ = stop.wait_for(|s| *s), if !drain && !was_stopping => Default::default(),
+            };
+            let got = polled.records.len();
+            for record in polled.records {
+                self.handle(record, &mut stop).await;
+            }
+            if !self.flush(&mut stop).await {
+                return; // stopped while the store was down: it resumes from the last durable offset
+            }
+            let now_stopping = stopping(&stop);
+            let needs_checkpoint = !self.sink.offsets_with_rows()
+                && (!polled.revoked.is_empty()
+                    || now_stopping
+                    || last_checkpoint.elapsed() >= checkpoint_every);
+            if needs_checkpoint {
+                // A checkpoint covers only written rows: wait for the write in flight.
+                if !self.settle().await {
+                    return;
+                }
+                let took = Instant::now();
+                if !self.checkpoint(&mut stop).await {
+                    return;
+                }
+                checkpoint_every = self.settings.checkpoint_interval.max(took.elapsed() * 20);
+                last_checkpoint = Instant::now();
+            }
+            for partition in polled.revoked {
+                self.parts.remove(&partition);
+            }
+            self.publish_gauges();
+            let done = if drain {
+                was_stopping && got == 0
+            } else {
+                now_stopping
+            };
+            if done {
+                self.settle().await;
+                return;
+            }
+        }
+    }
+
+    /// Fold one record into its partition's state and the batch.
+    async fn handle(&mut self, record: LogRecord, stop: &mut watch::Receiver<bool>) {
+        let partition = record.partition;
+        if self.reader.take_fresh(partition) {
+            // Newly (re)assigned: load its state from the sink rather than trust one
+            // kept from an earlier ownership. Rows of it still in the batch are
+            // identical to what a replay writes.
+            self.parts.remove(&partition);
+        }
+        if !self.parts.contains_key(&partition) {
+            let (sink, fold) = (self.sink.clone(), self.fold.clone());
+            let Some(loaded) = retry("load partition state", stop, || sink.load(partition, &fold)).await
+            else {
+                return;
+            };
+            let (state, next) = loaded.unwrap_or_else(|| (State::new(self.fold.clone()), 0));
+            tracing::info!(partition, next_offset = next, "partition state loaded");
+            self.parts.insert(
+                partition,
+                Part {
+                    state,
+                    next,
+                    dirty: false,
+                    gap: None,
+                    contiguous: self.reader.contiguous(),
+                },
+            );
+        }
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let next = part.next;
+        match part.order(record.offset, Instant::now()) {
+            Order::Skip => {
+                metrics::counter!("portwatch_projector_replayed_skipped_total").increment(1);
+                return;
+            }
+            Order::SeekBack { seek } => {
+                if seek {
+                    // Either the reader started past the checkpoint or a later record
+                    // came before an earlier one: go back, or those events are lost.
+                    metrics::counter!("portwatch_projector_seek_backs_total").increment(1);
+                    tracing::warn!(
+                        partition,
+                        from = record.offset,
+                        to = next,
+                        "offset hole; seeking back"
+                    );
+                    self.reader.seek(partition, next);
+                }
+                return;
+            }
+            Order::Fold => {
+                if record.offset > next && part.contiguous {
+                    metrics::counter!("portwatch_projector_holes_skipped_total").increment(1);
+                    tracing::error!(
+                        partition,
+                        from = next,
+                        to = record.offset,
+                        "offsets never became readable; folding on past them"
+                    );
+                }
+            }
+        }
+        match &record.event {
+            Ok(event) => {
+                let changes = part.state.apply(event);
+                self.batch
+                    .add(partition, record.offset, event, record.body.clone(), changes);
+                if let Some(ms) = record.produced_ms {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    metrics::histogram!("portwatch_projector_consume_latency_seconds")
+                        .record(((now - ms).max(0)) as f64 / 1000.0);
+                }
+            }
+            Err(err) => {
+                metrics::counter!("portwatch_projection_skipped_events_total").increment(1);
+                let reason = err.to_string();
+                self.reader.reject(&record, &reason).await;
+                self.batch.reached(partition, record.offset);
+            }
+        }
+        if let Some(part) = self.parts.get_mut(&partition) {
+            part.next = record.offset + 1;
+            part.dirty = true;
+        }
+        self.events_in_batch += 1;
+    }
+
+    /// Hand the batch to a background write and start the next one: the write of
+    /// one batch overlaps the reading and folding of the next. False when stopped
+    /// while the previous write was still retrying.
+    async fn flush(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        if !self.settle().await {
+            return false;
+        }
+        if self.batch.is_empty() {
+            self.events_in_batch = 0;
+            return true;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let events = std::mem::take(&mut self.events_in_batch);
+        if self.sink.offsets_with_rows() {
+            // The write is the checkpoint.
+            for partition in batch.next.keys() {
+                if let Some(part) = self.parts.get_mut(partition) {
+                    part.dirty = false;
+                }
+            }
+        }
+        let (sink, outlet, stop) = (self.sink.clone(), self.outlet.clone(), stop.clone());
+        self.inflight = Some(tokio::spawn(write_batch(sink, outlet, batch, events, stop)));
+        true
+    }
+
+    /// Wait for the write in flight; false if it gave up because of a stop.
+    async fn settle(&mut self) -> bool {
+        match self.inflight.take() {
+            None => true,
+            Some(task) => task.await.unwrap_or(false),
+        }
+    }
+
+    /// Write the checkpoint of every dirty partition; false when stopped first.
+    async fn checkpoint(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let started = Instant::now();
+        let mut committed = Vec::new();
+        let sink = self.sink.clone();
+        for (&partition, part) in self.parts.iter_mut().filter(|(_, p)| p.dirty) {
+            let image = part.state.image();
+            tracing::debug!(
+                partition,
+                hosts = image.hosts.len(),
+                ports = image.ports.len(),
+                "checkpointing"
+            );
+            let next = part.next;
+            if retry("checkpoint", stop, || sink.checkpoint(partition, next, &image))
+                .await
+                .is_none()
+            {
+                return false;
+            }
+            part.dirty = false;
+            committed.push((partition, next));
+        }
+        tracing::debug!(
+            partitions = committed.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
+        self.reader.committed(&committed);
+        true
+    }
+
+    fn publish_gauges(&self) {
+        let states = self.parts.values().map(|p| &p.state);
+        let (mut open, mut hosts) = (0usize, 0usize);
+        for state in states {
+            open += state.ports().filter(|p| p.state == PortState::Open).count();
+            hosts += state.hosts().count();
+        }
+        metrics::gauge!("portwatch_ports_open").set(open as f64);
+        metrics::gauge!("portwatch_hosts_known").set(hosts as f64);
+    }
+}
+
+/// Write one batch's rows (retrying until the sink takes them), then hand its alerts
+/// to the outlet.
+async fn write_batch(
+    sink: Arc<dyn StateSink>,
+    outlet: Option<Arc<dyn AlertOutlet>>,
+    batch: Batch,
+    events: usize,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let started = Instant::now();
+    if retry("state write", &mut stop, || sink.write(&batch))
+        .await
+        .is_none()
+    {
+        return false;
+    }
+    metrics::histogram!("portwatch_projector_batch_write_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        events,
+        rows = batch.rows(),
+        write_ms = started.elapsed().as_millis() as u64,
+        "batch written"
+    );
+    failpoint_after_write();
+    metrics::counter!("portwatch_events_projected_total").increment(events as u64);
+    metrics::counter!("portwatch_rows_written_total").increment(batch.rows() as u64);
+    let alerts: Vec<Alert> = batch.new_alerts().cloned().collect();
+    metrics::counter!("portwatch_alerts_total").increment(alerts.len() as u64);
+    match outlet {
+        Some(outlet) if !alerts.is_empty() => {
+            // Stopping while publishing: the alerts are in the store, not all on the
+            // topic (at least once is kept by the replay from the last checkpoint).
+            outlet.publish(alerts, stop).await;
+            true
+        }
+        _ => true,
+    }
+}
+
+/// Fault injection for the crash tests: `PORTWATCH_FAILPOINT=projector_after_write:N`
+/// aborts the process right after the N-th batch write, before its checkpoint: the
+/// worst moment for effectively-once.
+fn failpoint_after_write() {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(spec) = std::env::var("PORTWATCH_FAILPOINT") else {
+        return;
+    };
+    let Some(n) = spec
+        .strip_prefix("projector_after_write:")
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= n {
+        tracing::error!(failpoint = %spec, "failpoint reached: aborting between write and checkpoint");
+        std::process::abort();
+    }
+}

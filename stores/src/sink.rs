@@ -1,0 +1,211 @@
+//! State sinks: where a projector writes what it folded, and where it resumes from.
+//!
+//! The one projector loop is generic over a [`StateSink`]. The embedded store keeps
+//! a partition's next offset in the same SQLite transaction as the rows, so its
+//! checkpoints cost nothing; ClickHouse has no transactions, so its rows carry their
+//! offsets as versions and a separate checkpoint (next offset + fold state) is
+//! written after them. Either way a crash resumes from a point whose rows are all
+//! written, and folding the same events again writes the same rows.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use portwatch_projections::{FoldConfig, State, StateImage};
+
+use crate::{Batch, ClickHouseError, ClickHouseStore, EmbeddedStore, StoreError};
+
+/// A sink failed; the projector retries the same call.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The embedded store.
+    #[error(transparent)]
+    Embedded(#[from] StoreError),
+    /// ClickHouse.
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
+    /// The blocking task of an embedded write died.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Where a projector's folded state goes.
+pub trait StateSink: Send + Sync {
+    /// The fold state of `partition` and the next offset to fold, as last made
+    /// durable; `None` for a partition never folded.
+    fn load<'a>(
+        &'a self,
+        partition: u32,
+        cfg: &'a FoldConfig,
+    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>>;
+
+    /// Write a batch's rows (and, where [`StateSink::offsets_with_rows`], the offsets
+    /// in `batch.next` with them, atomically).
+    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Whether [`StateSink::write`] makes the offsets durable with the rows, so that
+    /// no checkpoint is needed.
+    fn offsets_with_rows(&self) -> bool;
+
+    /// Record that `partition` is folded up to `next`, with the state that goes with
+    /// it. Called only after the rows of everything before `next` are written.
+    fn checkpoint<'a>(
+        &'a self,
+        partition: u32,
+        next: u64,
+        state: &'a StateImage,
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// The embedded store as a sink: the projection `state` of `portwatch up`.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSink {
+    store: Arc<EmbeddedStore>,
+    projection: String,
+    /// Recorded with the rows (a state built with another one needs a rebuild).
+    cfg: FoldConfig,
+}
+
+impl EmbeddedSink {
+    /// Projection name under which the state projection stores its offsets.
+    pub const PROJECTION: &'static str = "state";
+
+    /// A sink writing `store`, folded with `cfg`.
+    pub fn new(store: Arc<EmbeddedStore>, cfg: FoldConfig) -> Self {
+        Self {
+            store,
+            projection: Self::PROJECTION.to_string(),
+            cfg,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<EmbeddedStore> {
+        &self.store
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EmbeddedStore, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let (store, projection) = (self.store.clone(), self.projection.clone());
+        tokio::task::spawn_blocking(move || f(&store, &projection))
+            .await
+            .map_err(|e| SinkError::Task(e.to_string()))?
+            .map_err(SinkError::from)
+    }
+}
+
+impl StateSink for EmbeddedSink {
+    fn load<'a>(
+        &'a self,
+        partition: u32,
+        cfg: &'a FoldConfig,
+    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>> {
+        let cfg = cfg.clone();
+        async move {
+            self.blocking(move |store, projection| {
+                if let Some(stored) = store.fold_config()? {
+                    if stored != cfg.close_after_misses {
+                        tracing::warn!(
+                            stored,
+                            configured = cfg.close_after_misses,
+                            "state was built with another projection.close_after_misses; new events use the configured value (run `portwatch rebuild` for a consistent history)"
+                        );
+                    }
+                }
+                // One partition's state is the whole state: the embedded log has one.
+                let next = store.next_offset(projection, partition)?;
+                Ok(Some((store.load_state(cfg)?, next)))
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        let changes = batch.changes();
+        let next = batch.next.clone();
+        let cfg = self.cfg.clone();
+        async move {
+            self.blocking(move |store, projection| store.commit_offsets(projection, &next, &cfg, &changes))
+                .await
+        }
+        .boxed()
+    }
+
+    fn offsets_with_rows(&self) -> bool {
+        true
+    }
+
+    fn checkpoint<'a>(
+        &'a self,
+        _partition: u32,
+        _next: u64,
+        _state: &'a StateImage,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+/// ClickHouse as a sink for the projectors of one consumer group on one topic.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSink {
+    store: ClickHouseStore,
+    group: String,
+    topic: String,
+}
+
+impl ClickHouseSink {
+    /// A sink writing `store`, checkpointing as `group` reading `topic`.
+    pub fn new(store: ClickHouseStore, group: String, topic: String) -> Self {
+        Self { store, group, topic }
+    }
+}
+
+impl StateSink for ClickHouseSink {
+    fn load<'a>(
+        &'a self,
+        partition: u32,
+        cfg: &'a FoldConfig,
+    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>> {
+        async move {
+            let checkpoint = self.store.checkpoint(&self.group, &self.topic, partition).await?;
+            Ok(checkpoint.map(|cp| (State::from_image(cfg.clone(), cp.state), cp.next_offset)))
+        }
+        .boxed()
+    }
+
+    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move { Ok(self.store.write(batch).await?) }.boxed()
+    }
+
+    fn offsets_with_rows(&self) -> bool {
+        false
+    }
+
+    fn checkpoint<'a>(
+        &'a self,
+        partition: u32,
+        next: u64,
+        state: &'a StateImage,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move {
+            let checkpoint = crate::Checkpoint {
+                next_offset: next,
+                state: state.clone(),
+            };
+            self.store
+                .commit_checkpoint(
+                    &self.group,
+                    &self.topic,
+                    partition,
+                    &checkpoint,
+                    chrono::Utc::now(),
+                )
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
