@@ -18,7 +18,7 @@ pub mod reader;
 pub mod spool;
 
 pub use embedded::EmbeddedLog;
-pub use kafka::{GroupReader, KafkaLog, KafkaSettings, TopicProducer, Topics};
+pub use kafka::{Acks, Delivery, GroupReader, KafkaLog, KafkaSettings, TopicConsumer, TopicProducer, Topics};
 pub use reader::{EmbeddedReader, LogRecord, PartitionedReader, Polled};
 pub use spool::{SpoolLog, SpoolSettings, SpoolStats};
 

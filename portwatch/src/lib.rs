@@ -1,23 +1,20 @@
 //! The portwatch binary's library: roles and commands behind the CLI.
 //!
-//! `main.rs` only parses the command line, sets up tracing and calls [`run`]. Each
-//! subcommand lives in its own module: [`scan`] (ad-hoc scans), [`up`] (the embedded
-//! all-in-one role: [`scheduler`] + [`projector`] + [`api`]), and [`query`] (reads of
-//! the store from the shell).
+//! `main.rs` only parses the command line, sets up tracing and calls [`run`]. The
+//! roles that run until stopped are in [`roles`] (`up`, `probe`, `project`,
+//! `control`, `migrate`: wiring only); one-shot commands in [`commands`] (`scan`,
+//! `ping`, the store queries); scheduling and job running in [`control`]; the API's
+//! adapters to each deployment's store in [`read_model`] and [`serve`].
 
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod jobs;
+pub mod control;
 pub mod output;
-pub mod ping;
 pub mod projector;
-pub mod query;
 pub mod read_model;
-pub mod scaleout;
-pub mod scan;
-pub mod scheduler;
+pub mod roles;
 pub mod serve;
-pub mod up;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -107,21 +104,21 @@ pub fn load_config(cli_config: Option<&PathBuf>, data: Option<&PathBuf>) -> anyh
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     let cfg = load_config(cli.config.as_ref(), cli.data.as_ref())?;
     match cli.command {
-        Command::Up(args) => up::run(cfg, args, shutdown).await,
-        Command::Scan(args) => scan::run(cfg, args, shutdown).await,
-        Command::Ping(args) => ping::run(cfg, args).await,
-        Command::Ports(args) => query::ports(&cfg, &args),
-        Command::Hosts(args) => query::hosts(&cfg, &args),
-        Command::Episodes(args) => query::episodes(&cfg, &args),
-        Command::Alerts(args) => query::alerts(&cfg, &args),
-        Command::Events(args) => query::events(&cfg, &args),
-        Command::Snapshot(args) if args.clickhouse => query::snapshot_clickhouse(&cfg).await,
-        Command::Snapshot(_) => query::snapshot(&cfg),
-        Command::Probe(args) => scaleout::probe::run(cfg, args, shutdown).await,
-        Command::Project(args) => scaleout::project::run(cfg, args, shutdown).await,
-        Command::Control(args) => scaleout::control::run(cfg, args, shutdown).await,
-        Command::Migrate(args) => scaleout::migrate::run(&cfg, &args).await,
-        Command::Rebuild(args) => projector::rebuild(&cfg, &args.to),
-        Command::CheckConfig => query::check_config(&cfg),
+        Command::Up(args) => roles::up::run(cfg, args, shutdown).await,
+        Command::Scan(args) => commands::scan::run(cfg, args, shutdown).await,
+        Command::Ping(args) => commands::ping::run(cfg, args).await,
+        Command::Ports(args) => commands::query::ports(&cfg, &args),
+        Command::Hosts(args) => commands::query::hosts(&cfg, &args),
+        Command::Episodes(args) => commands::query::episodes(&cfg, &args),
+        Command::Alerts(args) => commands::query::alerts(&cfg, &args),
+        Command::Events(args) => commands::query::events(&cfg, &args),
+        Command::Snapshot(args) if args.clickhouse => commands::query::snapshot_clickhouse(&cfg).await,
+        Command::Snapshot(_) => commands::query::snapshot(&cfg),
+        Command::Probe(args) => roles::probe::run(cfg, args, shutdown).await,
+        Command::Project(args) => roles::project::run(cfg, args, shutdown).await,
+        Command::Control(args) => roles::control::run(cfg, args, shutdown).await,
+        Command::Migrate(args) => roles::migrate::run(&cfg, &args).await,
+        Command::Rebuild(args) => projector::rebuild(&cfg, &args.to).await,
+        Command::CheckConfig => commands::query::check_config(&cfg),
     }
 }

@@ -13,7 +13,7 @@ use portwatch_stores::{
     PortQuery, ProbeNodeRow,
 };
 
-use crate::jobs::{JobBoard, JobRecord, JobState};
+use crate::control::jobs::{JobBoard, JobRecord, JobState};
 
 /// Embedded: the SQLite state store, the event log (for the lag) and this
 /// process's job board; the process is its own single probe node.

@@ -101,6 +101,11 @@ impl<R: PartitionedReader> Projector<R> {
         }
     }
 
+    /// Wait at most this long for a batch to fill (a rebuild has nothing to wait for).
+    pub fn set_batch_wait(&mut self, wait: Duration) {
+        self.settings.batch_wait = wait;
+    }
+
     /// Also hand written alerts to `outlet`.
     pub fn with_outlet(mut self, outlet: Arc<dyn AlertOutlet>) -> Self {
         self.outlet = Some(outlet);
@@ -171,8 +176,8 @@ impl<R: PartitionedReader> Projector<R> {
         }
         if !self.parts.contains_key(&partition) {
             let (sink, fold) = (self.sink.clone(), self.fold.clone());
-            let Some(loaded) = retry("load partition state", stop, || sink.load(partition, &fold)).await
-            else {
+            let what = format!("{} read checkpoint", sink.name());
+            let Some(loaded) = retry(&what, stop, || sink.load(partition, &fold)).await else {
                 return;
             };
             let (state, next) = loaded.unwrap_or_else(|| (State::new(self.fold.clone()), 0));
@@ -288,6 +293,7 @@ impl<R: PartitionedReader> Projector<R> {
         let started = Instant::now();
         let mut committed = Vec::new();
         let sink = self.sink.clone();
+        let what = format!("{} checkpoint", sink.name());
         for (&partition, part) in self.parts.iter_mut().filter(|(_, p)| p.dirty) {
             let image = part.state.image();
             tracing::debug!(
@@ -297,7 +303,7 @@ impl<R: PartitionedReader> Projector<R> {
                 "checkpointing"
             );
             let next = part.next;
-            if retry("checkpoint", stop, || sink.checkpoint(partition, next, &image))
+            if retry(&what, stop, || sink.checkpoint(partition, next, &image))
                 .await
                 .is_none()
             {
@@ -337,10 +343,8 @@ async fn write_batch(
     mut stop: watch::Receiver<bool>,
 ) -> bool {
     let started = Instant::now();
-    if retry("state write", &mut stop, || sink.write(&batch))
-        .await
-        .is_none()
-    {
+    let what = format!("{} write", sink.name());
+    if retry(&what, &mut stop, || sink.write(&batch)).await.is_none() {
         return false;
     }
     metrics::histogram!("portwatch_projector_batch_write_seconds").record(started.elapsed().as_secs_f64());

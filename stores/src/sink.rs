@@ -31,6 +31,9 @@ pub enum SinkError {
 
 /// Where a projector's folded state goes.
 pub trait StateSink: Send + Sync {
+    /// What to call the store in logs and metrics (`clickhouse`, `state store`).
+    fn name(&self) -> &'static str;
+
     /// The fold state of `partition` and the next offset to fold, as last made
     /// durable; `None` for a partition never folded.
     fn load<'a>(
@@ -97,6 +100,10 @@ impl EmbeddedSink {
 }
 
 impl StateSink for EmbeddedSink {
+    fn name(&self) -> &'static str {
+        "state store"
+    }
+
     fn load<'a>(
         &'a self,
         partition: u32,
@@ -164,6 +171,10 @@ impl ClickHouseSink {
 }
 
 impl StateSink for ClickHouseSink {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
     fn load<'a>(
         &'a self,
         partition: u32,

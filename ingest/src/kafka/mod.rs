@@ -29,9 +29,11 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
 
+mod consumer;
 mod group;
 mod producer;
 
+pub use consumer::{Acks, Delivery, TopicConsumer};
 pub use group::GroupReader;
 pub use producer::TopicProducer;
 

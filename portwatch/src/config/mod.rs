@@ -6,23 +6,26 @@
 //! the value. Nothing downstream ever sees an unchecked value.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portwatch_events::{PortSet, Task};
-use portwatch_probes::liveness::LIVENESS_PORTS;
-use portwatch_probes::{ConnectConfig, Pacer, Pinger, ScanMode, Scanner, Scope, SynConfig, SynError};
-use portwatch_projections::policy;
+use portwatch_events::Task;
+use portwatch_probes::Scope;
 pub use portwatch_projections::Asset;
 use portwatch_projections::{Assets, FoldConfig};
 use serde::Deserialize;
 
+mod assets;
 pub mod scaleout;
+mod scan;
+mod schedule;
 pub mod service;
 
+pub use assets::{RawAsset, RawScope};
 pub use scaleout::ScaleOut;
+pub use scan::{check_concurrency, check_rate, check_timeout, check_tries, RawScan, ScanSettings};
+pub use schedule::RawSchedule;
 
 /// The documented default configuration; also the demo scope used without a file.
 pub const DEFAULT_TOML: &str = include_str!("../../default.toml");
@@ -98,85 +101,6 @@ pub struct RawNode {
     pub name: Option<String>,
 }
 
-/// One `[[assets]]` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAsset {
-    /// Address or CIDR network.
-    pub cidr: String,
-    /// Who answers for it.
-    pub owner: Option<String>,
-    /// Which system it belongs to.
-    pub system: Option<String>,
-    /// Network zone whose probe nodes reach it. Default: "default".
-    pub zone: Option<String>,
-}
-
-/// `[scope]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawScope {
-    /// Most addresses one job may cover. Default: 65536.
-    pub max_targets: Option<u64>,
-    /// Networks never to probe, whatever the assets say. Default: none.
-    pub exclude: Option<Vec<String>>,
-    /// Accept assets in reserved ranges (private, loopback, documentation,
-    /// multicast, ...). Default: false.
-    pub allow_reserved: Option<bool>,
-}
-
-/// `[scan]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawScan {
-    /// `auto` (SYN when privileged, else connect), `syn` or `connect`. Default: auto.
-    pub mode: Option<String>,
-    /// Probes per second, global. Default: 10000.
-    pub rate: Option<i64>,
-    /// Hard cap on the rate: nothing (config or `--rate`) may exceed it.
-    /// Default: 1000000.
-    pub max_rate: Option<i64>,
-    /// SYN mode: most passes over unanswered probes (first try included). Default: 3.
-    pub tries: Option<i64>,
-    /// Source address of probes (must be an address of this machine). Each zone's
-    /// probe node sets its own. Default: chosen by route.
-    pub source_ip: Option<String>,
-    /// Most probes per second to any one host. Default: no per-host cap.
-    pub per_host_rate: Option<i64>,
-    /// Handshake timeout, human duration. Default: "1500ms".
-    pub timeout: Option<String>,
-    /// Most attempts in flight. Default: 2048.
-    pub concurrency: Option<i64>,
-    /// Port list of the high-risk task. Default: the built-in policy.
-    pub high_risk_ports: Option<String>,
-    /// Ports of TCP liveness pings. Default: "22,80,443,3389,8080,8443".
-    pub liveness_ports: Option<String>,
-}
-
-/// `[schedule]`: one key per task, a human duration or "off".
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSchedule {
-    /// Task 0.
-    pub liveness: Option<String>,
-    /// Task 1.
-    pub full_ports: Option<String>,
-    /// Task 2.
-    pub high_risk_ports: Option<String>,
-    /// Task 3.
-    pub service_detection: Option<String>,
-    /// Task 4.
-    pub port_recheck: Option<String>,
-    /// Task 5.
-    pub admin_panels: Option<String>,
-    /// Task 6.
-    pub offline_high_risk_ports: Option<String>,
-    /// Task 7.
-    pub offline_full_ports: Option<String>,
-    /// Task 8.
-    pub all_assets_full_ports: Option<String>,
-}
-
 /// `[projection]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,81 +168,6 @@ pub struct RawConfig {
     /// `[projector]` (projectors)
     #[serde(default)]
     pub projector: scaleout::RawProjector,
-}
-
-/// Checked scan settings.
-#[derive(Debug, Clone)]
-pub struct ScanSettings {
-    /// Technique.
-    pub mode: ScanMode,
-    /// Probes per second.
-    pub rate: NonZeroU32,
-    /// Hard cap on `rate`.
-    pub max_rate: u32,
-    /// SYN passes.
-    pub tries: u32,
-    /// Probe source address.
-    pub source_ip: Option<IpAddr>,
-    /// Per-host cap.
-    pub per_host_rate: Option<NonZeroU32>,
-    /// The one pacer every scanner and pinger built from these settings shares, so
-    /// `rate` caps all concurrent jobs together.
-    pub pacer: Pacer,
-    /// Handshake timeout.
-    pub timeout: Duration,
-    /// In-flight cap.
-    pub concurrency: usize,
-    /// High-risk task ports.
-    pub high_risk_ports: PortSet,
-    /// Liveness ports.
-    pub liveness_ports: PortSet,
-}
-
-impl ScanSettings {
-    /// Settings of the connect scanner.
-    pub fn connect_config(&self) -> ConnectConfig {
-        ConnectConfig {
-            rate: self.rate,
-            timeout: self.timeout,
-            concurrency: self.concurrency,
-            source: self.source_ip,
-            per_host_rate: self.per_host_rate,
-            pacer: Some(self.pacer.clone()),
-        }
-    }
-
-    /// Settings of the SYN scanner.
-    pub fn syn_config(&self) -> SynConfig {
-        SynConfig {
-            rate: self.rate,
-            per_host_rate: self.per_host_rate,
-            wait: self.timeout,
-            max_passes: self.tries,
-            source: self.source_ip,
-            pacer: Some(self.pacer.clone()),
-        }
-    }
-
-    /// Check that `source_ip` (if set) is an address of this machine: binding to
-    /// it is the test the scanners would fail later, one probe at a time.
-    pub fn check_source(&self) -> Result<(), crate::InputError> {
-        let Some(ip) = self.source_ip else { return Ok(()) };
-        std::net::UdpSocket::bind((ip, 0)).map(drop).map_err(|e| {
-            crate::InputError(format!(
-                "scan.source_ip = \"{ip}\": not an address of this machine ({e})"
-            ))
-        })
-    }
-
-    /// The liveness pinger these settings ask for.
-    pub fn pinger(&self) -> Result<Pinger, SynError> {
-        Pinger::new(self.mode, self.syn_config(), self.connect_config())
-    }
-
-    /// The port scanner these settings ask for.
-    pub fn scanner(&self) -> Result<Scanner, SynError> {
-        Scanner::new(self.mode, self.syn_config(), self.connect_config())
-    }
 }
 
 /// Where the config came from.
@@ -428,12 +277,8 @@ fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
 impl RawConfig {
     /// Apply defaults and check every value.
     pub fn validate(self, source: ConfigSource, origin: &str) -> Result<Config, ConfigError> {
-        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let at = Origin(origin);
+        let invalid = |key: &str, value: &str, reason: &str| at.invalid(key, value, reason);
 
         let node = match self.node.name {
             Some(name) if name.trim().is_empty() => {
@@ -442,152 +287,9 @@ impl RawConfig {
             Some(name) => name,
             None => default_node_name(),
         };
-
-        if self.assets.is_empty() {
-            return Err(invalid(
-                "assets",
-                "[]",
-                "at least one [[assets]] entry is needed: portwatch only scans its assets",
-            ));
-        }
-        let allow_reserved = self.scope.allow_reserved.unwrap_or(false);
-        let mut assets = Vec::with_capacity(self.assets.len());
-        for (i, raw) in self.assets.into_iter().enumerate() {
-            let key = format!("assets[{i}].cidr");
-            let net = portwatch_probes::targets::parse_net(&raw.cidr)
-                .map_err(|e| invalid(&key, &format!("{:?}", raw.cidr), &strip_prefix(&e.to_string())))?;
-            if let (false, Some((range, what))) =
-                (allow_reserved, portwatch_probes::reserved::overlapping(&net))
-            {
-                return Err(invalid(
-                    &key,
-                    &format!("{:?}", raw.cidr),
-                    &format!(
-                        "overlaps the reserved range {range} ({what}); portwatch watches internet-facing \
-                         space: set [scope] allow_reserved = true to monitor it anyway"
-                    ),
-                ));
-            }
-            assets.push(Asset {
-                net,
-                owner: raw.owner,
-                system: raw.system,
-                zone: raw.zone.unwrap_or_else(|| DEFAULT_ZONE.to_string()),
-            });
-        }
-
-        let max_targets = match self.scope.max_targets {
-            None => DEFAULT_MAX_TARGETS,
-            Some(0) => return Err(invalid("scope.max_targets", "0", "must be at least 1")),
-            Some(n) => u128::from(n),
-        };
-        let mut exclude = Vec::new();
-        for (i, text) in self.scope.exclude.unwrap_or_default().iter().enumerate() {
-            exclude.push(portwatch_probes::targets::parse_net(text).map_err(|e| {
-                invalid(
-                    &format!("scope.exclude[{i}]"),
-                    &format!("{text:?}"),
-                    &strip_prefix(&e.to_string()),
-                )
-            })?);
-        }
-        let scope = Scope::new(assets.iter().map(|a| a.net).collect(), max_targets).with_exclusions(exclude);
-
-        let mode = match &self.scan.mode {
-            None => ScanMode::Auto,
-            Some(text) => text
-                .parse()
-                .map_err(|e: String| invalid("scan.mode", &format!("{text:?}"), &e))?,
-        };
-        let tries = match self.scan.tries {
-            None => DEFAULT_TRIES,
-            Some(t) => check_tries(t).map_err(|r| invalid("scan.tries", &t.to_string(), &r))?,
-        };
-        let max_rate = match self.scan.max_rate {
-            None => DEFAULT_MAX_RATE,
-            Some(r) if r < 1 || r > i64::from(MAX_RATE) => {
-                return Err(invalid(
-                    "scan.max_rate",
-                    &r.to_string(),
-                    &format!("must be between 1 and {MAX_RATE} probes per second"),
-                ))
-            }
-            Some(r) => r as u32,
-        };
-        let per_host_rate = match self.scan.per_host_rate {
-            None => None,
-            Some(r) if r < 1 || r > i64::from(max_rate) => {
-                return Err(invalid(
-                    "scan.per_host_rate",
-                    &r.to_string(),
-                    &format!("must be between 1 and scan.max_rate = {max_rate} probes per second"),
-                ))
-            }
-            Some(r) => NonZeroU32::new(r as u32),
-        };
-        let source_ip = match &self.scan.source_ip {
-            None => None,
-            Some(text) => Some(
-                text.trim()
-                    .parse::<IpAddr>()
-                    .map_err(|_| invalid("scan.source_ip", &format!("{text:?}"), "not an IP address"))?,
-            ),
-        };
-        let rate = match self.scan.rate {
-            None => DEFAULT_RATE.min(max_rate),
-            Some(r) => check_rate(r, max_rate)
-                .map_err(|e| invalid("scan.rate", &r.to_string(), &e))?
-                .get(),
-        };
-        let timeout = match &self.scan.timeout {
-            None => DEFAULT_TIMEOUT,
-            Some(text) => {
-                check_timeout(text).map_err(|r| invalid("scan.timeout", &format!("{text:?}"), &r))?
-            }
-        };
-        let concurrency = match self.scan.concurrency {
-            None => DEFAULT_CONCURRENCY,
-            Some(c) => check_concurrency(c).map_err(|r| invalid("scan.concurrency", &c.to_string(), &r))?,
-        };
-        let port_list = |key: &str, value: &Option<String>, default: PortSet| match value {
-            None => Ok(default),
-            Some(text) => PortSet::parse(text).map_err(|e| invalid(key, &format!("{text:?}"), &e.reason)),
-        };
-        let high_risk_ports = port_list(
-            "scan.high_risk_ports",
-            &self.scan.high_risk_ports,
-            policy::high_risk_ports(),
-        )?;
-        let liveness_ports = port_list(
-            "scan.liveness_ports",
-            &self.scan.liveness_ports,
-            PortSet::from_ports(LIVENESS_PORTS.iter().copied()),
-        )?;
-
-        let s = &self.schedule;
-        let mut schedule = BTreeMap::new();
-        for (task, value) in [
-            (Task::Liveness, &s.liveness),
-            (Task::FullPorts, &s.full_ports),
-            (Task::HighRiskPorts, &s.high_risk_ports),
-            (Task::ServiceDetection, &s.service_detection),
-            (Task::PortRecheck, &s.port_recheck),
-            (Task::AdminPanels, &s.admin_panels),
-            (Task::OfflineHighRiskPorts, &s.offline_high_risk_ports),
-            (Task::OfflineFullPorts, &s.offline_full_ports),
-            (Task::AllAssetsFullPorts, &s.all_assets_full_ports),
-        ] {
-            let Some(text) = value else { continue };
-            if text.trim() == "off" {
-                continue;
-            }
-            let key = format!("schedule.{task}");
-            let d = parse_duration(text).map_err(|r| invalid(&key, &format!("{text:?}"), &r))?;
-            if d < MIN_CADENCE {
-                return Err(invalid(&key, &format!("{text:?}"), "must be at least 1s"));
-            }
-            schedule.insert(task, d);
-        }
+        let (assets, scope) = assets::validate(self.assets, self.scope, &at)?;
+        let scan = self.scan.validate(&at)?;
+        let schedule = self.schedule.validate(&at)?;
 
         let close_after_misses = match self.projection.close_after_misses {
             None => DEFAULT_CLOSE_AFTER_MISSES,
@@ -611,7 +313,7 @@ impl RawConfig {
             )
         })?;
 
-        let service = self.service.validate(origin, &high_risk_ports)?;
+        let service = self.service.validate(origin, &scan.high_risk_ports)?;
         let scaleout = scaleout::RawScaleOut {
             kafka: self.kafka,
             clickhouse: self.clickhouse,
@@ -625,19 +327,7 @@ impl RawConfig {
             node,
             assets,
             scope,
-            scan: ScanSettings {
-                mode,
-                tries,
-                source_ip,
-                per_host_rate,
-                pacer: Pacer::new(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN)),
-                max_rate,
-                rate: NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
-                timeout,
-                concurrency,
-                high_risk_ports,
-                liveness_ports,
-            },
+            scan,
             schedule,
             projection: FoldConfig {
                 close_after_misses,
@@ -652,44 +342,19 @@ impl RawConfig {
     }
 }
 
-/// Bounds shared by the config file and the command line's overrides: each returns
-/// the checked value, or why it is refused (the caller names the key or flag).
-/// A probe rate: 1 to `max_rate`.
-pub fn check_rate(rate: i64, max_rate: u32) -> Result<NonZeroU32, String> {
-    match u32::try_from(rate)
-        .ok()
-        .filter(|r| *r <= max_rate)
-        .and_then(NonZeroU32::new)
-    {
-        Some(r) => Ok(r),
-        None => Err(format!(
-            "must be between 1 and scan.max_rate = {max_rate} probes per second"
-        )),
-    }
-}
+/// The file (or "built-in defaults") a config came from, for errors that name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a>(pub(crate) &'a str);
 
-/// SYN passes: 1 to 10.
-pub fn check_tries(tries: i64) -> Result<u32, String> {
-    match tries {
-        1..=10 => Ok(tries as u32),
-        _ => Err("must be between 1 and 10".to_string()),
-    }
-}
-
-/// A probe timeout: a human duration from 10ms to 60s.
-pub fn check_timeout(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-        return Err("must be between 10ms and 60s".to_string());
-    }
-    Ok(d)
-}
-
-/// Probes in flight: 1 to 65536.
-pub fn check_concurrency(concurrency: i64) -> Result<usize, String> {
-    match concurrency {
-        1..=65_536 => Ok(concurrency as usize),
-        _ => Err("must be between 1 and 65536".to_string()),
+impl Origin<'_> {
+    /// `key = value` is refused, and why.
+    pub(crate) fn invalid(&self, key: &str, value: &str, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.0.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -698,7 +363,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration: {e}"))
 }
 
-fn strip_prefix(message: &str) -> String {
+pub(crate) fn strip_prefix(message: &str) -> String {
     // "invalid target `x`: reason" -> "reason" (the key and value are said already).
     message
         .split_once(": ")

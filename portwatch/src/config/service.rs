@@ -152,3 +152,36 @@ impl RawService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy names services as the probes report them: every high-risk service
+    /// is one some probe (or HTTP API recogniser) can report, with its default ports.
+    #[test]
+    fn every_high_risk_service_is_a_name_the_probes_report() {
+        let table = portwatch_probes::service::default_port_table();
+        for service in HIGH_RISK_SERVICES {
+            let ports = table.get(*service);
+            assert!(
+                ports.is_some_and(|p| !p.is_empty()),
+                "{service} is no probe's name"
+            );
+        }
+        let settings = RawService::default()
+            .validate("test", &portwatch_projections::policy::high_risk_ports())
+            .expect("defaults");
+        let policy = &settings.policy;
+        use portwatch_events::RiskClass;
+        assert_eq!(
+            policy.classify(1883, Some("mqtt"), false),
+            RiskClass::HighRiskPort,
+            "its own port"
+        );
+        assert_eq!(
+            policy.classify(11883, Some("mqtt"), false),
+            RiskClass::HighRiskService
+        );
+    }
+}

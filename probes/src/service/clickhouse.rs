@@ -9,7 +9,6 @@
 //!   in recent releases; `SELECT version()` answers the version where the default
 //!   user needs no password.
 
-use super::http::Response;
 use super::{Conn, Found, Reply};
 
 /// The revision this client announces (patch numbers are sent from 54401).
@@ -121,27 +120,6 @@ fn native_complete(b: &[u8]) -> bool {
 /// The native-protocol conversation.
 pub fn talk_native(conn: &mut Conn) -> Reply<'_> {
     super::request_reply(conn, hello(), native_complete, parse_native)
-}
-
-/// Recognise the HTTP interface's root answer.
-pub fn recognise_http(r: &Response) -> Option<Found> {
-    let headers = r
-        .headers
-        .iter()
-        .any(|(k, _)| k.to_ascii_lowercase().starts_with("x-clickhouse-"));
-    (headers || (r.status == 200 && r.body == b"Ok.\n"))
-        .then(|| Found::new("clickhouse").product("ClickHouse"))
-}
-
-/// Where the HTTP interface tells its version.
-pub const HTTP_VERSION_QUERY: &str = "/?query=SELECT%20version()";
-
-/// The version in the answer to [`HTTP_VERSION_QUERY`].
-pub fn http_version(r: &Response) -> Option<String> {
-    let text = r.text();
-    let v = text.trim();
-    (r.status == 200 && !v.is_empty() && v.len() < 40 && v.bytes().all(|c| c.is_ascii_digit() || c == b'.'))
-        .then(|| v.to_string())
 }
 
 #[cfg(test)]

@@ -15,16 +15,11 @@
 pub mod amqp;
 pub mod cassandra;
 pub mod clickhouse;
-pub mod couchdb;
 pub mod dns;
-pub mod docker;
-pub mod elasticsearch;
-pub mod etcd;
 pub mod ftp;
 pub mod http;
 pub mod imap;
 pub mod kafka;
-pub mod kubernetes;
 pub mod ldap;
 pub mod memcached;
 pub mod modbus;

@@ -17,23 +17,19 @@ use anyhow::Context;
 use chrono::Utc;
 use portwatch_events::control::{Control, ControlKind, JobOrder};
 use portwatch_events::{JobId, SCHEMA_VERSION};
-use portwatch_ingest::{EventLog, SpoolLog, SpoolSettings};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use portwatch_ingest::{Acks, EventLog, SpoolLog, SpoolSettings, TopicConsumer, TopicProducer};
 use tokio::sync::{watch, Notify};
 
 use super::{ready_kafka, stop_flag};
 use crate::cli::ProbeArgs;
 use crate::config::Config;
-use crate::jobs::{run_job, Appender, JobBoard, JobContext, JobSpec};
+use crate::control::jobs::{run_job, Appender, JobBoard, JobContext, JobSpec};
 use crate::{InputError, Shutdown};
 
 struct Node {
     name: String,
     zone: String,
-    producer: FutureProducer,
-    topic: String,
+    control: TopicProducer,
     spool: Arc<SpoolLog>,
     running: Mutex<Option<JobId>>,
 }
@@ -50,14 +46,7 @@ impl Node {
         let body = serde_json::to_string(&msg).unwrap_or_default();
         // Control messages are status, not observations: when the broker is down
         // they are dropped (the next heartbeat says the same, newer).
-        if let Err((err, _)) = self
-            .producer
-            .send(
-                FutureRecord::to(&self.topic).key(&self.name).payload(&body),
-                Duration::from_secs(5),
-            )
-            .await
-        {
+        if let Err(err) = self.control.send(&self.name, &body).await {
             tracing::debug!(error = %err, "control message not delivered");
         }
     }
@@ -86,7 +75,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         cfg.node = name.trim().to_string();
     }
     let mut stop = stop_flag(shutdown);
-    super::control::install_metrics(args.metrics.as_deref()).await?;
+    super::install_metrics(args.metrics.as_deref()).await?;
     let so = cfg.scaleout.clone();
     let zone = args.zone.clone().unwrap_or_else(|| so.probe.zone.clone());
     if zone.trim().is_empty() {
@@ -125,18 +114,20 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
     let node = Arc::new(Node {
         name: cfg.node.clone(),
         zone: zone.clone(),
-        producer: so.kafka.producer_config(so.kafka_timeout).create()?,
-        topic: so.kafka.topics.control.clone(),
+        control: TopicProducer::new(&so.kafka, &so.kafka.topics.control, Duration::from_secs(5))?,
         spool: spool.clone(),
         running: Mutex::new(None),
     });
 
     let group = format!("{}probe-{zone}", so.kafka.topics.jobs.trim_end_matches("jobs"));
-    let mut consumer_cfg = so.kafka.consumer_config(&group);
     // A job holds its record until it is done; scans can take a while.
-    consumer_cfg.set("max.poll.interval.ms", "3600000");
-    let consumer: StreamConsumer = consumer_cfg.create()?;
-    consumer.subscribe(&[&so.kafka.topics.jobs])?;
+    let jobs = TopicConsumer::join(
+        &so.kafka,
+        &group,
+        &so.kafka.topics.jobs,
+        Acks::Manual,
+        &[("max.poll.interval.ms", "3600000")],
+    )?;
     tracing::info!(node = %cfg.node, zone = %zone, group = %group, spool = %spool_path.display(), mode = ?ctx.scanner.mode(), "probe node started");
 
     let beat = {
@@ -155,7 +146,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
 
     loop {
         let msg = tokio::select! {
-            m = consumer.recv() => m,
+            m = jobs.next() => m,
             _ = stop.wait_for(|s| *s) => break,
         };
         let msg = match msg {
@@ -165,9 +156,8 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
                 continue;
             }
         };
-        let text = String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string();
-        match JobOrder::from_json(&text) {
-            Err(err) => tracing::error!(offset = msg.offset(), error = %err, "undecodable job skipped"),
+        match JobOrder::from_json(&msg.payload) {
+            Err(err) => tracing::error!(offset = msg.offset, error = %err, "undecodable job skipped"),
             Ok(order) if order.zone != zone => {
                 tracing::debug!(job = %order.id, zone = %order.zone, "job for another zone");
             }
@@ -179,7 +169,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
                 }
             }
         }
-        if let Err(err) = consumer.commit_message(&msg, CommitMode::Sync) {
+        if let Err(err) = jobs.commit(&msg) {
             tracing::warn!(error = %err, "job offset commit failed; the job may run again");
         }
     }

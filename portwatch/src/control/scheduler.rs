@@ -25,8 +25,8 @@ use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::jobs::{run_job, JobContext, JobSpec};
 use crate::config::Config;
-use crate::jobs::{run_job, JobContext, JobSpec};
 
 /// Whether this build implements a task (the others are accepted in config, logged
 /// once, and skipped).

@@ -12,8 +12,8 @@ use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageR
 
 use crate::cli::{AlertsArgs, EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
 use crate::config::Config;
+use crate::control::scheduler::{cadence, implemented};
 use crate::output::{json_line, service_words, ts, Table};
-use crate::scheduler::{cadence, implemented};
 use crate::InputError;
 
 fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {

@@ -3,11 +3,11 @@
 //! opensearch`. Secured clusters answer 401 but name themselves in the
 //! `X-elastic-product` header (Elasticsearch 7.14 and later).
 
-use super::http::Response;
-use super::Found;
+use super::Response;
+use crate::service::Found;
 
 /// Recognise the root answer.
-pub fn recognise(r: &Response) -> Option<Found> {
+pub(super) fn recognise(r: &Response) -> Option<Found> {
     let found = Found::new("elasticsearch");
     if let Some(json) = r.json() {
         let version = &json["version"];
@@ -32,7 +32,7 @@ pub fn recognise(r: &Response) -> Option<Found> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::http::parse_response;
+    use super::super::parse_response;
     use super::*;
 
     #[test]

@@ -1,10 +1,10 @@
 //! CouchDB: the root answers `{"couchdb":"Welcome","version":...}`.
 
-use super::http::Response;
-use super::Found;
+use super::Response;
+use crate::service::Found;
 
 /// Recognise the root answer.
-pub fn recognise(r: &Response) -> Option<Found> {
+pub(super) fn recognise(r: &Response) -> Option<Found> {
     let json = r.json()?;
     (json["couchdb"].as_str() == Some("Welcome")).then(|| {
         Found::new("couchdb")
@@ -16,7 +16,7 @@ pub fn recognise(r: &Response) -> Option<Found> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::http::parse_response;
+    use super::super::parse_response;
     use super::*;
 
     #[test]

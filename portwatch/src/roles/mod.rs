@@ -1,5 +1,10 @@
-//! The scale-out roles: the same folds and probes as `portwatch up`, with Kafka as
-//! the event log and ClickHouse as the store.
+//! The roles: each subcommand that runs until stopped, wired from the parts (log
+//! engines in `ingest`, stores in `stores`, the projector, the API, control).
+//!
+//! - [`up`]: `portwatch up`, the embedded all-in-one (no servers).
+//!
+//! The scale-out roles run the same folds, probes and API with Kafka as the event
+//! log and ClickHouse as the store:
 //!
 //! ```text
 //!  control ──jobs (by zone)──▶ probe --zone A ─┐
@@ -20,15 +25,23 @@ pub mod control;
 pub mod migrate;
 pub mod probe;
 pub mod project;
+pub mod up;
 
-use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use portwatch_ingest::KafkaSettings;
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
-use crate::Shutdown;
+use crate::{InputError, Shutdown};
+pub use portwatch_projector::{pause, retry, stopping};
 
 /// A stop flag that many tasks can watch, set when `shutdown` resolves.
 pub fn stop_flag(shutdown: Shutdown) -> watch::Receiver<bool> {
@@ -38,54 +51,6 @@ pub fn stop_flag(shutdown: Shutdown) -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
-}
-
-/// Whether the stop flag is set.
-pub fn stopping(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow()
-}
-
-/// Sleep `d`, or less if `stop` is set meanwhile. Returns false when stopping.
-pub async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    if stopping(stop) {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = stop.wait_for(|s| *s) => false,
-    }
-}
-
-/// Run `op` until it succeeds, backing off from 200 ms to 5 s and logging each
-/// failure; `None` when stopped first. Infrastructure faults (a broker or database
-/// restarting) are waited out, never turned into lost work.
-pub async fn retry<T, E, F, Fut>(what: &str, stop: &mut watch::Receiver<bool>, mut op: F) -> Option<T>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => {
-                if attempt > 0 {
-                    tracing::info!(what, attempts = attempt + 1, "recovered");
-                }
-                return Some(v);
-            }
-            Err(err) => {
-                attempt += 1;
-                metrics::counter!("portwatch_retries_total", "what" => what.to_string()).increment(1);
-                tracing::warn!(what, attempt, error = %err, retry_in_ms = delay.as_millis() as u64, "failed; retrying");
-                if !pause(stop, delay).await {
-                    return None;
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 /// Apply the migrations (waiting for ClickHouse to be reachable).
@@ -126,4 +91,31 @@ pub async fn ready_kafka(
         None => anyhow::bail!("stopped before the Kafka broker was reachable"),
         Some(()) => Ok(()),
     }
+}
+
+/// Install the Prometheus recorder and, when `listen` is given, serve `/metrics`
+/// there (probe nodes and projectors; the control plane serves it with its API).
+pub async fn install_metrics(listen: Option<&str>) -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus metrics recorder")?;
+    if let Some(listen) = listen {
+        let addr: SocketAddr = listen
+            .parse()
+            .map_err(|_| InputError(format!("--metrics `{listen}`: expected IP:PORT")))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+        let h = handle.clone();
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let h = h.clone();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        tracing::info!(listen = %addr, "metrics on /metrics");
+    }
+    Ok(handle)
 }

@@ -1,10 +1,10 @@
 //! etcd: `GET /version` answers `{"etcdserver":"3.5.9","etcdcluster":"3.5.0"}`.
 
-use super::http::Response;
-use super::Found;
+use super::Response;
+use crate::service::Found;
 
 /// Recognise the `/version` answer.
-pub fn recognise_version(r: &Response) -> Option<Found> {
+pub(super) fn recognise_version(r: &Response) -> Option<Found> {
     let json = r.json()?;
     let server = json["etcdserver"].as_str()?;
     Some(
@@ -17,7 +17,7 @@ pub fn recognise_version(r: &Response) -> Option<Found> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::http::parse_response;
+    use super::super::parse_response;
     use super::*;
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::ScanArgs;
 use crate::config::{check_concurrency, check_rate, check_timeout, check_tries, Config, ScanSettings};
-use crate::jobs::{detection_class, Appender};
+use crate::control::jobs::{detection_class, Appender};
 use crate::output::{json_line, service_words};
 use crate::{InputError, Shutdown};
 
@@ -28,6 +28,8 @@ pub struct ServiceFinding {
     pub port: Finding,
     #[serde(flatten)]
     pub detection: Detection,
+    /// The class the policy gives what detection found (the same as `risk`).
+    pub class: RiskClass,
 }
 
 /// One open port as `scan --json` prints it.
@@ -278,6 +280,7 @@ pub async fn run(cfg: Config, args: ScanArgs, shutdown: Shutdown) -> anyhow::Res
                         rtt_ms,
                         risk: class_of(&detection),
                     },
+                    class: class_of(&detection),
                     detection,
                 },
             )?;

@@ -2,11 +2,11 @@
 //! "apiVersion":"v1"`) when anonymous access is refused, or the list of API paths;
 //! `GET /version` answers `gitVersion`, `major`, `minor`.
 
-use super::http::Response;
-use super::Found;
+use super::Response;
+use crate::service::Found;
 
 /// Recognise the root answer.
-pub fn recognise(r: &Response) -> Option<Found> {
+pub(super) fn recognise(r: &Response) -> Option<Found> {
     let json = r.json()?;
     let status = json["kind"].as_str() == Some("Status") && json["apiVersion"].as_str() == Some("v1");
     let paths = json["paths"].as_array().is_some_and(|p| {
@@ -16,7 +16,7 @@ pub fn recognise(r: &Response) -> Option<Found> {
 }
 
 /// Recognise the `/version` answer.
-pub fn recognise_version(r: &Response) -> Option<Found> {
+pub(super) fn recognise_version(r: &Response) -> Option<Found> {
     let json = r.json()?;
     json["major"].as_str()?;
     let git = json["gitVersion"].as_str()?;
@@ -30,7 +30,7 @@ pub fn recognise_version(r: &Response) -> Option<Found> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::http::parse_response;
+    use super::super::parse_response;
     use super::*;
 
     #[test]

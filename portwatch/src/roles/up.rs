@@ -13,10 +13,10 @@ use tokio::sync::{watch, Notify};
 
 use crate::cli::UpArgs;
 use crate::config::{Config, ConfigSource};
-use crate::jobs::{Appender, JobBoard, JobContext};
-use crate::projector::{self, Projector};
+use crate::control::jobs::{Appender, JobBoard, JobContext};
+use crate::control::scheduler::{LocalRunner, Scheduler};
+use crate::projector;
 use crate::read_model::EmbeddedRead;
-use crate::scheduler::{LocalRunner, Scheduler};
 use crate::serve;
 use crate::{InputError, Shutdown};
 
@@ -54,11 +54,15 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
     // The projector's store is the only writer; it creates and migrates the file, so
     // it must be opened before the read-only view.
-    let writer_store = EmbeddedStore::open(cfg.state_path())?;
+    let writer_store = Arc::new(EmbeddedStore::open(cfg.state_path())?);
     let reader_store = Arc::new(EmbeddedStore::open_read_only(cfg.state_path())?);
-    let projector = Projector::open(log.clone(), writer_store, cfg.projection.clone())?;
-
     let notify = Arc::new(Notify::new());
+    let projector = projector::embedded(log.clone(), writer_store, cfg.projection.clone(), notify.clone());
+    tracing::info!(
+        lag = projector::lag(&*log, &reader_store)?,
+        "projection resuming from its committed offset"
+    );
+
     let (stop_tx, stop_rx) = watch::channel(false);
 
     cfg.scan.check_source()?;
@@ -101,7 +105,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
 
     // The projector drains and stops only once the scheduler, the last appender, has.
     let (drain_tx, drain_rx) = watch::channel(false);
-    let projector_task = tokio::spawn(projector::run(projector, notify.clone(), drain_rx));
+    let projector_task = tokio::spawn(projector.run(drain_rx));
     let scheduler_task =
         tokio::spawn(Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx })).run(stop_rx.clone()));
 

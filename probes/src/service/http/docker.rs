@@ -2,11 +2,11 @@
 //! Docker/<version> (<os>)` header; `GET /version` answers JSON with `Version` and
 //! `ApiVersion`. An unauthenticated Docker API is root on the host.
 
-use super::http::Response;
-use super::Found;
+use super::Response;
+use crate::service::Found;
 
 /// Recognise any answer by its headers.
-pub fn recognise(r: &Response) -> Option<Found> {
+pub(super) fn recognise(r: &Response) -> Option<Found> {
     let server = r.header("server").unwrap_or_default();
     let version = server
         .strip_prefix("Docker/")
@@ -17,7 +17,7 @@ pub fn recognise(r: &Response) -> Option<Found> {
 }
 
 /// Recognise the `/version` answer.
-pub fn recognise_version(r: &Response) -> Option<Found> {
+pub(super) fn recognise_version(r: &Response) -> Option<Found> {
     let json = r.json()?;
     json["ApiVersion"].as_str()?;
     Some(
@@ -30,7 +30,7 @@ pub fn recognise_version(r: &Response) -> Option<Found> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::http::parse_response;
+    use super::super::parse_response;
     use super::*;
 
     #[test]

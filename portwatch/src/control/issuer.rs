@@ -1,0 +1,169 @@
+//! The scale-out dispatcher: splits each job by the zones of its targets' assets and
+//! publishes one order per zone to the jobs topic (keyed by zone, so each zone's
+//! probe nodes share them as a consumer group), and keeps each job's row in
+//! ClickHouse up to date from the probe nodes' control messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use portwatch_events::control::{Control, ControlKind, JobOrder};
+use portwatch_events::{JobId, SCHEMA_VERSION};
+use portwatch_ingest::TopicProducer;
+use portwatch_probes::TargetSet;
+use portwatch_stores::{ClickHouseStore, JobRow};
+
+use super::jobs::JobSpec;
+use super::scheduler::{Dispatch, Dispatched};
+
+/// Issues jobs to probe nodes and remembers what it issued.
+pub struct Issuer {
+    store: ClickHouseStore,
+    producer: TopicProducer,
+    jobs: Mutex<HashMap<JobId, JobRow>>,
+    assets: portwatch_projections::Assets,
+}
+
+impl Issuer {
+    /// An issuer publishing to `producer`'s topic (jobs), splitting jobs by the zones
+    /// of `assets`, recording them in `store`.
+    pub fn new(
+        store: ClickHouseStore,
+        producer: TopicProducer,
+        assets: portwatch_projections::Assets,
+    ) -> Self {
+        Self {
+            store,
+            producer,
+            jobs: Mutex::new(HashMap::new()),
+            assets,
+        }
+    }
+}
+
+impl Dispatch for Issuer {
+    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched> {
+        async move {
+            self.issue(spec).await;
+            Dispatched::Handed
+        }
+        .boxed()
+    }
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("topic", &self.producer.topic())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u32 {
+    u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+impl Issuer {
+    /// The ClickHouse store target sets are read from.
+    pub fn store(&self) -> &ClickHouseStore {
+        &self.store
+    }
+
+    /// Split `spec` by the zone of each target's asset and send one job per zone.
+    /// A job that cannot be sent is logged and counted; the task's next run issues
+    /// it again.
+    pub async fn issue(&self, spec: JobSpec) {
+        let assets = &self.assets;
+        let mut by_zone: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        for ip in spec.targets {
+            match assets.lookup(ip) {
+                Some(asset) => by_zone.entry(asset.zone.clone()).or_default().push(ip),
+                None => tracing::warn!(%ip, "target outside every asset; not issued"),
+            }
+        }
+        let single = by_zone.len() == 1;
+        for (zone, ips) in by_zone {
+            let order = JobOrder {
+                v: SCHEMA_VERSION,
+                id: if single { spec.job } else { JobId::new() },
+                zone: zone.clone(),
+                task: spec.task,
+                targets: TargetSet::from_ips(ips.iter().copied())
+                    .nets()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+                ports: spec.ports.clone(),
+                issued_at: Utc::now(),
+            };
+            let body = serde_json::to_string(&order).unwrap_or_default();
+            if let Err(err) = self.producer.send(&zone, &body).await {
+                metrics::counter!("portwatch_jobs_issue_failed_total").increment(1);
+                tracing::error!(zone = %zone, task = %spec.task, error = %err, "cannot issue job; the next run of the task retries");
+                continue;
+            }
+            metrics::counter!("portwatch_jobs_issued_total", "task" => spec.task.as_str()).increment(1);
+            tracing::info!(job = %order.id, zone = %zone, task = %spec.task, targets = ips.len(), ports = spec.ports.len(), "job issued");
+            let row = JobRow {
+                id: order.id.to_string(),
+                zone,
+                task: spec.task.as_str().to_string(),
+                state: "queued".into(),
+                node: String::new(),
+                targets: ips.len() as u64,
+                issued_at: now_secs(),
+                updated_at: now_secs(),
+                detail: "{}".into(),
+                ver: now_ms(),
+            };
+            self.jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(order.id, row.clone());
+            if let Err(err) = self.store.write_jobs(&[row]).await {
+                tracing::warn!(error = %err, "cannot record job in clickhouse");
+            }
+        }
+    }
+
+    /// Apply a control message to the job it names; the updated row, if any.
+    pub(crate) fn job_update(&self, msg: &Control) -> Option<JobRow> {
+        let (job, state, detail) = match &msg.kind {
+            ControlKind::JobLeased { job, .. } => (*job, "leased", serde_json::json!({})),
+            ControlKind::JobFinished { job, hosts, open } => {
+                (*job, "done", serde_json::json!({"hosts": hosts, "open": open}))
+            }
+            ControlKind::JobFailed { job, error } => (*job, "failed", serde_json::json!({"error": error})),
+            ControlKind::NodeHeartbeat { .. } => return None,
+        };
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let row = jobs.entry(job).or_insert_with(|| JobRow {
+            id: job.to_string(),
+            zone: msg.zone.clone(),
+            task: String::new(),
+            state: String::new(),
+            node: String::new(),
+            targets: 0,
+            issued_at: 0,
+            updated_at: 0,
+            detail: "{}".into(),
+            ver: 0,
+        });
+        row.state = state.to_string();
+        row.node.clone_from(&msg.node);
+        row.updated_at = u32::try_from(msg.at.timestamp()).unwrap_or(0);
+        row.detail = detail.to_string();
+        row.ver = row
+            .ver
+            .max(u64::try_from(msg.at.timestamp_millis()).unwrap_or(0))
+            .max(now_ms());
+        Some(row.clone())
+    }
+}
