@@ -62,6 +62,8 @@ if cargo fmt --version >/dev/null 2>&1; then
     log "cargo fmt --check"
     cargo fmt --all --check
 fi
+log "import circles between source files"
+python3 scripts/import-cycles.py
 if cargo clippy --version >/dev/null 2>&1; then
     log "cargo clippy"
     cargo clippy --workspace --all-targets --locked -- -D warnings
