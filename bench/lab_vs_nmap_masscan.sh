@@ -57,7 +57,9 @@ want = {(h["ip"], p) for h in lab["hosts"] for p in h["open"]}
 got = set()
 for line in open(out, errors="replace"):
     if fmt == "portwatch" and line.startswith("{"):
-        j = json.loads(line); got.add((j["ip"], j["port"]))
+        j = json.loads(line)
+        if "port" in j:  # lines about unverified (wildcard) hosts carry no port
+            got.add((j["ip"], j["port"]))
     elif fmt == "nmap" and "Ports:" in line:
         ip = line.split()[1]
         got |= {(ip, int(m)) for m in re.findall(r"(\d+)/open/", line)}

@@ -70,6 +70,8 @@ def pw(r):
     res = {}
     for line in open(f"{out}/pw-{r}.jsonl"):
         v = json.loads(line)
+        if "port" not in v:  # an unverified host's line
+            continue
         res[v["port"]] = (v["service"], " ".join(x for x in (v.get("product"), v.get("version")) if x))
     return res
 

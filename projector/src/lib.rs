@@ -41,6 +41,9 @@ use tokio::sync::watch;
 use order::{Order, Part};
 pub use retry::{pause, retry, stopping};
 
+/// Spacing of the `portwatch_ports_open` / `portwatch_hosts_known` gauges.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How a projector batches and checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -116,6 +119,9 @@ impl<R: PartitionedReader> Projector<R> {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut last_checkpoint = Instant::now();
         let mut checkpoint_every = self.settings.checkpoint_interval;
+        let mut last_gauges = Instant::now()
+            .checked_sub(GAUGE_INTERVAL)
+            .unwrap_or_else(Instant::now);
         loop {
             // Read before the poll: a poll that began after the stop (sent once
             // nothing appends any more) and found nothing has seen everything.
@@ -126,6 +132,7 @@ impl<R: PartitionedReader> Projector<R> {
                 _ = stop.wait_for(|s| *s), if !drain && !was_stopping => Default::default(),
             };
             let got = polled.records.len();
+            let revoked = polled.revoked;
             for record in polled.records {
                 self.handle(record, &mut stop).await;
             }
@@ -134,9 +141,7 @@ impl<R: PartitionedReader> Projector<R> {
             }
             let now_stopping = stopping(&stop);
             let needs_checkpoint = !self.sink.offsets_with_rows()
-                && (!polled.revoked.is_empty()
-                    || now_stopping
-                    || last_checkpoint.elapsed() >= checkpoint_every);
+                && (!revoked.is_empty() || now_stopping || last_checkpoint.elapsed() >= checkpoint_every);
             if needs_checkpoint {
                 // A checkpoint covers only written rows: wait for the write in flight.
                 if !self.settle().await {
@@ -149,10 +154,15 @@ impl<R: PartitionedReader> Projector<R> {
                 checkpoint_every = self.settings.checkpoint_interval.max(took.elapsed() * 20);
                 last_checkpoint = Instant::now();
             }
-            for partition in polled.revoked {
+            for partition in revoked {
                 self.parts.remove(&partition);
             }
-            self.publish_gauges();
+            // Counting open ports walks the whole state: a few times a minute is
+            // enough for a gauge.
+            if last_gauges.elapsed() >= GAUGE_INTERVAL || got == 0 {
+                self.publish_gauges();
+                last_gauges = Instant::now();
+            }
             let done = if drain {
                 was_stopping && got == 0
             } else {
@@ -229,26 +239,26 @@ impl<R: PartitionedReader> Projector<R> {
                 }
             }
         }
-        match &record.event {
-            Ok(event) => {
+        let (offset, produced_ms) = (record.offset, record.produced_ms);
+        match record.event {
+            Ok(ref event) => {
                 let changes = part.state.apply(event);
-                self.batch
-                    .add(partition, record.offset, event, record.body.clone(), changes);
-                if let Some(ms) = record.produced_ms {
+                self.batch.add(partition, offset, event, record.body, changes);
+                if let Some(ms) = produced_ms {
                     let now = chrono::Utc::now().timestamp_millis();
                     metrics::histogram!("portwatch_projector_consume_latency_seconds")
                         .record(((now - ms).max(0)) as f64 / 1000.0);
                 }
             }
-            Err(err) => {
+            Err(ref err) => {
                 metrics::counter!("portwatch_projection_skipped_events_total").increment(1);
                 let reason = err.to_string();
                 self.reader.reject(&record, &reason).await;
-                self.batch.reached(partition, record.offset);
+                self.batch.reached(partition, offset);
             }
         }
         if let Some(part) = self.parts.get_mut(&partition) {
-            part.next = record.offset + 1;
+            part.next = offset + 1;
             part.dirty = true;
         }
         self.events_in_batch += 1;

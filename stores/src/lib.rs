@@ -19,8 +19,9 @@ mod sink;
 
 pub use batch::{Batch, Versioned};
 pub use clickhouse::{
-    latest_schema_version, statements, Checkpoint, ClickHouseError, ClickHouseSettings, ClickHouseStore,
-    JobRow, MigrateReport, ObservationRow, ProbeNodeRow, MIGRATIONS as CLICKHOUSE_MIGRATIONS,
+    latest_schema_version, statements, Checkpoint, CheckpointRef, ClickHouseError, ClickHouseSettings,
+    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow,
+    MIGRATIONS as CLICKHOUSE_MIGRATIONS,
 };
 pub use embedded::{EmbeddedStore, StoreError, STORE_SCHEMA_VERSION};
 pub use query::{AlertQuery, EpisodeQuery, HostQuery, IpRange, Page, PageRequest, PortQuery, MAX_PAGE};

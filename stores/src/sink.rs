@@ -202,16 +202,16 @@ impl StateSink for ClickHouseSink {
         state: &'a StateImage,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         async move {
-            let checkpoint = crate::Checkpoint {
+            let checkpoint = crate::CheckpointRef {
                 next_offset: next,
-                state: state.clone(),
+                state,
             };
             self.store
                 .commit_checkpoint(
                     &self.group,
                     &self.topic,
                     partition,
-                    &checkpoint,
+                    checkpoint,
                     chrono::Utc::now(),
                 )
                 .await?;

@@ -24,6 +24,16 @@ pub(super) fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// A checkpoint to write, borrowing the fold state (a partition's state can be tens
+/// of megabytes; it is serialised straight from the projector's image).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointRef<'a> {
+    /// The next offset to fold.
+    pub next_offset: u64,
+    /// The fold state after every event before it.
+    pub state: &'a StateImage,
+}
+
 /// One raw observation as stored in `observations`.
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct ObservationRow {

@@ -5,8 +5,8 @@ use portwatch_events::Timestamp;
 use serde::Serialize;
 
 use super::rows::{
-    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRow, EpisodeRow, HostStateRow, JobRow,
-    PortStateRow, ProbeNodeRow,
+    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, EpisodeRow, HostStateRow,
+    JobRow, PortStateRow, ProbeNodeRow,
 };
 use super::{ClickHouseError, ClickHouseStore};
 use crate::batch::Batch;
@@ -158,7 +158,7 @@ impl ClickHouseStore {
         group: &str,
         topic: &str,
         partition: u32,
-        checkpoint: &Checkpoint,
+        checkpoint: CheckpointRef<'_>,
         now: Timestamp,
     ) -> Result<(), ClickHouseError> {
         let row = CheckpointRow {
@@ -166,7 +166,7 @@ impl ClickHouseStore {
             topic: topic.to_string(),
             kpartition: partition,
             next_offset: checkpoint.next_offset,
-            state: json(&checkpoint.state),
+            state: json(checkpoint.state),
             written_at: secs(now),
             ver: checkpoint.next_offset,
         };
