@@ -39,9 +39,9 @@ impl std::fmt::Debug for EmbeddedRead {
 }
 
 /// Run a blocking SQLite read off the async threads.
-fn blocking<'a, T: Send + 'static>(
+fn blocking<'a, T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     store: &Arc<EmbeddedStore>,
-    read: impl FnOnce(&EmbeddedStore) -> Result<T, portwatch_stores::StoreError> + Send + 'static,
+    read: impl FnOnce(&EmbeddedStore) -> Result<T, E> + Send + 'static,
 ) -> ReadFuture<'a, T> {
     let store = store.clone();
     async move {
@@ -134,11 +134,7 @@ impl ReadModel for EmbeddedRead {
     fn health(&self) -> ReadFuture<'_, Health> {
         let log = self.log.clone();
         blocking(&self.store, move |s| {
-            let lag = crate::projector::lag(&*log, s).map_err(|e| portwatch_stores::StoreError::Io {
-                path: "event log".into(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })?;
-            Ok(Health {
+            crate::projector::lag(&*log, s).map(|lag| Health {
                 status: "ok",
                 projection_lag: Some(lag),
             })
