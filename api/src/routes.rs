@@ -6,12 +6,11 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Json;
-use portwatch_projections::{Alert, Episode, HostRow, PortRow};
 use portwatch_stores::{AlertQuery, EpisodeQuery, HostQuery, Page, PortQuery};
 
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::views::{with_assets, AlertView, EpisodeView, HostView, PortView, ScheduledTask};
+use crate::views::{with_assets, ScheduledTask};
 use crate::ApiContext;
 
 type Q = Query<HashMap<String, String>>;
@@ -53,12 +52,7 @@ pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
         within: p.owner(&ctx.assets)?,
     };
     let Page { items, next } = ctx.read.ports(&query, &p.page()?).await?;
-    let views = with_assets(
-        items,
-        &ctx.assets,
-        |r: &PortRow| r.ip,
-        |row, asset| PortView { row, asset },
-    );
+    let views = with_assets(items, &ctx.assets);
     Ok(paged(views, next))
 }
 
@@ -69,12 +63,7 @@ pub(crate) async fn hosts(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
         within: p.owner(&ctx.assets)?,
     };
     let Page { items, next } = ctx.read.hosts(&query, &p.page()?).await?;
-    let views = with_assets(
-        items,
-        &ctx.assets,
-        |r: &HostRow| r.ip,
-        |row, asset| HostView { row, asset },
-    );
+    let views = with_assets(items, &ctx.assets);
     Ok(paged(views, next))
 }
 
@@ -89,12 +78,7 @@ pub(crate) async fn episodes(
         within: p.owner(&ctx.assets)?,
     };
     let Page { items, next } = ctx.read.episodes(&query, &p.page()?).await?;
-    let views = with_assets(
-        items,
-        &ctx.assets,
-        |r: &Episode| r.ip,
-        |row, asset| EpisodeView { row, asset },
-    );
+    let views = with_assets(items, &ctx.assets);
     Ok(paged(views, next))
 }
 
@@ -109,12 +93,7 @@ pub(crate) async fn alerts(
         within: p.owner(&ctx.assets)?,
     };
     let Page { items, next } = ctx.read.alerts(&query, &p.page()?).await?;
-    let views = with_assets(
-        items,
-        &ctx.assets,
-        |r: &Alert| r.ip,
-        |row, asset| AlertView { row, asset },
-    );
+    let views = with_assets(items, &ctx.assets);
     Ok(paged(views, next))
 }
 

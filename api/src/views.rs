@@ -1,67 +1,73 @@
 //! What the API returns: the projected rows as the folds made them, each with the
 //! asset match of its address (owner, system, zone).
 
+use std::net::IpAddr;
+
 use portwatch_events::Task;
 use portwatch_projections::{Alert, AssetMatch, Assets, Episode, HostRow, PortRow};
 use serde::Serialize;
 
-/// A port row with its asset. Its `risk` is the fold's policy class.
+/// A row with the asset match of its address, flattened into one JSON object.
 #[derive(Debug, Serialize)]
-pub struct PortView {
+pub struct WithAsset<R> {
     /// The projected row.
     #[serde(flatten)]
-    pub row: PortRow,
+    pub row: R,
     /// Owner, system and zone.
     #[serde(flatten)]
     pub asset: AssetMatch,
 }
 
+/// A port row with its asset. Its `risk` is the fold's policy class.
+pub type PortView = WithAsset<PortRow>;
 /// An episode with its asset.
-#[derive(Debug, Serialize)]
-pub struct EpisodeView {
-    /// The projected episode.
-    #[serde(flatten)]
-    pub row: Episode,
-    /// Owner, system and zone.
-    #[serde(flatten)]
-    pub asset: AssetMatch,
-}
-
+pub type EpisodeView = WithAsset<Episode>;
 /// A host with its asset.
-#[derive(Debug, Serialize)]
-pub struct HostView {
-    /// The projected host.
-    #[serde(flatten)]
-    pub row: HostRow,
-    /// Owner, system and zone.
-    #[serde(flatten)]
-    pub asset: AssetMatch,
+pub type HostView = WithAsset<HostRow>;
+/// An alert with its asset.
+pub type AlertView = WithAsset<Alert>;
+
+/// A row about one address.
+pub trait Located {
+    /// The address.
+    fn ip(&self) -> IpAddr;
 }
 
-/// An alert with its asset.
-#[derive(Debug, Serialize)]
-pub struct AlertView {
-    /// The alert record.
-    #[serde(flatten)]
-    pub row: Alert,
-    /// Owner, system and zone.
-    #[serde(flatten)]
-    pub asset: AssetMatch,
+impl Located for PortRow {
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl Located for Episode {
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl Located for HostRow {
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl Located for Alert {
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl<R: Located> WithAsset<R> {
+    /// `row` joined with the most specific asset of its address.
+    pub fn join(row: R, assets: &Assets) -> Self {
+        let asset = assets.matching(row.ip());
+        Self { row, asset }
+    }
 }
 
 /// Rows of one kind, each joined with its asset.
-pub(crate) fn with_assets<R, V>(
-    rows: Vec<R>,
-    assets: &Assets,
-    ip: impl Fn(&R) -> std::net::IpAddr,
-    view: impl Fn(R, AssetMatch) -> V,
-) -> Vec<V> {
-    rows.into_iter()
-        .map(|row| {
-            let asset = assets.matching(ip(&row));
-            view(row, asset)
-        })
-        .collect()
+pub fn with_assets<R: Located>(rows: Vec<R>, assets: &Assets) -> Vec<WithAsset<R>> {
+    rows.into_iter().map(|row| WithAsset::join(row, assets)).collect()
 }
 
 /// One monitoring task of the schedule.

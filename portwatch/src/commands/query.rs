@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use portwatch_api::views::{AlertView, EpisodeView, HostView, PortView};
+use portwatch_api::views::WithAsset;
 use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_projections::PortState;
 use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
@@ -58,8 +58,7 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for row in rows {
-            let asset = assets.matching(row.ip);
-            json_line(&mut out, &PortView { row, asset })?;
+            json_line(&mut out, &WithAsset::join(row, &assets))?;
         }
         return Ok(());
     }
@@ -99,8 +98,7 @@ pub fn hosts(cfg: &Config, args: &OutputArgs) -> anyhow::Result<()> {
     if args.json {
         let assets = cfg.asset_map();
         for row in rows {
-            let asset = assets.matching(row.ip);
-            json_line(&mut out, &HostView { row, asset })?;
+            json_line(&mut out, &WithAsset::join(row, &assets))?;
         }
         return Ok(());
     }
@@ -141,8 +139,7 @@ pub fn episodes(cfg: &Config, args: &EpisodesArgs) -> anyhow::Result<()> {
     if args.output.json {
         let assets = cfg.asset_map();
         for row in rows {
-            let asset = assets.matching(row.ip);
-            json_line(&mut out, &EpisodeView { row, asset })?;
+            json_line(&mut out, &WithAsset::join(row, &assets))?;
         }
         return Ok(());
     }
@@ -179,8 +176,7 @@ pub fn alerts(cfg: &Config, args: &AlertsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for row in rows {
-            let asset = assets.matching(row.ip);
-            json_line(&mut out, &AlertView { row, asset })?;
+            json_line(&mut out, &WithAsset::join(row, &assets))?;
         }
         return Ok(());
     }
