@@ -102,14 +102,39 @@ impl ReadModel for EmbeddedRead {
     }
 
     fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>> {
-        let jobs = self
-            .board
-            .list()
-            .into_iter()
-            .take(limit)
-            .map(|r| self.job_view(r))
-            .collect();
-        async move { Ok(jobs) }.boxed()
+        // This run's jobs from the board (current to the moment), earlier runs' from
+        // the store.
+        let live = self.board.list();
+        let store = self.store.clone();
+        async move {
+            let stored = tokio::task::spawn_blocking(move || store.recent_jobs(limit))
+                .await
+                .map_err(ReadError::from_display)?
+                .map_err(ReadError::from_display)?;
+            let mut records = live;
+            for text in stored {
+                match serde_json::from_str::<JobRecord>(&text) {
+                    Ok(mut r) if !records.iter().any(|l| l.job == r.job) => {
+                        // Not on this run's board yet still running: the process that
+                        // ran it stopped first (its events up to then are recorded).
+                        if r.state == JobState::Running {
+                            r.state = JobState::Failed;
+                            r.error = Some("interrupted: portwatch stopped before the job finished".into());
+                        }
+                        records.push(r);
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "unreadable job row skipped"),
+                }
+            }
+            records.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+            Ok(records
+                .into_iter()
+                .take(limit)
+                .map(|r| self.job_view(r))
+                .collect())
+        }
+        .boxed()
     }
 
     fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>> {

@@ -281,8 +281,7 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         );
     }
 
-    // Jobs and nodes while both run: the same shapes. (The embedded job board lives
-    // in memory, so this is compared before the restart below.)
+    // Jobs and nodes while both run: the same shapes.
     for path in ["/api/v1/jobs?limit=3", "/api/v1/nodes"] {
         let (e, c) = (get(&stack, EMBEDDED_API, path), get(&stack, CONTROL_API, path));
         assert_eq!((e.status, c.status), (200, 200), "{path}");
@@ -478,6 +477,20 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         (&Value::from("ok"), &Value::from("ok"))
     );
     assert_eq!(e.body["projection_lag"], 0);
+    // Jobs outlive a restart in both: the embedded board wrote them to state.db.
+    let (e, c) = (
+        get(&stack, EMBEDDED_API, "/api/v1/jobs?limit=5").body,
+        get(&stack, CONTROL_API, "/api/v1/jobs?limit=5").body,
+    );
+    let (e, c) = (e.as_array().unwrap(), c.as_array().unwrap());
+    assert!(
+        !e.is_empty() && !c.is_empty(),
+        "jobs after the restart: {e:?} / {c:?}"
+    );
+    assert_eq!(shape(&e[0]), shape(&c[0]), "{e:?} / {c:?}");
+    assert!(e.iter().all(|j| j["task"] == "high_risk_ports"), "{e:?}");
+    // (A job cut short by the stop is listed as failed, "interrupted".)
+    assert!(e.iter().any(|j| j["state"] == "done"), "{e:?}");
     // The jobs the scale-out deployment ran are listed with their zones.
     let jobs = get(&stack, CONTROL_API, "/api/v1/jobs?limit=200").body;
     let zones: BTreeSet<&str> = jobs

@@ -22,7 +22,7 @@ use crate::query::{
 };
 
 /// Schema version of the embedded store (`PRAGMA user_version`).
-pub const STORE_SCHEMA_VERSION: i64 = 2;
+pub const STORE_SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -112,6 +112,19 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_skey ON alerts (skey);
 ",
     ),
+    (
+        3,
+        // Jobs of this process's scheduler, so that they outlive a restart (the
+        // scale-out control plane keeps its jobs in ClickHouse).
+        "
+CREATE TABLE jobs (
+    id         TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    data       TEXT NOT NULL
+);
+CREATE INDEX jobs_started ON jobs (started_at);
+",
+    ),
 ];
 
 /// Errors of the store.
@@ -155,6 +168,17 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A job as the embedded store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJob {
+    /// Job id.
+    pub id: String,
+    /// When it started (orders the list).
+    pub started_at: portwatch_events::Timestamp,
+    /// The job as JSON.
+    pub data: String,
 }
 
 /// Projected state in one SQLite file.
@@ -446,6 +470,37 @@ impl EmbeddedStore {
         Ok(page.page(rows, key))
     }
 
+    /// Record jobs (a job's id is its key: a later record of it replaces the
+    /// earlier). `data` is the job as JSON; `started_at` orders them.
+    pub fn put_jobs(&self, jobs: &[StoredJob]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO jobs (id, started_at, data) VALUES (?1, ?2, ?3)")
+                .map_err(|e| self.err(e))?;
+            for job in jobs {
+                put.execute(params![job.id, job.started_at.to_rfc3339(), job.data])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The most recent jobs' JSON, newest first.
+    pub fn recent_jobs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT data FROM jobs ORDER BY started_at DESC, id DESC LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
     /// Everything, in canonical order (for comparisons with a rebuild).
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let all = PageRequest::all();
@@ -669,6 +724,30 @@ mod tests {
         let store = EmbeddedStore::open(&path).expect("migrated");
         assert_eq!(store.next_offset("state", 0).expect("offset"), 0);
         assert_eq!(store.snapshot().expect("snapshot"), Snapshot::default());
+    }
+
+    #[test]
+    fn jobs_are_kept_newest_first_and_replaced_by_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path().join("state.db")).expect("open");
+        let at = |s: i64| {
+            chrono::Utc
+                .timestamp_opt(1_800_000_000 + s, 0)
+                .single()
+                .expect("ts")
+        };
+        let job = |id: &str, s: i64, state: &str| StoredJob {
+            id: id.into(),
+            started_at: at(s),
+            data: format!("{{\"id\":\"{id}\",\"state\":\"{state}\"}}"),
+        };
+        store
+            .put_jobs(&[job("a", 0, "running"), job("b", 10, "running")])
+            .expect("put");
+        store.put_jobs(&[job("a", 0, "done")]).expect("update");
+        let jobs = store.recent_jobs(10).expect("jobs");
+        assert_eq!(jobs, [job("b", 10, "running").data, job("a", 0, "done").data]);
+        assert_eq!(store.recent_jobs(1).expect("jobs").len(), 1);
     }
 
     #[test]

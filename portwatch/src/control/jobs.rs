@@ -14,7 +14,7 @@ use chrono::Utc;
 use portwatch_events::{Event, JobId, Observation, Origin, PortSet, Task, Timestamp};
 use portwatch_ingest::{EventLog, LogError};
 use portwatch_probes::{HostResult, Pinger, ScanProgress, ScanRequest, Scanner, Scope};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 /// Appends events to the log, retrying transient faults, and wakes the projector.
@@ -101,7 +101,7 @@ impl Appender {
 }
 
 /// State of a job in the job board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Still scanning.
@@ -112,8 +112,8 @@ pub enum JobState {
     Failed,
 }
 
-/// One job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One job as the board keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Job id (the `job` field of its events).
     pub job: JobId,
@@ -137,27 +137,71 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
-/// The most recent jobs, newest first.
+/// The most recent jobs, newest first; with a store, every change of a job is also
+/// written there (in the background, off the scan's path), so the list outlives a
+/// restart.
 #[derive(Debug, Default)]
 pub struct JobBoard {
     jobs: Mutex<VecDeque<JobRecord>>,
+    persist: Option<mpsc::UnboundedSender<JobRecord>>,
 }
 
 /// How many finished jobs the board keeps.
 const JOB_BOARD_SIZE: usize = 200;
 
 impl JobBoard {
+    /// A board that also writes every job change to `store`; the returned task ends
+    /// once the board is dropped and every change is written.
+    pub fn persistent(store: Arc<portwatch_stores::EmbeddedStore>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<JobRecord>();
+        let writer = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let rows: Vec<portwatch_stores::StoredJob> = batch
+                    .iter()
+                    .map(|r| portwatch_stores::StoredJob {
+                        id: r.job.to_string(),
+                        started_at: r.started_at,
+                        data: serde_json::to_string(r).unwrap_or_default(),
+                    })
+                    .collect();
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.put_jobs(&rows)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::warn!(error = %err, "cannot record jobs in the state store"),
+                    Err(err) => tracing::warn!(error = %err, "job recording task failed"),
+                }
+            }
+        });
+        let board = Self {
+            jobs: Mutex::default(),
+            persist: Some(tx),
+        };
+        (board, writer)
+    }
+
     fn update(&self, job: JobId, f: impl FnOnce(&mut JobRecord)) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(record) = jobs.iter_mut().find(|r| r.job == job) {
             f(record);
+            self.persist(record);
         }
     }
 
     fn start(&self, record: JobRecord) {
+        self.persist(&record);
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.push_front(record);
         jobs.truncate(JOB_BOARD_SIZE);
+    }
+
+    fn persist(&self, record: &JobRecord) {
+        if let Some(tx) = &self.persist {
+            let _ = tx.send(record.clone());
+        }
     }
 
     /// A copy of the board.

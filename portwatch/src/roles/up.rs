@@ -69,7 +69,10 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let scanner = Arc::new(cfg.scan.scanner().context("scan.mode")?);
     tracing::info!(mode = ?scanner.mode(), rate = cfg.scan.rate.get(), "port scanner ready");
     let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);
-    let board = Arc::new(JobBoard::default());
+    // The board writes jobs to the state store through its own connection (the
+    // projector's is busy folding), so `/api/v1/jobs` outlives a restart.
+    let (board, job_writer) = JobBoard::persistent(Arc::new(EmbeddedStore::open(cfg.state_path())?));
+    let board = Arc::new(board);
     let appender = Appender::new(log.clone(), notify.clone());
     let ctx = JobContext {
         node: cfg.node.clone(),
@@ -126,6 +129,15 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "API server error"),
         Err(err) => tracing::error!(error = %err, "API server task failed"),
+    }
+    // Every holder of the board is gone now but this one: its writer ends once the
+    // last job changes are written.
+    drop(board);
+    if tokio::time::timeout(Duration::from_secs(5), job_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the last job changes were not recorded in time");
     }
     tracing::info!("portwatch stopped");
     Ok(())
