@@ -112,26 +112,25 @@ impl EmbeddedReader {
 }
 
 fn read_now(log: &dyn EventLog, next: &[Offset], max: usize) -> Vec<LogRecord> {
-    {
-        let mut out = Vec::new();
-        for (partition, &from) in next.iter().enumerate() {
-            if out.len() >= max {
-                break;
-            }
-            match log.read(partition as u32, from, max - out.len()) {
-                Ok(records) => out.extend(records.into_iter().map(|r| LogRecord {
-                    partition: r.partition,
-                    offset: r.offset,
-                    body: String::new(),
-                    key: String::new(),
-                    event: r.event,
-                    produced_ms: None,
-                })),
-                Err(err) => tracing::warn!(partition, error = %err, "event log read failed; retrying"),
-            }
+    let mut out = Vec::new();
+    for (partition, &from) in next.iter().enumerate() {
+        if out.len() >= max {
+            break;
         }
-        out
+        match log.read(partition as u32, from, max - out.len()) {
+            Ok(records) => out.extend(records.into_iter().map(|r| LogRecord {
+                partition: r.partition,
+                offset: r.offset,
+                body: String::new(),
+                key: String::new(),
+                event: r.event,
+                produced_ms: None,
+            })),
+            // The next poll reads the same offsets again.
+            Err(err) => tracing::warn!(partition, error = %err, "event log read failed; retrying"),
+        }
     }
+    out
 }
 
 impl PartitionedReader for EmbeddedReader {

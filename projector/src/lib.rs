@@ -157,9 +157,9 @@ impl<R: PartitionedReader> Projector<R> {
             for partition in revoked {
                 self.parts.remove(&partition);
             }
-            // Counting open ports walks the whole state: a few times a minute is
-            // enough for a gauge.
-            if last_gauges.elapsed() >= GAUGE_INTERVAL || got == 0 {
+            // Counting open ports walks the whole state: every few seconds is enough
+            // for a gauge.
+            if last_gauges.elapsed() >= GAUGE_INTERVAL {
                 self.publish_gauges();
                 last_gauges = Instant::now();
             }
