@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod notifications;
 pub mod policy;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
 pub use assets::{Asset, AssetMatch, Assets};
+pub use notifications::{Notification, NotificationKind};
 pub use policy::Policy;
 
 /// Tuning of the folds. Part of the projection's identity: replaying with another
