@@ -37,6 +37,7 @@ fn notification() -> Notification {
         port,
         episode_id: format!("0190f000-0000-7000-8000-000000000202-tcp-{port}"),
         at: at(s),
+        baseline: false,
     };
     Notification {
         id: "203.0.113.7:0190f000-0000-7000-8000-000000000202-tcp-6379:exposure_opened".into(),

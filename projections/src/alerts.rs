@@ -110,6 +110,11 @@ pub struct Alert {
     /// When it happened (opening: first seen open; closing: first covering miss;
     /// high-risk classes: the detection).
     pub at: Timestamp,
+    /// An opening found by the first scan that ever covered the port on this host
+    /// (no earlier scan saw it closed): part of a new asset's baseline rather than a
+    /// change. The notification policy records these without paging, unless high-risk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub baseline: bool,
 }
 
 fn default_risk() -> RiskClass {
@@ -129,6 +134,7 @@ impl Alert {
             port: episode.port,
             episode_id: episode.id.clone(),
             at,
+            baseline: kind == AlertKind::ExposureOpened && episode.last_negative_before_open.is_none(),
         }
     }
 

@@ -8,7 +8,8 @@
 //! `repeat_interval` and escalated once after `escalate_after`, closings are told as
 //! resolved, a port that closes and reopens before its closing was told is a flap and
 //! says nothing, and a suppression hook (approvals, blocks) keeps findings from
-//! paging. The silent baseline for new assets is still to come.
+//! paging, and with `baseline` the ports a new asset has open the first time it is
+//! scanned are recorded without paging, unless high-risk.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -75,6 +76,9 @@ pub struct NotifyPolicy {
     pub repeat_interval: chrono::Duration,
     /// A high-risk finding open this long goes to the escalation route (once).
     pub escalate_after: Option<chrono::Duration>,
+    /// Record a new asset's baseline (ports open the first time they are ever
+    /// scanned) without paging, unless high-risk.
+    pub baseline: bool,
 }
 
 /// What one call of [`Notifier::advance`] looks at besides the time.
@@ -138,6 +142,7 @@ impl Notifier {
 
     /// Take in one alert record.
     pub fn observe(&mut self, alert: &Alert) {
+        let baseline_on = self.policy.baseline;
         let group = self.groups.entry(alert.ip).or_default();
         match alert.kind {
             AlertKind::ExposureClosed => {
@@ -152,6 +157,11 @@ impl Notifier {
                     group.closed.push(alert.clone());
                     group.closed_since.get_or_insert(alert.at);
                 }
+            }
+            AlertKind::ExposureOpened
+                if baseline_on && alert.baseline && alert.severity != Severity::High =>
+            {
+                // Baseline: on record (the alert), not news to page anyone about.
             }
             AlertKind::ExposureOpened | AlertKind::HighRiskService | AlertKind::HighRiskAdminPanel => {
                 // A port that closed and opened again before its closing was told is
@@ -341,6 +351,7 @@ mod tests {
             port,
             episode_id: episode.to_string(),
             at: at(s),
+            baseline: false,
         }
     }
 
@@ -369,6 +380,7 @@ mod tests {
             group_interval: Duration::minutes(5),
             repeat_interval: Duration::hours(4),
             escalate_after: Some(Duration::hours(24)),
+            baseline: true,
         }
     }
 
@@ -467,6 +479,30 @@ mod tests {
             suppressed: &|a| a.port == 6379,
         });
         assert!(quiet.is_empty(), "approved: recorded, not paged");
+    }
+
+    #[test]
+    fn a_new_assets_baseline_pages_only_for_high_risk() {
+        let mut n = Notifier::new(policy());
+        let mut ssh = opened(22, 0);
+        ssh.baseline = true;
+        let mut redis = opened(6379, 0);
+        redis.baseline = true;
+        n.observe(&ssh);
+        n.observe(&redis);
+        let sent = tick(&mut n, 10);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].alerts.iter().map(|a| a.port).collect::<Vec<_>>(), [6379]);
+        // Its closing later is no news either: nobody was told it was open.
+        n.observe(&closed(&ssh, 100));
+        assert!(tick(&mut n, 1000).is_empty());
+        // Without the baseline rule, every opening pages.
+        let mut all = Notifier::new(NotifyPolicy {
+            baseline: false,
+            ..policy()
+        });
+        all.observe(&ssh);
+        assert_eq!(tick(&mut all, 10).len(), 1);
     }
 
     #[test]

@@ -203,6 +203,17 @@ fn alerts() {
         redis.alerts,
         [AlertKind::ExposureOpened, AlertKind::HighRiskService]
     );
+    // The first scan covered these ports and found them closed: changes, not baseline.
+    assert!(snapshot.alerts.iter().all(|a| !a.baseline));
+    // The detection fixture's ports were open the first time they were ever scanned.
+    let first = fold_all(config(), &load("detection"));
+    let opened: Vec<bool> = first
+        .alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::ExposureOpened)
+        .map(|a| a.baseline)
+        .collect();
+    assert_eq!(opened, [true, true]);
     // Folding the same log again gives the same ids.
     assert_eq!(fold_all(config(), &events).alerts, snapshot.alerts);
 }
