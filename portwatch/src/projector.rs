@@ -33,10 +33,11 @@ pub fn embedded(
         batch: BATCH,
         batch_wait: Duration::from_millis(500),
         checkpoint_interval: Duration::ZERO,
+        fold: cfg.clone(),
         drain_on_stop: true,
     };
     let sink = Arc::new(EmbeddedSink::new(store, cfg.clone()));
-    Projector::new(EmbeddedReader::new(log, notify), sink, cfg, settings)
+    Projector::new(EmbeddedReader::new(log, notify), sink, settings)
 }
 
 /// Events in `log` that the state projection in `store` has not folded yet.

@@ -54,6 +54,8 @@ pub struct Settings {
     /// Shortest spacing of checkpoints (stretched so that they take at most ~5% of
     /// the time), where the sink needs them.
     pub checkpoint_interval: Duration,
+    /// The folds' configuration (misses to close, the risk policy).
+    pub fold: FoldConfig,
     /// On stop, fold everything the log holds first (the embedded log: nothing else
     /// will fold it before the next start) rather than stop at the next batch
     /// boundary (Kafka: the group's next member resumes from the checkpoint).
@@ -72,7 +74,6 @@ pub struct Projector<R: PartitionedReader> {
     reader: R,
     sink: Arc<dyn StateSink>,
     outlet: Option<Arc<dyn AlertOutlet>>,
-    fold: FoldConfig,
     settings: Settings,
     parts: BTreeMap<u32, Part>,
     batch: Batch,
@@ -89,16 +90,15 @@ impl<R: PartitionedReader> std::fmt::Debug for Projector<R> {
 }
 
 impl<R: PartitionedReader> Projector<R> {
-    /// A projector from `reader` into `sink`, folding with `fold`.
-    pub fn new(reader: R, sink: Arc<dyn StateSink>, fold: FoldConfig, settings: Settings) -> Self {
+    /// A projector from `reader` into `sink`.
+    pub fn new(reader: R, sink: Arc<dyn StateSink>, settings: Settings) -> Self {
         Self {
             reader,
+            batch: Batch::new(sink.keeps_observations()),
             sink,
             outlet: None,
-            fold,
             settings,
             parts: BTreeMap::new(),
-            batch: Batch::default(),
             events_in_batch: 0,
             inflight: None,
         }
@@ -185,12 +185,12 @@ impl<R: PartitionedReader> Projector<R> {
             self.parts.remove(&partition);
         }
         if !self.parts.contains_key(&partition) {
-            let (sink, fold) = (self.sink.clone(), self.fold.clone());
+            let (sink, fold) = (self.sink.clone(), self.settings.fold.clone());
             let what = format!("{} read checkpoint", sink.name());
             let Some(loaded) = retry(&what, stop, || sink.load(partition, &fold)).await else {
                 return;
             };
-            let (state, next) = loaded.unwrap_or_else(|| (State::new(self.fold.clone()), 0));
+            let (state, next) = loaded.unwrap_or_else(|| (State::new(self.settings.fold.clone()), 0));
             tracing::info!(partition, next_offset = next, "partition state loaded");
             self.parts.insert(
                 partition,
@@ -275,7 +275,7 @@ impl<R: PartitionedReader> Projector<R> {
             self.events_in_batch = 0;
             return true;
         }
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::replace(&mut self.batch, Batch::new(self.sink.keeps_observations()));
         let events = std::mem::take(&mut self.events_in_batch);
         if self.sink.offsets_with_rows() {
             // The write is the checkpoint.
@@ -354,7 +354,11 @@ async fn write_batch(
 ) -> bool {
     let started = Instant::now();
     let what = format!("{} write", sink.name());
-    if retry(&what, &mut stop, || sink.write(&batch)).await.is_none() {
+    let batch = Arc::new(batch);
+    if retry(&what, &mut stop, || sink.write(batch.clone()))
+        .await
+        .is_none()
+    {
         return false;
     }
     metrics::histogram!("portwatch_projector_batch_write_seconds").record(started.elapsed().as_secs_f64());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use portwatch_events::Event;
-use portwatch_projections::{Alert, Change, ChangeSet, Episode, HostRow, PortKey, PortRow};
+use portwatch_projections::{Alert, Change, Episode, HostRow, PortKey, PortRow};
 
 use crate::clickhouse::ObservationRow;
 
@@ -22,8 +22,11 @@ pub struct Versioned<T> {
 
 /// Everything one projector batch writes: raw observations and the rows the fold
 /// changed (each once, at its last version in the batch).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Batch {
+    /// Whether raw observation rows are kept (a store that is not the log's only
+    /// copy keeps them: ClickHouse; the embedded log already is one).
+    pub keep_observations: bool,
     /// Raw observation rows.
     pub observations: Vec<ObservationRow>,
     /// Changed port rows.
@@ -39,12 +42,27 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch, keeping raw observation rows or not.
+    pub fn new(keep_observations: bool) -> Self {
+        Self {
+            keep_observations,
+            observations: Vec::new(),
+            ports: BTreeMap::new(),
+            episodes: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            alerts: BTreeMap::new(),
+            next: BTreeMap::new(),
+        }
+    }
+
     /// Record the event at `partition`/`offset` (`body`: the record as it was in the
     /// log) and what folding it changed.
     pub fn add(&mut self, partition: u32, offset: u64, event: &Event, body: String, changes: Vec<Change>) {
-        let mut row = ObservationRow::without_body(event, partition, offset);
-        row.body = body;
-        self.observations.push(row);
+        if self.keep_observations {
+            let mut row = ObservationRow::without_body(event, partition, offset);
+            row.body = body;
+            self.observations.push(row);
+        }
         self.reached(partition, offset);
         for change in changes {
             match change {
@@ -97,25 +115,6 @@ impl Batch {
     pub fn reached(&mut self, partition: u32, offset: u64) {
         let next = self.next.entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
-    }
-
-    /// The changed rows' values, without versions (for a store that keeps the
-    /// offsets with the rows instead).
-    pub fn changes(&self) -> ChangeSet {
-        ChangeSet {
-            ports: self.ports.iter().map(|(k, v)| (*k, v.row.clone())).collect(),
-            episodes: self
-                .episodes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.row.clone()))
-                .collect(),
-            hosts: self.hosts.iter().map(|(k, v)| (*k, v.row.clone())).collect(),
-            alerts: self
-                .alerts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.row.clone()))
-                .collect(),
-        }
     }
 
     /// The alerts of this batch, to publish once its rows are written.

@@ -170,6 +170,47 @@ pub enum StoreError {
     },
 }
 
+/// The rows one commit writes, borrowed from wherever they are (a projector's batch,
+/// a change set), and the offsets they reach.
+#[derive(Debug)]
+pub struct Rows<'a> {
+    /// Changed port rows.
+    pub ports: Vec<&'a PortRow>,
+    /// Changed episodes.
+    pub episodes: Vec<&'a Episode>,
+    /// Changed hosts.
+    pub hosts: Vec<&'a HostRow>,
+    /// New alerts.
+    pub alerts: Vec<&'a portwatch_projections::Alert>,
+    /// Per partition, the next offset to fold.
+    pub next: &'a BTreeMap<u32, u64>,
+}
+
+impl<'a> Rows<'a> {
+    /// The rows of `changes`, reaching `next`.
+    pub fn of_changes(changes: &'a ChangeSet, next: &'a BTreeMap<u32, u64>) -> Self {
+        Self {
+            ports: changes.ports.values().collect(),
+            episodes: changes.episodes.values().collect(),
+            hosts: changes.hosts.values().collect(),
+            alerts: changes.alerts.values().collect(),
+            next,
+        }
+    }
+
+    /// The rows of a projector's batch (their versions are not needed here: the
+    /// offsets are committed with them).
+    pub fn of_batch(batch: &'a crate::Batch) -> Self {
+        Self {
+            ports: batch.ports.values().map(|v| &v.row).collect(),
+            episodes: batch.episodes.values().map(|v| &v.row).collect(),
+            hosts: batch.hosts.values().map(|v| &v.row).collect(),
+            alerts: batch.alerts.values().map(|v| &v.row).collect(),
+            next: &batch.next,
+        }
+    }
+}
+
 /// A job as the embedded store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredJob {
@@ -297,23 +338,14 @@ impl EmbeddedStore {
         cfg: &FoldConfig,
         changes: &ChangeSet,
     ) -> Result<(), StoreError> {
-        self.commit_offsets(
-            projection,
-            &BTreeMap::from([(partition, next_offset)]),
-            cfg,
-            changes,
-        )
+        let next = BTreeMap::from([(partition, next_offset)]);
+        self.commit_rows(projection, cfg, &Rows::of_changes(changes, &next))
     }
 
     /// Write the changed rows and the projection's new offsets (per partition) in
     /// one transaction.
-    pub fn commit_offsets(
-        &self,
-        projection: &str,
-        next_offsets: &BTreeMap<u32, u64>,
-        cfg: &FoldConfig,
-        changes: &ChangeSet,
-    ) -> Result<(), StoreError> {
+    pub fn commit_rows(&self, projection: &str, cfg: &FoldConfig, rows: &Rows<'_>) -> Result<(), StoreError> {
+        let next_offsets = rows.next;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         {
@@ -322,7 +354,7 @@ impl EmbeddedStore {
                     "INSERT OR REPLACE INTO ports (ip, proto, port, state, risk, ipkey, skey, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(|e| self.err(e))?;
-            for row in changes.ports.values() {
+            for row in &rows.ports {
                 put_port
                     .execute(params![
                         row.ip.to_string(),
@@ -341,7 +373,7 @@ impl EmbeddedStore {
                     "INSERT OR REPLACE INTO episodes (id, open, ipkey, skey, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(|e| self.err(e))?;
-            for ep in changes.episodes.values() {
+            for ep in &rows.episodes {
                 put_episode
                     .execute(params![
                         ep.id,
@@ -357,7 +389,7 @@ impl EmbeddedStore {
                     "INSERT OR REPLACE INTO hosts (ip, ipkey, skey, data) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(|e| self.err(e))?;
-            for host in changes.hosts.values() {
+            for host in &rows.hosts {
                 put_host
                     .execute(params![
                         host.ip.to_string(),
@@ -373,7 +405,7 @@ impl EmbeddedStore {
                     "INSERT OR IGNORE INTO alerts (id, risk, ipkey, skey, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(|e| self.err(e))?;
-            for alert in changes.alerts.values() {
+            for alert in &rows.alerts {
                 put_alert
                     .execute(params![
                         alert.id,

@@ -23,6 +23,6 @@ pub use clickhouse::{
     ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow,
     MIGRATIONS as CLICKHOUSE_MIGRATIONS,
 };
-pub use embedded::{EmbeddedStore, StoreError, StoredJob, STORE_SCHEMA_VERSION};
+pub use embedded::{EmbeddedStore, Rows, StoreError, StoredJob, STORE_SCHEMA_VERSION};
 pub use query::{AlertQuery, EpisodeQuery, HostQuery, IpRange, Page, PageRequest, PortQuery, MAX_PAGE};
 pub use sink::{ClickHouseSink, EmbeddedSink, SinkError, StateSink};

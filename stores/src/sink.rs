@@ -42,9 +42,12 @@ pub trait StateSink: Send + Sync {
         cfg: &'a FoldConfig,
     ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>>;
 
+    /// Whether this store keeps the raw observations (then a batch carries them).
+    fn keeps_observations(&self) -> bool;
+
     /// Write a batch's rows (and, where [`StateSink::offsets_with_rows`], the offsets
     /// in `batch.next` with them, atomically).
-    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+    fn write(&self, batch: Arc<Batch>) -> BoxFuture<'_, Result<(), SinkError>>;
 
     /// Whether [`StateSink::write`] makes the offsets durable with the rows, so that
     /// no checkpoint is needed.
@@ -130,13 +133,17 @@ impl StateSink for EmbeddedSink {
         .boxed()
     }
 
-    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
-        let changes = batch.changes();
-        let next = batch.next.clone();
+    fn keeps_observations(&self) -> bool {
+        false // the embedded log is on the same disk, whole
+    }
+
+    fn write(&self, batch: Arc<Batch>) -> BoxFuture<'_, Result<(), SinkError>> {
         let cfg = self.cfg.clone();
         async move {
-            self.blocking(move |store, projection| store.commit_offsets(projection, &next, &cfg, &changes))
-                .await
+            self.blocking(move |store, projection| {
+                store.commit_rows(projection, &cfg, &crate::Rows::of_batch(&batch))
+            })
+            .await
         }
         .boxed()
     }
@@ -187,8 +194,12 @@ impl StateSink for ClickHouseSink {
         .boxed()
     }
 
-    fn write<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
-        async move { Ok(self.store.write(batch).await?) }.boxed()
+    fn keeps_observations(&self) -> bool {
+        true
+    }
+
+    fn write(&self, batch: Arc<Batch>) -> BoxFuture<'_, Result<(), SinkError>> {
+        async move { Ok(self.store.write(&batch).await?) }.boxed()
     }
 
     fn offsets_with_rows(&self) -> bool {

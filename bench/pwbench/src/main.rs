@@ -295,7 +295,7 @@ async fn main() -> anyhow::Result<()> {
             let mut state = State::new(FoldConfig::default());
             let mut batches = Vec::new();
             for (c, chunk) in synthetic.chunks(PROJECTOR_BATCH).enumerate() {
-                let mut batch = Batch::default();
+                let mut batch = Batch::new(true);
                 for (k, e) in chunk.iter().enumerate() {
                     let changes = state.apply(e);
                     let offset = (c * PROJECTOR_BATCH + k) as u64;

@@ -74,10 +74,11 @@ pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::
         batch: so.projector.batch,
         batch_wait: so.projector.batch_wait,
         checkpoint_interval: so.projector.checkpoint_interval,
+        fold: cfg.projection.clone(),
         drain_on_stop: false,
     };
     let sink = Arc::new(ClickHouseSink::new(store, group, topic));
-    Projector::new(reader, sink, cfg.projection.clone(), settings)
+    Projector::new(reader, sink, settings)
         .with_outlet(Arc::new(AlertsTopic(alerts)))
         .run(stop)
         .await;
