@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::query::{
-    alert_key, episode_key, host_key, ip_conditions, ip_key, port_key, AlertQuery, EpisodeQuery, HostQuery,
-    Page, PageRequest, PortQuery,
+    alert_key, episode_key, host_key, ip_key, port_key, AlertQuery, EpisodeQuery, Filter, HostQuery, Page,
+    PageRequest, PortQuery,
 };
 
 /// Schema version of the embedded store (`PRAGMA user_version`).
@@ -434,68 +434,34 @@ impl EmbeddedStore {
 
     /// Port rows matching `query`, in (ip, proto, port) order, one page.
     pub fn ports(&self, query: &PortQuery, page: &PageRequest) -> Result<Page<PortRow>, StoreError> {
-        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
-        if let Some(state) = query.state {
-            conds.push("state = ?".into());
-            args.push(state.as_str().into());
-        }
-        if let Some(risk) = query.risk {
-            conds.push("risk = ?".into());
-            args.push(risk.as_str().into());
-        }
-        self.page("ports", conds, args, page, port_key)
+        self.page(("ports", query.filter()), page, port_key)
     }
 
     /// Episodes matching `query`, in (ip, proto, port, opened_at) order, one page.
     pub fn episodes(&self, query: &EpisodeQuery, page: &PageRequest) -> Result<Page<Episode>, StoreError> {
-        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
-        if let Some(open) = query.open {
-            conds.push("open = ?".into());
-            args.push(if open { "1" } else { "0" }.into());
-        }
-        self.page("episodes", conds, args, page, episode_key)
+        let open_sql = |open: bool| if open { "open = 1" } else { "open = 0" };
+        self.page(("episodes", query.filter(open_sql)), page, episode_key)
     }
 
     /// Hosts matching `query`, by address, one page.
     pub fn hosts(&self, query: &HostQuery, page: &PageRequest) -> Result<Page<HostRow>, StoreError> {
-        let (conds, args) = ip_conditions(query.ip, query.within.as_deref());
-        self.page("hosts", conds, args, page, host_key)
+        self.page(("hosts", query.filter()), page, host_key)
     }
 
     /// Alerts matching `query`, oldest first, one page.
     pub fn alerts(&self, query: &AlertQuery, page: &PageRequest) -> Result<Page<Alert>, StoreError> {
-        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
-        if let Some(risk) = query.risk {
-            conds.push("risk = ?".into());
-            args.push(risk.as_str().into());
-        }
-        self.page("alerts", conds, args, page, alert_key)
+        self.page(("alerts", query.filter()), page, alert_key)
     }
 
-    /// One page of `table`: rows matching `conds` after the cursor, in key order.
+    /// One page of `table`: rows matching the filter after the cursor, in key order.
     fn page<T: DeserializeOwned>(
         &self,
-        table: &'static str,
-        mut conds: Vec<String>,
-        mut args: Vec<String>,
+        (table, filter): (&'static str, Filter),
         page: &PageRequest,
         key: impl Fn(&T) -> String,
     ) -> Result<Page<T>, StoreError> {
-        if let Some(after) = &page.after {
-            conds.push("skey > ?".into());
-            args.push(after.clone());
-        }
-        let filter = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        // `open = ?` compares an INTEGER column with a text parameter; SQLite's
-        // column affinity converts '1' to 1, so text parameters serve every filter.
-        let sql = format!(
-            "SELECT data FROM {table} {filter} ORDER BY skey LIMIT {}",
-            page.fetch_limit()
-        );
+        let (tail, args) = filter.page_sql(page);
+        let sql = format!("SELECT data FROM {table}{tail}");
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows: Vec<T> = self.decode_rows(&mut stmt, params_from_iter(args.iter()), table)?;

@@ -158,28 +158,99 @@ pub fn alert_key(alert: &Alert) -> String {
     format!("{:020}/{}", alert.at.timestamp_micros().max(0), alert.id)
 }
 
-/// The SQL condition and its parameters for the common filters: `ipkey` equal to
-/// one address, or inside one of some ranges. `?` placeholders, in order.
-pub(crate) fn ip_conditions(ip: Option<IpAddr>, within: Option<&[IpRange]>) -> (Vec<String>, Vec<String>) {
-    let mut conds = Vec::new();
-    let mut params = Vec::new();
-    if let Some(ip) = ip {
-        conds.push("ipkey = ?".to_string());
-        params.push(ip_key(ip));
-    }
-    if let Some(ranges) = within {
-        if ranges.is_empty() {
-            conds.push("1 = 0".to_string());
-        } else {
-            let ors: Vec<&str> = ranges.iter().map(|_| "(ipkey >= ? AND ipkey <= ?)").collect();
-            conds.push(format!("({})", ors.join(" OR ")));
-            for r in ranges {
-                params.push(ip_key(r.lo));
-                params.push(ip_key(r.hi));
+/// The `WHERE` conditions of a read and their `?` parameters, in order. Both stores
+/// build their reads from these, so a filter means the same thing in SQLite and in
+/// ClickHouse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Filter {
+    conds: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Filter {
+    /// `ipkey` equal to one address, or inside one of some ranges (an empty list
+    /// matches nothing).
+    fn ips(ip: Option<IpAddr>, within: Option<&[IpRange]>) -> Self {
+        let mut f = Filter::default();
+        if let Some(ip) = ip {
+            f = f.and("ipkey = ?", [ip_key(ip)]);
+        }
+        match within {
+            None => {}
+            Some([]) => f = f.and("1 = 0", []),
+            Some(ranges) => {
+                let ors: Vec<&str> = ranges.iter().map(|_| "(ipkey >= ? AND ipkey <= ?)").collect();
+                let args = ranges.iter().flat_map(|r| [ip_key(r.lo), ip_key(r.hi)]);
+                f = f.and(&format!("({})", ors.join(" OR ")), args);
             }
         }
+        f
     }
-    (conds, params)
+
+    fn and(mut self, cond: &str, args: impl IntoIterator<Item = String>) -> Self {
+        self.conds.push(cond.to_string());
+        self.args.extend(args);
+        self
+    }
+
+    /// ` WHERE ... ORDER BY skey LIMIT n` for one page (after its cursor), and the
+    /// parameters in order.
+    pub(crate) fn page_sql(self, page: &PageRequest) -> (String, Vec<String>) {
+        let f = match &page.after {
+            Some(after) => self.and("skey > ?", [after.clone()]),
+            None => self,
+        };
+        let filter = if f.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", f.conds.join(" AND "))
+        };
+        (
+            format!("{filter} ORDER BY skey LIMIT {}", page.fetch_limit()),
+            f.args,
+        )
+    }
+}
+
+impl PortQuery {
+    pub(crate) fn filter(&self) -> Filter {
+        let mut f = Filter::ips(self.ip, self.within.as_deref());
+        if let Some(state) = self.state {
+            f = f.and("state = ?", [state.as_str().to_string()]);
+        }
+        if let Some(risk) = self.risk {
+            f = f.and("risk = ?", [risk.as_str().to_string()]);
+        }
+        f
+    }
+}
+
+impl EpisodeQuery {
+    /// `open_sql(true)` / `open_sql(false)` is the store's condition for open and
+    /// closed episodes (the stores keep that fact in different columns).
+    pub(crate) fn filter(&self, open_sql: fn(bool) -> &'static str) -> Filter {
+        let f = Filter::ips(self.ip, self.within.as_deref());
+        match self.open {
+            Some(open) => f.and(open_sql(open), []),
+            None => f,
+        }
+    }
+}
+
+impl HostQuery {
+    pub(crate) fn filter(&self) -> Filter {
+        Filter::ips(self.ip, self.within.as_deref())
+    }
+}
+
+impl AlertQuery {
+    pub(crate) fn filter(&self) -> Filter {
+        let f = Filter::ips(self.ip, self.within.as_deref());
+        match self.risk {
+            Some(risk) => f.and("risk = ?", [risk.as_str().to_string()]),
+            None => f,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +268,32 @@ mod tests {
         let mut by_addr = ips;
         by_addr.sort();
         assert_eq!(by_key, by_addr);
+    }
+
+    #[test]
+    fn filters_are_conditions_and_parameters_in_order() {
+        let q = PortQuery {
+            risk: Some(RiskClass::HighRiskPort),
+            within: Some(vec![IpRange {
+                lo: "10.0.0.0".parse().expect("ip"),
+                hi: "10.0.0.255".parse().expect("ip"),
+            }]),
+            ..PortQuery::default()
+        };
+        let (sql, args) = q.filter().page_sql(&PageRequest {
+            limit: Some(5),
+            after: Some("k".into()),
+        });
+        assert_eq!(
+            sql,
+            " WHERE ((ipkey >= ? AND ipkey <= ?)) AND risk = ? AND skey > ? ORDER BY skey LIMIT 6"
+        );
+        assert_eq!(args, ["40a000000", "40a0000ff", "high_risk_port", "k"]);
+        let nothing = HostQuery {
+            within: Some(Vec::new()),
+            ..HostQuery::default()
+        };
+        assert!(nothing.filter().page_sql(&PageRequest::all()).0.contains("1 = 0"));
     }
 
     #[test]

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use super::rows::{JobRow, JsonRow, ProbeNodeRow};
 use super::{ClickHouseError, ClickHouseStore};
 use crate::query::{
-    alert_key, episode_key, host_key, ip_conditions, port_key, AlertQuery, EpisodeQuery, HostQuery, Page,
+    alert_key, episode_key, host_key, port_key, AlertQuery, EpisodeQuery, Filter, HostQuery, Page,
     PageRequest, PortQuery,
 };
 
 impl ClickHouseStore {
-    /// One page of `table`: rows matching `conds` after the cursor, in key order,
+    /// One page of `table`: rows matching the filter after the cursor, in key order,
     /// decoded from the JSON column `body`.
     ///
     /// `optimize_move_to_prewhere = 0`: an old server moves WHERE conditions into
@@ -22,25 +22,13 @@ impl ClickHouseStore {
     /// closed since would still match `state = 'open'` by an older version.
     async fn page<T: serde::de::DeserializeOwned>(
         &self,
-        (table, body): (&'static str, &'static str),
-        mut conds: Vec<String>,
-        mut args: Vec<String>,
+        (table, body, filter): (&'static str, &'static str, Filter),
         page: &PageRequest,
         key: impl Fn(&T) -> String,
     ) -> Result<Page<T>, ClickHouseError> {
-        if let Some(after) = &page.after {
-            conds.push("skey > ?".into());
-            args.push(after.clone());
-        }
-        let filter = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {body} AS row FROM {table} FINAL {filter} ORDER BY skey LIMIT {} SETTINGS optimize_move_to_prewhere = 0",
-            page.fetch_limit()
-        );
+        let (tail, args) = filter.page_sql(page);
+        let sql =
+            format!("SELECT {body} AS row FROM {table} FINAL{tail} SETTINGS optimize_move_to_prewhere = 0");
         let mut query = self.client.query(&sql);
         for arg in &args {
             query = query.bind(arg.as_str());
@@ -67,16 +55,7 @@ impl ClickHouseStore {
         query: &PortQuery,
         page: &PageRequest,
     ) -> Result<Page<PortRow>, ClickHouseError> {
-        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
-        if let Some(state) = query.state {
-            conds.push("state = ?".into());
-            args.push(state.as_str().into());
-        }
-        if let Some(risk) = query.risk {
-            conds.push("risk = ?".into());
-            args.push(risk.as_str().into());
-        }
-        self.page(("port_state", "row"), conds, args, page, port_key)
+        self.page(("port_state", "row", query.filter()), page, port_key)
             .await
     }
 
@@ -86,13 +65,14 @@ impl ClickHouseStore {
         query: &EpisodeQuery,
         page: &PageRequest,
     ) -> Result<Page<Episode>, ClickHouseError> {
-        let (mut conds, args) = ip_conditions(query.ip, query.within.as_deref());
-        match query.open {
-            Some(true) => conds.push("closed_at IS NULL".into()),
-            Some(false) => conds.push("closed_at IS NOT NULL".into()),
-            None => {}
-        }
-        self.page(("episodes", "row"), conds, args, page, episode_key)
+        let open_sql = |open: bool| {
+            if open {
+                "closed_at IS NULL"
+            } else {
+                "closed_at IS NOT NULL"
+            }
+        };
+        self.page(("episodes", "row", query.filter(open_sql)), page, episode_key)
             .await
     }
 
@@ -102,8 +82,7 @@ impl ClickHouseStore {
         query: &HostQuery,
         page: &PageRequest,
     ) -> Result<Page<HostRow>, ClickHouseError> {
-        let (conds, args) = ip_conditions(query.ip, query.within.as_deref());
-        self.page(("hosts", "row"), conds, args, page, host_key).await
+        self.page(("hosts", "row", query.filter()), page, host_key).await
     }
 
     /// Alerts matching `query`, oldest first, one page.
@@ -112,12 +91,8 @@ impl ClickHouseStore {
         query: &AlertQuery,
         page: &PageRequest,
     ) -> Result<Page<Alert>, ClickHouseError> {
-        let (mut conds, mut args) = ip_conditions(query.ip, query.within.as_deref());
-        if let Some(risk) = query.risk {
-            conds.push("risk = ?".into());
-            args.push(risk.as_str().into());
-        }
-        self.page(("alerts", "body"), conds, args, page, alert_key).await
+        self.page(("alerts", "body", query.filter()), page, alert_key)
+            .await
     }
 
     /// Probe nodes, by name.
