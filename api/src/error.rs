@@ -21,11 +21,6 @@ impl ApiError {
             message,
         }
     }
-
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl From<ReadError> for ApiError {

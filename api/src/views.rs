@@ -18,15 +18,6 @@ pub struct WithAsset<R> {
     pub asset: AssetMatch,
 }
 
-/// A port row with its asset. Its `risk` is the fold's policy class.
-pub type PortView = WithAsset<PortRow>;
-/// An episode with its asset.
-pub type EpisodeView = WithAsset<Episode>;
-/// A host with its asset.
-pub type HostView = WithAsset<HostRow>;
-/// An alert with its asset.
-pub type AlertView = WithAsset<Alert>;
-
 /// A row about one address.
 pub trait Located {
     /// The address.

@@ -229,30 +229,8 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
     let mut producers: Vec<Proc> = vec![
         stack.spawn(&["--data", data, "up", "--listen", EMBEDDED_API], "up.log"),
         stack.spawn(&["control"], "control.log"),
-        stack.spawn(
-            &[
-                "--data",
-                stack.path("pa").to_str().unwrap(),
-                "probe",
-                "--zone",
-                "a",
-                "--node",
-                "probe-a",
-            ],
-            "probe-a.log",
-        ),
-        stack.spawn(
-            &[
-                "--data",
-                stack.path("pb").to_str().unwrap(),
-                "probe",
-                "--zone",
-                "b",
-                "--node",
-                "probe-b",
-            ],
-            "probe-b.log",
-        ),
+        stack.spawn_probe("a"),
+        stack.spawn_probe("b"),
     ];
     let mut projector = stack.spawn(&["project"], "project.log");
     let want: BTreeSet<(String, u64)> = FLEET

@@ -45,32 +45,7 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         .collect();
 
     let mut control = stack.spawn(&["control"], "control.log");
-    let mut probes = [
-        stack.spawn(
-            &[
-                "--data",
-                stack.path("pa").to_str().unwrap(),
-                "probe",
-                "--zone",
-                "a",
-                "--node",
-                "probe-a",
-            ],
-            "probe-a.log",
-        ),
-        stack.spawn(
-            &[
-                "--data",
-                stack.path("pb").to_str().unwrap(),
-                "probe",
-                "--zone",
-                "b",
-                "--node",
-                "probe-b",
-            ],
-            "probe-b.log",
-        ),
-    ];
+    let mut probes = [stack.spawn_probe("a"), stack.spawn_probe("b")];
     let mut projectors = [
         stack.spawn(&["project"], "project-1.log"),
         stack.spawn(&["project"], "project-2.log"),

@@ -27,24 +27,7 @@ fn start_fleet(stack: &Stack) -> Vec<support::Server> {
 }
 
 fn probes(stack: &Stack) -> Vec<Proc> {
-    ["a", "b"]
-        .iter()
-        .map(|z| {
-            let data = stack.path(&format!("probe-{z}"));
-            stack.spawn(
-                &[
-                    "--data",
-                    data.to_str().unwrap(),
-                    "probe",
-                    "--zone",
-                    z,
-                    "--node",
-                    &format!("probe-{z}"),
-                ],
-                &format!("probe-{z}.log"),
-            )
-        })
-        .collect()
+    ["a", "b"].iter().map(|z| stack.spawn_probe(z)).collect()
 }
 
 fn observations(stack: &Stack) -> u64 {

@@ -171,6 +171,23 @@ impl Stack {
         Proc(self.ns.spawn_portwatch(&full, &self.path(log)))
     }
 
+    /// A probe node of `zone`, named `probe-{zone}`, logging to `probe-{zone}.log`.
+    pub fn spawn_probe(&self, zone: &str) -> Proc {
+        let data = self.path(&format!("probe-{zone}"));
+        self.spawn(
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "probe",
+                "--zone",
+                zone,
+                "--node",
+                &format!("probe-{zone}"),
+            ],
+            &format!("probe-{zone}.log"),
+        )
+    }
+
     /// Like [`Stack::spawn`], with extra environment variables.
     pub fn spawn_env(&self, args: &[&str], log: &str, env: &[(&str, &str)]) -> Proc {
         let file = std::fs::File::create(self.path(log)).expect("log file");
