@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use portwatch_events::Event;
 use rusqlite::{params, Connection, OpenFlags};
 
-use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
+use crate::{AppendReceipt, EventLog, Journal, JournalRecord, LogError, Offset, Record};
 
 /// Event log in one SQLite database file.
 #[derive(Debug)]
@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS events (
     key       TEXT NOT NULL,
     ts        TEXT NOT NULL,
     kind      TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    offset    INTEGER PRIMARY KEY AUTOINCREMENT,
+    id        TEXT NOT NULL UNIQUE,
     body      TEXT NOT NULL
 );
 ";
@@ -184,6 +189,43 @@ impl EventLog for EmbeddedLog {
     }
 }
 
+/// The journal lives in the same file as the observations: one file to back up, and
+/// deleting the projection state (`state.db`) leaves both.
+impl Journal for EmbeddedLog {
+    fn append_decisions(&self, records: &[(String, String)]) -> Result<(), LogError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(|e| self.sqlite_err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR IGNORE INTO decisions (id, body) VALUES (?1, ?2)")
+                .map_err(|e| self.sqlite_err(e))?;
+            for (id, body) in records {
+                stmt.execute(params![id, body]).map_err(|e| self.sqlite_err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.sqlite_err(e))
+    }
+
+    fn read_decisions(&self, from: Offset, max: usize) -> Result<Vec<JournalRecord>, LogError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached("SELECT offset, body FROM decisions WHERE offset >= ?1 ORDER BY offset LIMIT ?2")
+            .map_err(|e| self.sqlite_err(e))?;
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![from, max], |row| {
+                Ok(JournalRecord {
+                    offset: row.get::<_, i64>(0)? as Offset,
+                    body: row.get(1)?,
+                })
+            })
+            .map_err(|e| self.sqlite_err(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite_err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +296,24 @@ mod tests {
             }
         );
         assert_eq!(log.read(0, 0, 100).expect("read").len(), 3);
+    }
+
+    #[test]
+    fn the_journal_keeps_the_first_record_of_an_id_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path().join("events.db")).expect("open");
+        let rec = |id: &str, body: &str| (id.to_string(), body.to_string());
+        log.append_decisions(&[rec("a", "{\"n\":1}"), rec("b", "{\"n\":2}")])
+            .expect("append");
+        log.append_decisions(&[rec("a", "{\"n\":3}"), rec("c", "{\"n\":4}")])
+            .expect("retry");
+        let all = log.read_decisions(0, 10).expect("read");
+        let bodies: Vec<&str> = all.iter().map(|r| r.body.as_str()).collect();
+        assert_eq!(bodies, ["{\"n\":1}", "{\"n\":2}", "{\"n\":4}"]);
+        let tail = log.read_decisions(all[1].offset + 1, 10).expect("tail");
+        assert_eq!(tail.len(), 1);
+        // The observations are another sequence.
+        assert_eq!(log.end_offset(0).expect("end"), 0);
     }
 
     #[test]

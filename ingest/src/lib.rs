@@ -13,12 +13,16 @@
 //! blocking APIs, and async callers wrap calls in `spawn_blocking`.
 
 mod embedded;
+pub mod journal;
 pub mod kafka;
 pub mod reader;
 pub mod spool;
 
 pub use embedded::EmbeddedLog;
-pub use kafka::{Acks, Delivery, GroupReader, KafkaLog, KafkaSettings, TopicConsumer, TopicProducer, Topics};
+pub use journal::{Journal, JournalRecord};
+pub use kafka::{
+    Acks, Delivery, GroupReader, KafkaJournal, KafkaLog, KafkaSettings, TopicConsumer, TopicProducer, Topics,
+};
 pub use reader::{EmbeddedReader, LogRecord, PartitionedReader, Polled};
 pub use spool::{SpoolLog, SpoolSettings, SpoolStats};
 

@@ -6,11 +6,16 @@
 //! about one host. This crate turns one into what each kind of channel expects:
 //! the shared words ([`format`]), the requests of the HTTP channels ([`channels`]:
 //! generic webhook, Slack, DingTalk, Feishu/Lark, WeCom) and their signatures
-//! ([`sign`]). Everything here is pure; delivery (cursors, retries, the delivery log)
-//! sits on top of it.
+//! ([`sign`]); these are pure. [`deliver`] sends over a channel, and [`service`] runs
+//! the notification policy and one delivery worker per channel against the journal
+//! of decisions (cursors, retries, the delivery log).
 
 pub mod channels;
+pub mod deliver;
 pub mod format;
+pub mod service;
 pub mod sign;
 
 pub use channels::{request, HttpChannel, HttpKind, HttpRequest};
+pub use deliver::{Channel, Route, Sender, Senders};
+pub use service::{AlertSource, Service, Timing};

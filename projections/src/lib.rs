@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod ledger;
 pub mod notifications;
 pub mod policy;
 
@@ -34,7 +35,11 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
 pub use assets::{Asset, AssetMatch, Assets};
-pub use notifications::{Notification, NotificationKind};
+pub use ledger::{
+    AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord,
+    SilenceReason,
+};
+pub use notifications::{Notification, NotificationKind, Notifier, NotifyPolicy, Tick};
 pub use policy::Policy;
 
 /// Tuning of the folds. Part of the projection's identity: replaying with another

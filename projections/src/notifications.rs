@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use portwatch_events::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::{Decision, DecisionKind, Ledger, SilenceReason};
 use crate::{Alert, AlertKind, AssetMatch, Severity};
 
 /// Why a notification is sent.
@@ -81,7 +82,7 @@ pub struct NotifyPolicy {
     pub baseline: bool,
 }
 
-/// What one call of [`Notifier::advance`] looks at besides the time.
+/// What one call of [`Notifier::plan`] looks at besides the alerts and the ledger.
 pub struct Tick<'a> {
     /// Now.
     pub now: Timestamp,
@@ -99,36 +100,20 @@ impl std::fmt::Debug for Tick<'_> {
     }
 }
 
-/// A finding a message told about, while its exposure stays open.
-#[derive(Debug, Clone)]
-struct Told {
-    alert: Alert,
-    reminded_at: Timestamp,
-    escalated: bool,
-}
+/// Who decides notifications, in decision records.
+pub const NOTIFIER: &str = "notifier";
 
-/// One host's notification state.
-#[derive(Debug, Clone, Default)]
-struct Group {
-    /// Findings not told yet, and since when the oldest waits.
-    pending: Vec<Alert>,
-    pending_since: Option<Timestamp>,
-    /// Closings of told findings not told yet.
-    closed: Vec<Alert>,
-    closed_since: Option<Timestamp>,
-    /// When the last message about this host went out.
-    last_sent: Option<Timestamp>,
-    /// Told findings whose exposure is open, by episode.
-    told: BTreeMap<String, Told>,
-}
-
-/// The notification policy as a fold: alerts in ([`Notifier::observe`]), messages out
-/// when they are due ([`Notifier::advance`]). Pure: the same alerts and the same ticks
-/// give the same notifications with the same ids.
+/// The notification policy: alerts in ([`Notifier::observe`]), decisions out when
+/// they are due ([`Notifier::plan`]), and decisions folded back in once journalled
+/// ([`Notifier::apply`]). What was told lives in the [`Ledger`], so a notifier
+/// rebuilt from the journal and fed every alert again decides nothing twice. Pure:
+/// the same alerts, ledger and ticks give the same decisions with the same ids.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     policy: NotifyPolicy,
-    groups: BTreeMap<IpAddr, Group>,
+    /// Alerts not told or silenced yet, per host.
+    pending: BTreeMap<IpAddr, BTreeMap<String, Alert>>,
+    ledger: Ledger,
 }
 
 impl Notifier {
@@ -136,160 +121,149 @@ impl Notifier {
     pub fn new(policy: NotifyPolicy) -> Self {
         Self {
             policy,
-            groups: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            ledger: Ledger::new(),
         }
     }
 
-    /// Take in one alert record.
+    /// The decisions folded so far.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Take in one alert record (again is harmless).
     pub fn observe(&mut self, alert: &Alert) {
-        let baseline_on = self.policy.baseline;
-        let group = self.groups.entry(alert.ip).or_default();
-        match alert.kind {
-            AlertKind::ExposureClosed => {
-                let before = group.pending.len();
-                group.pending.retain(|a| a.episode_id != alert.episode_id);
-                if group.pending.len() != before {
-                    // Opened and closed before anyone was told: nothing to say.
-                    if group.pending.is_empty() {
-                        group.pending_since = None;
-                    }
-                } else if group.told.remove(&alert.episode_id).is_some() {
-                    group.closed.push(alert.clone());
-                    group.closed_since.get_or_insert(alert.at);
-                }
-            }
-            AlertKind::ExposureOpened
-                if baseline_on && alert.baseline && alert.severity != Severity::High =>
-            {
-                // Baseline: on record (the alert), not news to page anyone about.
-            }
-            AlertKind::ExposureOpened | AlertKind::HighRiskService | AlertKind::HighRiskAdminPanel => {
-                // A port that closed and opened again before its closing was told is
-                // a flap: the closing is withdrawn and the reopening is not news.
-                if let Some(i) = group
-                    .closed
-                    .iter()
-                    .position(|c| (c.proto, c.port) == (alert.proto, alert.port))
-                {
-                    let closed = group.closed.remove(i);
-                    if group.closed.is_empty() {
-                        group.closed_since = None;
-                    }
-                    group.told.insert(
-                        alert.episode_id.clone(),
-                        Told {
-                            alert: alert.clone(),
-                            reminded_at: closed.at,
-                            escalated: false,
-                        },
-                    );
-                    return;
-                }
-                group.pending.push(alert.clone());
-                group.pending_since.get_or_insert(alert.at);
-            }
+        if !self.ledger.settled(&alert.id) {
+            self.pending
+                .entry(alert.ip)
+                .or_default()
+                .insert(alert.id.clone(), alert.clone());
         }
     }
 
-    /// The messages due at `tick.now`, in host order.
-    pub fn advance(&mut self, tick: &Tick<'_>) -> Vec<Notification> {
-        let policy = self.policy.clone();
+    /// Fold one journalled decision; false when it was folded before.
+    pub fn apply(&mut self, decision: &Decision) -> bool {
+        if !self.ledger.apply(decision) {
+            return false;
+        }
+        let ledger = &self.ledger;
+        self.pending.retain(|_, alerts| {
+            alerts.retain(|id, _| !ledger.settled(id));
+            !alerts.is_empty()
+        });
+        true
+    }
+
+    /// The decisions due at `tick.now`, host by host. Nothing changes until they are
+    /// journalled and [applied](Notifier::apply).
+    pub fn plan(&self, tick: &Tick<'_>) -> Vec<Decision> {
+        let policy = &self.policy;
+        let now = tick.now;
+        let ledger = &self.ledger;
+        let decide = |what| Decision::new(now, NOTIFIER, what);
+        let due = |since: Timestamp, ip: IpAddr| match ledger.last_sent.get(&ip) {
+            None => since + policy.group_wait,
+            Some(&last) => since.max(last + policy.group_interval),
+        };
         let mut out = Vec::new();
-        for (ip, group) in &mut self.groups {
-            let asset = tick.assets.matching(*ip);
-            let due = |since: Timestamp, last: Option<Timestamp>| match last {
-                None => since + policy.group_wait,
-                Some(last) => since.max(last + policy.group_interval),
-            };
-            let mut sent = false;
-            if group
-                .pending_since
-                .is_some_and(|s| tick.now >= due(s, group.last_sent))
-            {
-                let alerts: Vec<Alert> = std::mem::take(&mut group.pending);
-                group.pending_since = None;
-                let (quiet, loud): (Vec<Alert>, Vec<Alert>) =
-                    alerts.into_iter().partition(|a| (tick.suppressed)(a));
-                for a in loud.iter().chain(&quiet) {
-                    group.told.entry(a.episode_id.clone()).or_insert(Told {
-                        alert: a.clone(),
-                        reminded_at: tick.now,
-                        escalated: false,
-                    });
-                }
-                if !loud.is_empty() {
-                    out.push(message(
-                        NotificationKind::Firing,
-                        *ip,
-                        &asset,
-                        loud,
-                        tick.now,
-                        None,
-                    ));
-                    sent = true;
+        let mut closing_episodes = std::collections::HashSet::new();
+        for (&ip, alerts) in &self.pending {
+            let asset = tick.assets.matching(ip);
+            let mut alerts: Vec<&Alert> = alerts.values().collect();
+            alerts.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+            let (closings, fires): (Vec<&Alert>, Vec<&Alert>) = alerts
+                .into_iter()
+                .partition(|a| a.kind == AlertKind::ExposureClosed);
+            let mut resolved: Vec<Alert> = Vec::new();
+            let mut unannounced: Vec<Alert> = Vec::new();
+            for c in closings {
+                closing_episodes.insert(c.episode_id.clone());
+                if ledger.known.contains_key(&c.episode_id) {
+                    resolved.push(c.clone());
+                } else {
+                    unannounced.push(c.clone());
                 }
             }
-            if group
-                .closed_since
-                .is_some_and(|s| tick.now >= due(s, group.last_sent))
-            {
-                let closed = std::mem::take(&mut group.closed);
-                group.closed_since = None;
-                out.push(message(
-                    NotificationKind::Resolved,
-                    *ip,
-                    &asset,
-                    closed,
-                    tick.now,
-                    None,
-                ));
-                sent = true;
+            let mut loud = Vec::new();
+            let (mut baseline, mut suppressed) = (Vec::new(), Vec::new());
+            for f in fires {
+                if unannounced.iter().any(|c| c.episode_id == f.episode_id) {
+                    // Opened and closed before anyone was told: nothing to say.
+                    unannounced.push(f.clone());
+                } else if let Some(i) = resolved.iter().position(|c| {
+                    f.kind == AlertKind::ExposureOpened
+                        && (c.proto, c.port) == (f.proto, f.port)
+                        && c.at <= f.at
+                }) {
+                    // Closed and opened again before the closing was told: a flap.
+                    let closing = resolved.remove(i);
+                    out.push(decide(DecisionKind::Silenced {
+                        reason: SilenceReason::Flap,
+                        alerts: vec![closing, f.clone()],
+                    }));
+                } else if policy.baseline
+                    && f.baseline
+                    && f.kind == AlertKind::ExposureOpened
+                    && f.severity != Severity::High
+                {
+                    baseline.push(f.clone());
+                } else if (tick.suppressed)(f) {
+                    suppressed.push(f.clone());
+                } else {
+                    loud.push(f.clone());
+                }
             }
-            let high_open = |t: &Told| t.alert.severity == Severity::High && !(tick.suppressed)(&t.alert);
-            let reminders: Vec<Alert> = group
-                .told
-                .values_mut()
-                .filter(|t| high_open(t) && tick.now >= t.reminded_at + policy.repeat_interval)
-                .map(|t| {
-                    t.reminded_at = tick.now;
-                    t.alert.clone()
-                })
-                .collect();
-            if !reminders.is_empty() {
-                out.push(message(
-                    NotificationKind::Reminder,
-                    *ip,
-                    &asset,
-                    reminders,
-                    tick.now,
-                    Some(tick.now),
-                ));
-                sent = true;
+            for (reason, alerts) in [
+                (SilenceReason::NotAnnounced, unannounced),
+                (SilenceReason::Baseline, baseline),
+                (SilenceReason::Suppressed, suppressed),
+            ] {
+                if !alerts.is_empty() {
+                    let mut alerts = alerts;
+                    crate::sort_alerts(&mut alerts);
+                    out.push(decide(DecisionKind::Silenced { reason, alerts }));
+                }
+            }
+            let oldest = |alerts: &[Alert]| alerts.iter().map(|a| a.at).min();
+            if oldest(&loud).is_some_and(|since| now >= due(since, ip)) {
+                out.push(decide(DecisionKind::Notified {
+                    notification: message(NotificationKind::Firing, ip, &asset, loud, now, None),
+                }));
+            }
+            if oldest(&resolved).is_some_and(|since| now >= due(since, ip)) {
+                out.push(decide(DecisionKind::Notified {
+                    notification: message(NotificationKind::Resolved, ip, &asset, resolved, now, None),
+                }));
+            }
+        }
+        // Reminders and escalations: high-risk exposures people know are open.
+        let mut reminders: BTreeMap<IpAddr, Vec<Alert>> = BTreeMap::new();
+        let mut escalations: BTreeMap<IpAddr, Vec<Alert>> = BTreeMap::new();
+        for (episode, k) in &ledger.known {
+            if k.alert.severity != Severity::High
+                || closing_episodes.contains(episode)
+                || (tick.suppressed)(&k.alert)
+            {
+                continue;
+            }
+            if now >= k.reminded_at + policy.repeat_interval {
+                reminders.entry(k.alert.ip).or_default().push(k.alert.clone());
             }
             if let Some(after) = policy.escalate_after {
-                let escalations: Vec<Alert> = group
-                    .told
-                    .values_mut()
-                    .filter(|t| high_open(t) && !t.escalated && tick.now >= t.alert.at + after)
-                    .map(|t| {
-                        t.escalated = true;
-                        t.alert.clone()
-                    })
-                    .collect();
-                if !escalations.is_empty() {
-                    out.push(message(
-                        NotificationKind::Escalation,
-                        *ip,
-                        &asset,
-                        escalations,
-                        tick.now,
-                        None,
-                    ));
-                    sent = true;
+                if !k.escalated && now >= k.alert.at + after {
+                    escalations.entry(k.alert.ip).or_default().push(k.alert.clone());
                 }
             }
-            if sent {
-                group.last_sent = Some(tick.now);
+        }
+        for (kind, groups, stamp) in [
+            (NotificationKind::Reminder, reminders, Some(now)),
+            (NotificationKind::Escalation, escalations, None),
+        ] {
+            for (ip, alerts) in groups {
+                let asset = tick.assets.matching(ip);
+                out.push(decide(DecisionKind::Notified {
+                    notification: message(kind, ip, &asset, alerts, now, stamp),
+                }));
             }
         }
         out
@@ -385,11 +359,25 @@ mod tests {
     }
 
     fn tick(n: &mut Notifier, s: i64) -> Vec<Notification> {
-        n.advance(&Tick {
+        tick_with(n, s, &|_| false)
+    }
+
+    /// Plan, journal (here: apply) and return what was sent.
+    fn tick_with(n: &mut Notifier, s: i64, suppressed: &dyn Fn(&Alert) -> bool) -> Vec<Notification> {
+        let decisions = n.plan(&Tick {
             now: at(s),
             assets: &Assets::default(),
-            suppressed: &|_| false,
-        })
+            suppressed,
+        });
+        let mut sent = Vec::new();
+        for d in &decisions {
+            assert!(n.apply(d), "fresh decision {}", d.id);
+            assert!(!n.apply(d), "a decision applies once");
+            if let DecisionKind::Notified { notification } = &d.what {
+                sent.push(notification.clone());
+            }
+        }
+        sent
     }
 
     #[test]
@@ -473,11 +461,7 @@ mod tests {
         n.observe(&closed(&blip, 5));
         assert!(tick(&mut n, 60).is_empty());
         n.observe(&opened(6379, 100));
-        let quiet = n.advance(&Tick {
-            now: at(200),
-            assets: &Assets::default(),
-            suppressed: &|a| a.port == 6379,
-        });
+        let quiet = tick_with(&mut n, 200, &|a| a.port == 6379);
         assert!(quiet.is_empty(), "approved: recorded, not paged");
     }
 
@@ -519,5 +503,53 @@ mod tests {
         assert_eq!(ids.len(), 2);
         assert_eq!(ids, run());
         assert!(ids[0].starts_with("203.0.113.7:firing:"), "{ids:?}");
+    }
+
+    #[test]
+    fn a_notifier_rebuilt_from_its_journal_and_fed_every_alert_again_decides_nothing() {
+        let mut n = Notifier::new(policy());
+        let mut journal: Vec<String> = Vec::new();
+        let redis = opened(6379, 0);
+        let alerts = vec![opened(22, 0), redis.clone(), closed(&opened(22, 0), 500)];
+        let mut step = |n: &mut Notifier, s: i64| {
+            for d in n.plan(&Tick {
+                now: at(s),
+                assets: &Assets::default(),
+                suppressed: &|_| false,
+            }) {
+                journal.push(d.to_json());
+                n.apply(&d);
+            }
+        };
+        n.observe(&alerts[0]);
+        n.observe(&alerts[1]);
+        step(&mut n, 10);
+        n.observe(&alerts[2]);
+        step(&mut n, 600);
+        assert_eq!(n.ledger().notifications().len(), 2, "firing, resolved");
+        // The state is rebuilt (alerts re-derived with the same ids), the journal kept.
+        let mut again = Notifier::new(policy());
+        for line in &journal {
+            again.apply(&Decision::from_json(line).expect("decodes"));
+        }
+        for a in &alerts {
+            again.observe(a);
+        }
+        let decided = again.plan(&Tick {
+            now: at(700),
+            assets: &Assets::default(),
+            suppressed: &|_| false,
+        });
+        assert!(decided.is_empty(), "{decided:?}");
+        // Reminders still run from the journalled times.
+        let reminders = again.plan(&Tick {
+            now: at(10 + 4 * 3600),
+            assets: &Assets::default(),
+            suppressed: &|_| false,
+        });
+        assert_eq!(reminders.len(), 1);
+        assert!(
+            matches!(&reminders[0].what, DecisionKind::Notified { notification } if notification.kind == NotificationKind::Reminder && notification.alerts[0].id == redis.id)
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! | control      | subject  | heartbeats, job leases and results, operator decisions |
 //! | alerts       | host ip  | alerts for SIEM consumers (stable ids; dedupe by id)   |
 //! | dead-letter  | original | records the projector could not decode, with reason    |
+//! | decisions    | id       | the journal of decisions (one partition, one order)    |
 //!
 //! Producers are idempotent with `acks=all`. Every librdkafka option under
 //! `[kafka.client]` is passed through unchanged (TLS, SASL, timeouts).
@@ -31,10 +32,12 @@ use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
 
 mod consumer;
 mod group;
+mod journal;
 mod producer;
 
 pub use consumer::{Acks, Delivery, TopicConsumer};
 pub use group::GroupReader;
+pub use journal::KafkaJournal;
 pub use producer::TopicProducer;
 
 /// Names of portwatch's topics.
@@ -50,6 +53,8 @@ pub struct Topics {
     pub alerts: String,
     /// Undecodable records and why.
     pub dead_letter: String,
+    /// The journal of decisions (one partition).
+    pub decisions: String,
 }
 
 impl Topics {
@@ -61,16 +66,18 @@ impl Topics {
             control: format!("{prefix}control"),
             alerts: format!("{prefix}alerts"),
             dead_letter: format!("{prefix}dead-letter"),
+            decisions: format!("{prefix}decisions"),
         }
     }
 
-    fn all(&self) -> [&str; 5] {
+    fn all(&self) -> [&str; 6] {
         [
             &self.jobs,
             &self.observations,
             &self.control,
             &self.alerts,
             &self.dead_letter,
+            &self.decisions,
         ]
     }
 }
@@ -154,7 +161,15 @@ pub async fn ensure_topics(settings: &KafkaSettings, timeout: Duration) -> Resul
         .topics
         .all()
         .iter()
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+        .map(|&name| {
+            // The journal is one sequence: its readers fold it in one order.
+            let partitions = if name == settings.topics.decisions {
+                1
+            } else {
+                partitions
+            };
+            NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
+        })
         .collect();
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(timeout)))

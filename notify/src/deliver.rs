@@ -1,0 +1,190 @@
+//! Channels: where a notification goes (its route) and how it gets there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portwatch_events::RiskClass;
+use portwatch_projections::{Notification, NotificationKind, Severity};
+
+use crate::channels::{request, HttpChannel};
+
+/// Which notifications a channel takes. Empty lists match everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Only notifications at least this severe.
+    pub min_severity: Severity,
+    /// Only notifications with an alert of one of these risk classes.
+    pub risks: Vec<RiskClass>,
+    /// Only hosts of these owners.
+    pub owners: Vec<String>,
+    /// Only hosts of these systems.
+    pub systems: Vec<String>,
+    /// Only hosts in these zones.
+    pub zones: Vec<String>,
+    /// The escalation route: takes escalations, and only them.
+    pub escalation: bool,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            min_severity: Severity::Medium,
+            risks: Vec::new(),
+            owners: Vec::new(),
+            systems: Vec::new(),
+            zones: Vec::new(),
+            escalation: false,
+        }
+    }
+}
+
+impl Route {
+    /// Whether `n` goes this way.
+    pub fn matches(&self, n: &Notification) -> bool {
+        let listed = |list: &[String], value: &Option<String>| {
+            list.is_empty() || value.as_ref().is_some_and(|v| list.contains(v))
+        };
+        (n.kind == NotificationKind::Escalation) == self.escalation
+            && n.severity >= self.min_severity
+            && (self.risks.is_empty() || n.alerts.iter().any(|a| self.risks.contains(&a.risk)))
+            && listed(&self.owners, &n.asset.owner)
+            && listed(&self.systems, &n.asset.system)
+            && listed(&self.zones, &n.asset.zone)
+    }
+}
+
+/// How a channel sends.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// An HTTP POST (webhook, Slack, DingTalk, Feishu, WeCom).
+    Http(HttpChannel),
+}
+
+/// One configured channel.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// Its name (`[[channels]] name`): deliveries are recorded under it.
+    pub name: String,
+    /// What it takes.
+    pub route: Route,
+    /// How it sends.
+    pub sender: Sender,
+    /// Longest wait for one attempt.
+    pub timeout: Duration,
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The channel took it.
+    pub ok: bool,
+    /// Protocol status, when one came back.
+    pub status: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// What the channels share: an HTTP client with the system's trust roots.
+#[derive(Debug, Clone)]
+pub struct Senders {
+    http: reqwest::Client,
+}
+
+impl Senders {
+    /// Clients for every kind of channel.
+    pub fn new() -> Result<Self, String> {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| format!("TLS set-up: {e}"))?
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { http })
+    }
+
+    /// Send `n` over `channel` once.
+    pub async fn send(&self, channel: &Channel, n: &Notification) -> Sent {
+        let started = Instant::now();
+        let (ok, status, error) = match &channel.sender {
+            Sender::Http(http) => self.post(http, n, channel.timeout).await,
+        };
+        Sent {
+            ok,
+            status,
+            error,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    async fn post(
+        &self,
+        channel: &HttpChannel,
+        n: &Notification,
+        timeout: Duration,
+    ) -> (bool, Option<u16>, Option<String>) {
+        let req = request(channel, n, chrono::Utc::now().timestamp_millis());
+        let mut builder = self.http.post(&req.url).timeout(timeout).body(req.body);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        match builder.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let ok = status.is_success();
+                // Read (a little of) the body: some robots answer 200 with an error.
+                let text = resp.text().await.unwrap_or_default();
+                let refused = ok && robot_refused(channel, &text);
+                let error = if !ok || refused {
+                    Some(format!(
+                        "HTTP {status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ))
+                } else {
+                    None
+                };
+                (ok && !refused, Some(status.as_u16()), error)
+            }
+            Err(e) => (false, e.status().map(|s| s.as_u16()), Some(error_chain(&e))),
+        }
+    }
+}
+
+/// DingTalk, Feishu and WeCom answer HTTP 200 with a non-zero code in the body when
+/// they refuse a message (bad signature, rate limit).
+fn robot_refused(channel: &HttpChannel, body: &str) -> bool {
+    use crate::channels::HttpKind;
+    if !matches!(
+        channel.kind,
+        HttpKind::Dingtalk | HttpKind::Feishu | HttpKind::Wecom
+    ) {
+        return false;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    let code = v
+        .get("errcode")
+        .or_else(|| v.get("code"))
+        .or_else(|| v.get("StatusCode"));
+    code.and_then(serde_json::Value::as_i64).is_some_and(|c| c != 0)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

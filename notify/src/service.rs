@@ -1,0 +1,382 @@
+//! The notifier: the notification policy and delivery, run against a journal.
+//!
+//! One loop decides: it folds the journal (decisions made before, by this process or
+//! an earlier one), takes in every alert of the read model, asks the policy what is
+//! due and journals that before it counts. One worker per channel delivers: it walks
+//! the decided notifications its route takes, from the first it has not finished (its
+//! cursor, re-derived from the journal on start), sends those that are due (a failed
+//! one waits out a backoff counted from its last journalled attempt) and journals
+//! every attempt. A failing channel only delays itself; a restart resumes every
+//! channel where its journal says; a notification is sent again only if the process
+//! died between sending and journalling, and then with the same idempotency key.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use portwatch_ingest::{Journal, LogError};
+use portwatch_projections::{
+    Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, Notifier, Tick,
+};
+use tokio::sync::{watch, Notify};
+
+use crate::deliver::{Channel, Senders};
+
+/// Where the notifier reads alerts.
+pub trait AlertSource: Send + Sync {
+    /// Every alert on record.
+    fn alerts(&self) -> BoxFuture<'_, Result<Vec<Alert>, String>>;
+}
+
+/// How often the notifier decides and how long deliveries are tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// Spacing of decisions (and of delivery passes when nothing wakes them).
+    pub tick: Duration,
+    /// Wait after the first failed attempt; doubled per attempt.
+    pub retry_initial: Duration,
+    /// Longest wait between attempts.
+    pub retry_max: Duration,
+    /// A notification not delivered this long after it was decided is given up.
+    pub give_up_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The wait before attempt `n + 1` after `n` failed attempts.
+pub fn backoff(timing: &Timing, failed: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failed.saturating_sub(1));
+    timing.retry_initial.saturating_mul(factor).min(timing.retry_max)
+}
+
+/// The notifier of one deployment.
+pub struct Service {
+    journal: Arc<dyn Journal>,
+    source: Arc<dyn AlertSource>,
+    state: Arc<RwLock<Notifier>>,
+    assets: Arc<Assets>,
+    channels: Vec<Arc<Channel>>,
+    senders: Senders,
+    timing: Timing,
+    decided: Arc<Notify>,
+    offset: u64,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field(
+                "channels",
+                &self.channels.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Journal `decisions`, then fold them into `state`.
+async fn journal(
+    journal: &Arc<dyn Journal>,
+    state: &RwLock<Notifier>,
+    decisions: Vec<Decision>,
+) -> Result<(), LogError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(String, String)> = decisions.iter().map(|d| (d.id.clone(), d.to_json())).collect();
+    let j = journal.clone();
+    tokio::task::spawn_blocking(move || j.append_decisions(&records))
+        .await
+        .unwrap_or_else(|e| {
+            Err(LogError::Io {
+                path: "journal".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?;
+    let mut state = write(state);
+    for d in &decisions {
+        state.apply(d);
+    }
+    Ok(())
+}
+
+impl Service {
+    /// A notifier over `journal` and `source`, folding into `state` (which the API
+    /// reads for deliveries).
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        source: Arc<dyn AlertSource>,
+        state: Arc<RwLock<Notifier>>,
+        assets: Arc<Assets>,
+        channels: Vec<Channel>,
+        timing: Timing,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            journal,
+            source,
+            state,
+            assets,
+            channels: channels.into_iter().map(Arc::new).collect(),
+            senders: Senders::new()?,
+            timing,
+            decided: Arc::new(Notify::new()),
+            offset: 0,
+        })
+    }
+
+    /// Fold what the journal holds beyond what was folded.
+    async fn follow(&mut self) -> Result<usize, LogError> {
+        let mut folded = 0;
+        loop {
+            let (j, from) = (self.journal.clone(), self.offset);
+            let records = tokio::task::spawn_blocking(move || j.read_decisions(from, 1000))
+                .await
+                .unwrap_or_else(|_| Ok(Vec::new()))?;
+            if records.is_empty() {
+                return Ok(folded);
+            }
+            let mut state = write(&self.state);
+            for r in &records {
+                self.offset = r.offset + 1;
+                match Decision::from_json(&r.body) {
+                    Ok(d) => {
+                        state.apply(&d);
+                        folded += 1;
+                    }
+                    Err(e) => tracing::warn!(offset = r.offset, error = %e, "journal record skipped"),
+                }
+            }
+        }
+    }
+
+    /// Decide and deliver until `stop` is set.
+    pub async fn run(mut self, stop: watch::Receiver<bool>) {
+        let mut workers = Vec::new();
+        for channel in &self.channels {
+            let worker = Worker {
+                channel: channel.clone(),
+                journal: self.journal.clone(),
+                state: self.state.clone(),
+                senders: self.senders.clone(),
+                timing: self.timing.clone(),
+                decided: self.decided.clone(),
+                cursor: 0,
+            };
+            workers.push(tokio::spawn(worker.run(stop.clone())));
+        }
+        let mut stop_rx = stop.clone();
+        let mut ready = false;
+        loop {
+            if *stop_rx.borrow() {
+                break;
+            }
+            match self.decide(ready).await {
+                Ok(()) => ready = true,
+                Err(e) => tracing::warn!(error = %e, "notifier pass failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing.tick) => {}
+                _ = stop_rx.wait_for(|s| *s) => break,
+            }
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+    }
+
+    async fn decide(&mut self, ready: bool) -> Result<(), String> {
+        self.follow().await.map_err(|e| e.to_string())?;
+        if !ready {
+            let state = read(&self.state);
+            tracing::info!(
+                decisions = state.ledger().decisions(),
+                notifications = state.ledger().notifications().len(),
+                "notifier resumed from the journal"
+            );
+        }
+        let alerts = self.source.alerts().await?;
+        let decisions = {
+            let mut state = write(&self.state);
+            for a in &alerts {
+                state.observe(a);
+            }
+            state.plan(&Tick {
+                now: Utc::now(),
+                assets: &self.assets,
+                suppressed: &|_| false,
+            })
+        };
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let notified = decisions
+            .iter()
+            .filter(|d| matches!(d.what, DecisionKind::Notified { .. }))
+            .count();
+        metrics::counter!("portwatch_notifications_total").increment(notified as u64);
+        journal(&self.journal, &self.state, decisions)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.decided.notify_waiters();
+        Ok(())
+    }
+}
+
+/// One channel's deliveries.
+struct Worker {
+    channel: Arc<Channel>,
+    journal: Arc<dyn Journal>,
+    state: Arc<RwLock<Notifier>>,
+    senders: Senders,
+    timing: Timing,
+    decided: Arc<Notify>,
+    /// Notifications before this index are finished for this channel.
+    cursor: usize,
+}
+
+impl Worker {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = self.pass(&mut stop).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.decided.notified() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Deliver what is due; the wait until something may be due again.
+    async fn pass(&mut self, stop: &mut watch::Receiver<bool>) -> Duration {
+        let now = Utc::now();
+        let mut next = self.timing.tick;
+        let due: Vec<(Notification, u32)> = {
+            let state = read(&self.state);
+            let records = state.ledger().notifications();
+            let name = &self.channel.name;
+            let finished = |r: &portwatch_projections::NotificationRecord| {
+                !self.channel.route.matches(&r.notification)
+                    || r.deliveries
+                        .get(name)
+                        .is_some_and(|d| d.outcome != AttemptOutcome::Failed)
+            };
+            while self.cursor < records.len() && finished(&records[self.cursor]) {
+                self.cursor += 1;
+            }
+            let mut due = Vec::new();
+            for r in &records[self.cursor..] {
+                if finished(r) {
+                    continue;
+                }
+                let (attempts, at) = match r.deliveries.get(name) {
+                    None => (0, now),
+                    Some(d) => {
+                        let wait = backoff(&self.timing, d.attempts);
+                        (
+                            d.attempts,
+                            d.last_at + chrono::Duration::from_std(wait).unwrap_or_default(),
+                        )
+                    }
+                };
+                if at <= now {
+                    due.push((r.notification.clone(), attempts + 1));
+                } else {
+                    next = next.min((at - now).to_std().unwrap_or_default());
+                }
+            }
+            due
+        };
+        metrics::gauge!("portwatch_deliveries_pending", "channel" => self.channel.name.clone())
+            .set(due.len() as f64);
+        for (n, attempt) in due {
+            if *stop.borrow() {
+                break;
+            }
+            let sent = self.senders.send(&self.channel, &n).await;
+            let too_old = (Utc::now() - n.at).to_std().unwrap_or_default() >= self.timing.give_up_after;
+            let outcome = match (sent.ok, too_old) {
+                (true, _) => AttemptOutcome::Delivered,
+                (false, false) => AttemptOutcome::Failed,
+                (false, true) => AttemptOutcome::GaveUp,
+            };
+            let channel = self.channel.name.clone();
+            metrics::counter!("portwatch_deliveries_total", "channel" => channel.clone(), "outcome" => outcome.as_str())
+                .increment(1);
+            metrics::histogram!("portwatch_delivery_seconds", "channel" => channel.clone())
+                .record(sent.elapsed.as_secs_f64());
+            match outcome {
+                AttemptOutcome::Delivered => {
+                    tracing::info!(channel = %channel, notification = %n.id, attempt, status = ?sent.status, "delivered")
+                }
+                _ => tracing::warn!(
+                    channel = %channel, notification = %n.id, attempt, status = ?sent.status,
+                    error = sent.error.as_deref().unwrap_or(""), outcome = outcome.as_str(), "delivery failed"
+                ),
+            }
+            let decision = Decision::new(
+                Utc::now(),
+                &format!("channel:{channel}"),
+                DecisionKind::Delivery(DeliveryAttempt {
+                    notification: n.id.clone(),
+                    channel,
+                    attempt,
+                    outcome,
+                    status: sent.status,
+                    error: sent.error,
+                    millis: u64::try_from(sent.elapsed.as_millis()).unwrap_or(u64::MAX),
+                }),
+            );
+            // Journalling is retried until it holds: the attempt happened.
+            let mut delay = Duration::from_millis(200);
+            while let Err(e) = journal(&self.journal, &self.state, vec![decision.clone()]).await {
+                tracing::warn!(error = %e, "delivery attempt not journalled yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return Duration::ZERO,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            if outcome == AttemptOutcome::Failed {
+                next = next.min(backoff(&self.timing, attempt));
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
+        let t = Timing {
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(10),
+            ..Timing::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|n| backoff(&t, n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff(&t, 0), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,350 @@
+//! The ledger: decisions portwatch made about telling people, folded.
+//!
+//! Observations are replayable, decisions are not: the notification policy runs on
+//! the wall clock and delivery talks to the outside world, so deciding again from a
+//! replayed log could page someone twice. Every decision (a notification decided,
+//! alerts recorded without paging, each delivery attempt) is therefore written as a
+//! [`Decision`] record to its own journal (the embedded log file, or a Kafka topic)
+//! before it takes effect, and [`Ledger`] folds that journal. Deleting and rebuilding
+//! the projection state re-derives the same alerts with the same ids; the ledger
+//! already holds them as told, so nothing is sent again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use portwatch_events::{DecodeError, Timestamp, SCHEMA_VERSION};
+use serde::{Deserialize, Serialize};
+
+use crate::{Alert, Notification, NotificationKind};
+
+/// Why alerts were recorded without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilenceReason {
+    /// Ports a new asset had open the first time it was scanned (not high-risk).
+    Baseline,
+    /// A port closed and opened again before its closing was told.
+    Flap,
+    /// The exposure ended before anyone was told it began (or its beginning was
+    /// itself not paged), so there is nothing to resolve.
+    NotAnnounced,
+    /// Approved or blocked: on record, not paged.
+    Suppressed,
+}
+
+impl SilenceReason {
+    /// Name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceReason::Baseline => "baseline",
+            SilenceReason::Flap => "flap",
+            SilenceReason::NotAnnounced => "not_announced",
+            SilenceReason::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The channel took it (2xx, SMTP accepted, ...).
+    Delivered,
+    /// It failed and will be tried again.
+    Failed,
+    /// It failed and the channel stopped trying (too old, or refused for good).
+    GaveUp,
+}
+
+impl AttemptOutcome {
+    /// Name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::GaveUp => "gave_up",
+        }
+    }
+}
+
+/// One attempt to deliver one notification to one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// The notification's id (the idempotency key the channel saw).
+    pub notification: String,
+    /// The channel's name.
+    pub channel: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Protocol status (HTTP status, SMTP reply code), when one came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub millis: u64,
+}
+
+/// What was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// A notification is to be delivered to every channel its route matches.
+    Notified {
+        /// The message.
+        notification: Notification,
+    },
+    /// Alerts recorded without paging anyone.
+    Silenced {
+        /// Why.
+        reason: SilenceReason,
+        /// The alerts.
+        alerts: Vec<Alert>,
+    },
+    /// A delivery attempt and its result.
+    Delivery(DeliveryAttempt),
+}
+
+/// One decision record: who decided what, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Schema version.
+    pub v: u16,
+    /// Unique and deterministic for what it decides: the journal (and the ledger)
+    /// keep only the first record with an id, so a retried append is harmless.
+    pub id: String,
+    /// When.
+    pub at: Timestamp,
+    /// Who: `notifier`, a channel's deliverer, or a user.
+    pub by: String,
+    /// What.
+    #[serde(flatten)]
+    pub what: DecisionKind,
+}
+
+impl Decision {
+    /// A decision made now-ish (`at`) by `by`, with the id its content implies.
+    pub fn new(at: Timestamp, by: &str, what: DecisionKind) -> Decision {
+        let id = match &what {
+            DecisionKind::Notified { notification } => format!("notified:{}", notification.id),
+            DecisionKind::Silenced { reason, alerts } => format!(
+                "silenced:{}:{}",
+                reason.as_str(),
+                alerts.first().map(|a| a.id.as_str()).unwrap_or_default()
+            ),
+            DecisionKind::Delivery(d) => format!("delivery:{}:{}:{}", d.channel, d.notification, d.attempt),
+        };
+        Decision {
+            v: SCHEMA_VERSION,
+            id,
+            at,
+            by: by.to_string(),
+            what,
+        }
+    }
+
+    /// One line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"encode_error\":\"{e}\"}}"))
+    }
+
+    /// Decode one record, refusing versions this build does not know.
+    pub fn from_json(text: &str) -> Result<Decision, DecodeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            v: Option<u16>,
+        }
+        let version: VersionOnly =
+            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        match version.v {
+            None => Err(DecodeError::MissingVersion),
+            Some(SCHEMA_VERSION) => serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string())),
+            Some(v) => Err(DecodeError::UnknownVersion(v)),
+        }
+    }
+}
+
+/// Where delivery of one notification to one channel stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryState {
+    /// The channel.
+    pub channel: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// `delivered`, `failed` (will retry) or `gave_up`.
+    pub outcome: AttemptOutcome,
+    /// When the last attempt ended.
+    pub last_at: Timestamp,
+    /// The last protocol status.
+    pub last_status: Option<u16>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// A decided notification and its deliveries so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationRecord {
+    /// The message.
+    pub notification: Notification,
+    /// Per channel, by name.
+    pub deliveries: BTreeMap<String, DeliveryState>,
+}
+
+/// An exposure people know is open (told, or carried over a flap): what reminders
+/// and the resolved notice are about.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Known {
+    pub(crate) alert: Alert,
+    pub(crate) reminded_at: Timestamp,
+    pub(crate) escalated: bool,
+}
+
+/// The journal of decisions, folded.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    applied: HashSet<String>,
+    /// Alerts told or silenced: never decided about again.
+    settled: HashSet<String>,
+    /// Open exposures people know about, by episode.
+    pub(crate) known: BTreeMap<String, Known>,
+    /// When the last message about each host was decided.
+    pub(crate) last_sent: BTreeMap<IpAddr, Timestamp>,
+    notifications: Vec<NotificationRecord>,
+    by_id: HashMap<String, usize>,
+    by_alert: HashMap<String, Vec<usize>>,
+    decisions: u64,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fold one decision; false when one with its id was folded before.
+    pub fn apply(&mut self, d: &Decision) -> bool {
+        if !self.applied.insert(d.id.clone()) {
+            return false;
+        }
+        self.decisions += 1;
+        match &d.what {
+            DecisionKind::Notified { notification: n } => self.notified(n),
+            DecisionKind::Silenced { reason, alerts } => {
+                for a in alerts {
+                    self.settled.insert(a.id.clone());
+                }
+                if *reason == SilenceReason::Flap {
+                    // [closing of the old episode, opening of the new one]: people
+                    // still know the port as open, now as the new episode.
+                    if let [closing, opening, ..] = alerts.as_slice() {
+                        if let Some(mut known) = self.known.remove(&closing.episode_id) {
+                            known.alert = opening.clone();
+                            self.known.insert(opening.episode_id.clone(), known);
+                        }
+                    }
+                }
+            }
+            DecisionKind::Delivery(a) => {
+                if let Some(&i) = self.by_id.get(&a.notification) {
+                    let state = self.notifications[i]
+                        .deliveries
+                        .entry(a.channel.clone())
+                        .or_insert_with(|| DeliveryState {
+                            channel: a.channel.clone(),
+                            attempts: 0,
+                            outcome: AttemptOutcome::Failed,
+                            last_at: d.at,
+                            last_status: None,
+                            last_error: None,
+                        });
+                    // A delivered notification stays delivered, whatever order
+                    // attempts were journalled in.
+                    if state.outcome != AttemptOutcome::Delivered {
+                        state.outcome = a.outcome;
+                    }
+                    state.attempts = state.attempts.max(a.attempt);
+                    state.last_at = d.at;
+                    state.last_status = a.status;
+                    state.last_error = a.error.clone();
+                }
+            }
+        }
+        true
+    }
+
+    fn notified(&mut self, n: &Notification) {
+        let i = self.notifications.len();
+        self.notifications.push(NotificationRecord {
+            notification: n.clone(),
+            deliveries: BTreeMap::new(),
+        });
+        self.by_id.insert(n.id.clone(), i);
+        let last = self.last_sent.entry(n.ip).or_insert(n.at);
+        *last = (*last).max(n.at);
+        for a in &n.alerts {
+            self.by_alert.entry(a.id.clone()).or_default().push(i);
+            match n.kind {
+                NotificationKind::Firing => {
+                    self.settled.insert(a.id.clone());
+                    let known = self.known.entry(a.episode_id.clone()).or_insert_with(|| Known {
+                        alert: a.clone(),
+                        reminded_at: n.at,
+                        escalated: false,
+                    });
+                    // A high-risk detection on a port told about as a plain opening:
+                    // reminders are about the detection from now on.
+                    if a.severity > known.alert.severity {
+                        known.alert = a.clone();
+                        known.reminded_at = n.at;
+                    }
+                }
+                NotificationKind::Reminder => {
+                    if let Some(k) = self.known.get_mut(&a.episode_id) {
+                        k.reminded_at = n.at;
+                    }
+                }
+                NotificationKind::Escalation => {
+                    if let Some(k) = self.known.get_mut(&a.episode_id) {
+                        k.escalated = true;
+                    }
+                }
+                NotificationKind::Resolved => {
+                    self.settled.insert(a.id.clone());
+                    self.known.remove(&a.episode_id);
+                }
+            }
+        }
+    }
+
+    /// Whether the alert was told or silenced already.
+    pub fn settled(&self, alert_id: &str) -> bool {
+        self.settled.contains(alert_id)
+    }
+
+    /// Decisions folded.
+    pub fn decisions(&self) -> u64 {
+        self.decisions
+    }
+
+    /// Every decided notification, in the order decided.
+    pub fn notifications(&self) -> &[NotificationRecord] {
+        &self.notifications
+    }
+
+    /// One notification by id.
+    pub fn notification(&self, id: &str) -> Option<&NotificationRecord> {
+        self.by_id.get(id).map(|&i| &self.notifications[i])
+    }
+
+    /// The notifications that reported `alert_id`, in the order decided.
+    pub fn for_alert(&self, alert_id: &str) -> impl Iterator<Item = &NotificationRecord> {
+        self.by_alert
+            .get(alert_id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.notifications[i])
+    }
+}
