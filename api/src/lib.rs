@@ -15,12 +15,12 @@ pub mod read;
 mod routes;
 pub mod views;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portwatch_projections::Assets;
+use portwatch_projections::{Assets, Notifier};
 
 pub use error::ApiError;
 pub use params::DEFAULT_LIMIT;
@@ -36,6 +36,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct ApiContext {
     /// The deployment's read model.
     pub read: Arc<dyn ReadModel>,
+    /// The notifier's state: notifications and their deliveries.
+    pub notifier: Arc<RwLock<Notifier>>,
     /// Assets, for the asset match of findings and the `owner` filter.
     pub assets: Arc<Assets>,
     /// The schedule as configured.
@@ -171,6 +173,15 @@ mod tests {
             .handle();
         router(ApiContext {
             read,
+            notifier: Arc::new(RwLock::new(portwatch_projections::Notifier::new(
+                portwatch_projections::NotifyPolicy {
+                    group_wait: chrono::Duration::seconds(10),
+                    group_interval: chrono::Duration::minutes(5),
+                    repeat_interval: chrono::Duration::hours(4),
+                    escalate_after: None,
+                    baseline: true,
+                },
+            ))),
             assets: Arc::new(assets),
             schedule: Arc::new(Vec::new()),
             metrics,

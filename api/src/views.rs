@@ -3,8 +3,10 @@
 
 use std::net::IpAddr;
 
-use portwatch_events::Task;
-use portwatch_projections::{Alert, AssetMatch, Assets, Episode, HostRow, PortRow};
+use portwatch_events::{Task, Timestamp};
+use portwatch_projections::{
+    Alert, AssetMatch, Assets, DeliveryState, Episode, HostRow, Ledger, NotificationKind, PortRow,
+};
 use serde::Serialize;
 
 /// A row with the asset match of its address, flattened into one JSON object.
@@ -70,4 +72,50 @@ pub struct ScheduledTask {
     pub cadence: Option<String>,
     /// Whether this build runs it.
     pub implemented: bool,
+}
+
+/// A notification that reported an alert, with its deliveries so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationView {
+    /// Its id (the idempotency key channels saw).
+    pub id: String,
+    /// firing, reminder, escalation or resolved.
+    pub kind: NotificationKind,
+    /// When it was decided.
+    pub at: Timestamp,
+    /// One entry per channel that took it: attempts, outcome, last status.
+    pub deliveries: Vec<DeliveryState>,
+}
+
+/// An alert with its asset match and the notifications that told it.
+#[derive(Debug, Serialize)]
+pub struct AlertView {
+    /// The alert and its asset.
+    #[serde(flatten)]
+    pub alert: WithAsset<Alert>,
+    /// Notifications that reported it, oldest first (none: not told, or recorded
+    /// without paging).
+    pub notifications: Vec<NotificationView>,
+}
+
+/// Alerts joined with their assets and, from the ledger, their notifications.
+pub fn alert_views(alerts: Vec<Alert>, assets: &Assets, ledger: &Ledger) -> Vec<AlertView> {
+    alerts
+        .into_iter()
+        .map(|a| {
+            let notifications = ledger
+                .for_alert(&a.id)
+                .map(|r| NotificationView {
+                    id: r.notification.id.clone(),
+                    kind: r.notification.kind,
+                    at: r.notification.at,
+                    deliveries: r.deliveries.values().cloned().collect(),
+                })
+                .collect();
+            AlertView {
+                alert: WithAsset::join(a, assets),
+                notifications,
+            }
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod notifier;
 pub mod output;
 pub mod projector;
 pub mod read_model;

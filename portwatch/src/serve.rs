@@ -2,12 +2,13 @@
 //! role's read model, with the config's assets and schedule.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portwatch_api::{ApiContext, ReadModel, ScheduledTask};
 use portwatch_events::Task;
+use portwatch_projections::Notifier;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -25,10 +26,16 @@ pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
         .collect()
 }
 
-/// The API context of `cfg` over `read`.
-pub fn context(cfg: &Config, read: Arc<dyn ReadModel>, metrics: PrometheusHandle) -> ApiContext {
+/// The API context of `cfg` over `read`, with the notifier's state.
+pub fn context(
+    cfg: &Config,
+    read: Arc<dyn ReadModel>,
+    notifier: Arc<RwLock<Notifier>>,
+    metrics: PrometheusHandle,
+) -> ApiContext {
     ApiContext {
         read,
+        notifier,
         assets: Arc::new(cfg.asset_map()),
         schedule: Arc::new(schedule(cfg)),
         metrics,

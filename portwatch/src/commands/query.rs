@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use portwatch_api::views::WithAsset;
-use portwatch_ingest::{EmbeddedLog, EventLog};
-use portwatch_projections::PortState;
+use portwatch_api::views::{alert_views, WithAsset};
+use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
+use portwatch_projections::{Decision, Ledger, PortState};
 use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
 
 use crate::cli::{AlertsArgs, EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
@@ -173,16 +173,32 @@ pub fn alerts(cfg: &Config, args: &AlertsArgs) -> anyhow::Result<()> {
     };
     let rows = open_store(cfg)?.alerts(&query, &PageRequest::all())?.items;
     let assets = cfg.asset_map();
+    let views = alert_views(rows, &assets, &ledger(cfg)?);
     let mut out = std::io::stdout().lock();
     if args.output.json {
-        for row in rows {
-            json_line(&mut out, &WithAsset::join(row, &assets))?;
+        for view in views {
+            json_line(&mut out, &view)?;
         }
         return Ok(());
     }
-    let mut table = Table::new(&["AT", "SEVERITY", "KIND", "IP", "PORT", "RISK", "OWNER"]);
-    for a in rows {
-        let owner = assets.matching(a.ip).owner.unwrap_or_else(|| "-".into());
+    let mut table = Table::new(&[
+        "AT",
+        "SEVERITY",
+        "KIND",
+        "IP",
+        "PORT",
+        "RISK",
+        "OWNER",
+        "DELIVERIES",
+    ]);
+    for v in views {
+        let a = &v.alert.row;
+        let deliveries: Vec<String> = v
+            .notifications
+            .iter()
+            .flat_map(|n| &n.deliveries)
+            .map(|d| format!("{}: {} ({})", d.channel, d.outcome.as_str(), d.attempts))
+            .collect();
         table.row(vec![
             ts(Some(a.at)),
             a.severity.as_str().to_string(),
@@ -190,11 +206,39 @@ pub fn alerts(cfg: &Config, args: &AlertsArgs) -> anyhow::Result<()> {
             a.ip.to_string(),
             format!("{}/{}", a.port, a.proto),
             a.risk.to_string(),
-            owner,
+            v.alert.asset.owner.clone().unwrap_or_else(|| "-".into()),
+            if deliveries.is_empty() {
+                "-".into()
+            } else {
+                deliveries.join(", ")
+            },
         ]);
     }
     table.write(&mut out)?;
     Ok(())
+}
+
+/// The embedded journal of decisions, folded (empty when there is no log yet).
+fn ledger(cfg: &Config) -> anyhow::Result<Ledger> {
+    let mut ledger = Ledger::new();
+    let path = cfg.events_path();
+    if !path.exists() {
+        return Ok(ledger);
+    }
+    let log = EmbeddedLog::open(path)?;
+    let mut from = 0;
+    loop {
+        let records = log.read_decisions(from, 10_000)?;
+        let Some(last) = records.last() else {
+            return Ok(ledger);
+        };
+        from = last.offset + 1;
+        for r in records {
+            if let Ok(d) = Decision::from_json(&r.body) {
+                ledger.apply(&d);
+            }
+        }
+    }
 }
 
 /// `portwatch events`

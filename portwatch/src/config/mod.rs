@@ -16,6 +16,7 @@ pub use portwatch_projections::Asset;
 use portwatch_projections::{Assets, FoldConfig};
 use serde::Deserialize;
 
+pub mod alerts;
 mod assets;
 pub mod scaleout;
 mod scan;
@@ -168,6 +169,12 @@ pub struct RawConfig {
     /// `[projector]` (projectors)
     #[serde(default)]
     pub projector: scaleout::RawProjector,
+    /// `[alerts]` (the notification policy)
+    #[serde(default)]
+    pub alerts: alerts::RawAlerts,
+    /// `[[channels]]` (where notifications go)
+    #[serde(default)]
+    pub channels: Vec<alerts::RawChannel>,
 }
 
 /// Where the config came from.
@@ -204,6 +211,8 @@ pub struct Config {
     pub scaleout: ScaleOut,
     /// Service and admin panel detection.
     pub service: service::ServiceSettings,
+    /// The notification policy and channels.
+    pub alerts: alerts::AlertSettings,
 }
 
 impl Config {
@@ -321,6 +330,7 @@ impl RawConfig {
             projector: self.projector,
         }
         .validate(origin)?;
+        let alerts = alerts::validate(self.alerts, self.channels, &at)?;
 
         Ok(Config {
             source,
@@ -338,6 +348,7 @@ impl RawConfig {
             api_listen,
             scaleout,
             service,
+            alerts,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use portwatch_ingest::TopicProducer;
+use portwatch_ingest::{KafkaJournal, TopicProducer};
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -62,9 +62,11 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         store: store.clone(),
         stale_after_secs: so.probe.heartbeat.as_secs() * 3,
     });
+    let journal = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
+    let notifications = crate::notifier::state(&cfg);
     let server = crate::serve::bind(
         cfg.api_listen,
-        crate::serve::context(&cfg, read.clone(), metrics),
+        crate::serve::context(&cfg, read.clone(), notifications.clone(), metrics),
         stop.clone(),
     )
     .await?;
@@ -72,9 +74,13 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
     let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));
+    let notifier = crate::notifier::spawn(&cfg, journal, read.clone(), notifications, stop.clone())?;
     let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
     server.await?;
     let _ = scheduler.await;
+    if let Some(task) = notifier {
+        let _ = task.await;
+    }
     let _ = retention.await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),

@@ -15,9 +15,9 @@ use crate::cli::UpArgs;
 use crate::config::{Config, ConfigSource};
 use crate::control::jobs::{Appender, JobBoard, JobContext};
 use crate::control::scheduler::{LocalRunner, Scheduler};
-use crate::projector;
 use crate::read_model::EmbeddedRead;
 use crate::serve;
+use crate::{notifier, projector};
 use crate::{InputError, Shutdown};
 
 /// How long a graceful stop waits for the projector to fold what is left.
@@ -51,7 +51,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         .install_recorder()
         .context("installing the Prometheus metrics recorder")?;
 
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(cfg.events_path())?);
+    let embedded_log = Arc::new(EmbeddedLog::open(cfg.events_path())?);
+    let log: Arc<dyn EventLog> = embedded_log.clone();
     // The projector's store is the only writer; it creates and migrates the file, so
     // it must be opened before the read-only view.
     let writer_store = Arc::new(EmbeddedStore::open(cfg.state_path())?);
@@ -93,9 +94,10 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         node: cfg.node.clone(),
         zone: crate::config::DEFAULT_ZONE.to_string(),
     });
+    let notifications = notifier::state(&cfg);
     let server = serve::bind(
         cfg.api_listen,
-        serve::context(&cfg, read.clone(), metrics),
+        serve::context(&cfg, read.clone(), notifications.clone(), metrics),
         stop_rx.clone(),
     )
     .await?;
@@ -109,6 +111,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     // The projector drains and stops only once the scheduler, the last appender, has.
     let (drain_tx, drain_rx) = watch::channel(false);
     let projector_task = tokio::spawn(projector.run(drain_rx));
+    let notifier_task = notifier::spawn(&cfg, embedded_log, read.clone(), notifications, stop_rx.clone())?;
     let scheduler_task =
         tokio::spawn(Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx })).run(stop_rx.clone()));
 
@@ -118,6 +121,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!("stopping: finishing the projection of recorded events");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
+    if let Some(task) = notifier_task {
+        let _ = task.await;
+    }
     // A job cancelled mid-append still completes that append on the blocking pool.
     appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);

@@ -1,0 +1,310 @@
+//! `[alerts]` (when to tell people) and `[[channels]]` (where to tell them).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use portwatch_events::RiskClass;
+use portwatch_notify::{Channel, HttpChannel, HttpKind, Route, Sender};
+use portwatch_projections::{NotifyPolicy, Severity};
+use serde::Deserialize;
+
+use super::{parse_duration, ConfigError, Origin};
+
+/// `[alerts]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// A host's first findings wait this long for more. Default: "10s".
+    pub group_wait: Option<String>,
+    /// Later findings of a host go out at most this often. Default: "5m".
+    pub group_interval: Option<String>,
+    /// High-risk findings still open are reminded about this often. Default: "4h".
+    pub repeat_interval: Option<String>,
+    /// High-risk findings open this long go to the escalation channels. Default: off.
+    pub escalate_after: Option<String>,
+    /// A new asset's first ports are recorded without paging (unless high-risk).
+    /// Default: true.
+    pub baseline: Option<bool>,
+}
+
+/// `[[channels]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    /// Name deliveries are recorded under.
+    pub name: Option<String>,
+    /// webhook | slack | dingtalk | feishu | wecom | email | syslog | alertmanager
+    pub kind: Option<String>,
+    /// Endpoint.
+    pub url: Option<String>,
+    /// Signing secret (webhook, DingTalk, Feishu).
+    pub secret: Option<String>,
+    /// File holding the signing secret (instead of `secret`).
+    pub secret_file: Option<String>,
+    /// Longest wait for one attempt. Default: "10s".
+    pub timeout: Option<String>,
+    /// Lowest severity sent: "medium" (everything) or "high". Default: "medium".
+    pub severity: Option<String>,
+    /// Only notifications with an alert of these risk classes. Default: all.
+    pub risk: Option<Vec<String>>,
+    /// Only hosts of these owners. Default: all.
+    pub owners: Option<Vec<String>>,
+    /// Only hosts of these systems. Default: all.
+    pub systems: Option<Vec<String>>,
+    /// Only hosts in these zones. Default: all.
+    pub zones: Option<Vec<String>>,
+    /// The escalation route: takes escalations and only them. Default: false.
+    pub escalation: Option<bool>,
+}
+
+/// Checked `[alerts]` and `[[channels]]`.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// The notification policy.
+    pub policy: NotifyPolicy,
+    /// The channels, in file order.
+    pub channels: Vec<Channel>,
+}
+
+const KINDS: &str = "webhook, slack, dingtalk, feishu, wecom, email, syslog or alertmanager";
+
+fn duration(
+    at: &Origin<'_>,
+    key: &str,
+    value: Option<&String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.map_or(default, String::as_str);
+    let d = parse_duration(text).map_err(|e| at.invalid(key, &format!("{text:?}"), &e))?;
+    if d.is_zero() && key != "alerts.group_wait" {
+        return Err(at.invalid(key, &format!("{text:?}"), "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Check `[alerts]` and every `[[channels]]` entry.
+pub(crate) fn validate(
+    alerts: RawAlerts,
+    channels: Vec<RawChannel>,
+    at: &Origin<'_>,
+) -> Result<AlertSettings, ConfigError> {
+    let policy = NotifyPolicy {
+        group_wait: chrono(duration(
+            at,
+            "alerts.group_wait",
+            alerts.group_wait.as_ref(),
+            "10s",
+        )?),
+        group_interval: chrono(duration(
+            at,
+            "alerts.group_interval",
+            alerts.group_interval.as_ref(),
+            "5m",
+        )?),
+        repeat_interval: chrono(duration(
+            at,
+            "alerts.repeat_interval",
+            alerts.repeat_interval.as_ref(),
+            "4h",
+        )?),
+        escalate_after: match &alerts.escalate_after {
+            None => None,
+            Some(_) => Some(chrono(duration(
+                at,
+                "alerts.escalate_after",
+                alerts.escalate_after.as_ref(),
+                "",
+            )?)),
+        },
+        baseline: alerts.baseline.unwrap_or(true),
+    };
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, raw) in channels.into_iter().enumerate() {
+        let key = |k: &str| format!("channels[{i}].{k}");
+        let name = raw
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| at.invalid(&key("name"), "(missing)", "every channel needs a name"))?;
+        if !names.insert(name.clone()) {
+            return Err(at.invalid(
+                &key("name"),
+                &format!("{name:?}"),
+                "another channel has this name",
+            ));
+        }
+        out.push(channel(raw, name, &key, at)?);
+    }
+    Ok(AlertSettings {
+        policy,
+        channels: out,
+    })
+}
+
+fn channel(
+    raw: RawChannel,
+    name: String,
+    key: &dyn Fn(&str) -> String,
+    at: &Origin<'_>,
+) -> Result<Channel, ConfigError> {
+    let kind_text = raw
+        .kind
+        .ok_or_else(|| at.invalid(&key("kind"), "(missing)", &format!("expected {KINDS}")))?;
+    let http_kind = match kind_text.as_str() {
+        "webhook" => HttpKind::Webhook,
+        "slack" => HttpKind::Slack,
+        "dingtalk" => HttpKind::Dingtalk,
+        "feishu" => HttpKind::Feishu,
+        "wecom" => HttpKind::Wecom,
+        "email" | "syslog" | "alertmanager" => {
+            return Err(at.invalid(
+                &key("kind"),
+                &format!("{kind_text:?}"),
+                "this kind of channel is not available in this build yet",
+            ))
+        }
+        _ => {
+            return Err(at.invalid(
+                &key("kind"),
+                &format!("{kind_text:?}"),
+                &format!("expected {KINDS}"),
+            ))
+        }
+    };
+    let url = raw
+        .url
+        .ok_or_else(|| at.invalid(&key("url"), "(missing)", "this kind of channel needs a url"))?;
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => {
+            return Err(at.invalid(
+                &key("url"),
+                &format!("{url:?}"),
+                "expected an http:// or https:// URL",
+            ))
+        }
+        Err(e) => return Err(at.invalid(&key("url"), &format!("{url:?}"), &e.to_string())),
+    }
+    let secret = match (raw.secret, raw.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(at.invalid(
+                &key("secret_file"),
+                "(set)",
+                "set either secret or secret_file, not both",
+            ))
+        }
+        (Some(s), None) => Some(s),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| at.invalid(&key("secret_file"), &format!("{path:?}"), &e.to_string()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if secret.as_deref().is_some_and(str::is_empty) {
+        return Err(at.invalid(&key("secret"), "\"\"", "must not be empty"));
+    }
+    let timeout = duration(at, &key("timeout"), raw.timeout.as_ref(), "10s")?;
+    let min_severity = match raw.severity.as_deref() {
+        None | Some("medium") => Severity::Medium,
+        Some("high") => Severity::High,
+        Some(other) => {
+            return Err(at.invalid(&key("severity"), &format!("{other:?}"), "expected medium or high"))
+        }
+    };
+    let mut risks = Vec::new();
+    for r in raw.risk.unwrap_or_default() {
+        let class: RiskClass = r
+            .parse()
+            .map_err(|e: String| at.invalid(&key("risk"), &format!("{r:?}"), &e))?;
+        risks.push(class);
+    }
+    Ok(Channel {
+        name,
+        route: Route {
+            min_severity,
+            risks,
+            owners: raw.owners.unwrap_or_default(),
+            systems: raw.systems.unwrap_or_default(),
+            zones: raw.zones.unwrap_or_default(),
+            escalation: raw.escalation.unwrap_or(false),
+        },
+        sender: Sender::Http(HttpChannel {
+            kind: http_kind,
+            url,
+            secret,
+        }),
+        timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<AlertSettings, ConfigError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            alerts: RawAlerts,
+            #[serde(default)]
+            channels: Vec<RawChannel>,
+        }
+        let doc: Doc = toml::from_str(text).expect("toml");
+        validate(doc.alerts, doc.channels, &Origin("test.toml"))
+    }
+
+    #[test]
+    fn the_issue_example_parses_with_its_values() {
+        let s = check(
+            r#"
+[alerts]
+group_wait = "10s"
+group_interval = "5m"
+repeat_interval = "4h"
+baseline = true
+
+[[channels]]
+name = "soc"
+kind = "webhook"
+url = "http://127.0.0.1:9999/hook"
+secret = "change-me"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(s.policy.group_wait, chrono::Duration::seconds(10));
+        assert_eq!(s.policy.group_interval, chrono::Duration::minutes(5));
+        assert_eq!(s.policy.repeat_interval, chrono::Duration::hours(4));
+        assert!(s.policy.baseline);
+        assert_eq!(s.channels.len(), 1);
+        assert_eq!(s.channels[0].name, "soc");
+        let Sender::Http(http) = &s.channels[0].sender;
+        assert_eq!(http.kind, HttpKind::Webhook);
+        assert_eq!(http.secret.as_deref(), Some("change-me"));
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_key() {
+        let cases = [
+            ("[alerts]\ngroup_interval = \"soon\"\n", "alerts.group_interval = \"soon\""),
+            ("[[channels]]\nname = \"a\"\nkind = \"pager\"\nurl = \"http://x\"\n", "channels[0].kind = \"pager\""),
+            ("[[channels]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"ftp://x/\"\n", "channels[0].url = \"ftp://x/\""),
+            ("[[channels]]\nkind = \"webhook\"\nurl = \"http://x\"\n", "channels[0].name"),
+            (
+                "[[channels]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://x\"\n[[channels]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://y\"\n",
+                "channels[1].name = \"a\"",
+            ),
+            ("[[channels]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://x\"\nrisk = [\"huge\"]\n", "channels[0].risk = \"huge\""),
+        ];
+        for (text, named) in cases {
+            let err = check(text).expect_err(text).to_string();
+            assert!(err.contains(named), "{err} should name {named}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The notifier role's wiring, the same in both deployments: the notification
+//! policy and the channels of the config (`portwatch_notify::Service`), reading
+//! alerts through the deployment's read model and journalling decisions to the
+//! deployment's journal (the embedded log file, or the Kafka decisions topic).
+
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use portwatch_api::ReadModel;
+use portwatch_ingest::Journal;
+use portwatch_notify::{AlertSource, Service, Timing};
+use portwatch_projections::{Alert, Notifier};
+use portwatch_stores::{AlertQuery, PageRequest};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Every alert of a read model.
+struct ReadAlerts(Arc<dyn ReadModel>);
+
+impl AlertSource for ReadAlerts {
+    fn alerts(&self) -> BoxFuture<'_, Result<Vec<Alert>, String>> {
+        async move {
+            let page = self
+                .0
+                .alerts(&AlertQuery::default(), &PageRequest::all())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(page.items)
+        }
+        .boxed()
+    }
+}
+
+/// The shared notification state: the notifier folds into it, the API reads it.
+pub fn state(cfg: &Config) -> Arc<RwLock<Notifier>> {
+    Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())))
+}
+
+/// Start the notifier; it runs until `stop` is set. Without channels nobody can be
+/// told anything, so nothing is decided either: alerts stay on record, and the
+/// first channel configured later hears about the exposures still open.
+pub fn spawn(
+    cfg: &Config,
+    journal: Arc<dyn Journal>,
+    read: Arc<dyn ReadModel>,
+    state: Arc<RwLock<Notifier>>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if cfg.alerts.channels.is_empty() {
+        tracing::info!("no [[channels]] configured: alerts are recorded, nobody is notified");
+        return Ok(None);
+    }
+    let service = Service::new(
+        journal,
+        Arc::new(ReadAlerts(read)),
+        state,
+        Arc::new(cfg.asset_map()),
+        cfg.alerts.channels.clone(),
+        Timing::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        channels = cfg.alerts.channels.len(),
+        group_wait = ?cfg.alerts.policy.group_wait.to_std().unwrap_or_default(),
+        "notifier started"
+    );
+    Ok(Some(tokio::spawn(service.run(stop))))
+}
