@@ -42,6 +42,10 @@ bash scripts/services.sh install
 # and nmap for the optional matcher; nothing is started here.
 log "service-detection lab (Debian packages)"
 bash scripts/lab-services.sh install
+# The notification tests' real receivers (Debian: rsyslog, aiosmtpd, Prometheus
+# Alertmanager); each test starts its own inside its namespace.
+log "notification receivers (Debian packages)"
+bash scripts/notify-services.sh install
 
 # --- cleanup ---------------------------------------------------------------------------
 # Test namespaces are named pwt-* (single namespaces) and l<digits>-* (labs); a test

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use portwatch_events::RiskClass;
 use portwatch_projections::{Notification, NotificationKind, Severity};
 
-use crate::channels::{request, HttpChannel};
+use crate::channels::{request, HttpChannel, HttpRequest};
+use crate::email::EmailChannel;
+use crate::syslog::SyslogChannel;
 
 /// Which notifications a channel takes. Empty lists match everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,30 @@ impl Route {
 pub enum Sender {
     /// An HTTP POST (webhook, Slack, DingTalk, Feishu, WeCom).
     Http(HttpChannel),
+    /// Email over SMTP.
+    Email(EmailChannel),
+    /// Syslog (RFC 5424, optionally CEF).
+    Syslog(SyslogChannel),
+    /// Prometheus Alertmanager at this base URL.
+    Alertmanager(String),
+}
+
+impl Sender {
+    /// The config name of its kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sender::Http(h) => match h.kind {
+                crate::HttpKind::Webhook => "webhook",
+                crate::HttpKind::Slack => "slack",
+                crate::HttpKind::Dingtalk => "dingtalk",
+                crate::HttpKind::Feishu => "feishu",
+                crate::HttpKind::Wecom => "wecom",
+            },
+            Sender::Email(_) => "email",
+            Sender::Syslog(_) => "syslog",
+            Sender::Alertmanager(_) => "alertmanager",
+        }
+    }
 }
 
 /// One configured channel.
@@ -116,6 +142,24 @@ impl Senders {
         let started = Instant::now();
         let (ok, status, error) = match &channel.sender {
             Sender::Http(http) => self.post(http, n, channel.timeout).await,
+            Sender::Email(email) => match crate::email::send(email, n, channel.timeout).await {
+                Ok(code) => (true, Some(code), None),
+                Err((code, e)) => (false, code, Some(e)),
+            },
+            Sender::Syslog(syslog) => match crate::syslog::send(syslog, n, channel.timeout).await {
+                Ok(()) => (true, None, None),
+                Err(e) => (false, None, Some(e)),
+            },
+            Sender::Alertmanager(base) => {
+                let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+                let body = crate::alertmanager::body(n, chrono::Utc::now());
+                let req = HttpRequest {
+                    url,
+                    headers: vec![("Content-Type".into(), "application/json".into())],
+                    body: serde_json::to_vec(&body).unwrap_or_default(),
+                };
+                self.send_request(req, None, channel.timeout).await
+            }
         };
         Sent {
             ok,
@@ -132,6 +176,15 @@ impl Senders {
         timeout: Duration,
     ) -> (bool, Option<u16>, Option<String>) {
         let req = request(channel, n, chrono::Utc::now().timestamp_millis());
+        self.send_request(req, Some(channel), timeout).await
+    }
+
+    async fn send_request(
+        &self,
+        req: HttpRequest,
+        channel: Option<&HttpChannel>,
+        timeout: Duration,
+    ) -> (bool, Option<u16>, Option<String>) {
         let mut builder = self.http.post(&req.url).timeout(timeout).body(req.body);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
@@ -142,7 +195,7 @@ impl Senders {
                 let ok = status.is_success();
                 // Read (a little of) the body: some robots answer 200 with an error.
                 let text = resp.text().await.unwrap_or_default();
-                let refused = ok && robot_refused(channel, &text);
+                let refused = ok && channel.is_some_and(|c| robot_refused(c, &text));
                 let error = if !ok || refused {
                     Some(format!(
                         "HTTP {status}: {}",

@@ -10,12 +10,17 @@
 //! the notification policy and one delivery worker per channel against the journal
 //! of decisions (cursors, retries, the delivery log).
 
+pub mod alertmanager;
 pub mod channels;
 pub mod deliver;
+pub mod email;
 pub mod format;
 pub mod service;
 pub mod sign;
+pub mod syslog;
 
 pub use channels::{request, HttpChannel, HttpKind, HttpRequest};
 pub use deliver::{Channel, Route, Sender, Senders};
+pub use email::EmailChannel;
 pub use service::{AlertSource, Service, Timing};
+pub use syslog::{SyslogChannel, Transport};

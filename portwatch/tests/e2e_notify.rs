@@ -17,47 +17,19 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use support::receivers::{self, received, SECRET};
 use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc, Server};
 
 const API: &str = "127.0.0.1:18090";
 const HOOK: &str = "127.0.0.1:9999";
-const SECRET: &str = "change-me";
-
-/// The receiver, inside `ns`, logging to `log`, failing the first `fail_first`.
-fn receiver(ns: &Netns, log: &Path, fail_first: u32) -> Proc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/receiver.py");
-    let (host, port) = HOOK.split_once(':').expect("addr");
-    let child = ns
-        .command("python3")
-        .args([
-            script,
-            host,
-            port,
-            log.to_str().expect("utf8"),
-            SECRET,
-            &fail_first.to_string(),
-        ])
-        .spawn()
-        .expect("start receiver");
-    let proc = Proc(child);
-    wait_for(Duration::from_secs(10), || ns.http_get(HOOK, "/").map(|_| ())).expect("receiver listening");
-    proc
-}
-
-/// What the receiver got, in order.
-fn received(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("receiver line"))
-        .collect()
-}
 
 /// The notification a received webhook body carries.
 fn notification(request: &serde_json::Value) -> serde_json::Value {
-    let body: serde_json::Value =
-        serde_json::from_str(request["body"].as_str().expect("body")).expect("json body");
-    body["notification"].clone()
+    receivers::body(request)["notification"].clone()
+}
+
+fn receiver(ns: &Netns, log: &Path, fail_first: u32) -> Proc {
+    receivers::http(ns, HOOK, log, fail_first)
 }
 
 fn ports_of(n: &serde_json::Value) -> Vec<u64> {

@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use portwatch_events::RiskClass;
-use portwatch_notify::{Channel, HttpChannel, HttpKind, Route, Sender};
+use portwatch_notify::email::check_address;
+use portwatch_notify::{
+    Channel, EmailChannel, HttpChannel, HttpKind, Route, Sender, SyslogChannel, Transport,
+};
 use portwatch_projections::{NotifyPolicy, Severity};
 use serde::Deserialize;
 
@@ -55,6 +58,16 @@ pub struct RawChannel {
     pub zones: Option<Vec<String>>,
     /// The escalation route: takes escalations and only them. Default: false.
     pub escalation: Option<bool>,
+    /// email: the sender address.
+    pub from: Option<String>,
+    /// email: the recipients.
+    pub to: Option<Vec<String>>,
+    /// email: the SMTP AUTH user (its password is `secret` or `secret_file`).
+    pub username: Option<String>,
+    /// syslog: send ArcSight CEF as the message. Default: false (plain text).
+    pub cef: Option<bool>,
+    /// syslog: facility number 0-23. Default: 16 (local0).
+    pub facility: Option<i64>,
 }
 
 /// Checked `[alerts]` and `[[channels]]`.
@@ -90,6 +103,7 @@ fn chrono(d: Duration) -> chrono::Duration {
 pub(crate) fn validate(
     alerts: RawAlerts,
     channels: Vec<RawChannel>,
+    node: &str,
     at: &Origin<'_>,
 ) -> Result<AlertSettings, ConfigError> {
     let policy = NotifyPolicy {
@@ -138,7 +152,7 @@ pub(crate) fn validate(
                 "another channel has this name",
             ));
         }
-        out.push(channel(raw, name, &key, at)?);
+        out.push(channel(raw, name, node, &key, at)?);
     }
     Ok(AlertSettings {
         policy,
@@ -149,48 +163,28 @@ pub(crate) fn validate(
 fn channel(
     raw: RawChannel,
     name: String,
+    node: &str,
     key: &dyn Fn(&str) -> String,
     at: &Origin<'_>,
 ) -> Result<Channel, ConfigError> {
-    let kind_text = raw
+    let kind = raw
         .kind
+        .clone()
         .ok_or_else(|| at.invalid(&key("kind"), "(missing)", &format!("expected {KINDS}")))?;
-    let http_kind = match kind_text.as_str() {
-        "webhook" => HttpKind::Webhook,
-        "slack" => HttpKind::Slack,
-        "dingtalk" => HttpKind::Dingtalk,
-        "feishu" => HttpKind::Feishu,
-        "wecom" => HttpKind::Wecom,
-        "email" | "syslog" | "alertmanager" => {
-            return Err(at.invalid(
-                &key("kind"),
-                &format!("{kind_text:?}"),
-                "this kind of channel is not available in this build yet",
-            ))
-        }
-        _ => {
-            return Err(at.invalid(
-                &key("kind"),
-                &format!("{kind_text:?}"),
-                &format!("expected {KINDS}"),
-            ))
-        }
-    };
     let url = raw
         .url
-        .ok_or_else(|| at.invalid(&key("url"), "(missing)", "this kind of channel needs a url"))?;
-    match url::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(_) => {
-            return Err(at.invalid(
-                &key("url"),
-                &format!("{url:?}"),
-                "expected an http:// or https:// URL",
-            ))
+        .clone()
+        .ok_or_else(|| at.invalid(&key("url"), "(missing)", "every channel needs a url"))?;
+    let parsed =
+        url::Url::parse(&url).map_err(|e| at.invalid(&key("url"), &format!("{url:?}"), &e.to_string()))?;
+    let scheme_is = |schemes: &[&str], expected: &str| {
+        if schemes.contains(&parsed.scheme()) && parsed.host().is_some() {
+            Ok(())
+        } else {
+            Err(at.invalid(&key("url"), &format!("{url:?}"), &format!("expected {expected}")))
         }
-        Err(e) => return Err(at.invalid(&key("url"), &format!("{url:?}"), &e.to_string())),
-    }
-    let secret = match (raw.secret, raw.secret_file) {
+    };
+    let secret = match (&raw.secret, &raw.secret_file) {
         (Some(_), Some(_)) => {
             return Err(at.invalid(
                 &key("secret_file"),
@@ -198,9 +192,9 @@ fn channel(
                 "set either secret or secret_file, not both",
             ))
         }
-        (Some(s), None) => Some(s),
+        (Some(s), None) => Some(s.clone()),
         (None, Some(path)) => Some(
-            std::fs::read_to_string(&path)
+            std::fs::read_to_string(path)
                 .map_err(|e| at.invalid(&key("secret_file"), &format!("{path:?}"), &e.to_string()))?
                 .trim()
                 .to_string(),
@@ -210,6 +204,90 @@ fn channel(
     if secret.as_deref().is_some_and(str::is_empty) {
         return Err(at.invalid(&key("secret"), "\"\"", "must not be empty"));
     }
+    let http = |kind: HttpKind| -> Result<Sender, ConfigError> {
+        scheme_is(&["http", "https"], "an http:// or https:// URL")?;
+        Ok(Sender::Http(HttpChannel {
+            kind,
+            url: url.clone(),
+            secret: secret.clone(),
+        }))
+    };
+    let sender = match kind.as_str() {
+        "webhook" => http(HttpKind::Webhook)?,
+        "slack" => http(HttpKind::Slack)?,
+        "dingtalk" => http(HttpKind::Dingtalk)?,
+        "feishu" => http(HttpKind::Feishu)?,
+        "wecom" => http(HttpKind::Wecom)?,
+        "alertmanager" => {
+            scheme_is(
+                &["http", "https"],
+                "the Alertmanager's base URL, e.g. http://127.0.0.1:9093",
+            )?;
+            Sender::Alertmanager(url.clone())
+        }
+        "email" => {
+            scheme_is(
+                &["smtp", "smtps"],
+                "smtp://host[:port][?tls=required] or smtps://host[:port]",
+            )?;
+            let from = raw
+                .from
+                .clone()
+                .ok_or_else(|| at.invalid(&key("from"), "(missing)", "an email channel needs a sender"))?;
+            check_address(&from).map_err(|e| at.invalid(&key("from"), &format!("{from:?}"), &e))?;
+            let to = raw.to.clone().unwrap_or_default();
+            if to.is_empty() {
+                return Err(at.invalid(&key("to"), "[]", "an email channel needs at least one recipient"));
+            }
+            for t in &to {
+                check_address(t).map_err(|e| at.invalid(&key("to"), &format!("{t:?}"), &e))?;
+            }
+            if raw.username.is_some() != secret.is_some() {
+                return Err(at.invalid(
+                    &key("username"),
+                    &format!("{:?}", raw.username.clone().unwrap_or_default()),
+                    "SMTP AUTH needs both username and secret (the password)",
+                ));
+            }
+            Sender::Email(EmailChannel {
+                url: url.clone(),
+                username: raw.username.clone(),
+                password: secret.clone(),
+                from,
+                to,
+            })
+        }
+        "syslog" => {
+            scheme_is(&["udp", "tcp"], "udp://host:port or tcp://host:port")?;
+            let port = parsed.port().ok_or_else(|| {
+                at.invalid(
+                    &key("url"),
+                    &format!("{url:?}"),
+                    "needs a port, e.g. udp://siem:514",
+                )
+            })?;
+            let host = parsed.host_str().unwrap_or_default();
+            let facility = match raw.facility {
+                None => 16,
+                Some(f) if (0..=23).contains(&f) => f as u8,
+                Some(f) => {
+                    return Err(at.invalid(&key("facility"), &f.to_string(), "must be between 0 and 23"))
+                }
+            };
+            Sender::Syslog(SyslogChannel {
+                transport: if parsed.scheme() == "udp" {
+                    Transport::Udp
+                } else {
+                    Transport::Tcp
+                },
+                addr: format!("{host}:{port}"),
+                cef: raw.cef.unwrap_or(false),
+                facility,
+                hostname: node.to_string(),
+            })
+        }
+        _ => return Err(at.invalid(&key("kind"), &format!("{kind:?}"), &format!("expected {KINDS}"))),
+    };
     let timeout = duration(at, &key("timeout"), raw.timeout.as_ref(), "10s")?;
     let min_severity = match raw.severity.as_deref() {
         None | Some("medium") => Severity::Medium,
@@ -235,11 +313,7 @@ fn channel(
             zones: raw.zones.unwrap_or_default(),
             escalation: raw.escalation.unwrap_or(false),
         },
-        sender: Sender::Http(HttpChannel {
-            kind: http_kind,
-            url,
-            secret,
-        }),
+        sender,
         timeout,
     })
 }
@@ -257,7 +331,7 @@ mod tests {
             channels: Vec<RawChannel>,
         }
         let doc: Doc = toml::from_str(text).expect("toml");
-        validate(doc.alerts, doc.channels, &Origin("test.toml"))
+        validate(doc.alerts, doc.channels, "node-1", &Origin("test.toml"))
     }
 
     #[test]
@@ -284,9 +358,53 @@ secret = "change-me"
         assert!(s.policy.baseline);
         assert_eq!(s.channels.len(), 1);
         assert_eq!(s.channels[0].name, "soc");
-        let Sender::Http(http) = &s.channels[0].sender;
+        let Sender::Http(http) = &s.channels[0].sender else {
+            panic!("webhook is HTTP")
+        };
         assert_eq!(http.kind, HttpKind::Webhook);
         assert_eq!(http.secret.as_deref(), Some("change-me"));
+    }
+
+    #[test]
+    fn every_kind_of_channel_parses() {
+        let s = check(
+            r#"
+[[channels]]
+name = "mail"
+kind = "email"
+url = "smtp://127.0.0.1:2525"
+from = "portwatch@example.com"
+to = ["soc@example.com"]
+
+[[channels]]
+name = "siem"
+kind = "syslog"
+url = "tcp://127.0.0.1:6514"
+cef = true
+
+[[channels]]
+name = "am"
+kind = "alertmanager"
+url = "http://127.0.0.1:9093"
+severity = "high"
+"#,
+        )
+        .expect("valid");
+        let kinds: Vec<&str> = s.channels.iter().map(|c| c.sender.kind()).collect();
+        assert_eq!(kinds, ["email", "syslog", "alertmanager"]);
+        let Sender::Syslog(syslog) = &s.channels[1].sender else {
+            panic!("syslog")
+        };
+        assert_eq!(
+            (
+                syslog.transport,
+                syslog.addr.as_str(),
+                syslog.cef,
+                syslog.hostname.as_str()
+            ),
+            (Transport::Tcp, "127.0.0.1:6514", true, "node-1")
+        );
+        assert_eq!(s.channels[2].route.min_severity, Severity::High);
     }
 
     #[test]
@@ -301,6 +419,10 @@ secret = "change-me"
                 "channels[1].name = \"a\"",
             ),
             ("[[channels]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://x\"\nrisk = [\"huge\"]\n", "channels[0].risk = \"huge\""),
+            ("[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"smtp://mx\"\nfrom = \"pw@example.com\"\n", "channels[0].to = []"),
+            ("[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"http://mx\"\n", "channels[0].url = \"http://mx\""),
+            ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem\"\n", "channels[0].url = \"udp://siem\""),
+            ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem:514\"\nfacility = 40\n", "channels[0].facility = 40"),
         ];
         for (text, named) in cases {
             let err = check(text).expect_err(text).to_string();

@@ -330,7 +330,7 @@ impl RawConfig {
             projector: self.projector,
         }
         .validate(origin)?;
-        let alerts = alerts::validate(self.alerts, self.channels, &at)?;
+        let alerts = alerts::validate(self.alerts, self.channels, &node, &at)?;
 
         Ok(Config {
             source,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod receivers;
 pub mod scaleout;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

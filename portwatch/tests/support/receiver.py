@@ -4,17 +4,41 @@ first FAIL_FIRST requests, then 200.
 
 Usage: receiver.py HOST PORT LOG_FILE SECRET FAIL_FIRST
 
-Each line: path, headers, the body as text, the status answered, and whether the
-X-Portwatch-Signature header is the HMAC-SHA256 of the raw body keyed with SECRET
-(checked here with Python's hmac, independently of portwatch's code).
+Each line: path, headers, the body as text, the status answered, and whether each
+signature present is valid for SECRET, checked here with Python's hmac, as the
+services' own documentation does it, independently of portwatch's code:
+- signature_valid: X-Portwatch-Signature = "sha256=" + hex HMAC-SHA256(SECRET, raw body);
+- dingtalk_valid: query timestamp (ms) and sign = base64 HMAC-SHA256(SECRET, "ts\nSECRET");
+- feishu_valid: body timestamp (s) and sign = base64 HMAC-SHA256("ts\nSECRET", "").
 """
 
+import base64
 import hashlib
 import hmac
 import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def b64_hmac(key, message):
+    return base64.b64encode(hmac.new(key.encode(), message.encode(), hashlib.sha256).digest()).decode()
+
+
+def robot_signatures(path, body):
+    out = {}
+    query = parse_qs(urlsplit(path).query)
+    if "sign" in query and "timestamp" in query:
+        ts = query["timestamp"][0]
+        out["dingtalk_valid"] = hmac.compare_digest(query["sign"][0], b64_hmac(secret, f"{ts}\n{secret}"))
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "sign" in doc and "timestamp" in doc:
+        out["feishu_valid"] = hmac.compare_digest(doc["sign"], b64_hmac(f"{doc['timestamp']}\n{secret}", ""))
+    return out
 
 host, port, log_path, secret, fail_first = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 lock = threading.Lock()
@@ -36,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
                 "status": status,
                 "signature_valid": hmac.compare_digest(expected, self.headers.get("X-Portwatch-Signature", "")),
             }
+            line.update(robot_signatures(self.path, body.decode("utf-8", "replace")))
             with open(log_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
         self.send_response(status)

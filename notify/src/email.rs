@@ -1,0 +1,103 @@
+//! Email over SMTP (lettre): plain SMTP, STARTTLS (`smtp://host:587?tls=required`) or
+//! implicit TLS (`smtps://host:465`), with optional authentication; each message has
+//! a plain-text and an HTML part.
+
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use portwatch_projections::Notification;
+
+use crate::format;
+
+/// An SMTP destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChannel {
+    /// `smtp://host[:port][?tls=required|opportunistic]` or `smtps://host[:port]`.
+    pub url: String,
+    /// User name for SMTP AUTH, if the server wants one.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+    /// The sender.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+}
+
+/// Whether `address` is a mailbox email can be sent from or to
+/// (`soc@example.com`, `SOC <soc@example.com>`).
+pub fn check_address(address: &str) -> Result<(), String> {
+    address.parse::<Mailbox>().map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The HTML part: the title and one list item per alert.
+pub fn html(n: &Notification) -> String {
+    let items: String = format::lines(n)
+        .iter()
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    format!(
+        "<!doctype html><html><body><h3>{}</h3><ul>{items}</ul><p><small>notification {}</small></p></body></html>",
+        escape(&format::title(n)),
+        escape(&n.id)
+    )
+}
+
+/// The message for `n`.
+pub fn message(channel: &EmailChannel, n: &Notification) -> Result<Message, String> {
+    let from: Mailbox = channel
+        .from
+        .parse()
+        .map_err(|e| format!("from {:?}: {e}", channel.from))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(format::title(n))
+        // Mail systems that dedupe by Message-ID see a redelivery as what it is.
+        .message_id(Some(format!(
+            "<{}@portwatch>",
+            n.id.replace([' ', '<', '>'], "_")
+        )));
+    for to in &channel.to {
+        let mailbox: Mailbox = to.parse().map_err(|e| format!("to {to:?}: {e}"))?;
+        builder = builder.to(mailbox);
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(format::text(n)),
+                )
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html(n))),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Send `n`; the SMTP reply code on success.
+pub async fn send(
+    channel: &EmailChannel,
+    n: &Notification,
+    timeout: Duration,
+) -> Result<u16, (Option<u16>, String)> {
+    let message = message(channel, n).map_err(|e| (None, e))?;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&channel.url)
+        .map_err(|e| (None, format!("url: {e}")))?
+        .timeout(Some(timeout));
+    if let (Some(user), Some(password)) = (&channel.username, &channel.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let transport = builder.build();
+    match transport.send(message).await {
+        Ok(response) => Ok(u16::from(response.code())),
+        Err(e) => Err((e.status().map(u16::from), e.to_string())),
+    }
+}
