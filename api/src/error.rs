@@ -23,6 +23,25 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 404: nothing by that name.
+    pub fn not_found(message: String) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message,
+        }
+    }
+
+    /// 503: a write could not be recorded; the client may try again.
+    pub fn unavailable(message: String) -> Self {
+        tracing::error!(error = %message, "API write failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        }
+    }
+}
+
 impl From<ReadError> for ApiError {
     /// 503: the store did not answer; the client may try again.
     fn from(err: ReadError) -> Self {

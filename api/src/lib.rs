@@ -9,18 +9,23 @@
 //! evaluated by the store; every finding carries the asset match of its address.
 //! The contract is written down in `openapi.json`, served at `/api/v1/openapi.json`.
 
+pub mod auth;
 mod error;
 mod params;
 pub mod read;
 mod routes;
+pub mod tokens;
 pub mod views;
 
 use std::sync::{Arc, RwLock};
 
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portwatch_projections::{Assets, Notifier};
+use portwatch_ingest::Journal;
+use portwatch_projections::{Assets, Notifier, Role};
+
+pub use auth::Auth;
 
 pub use error::ApiError;
 pub use params::DEFAULT_LIMIT;
@@ -36,8 +41,12 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct ApiContext {
     /// The deployment's read model.
     pub read: Arc<dyn ReadModel>,
-    /// The notifier's state: notifications and their deliveries.
+    /// The journal folded: notifications and their deliveries, users and tokens.
     pub notifier: Arc<RwLock<Notifier>>,
+    /// Where writes are recorded (the journal of decisions).
+    pub journal: Arc<dyn Journal>,
+    /// Token checks.
+    pub auth: Arc<Auth>,
     /// Assets, for the asset match of findings and the `owner` filter.
     pub assets: Arc<Assets>,
     /// The schedule as configured.
@@ -63,14 +72,22 @@ pub const PATHS: &[&str] = &[
     "/api/v1/jobs",
     "/api/v1/nodes",
     "/api/v1/schedule",
+    "/api/v1/whoami",
+    "/api/v1/tokens",
+    "/api/v1/tokens/{id}",
     "/api/v1/openapi.json",
 ];
 
-/// The router.
+/// Paths anyone may read: health checks, metrics scrapes, the API's description.
+pub const PUBLIC: &[&str] = &["/healthz", "/metrics", "/api/v1/openapi.json"];
+
+/// The router: public paths, reads (viewer), and the admin's token routes.
 pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
+    let public = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
+        .route("/api/v1/openapi.json", get(routes::openapi));
+    let reads = Router::new()
         .route("/api/v1/ports", get(routes::ports))
         .route("/api/v1/hosts", get(routes::hosts))
         .route("/api/v1/episodes", get(routes::episodes))
@@ -78,7 +95,13 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/jobs", get(routes::jobs))
         .route("/api/v1/nodes", get(routes::nodes))
         .route("/api/v1/schedule", get(routes::schedule))
-        .route("/api/v1/openapi.json", get(routes::openapi))
+        .route("/api/v1/whoami", get(tokens::whoami));
+    let admin = Router::new()
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke));
+    public
+        .merge(auth::guard(reads, &ctx, Role::Viewer))
+        .merge(auth::guard(admin, &ctx, Role::Admin))
         .with_state(ctx)
 }
 
@@ -161,7 +184,42 @@ mod tests {
         }
     }
 
-    fn app(read: Arc<Recorder>) -> Router {
+    /// A journal in memory (the SQLite and Kafka journals are tested on their own).
+    #[derive(Default)]
+    struct MemoryJournal(Mutex<Vec<(String, String)>>);
+
+    impl Journal for MemoryJournal {
+        fn append_decisions(&self, records: &[(String, String)]) -> Result<(), portwatch_ingest::LogError> {
+            let mut all = self.0.lock().unwrap();
+            for r in records {
+                if !all.iter().any(|(id, _)| id == &r.0) {
+                    all.push(r.clone());
+                }
+            }
+            Ok(())
+        }
+        fn read_decisions(
+            &self,
+            from: u64,
+            max: usize,
+        ) -> Result<Vec<portwatch_ingest::JournalRecord>, portwatch_ingest::LogError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .skip(from as usize)
+                .take(max)
+                .map(|(i, (_, body))| portwatch_ingest::JournalRecord {
+                    offset: i as u64,
+                    body: body.clone(),
+                })
+                .collect())
+        }
+    }
+
+    fn context(read: Arc<Recorder>, anonymous_read: bool) -> ApiContext {
         let assets = Assets::new(vec![Asset {
             net: "10.0.0.0/24".parse().unwrap(),
             owner: Some("db-team".into()),
@@ -171,7 +229,7 @@ mod tests {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        router(ApiContext {
+        ApiContext {
             read,
             notifier: Arc::new(RwLock::new(portwatch_projections::Notifier::new(
                 portwatch_projections::NotifyPolicy {
@@ -182,10 +240,16 @@ mod tests {
                     baseline: true,
                 },
             ))),
+            journal: Arc::new(MemoryJournal::default()),
+            auth: Arc::new(Auth::new(anonymous_read)),
             assets: Arc::new(assets),
             schedule: Arc::new(Vec::new()),
             metrics,
-        })
+        }
+    }
+
+    fn app(read: Arc<Recorder>) -> Router {
+        router(context(read, true))
     }
 
     async fn get(app: &Router, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
@@ -280,8 +344,16 @@ mod tests {
         let (status, _, body) = get(&app, "/api/v1/openapi.json").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, doc);
-        // Every path answers (none is documented but missing from the router).
-        for path in PATHS.iter().filter(|p| **p != "/api/v1/hosts") {
+        // Every read path answers (none is documented but missing from the router).
+        for path in PATHS.iter().filter(|p| {
+            ![
+                "/api/v1/hosts",
+                "/api/v1/tokens",
+                "/api/v1/tokens/{id}",
+                "/api/v1/whoami",
+            ]
+            .contains(p)
+        }) {
             let response = app
                 .clone()
                 .oneshot(Request::get(*path).body(Body::empty()).unwrap())
@@ -289,5 +361,127 @@ mod tests {
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{path}");
         }
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let response = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn tokens_and_roles_are_enforced_on_every_route() {
+        let ctx = context(Arc::new(Recorder::default()), false);
+        let (decisions, admin, _, _) = tokens::issue(None, "root", Some(Role::Admin), "test").unwrap();
+        portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+            .await
+            .unwrap();
+        let app = router(ctx.clone());
+
+        // Public paths need nothing; reads need a token when reads are not anonymous.
+        assert_eq!(call(&app, "GET", "/healthz", None, "").await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/api/v1/ports", None, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&app, "GET", "/api/v1/ports", Some("pwt_nope"), "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&app, "GET", "/api/v1/ports", Some(&admin), "").await.0,
+            StatusCode::OK
+        );
+
+        // The admin issues a viewer token; the viewer reads but may not write.
+        let (status, issued) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            r#"{"user":"ann","role":"viewer"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        let viewer = issued["token"].as_str().unwrap().to_string();
+        let (status, me) = call(&app, "GET", "/api/v1/whoami", Some(&viewer), "").await;
+        assert_eq!(
+            (status, me["user"].as_str(), me["role"].as_str()),
+            (StatusCode::OK, Some("ann"), Some("viewer"))
+        );
+        let writes = [
+            ("POST", "/api/v1/tokens", r#"{"user":"eve","role":"admin"}"#),
+            (
+                "DELETE",
+                &format!("/api/v1/tokens/{}", issued["id"].as_str().unwrap()) as &str,
+                "",
+            ),
+            ("GET", "/api/v1/tokens", ""),
+        ];
+        for (method, uri, body) in writes {
+            assert_eq!(
+                call(&app, method, uri, None, body).await.0,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri}"
+            );
+            let (status, refusal) = call(&app, method, uri, Some(&viewer), body).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+            assert!(
+                refusal["error"].as_str().unwrap().contains("needs admin"),
+                "{refusal}"
+            );
+        }
+        // Bad input is named; revoking works at the next request.
+        let (status, err) = call(&app, "POST", "/api/v1/tokens", Some(&admin), r#"{"user":"bob"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(err["error"].as_str().unwrap().contains("bob"), "{err}");
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            r#"{"user":"bob","role":"boss"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let uri = format!("/api/v1/tokens/{}", issued["id"].as_str().unwrap());
+        assert_eq!(
+            call(&app, "DELETE", &uri, Some(&admin), "").await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            call(&app, "GET", "/api/v1/ports", Some(&viewer), "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // Nothing secret is listed, and every change is journalled with its author.
+        let (_, listed) = call(&app, "GET", "/api/v1/tokens", Some(&admin), "").await;
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        assert!(!listed.to_string().contains("argon2"), "{listed}");
+        let state = ctx.notifier.read().unwrap();
+        assert!(state
+            .ledger()
+            .tokens()
+            .all(|t| t.issued_by == "test" || t.issued_by == "root"));
     }
 }

@@ -59,7 +59,37 @@ pub fn backoff(timing: &Timing, failed: u32) -> Duration {
     timing.retry_initial.saturating_mul(factor).min(timing.retry_max)
 }
 
-/// The notifier of one deployment.
+/// Fold every journal record from offset `from` on into `state`; the offset after
+/// the last one. Records this build cannot decode are skipped (and said).
+pub async fn catch_up(
+    journal: &Arc<dyn Journal>,
+    state: &RwLock<Notifier>,
+    mut from: u64,
+) -> Result<u64, LogError> {
+    loop {
+        let j = journal.clone();
+        let records = tokio::task::spawn_blocking(move || j.read_decisions(from, 1000))
+            .await
+            .unwrap_or_else(|_| Ok(Vec::new()))?;
+        if records.is_empty() {
+            return Ok(from);
+        }
+        let mut state = write(state);
+        for r in &records {
+            from = r.offset + 1;
+            match Decision::from_json(&r.body) {
+                Ok(d) => {
+                    state.apply(&d);
+                }
+                Err(e) => tracing::warn!(offset = r.offset, error = %e, "journal record skipped"),
+            }
+        }
+    }
+}
+
+/// The notifier of one deployment: it follows the journal (so the API sees
+/// decisions made elsewhere: tokens issued from the command line) and, with
+/// channels configured, decides and delivers.
 pub struct Service {
     journal: Arc<dyn Journal>,
     source: Arc<dyn AlertSource>,
@@ -91,8 +121,9 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Journal `decisions`, then fold them into `state`.
-async fn journal(
+/// Journal `decisions` (durably, off the async threads), then fold them into
+/// `state`: a decision counts once it is journalled, never before.
+pub async fn record(
     journal: &Arc<dyn Journal>,
     state: &RwLock<Notifier>,
     decisions: Vec<Decision>,
@@ -142,28 +173,9 @@ impl Service {
     }
 
     /// Fold what the journal holds beyond what was folded.
-    async fn follow(&mut self) -> Result<usize, LogError> {
-        let mut folded = 0;
-        loop {
-            let (j, from) = (self.journal.clone(), self.offset);
-            let records = tokio::task::spawn_blocking(move || j.read_decisions(from, 1000))
-                .await
-                .unwrap_or_else(|_| Ok(Vec::new()))?;
-            if records.is_empty() {
-                return Ok(folded);
-            }
-            let mut state = write(&self.state);
-            for r in &records {
-                self.offset = r.offset + 1;
-                match Decision::from_json(&r.body) {
-                    Ok(d) => {
-                        state.apply(&d);
-                        folded += 1;
-                    }
-                    Err(e) => tracing::warn!(offset = r.offset, error = %e, "journal record skipped"),
-                }
-            }
-        }
+    async fn follow(&mut self) -> Result<(), LogError> {
+        self.offset = catch_up(&self.journal, &self.state, self.offset).await?;
+        Ok(())
     }
 
     /// Decide and deliver until `stop` is set.
@@ -203,6 +215,9 @@ impl Service {
 
     async fn decide(&mut self, ready: bool) -> Result<(), String> {
         self.follow().await.map_err(|e| e.to_string())?;
+        if self.channels.is_empty() {
+            return Ok(());
+        }
         if !ready {
             let state = read(&self.state);
             tracing::info!(
@@ -231,7 +246,7 @@ impl Service {
             .filter(|d| matches!(d.what, DecisionKind::Notified { .. }))
             .count();
         metrics::counter!("portwatch_notifications_total").increment(notified as u64);
-        journal(&self.journal, &self.state, decisions)
+        record(&self.journal, &self.state, decisions)
             .await
             .map_err(|e| e.to_string())?;
         self.decided.notify_waiters();
@@ -348,7 +363,7 @@ impl Worker {
             );
             // Journalling is retried until it holds: the attempt happened.
             let mut delay = Duration::from_millis(200);
-            while let Err(e) = journal(&self.journal, &self.state, vec![decision.clone()]).await {
+            while let Err(e) = record(&self.journal, &self.state, vec![decision.clone()]).await {
                 tracing::warn!(error = %e, "delivery attempt not journalled yet; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

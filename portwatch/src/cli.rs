@@ -117,6 +117,14 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Events(EventsArgs),
 
+    /// Manage API tokens: `token create` issues one (shown once, stored hashed).
+    ///
+    /// Examples:
+    ///   portwatch token create --user alice --role operator
+    ///   portwatch token create --user soc-bot --role viewer --kafka -c scaleout.toml
+    #[command(verbatim_doc_comment, subcommand)]
+    Token(TokenCommand),
+
     /// Fold the whole event log into a fresh state store in another directory.
     ///
     /// Use it to check a store against its log, or to rebuild state after changing
@@ -354,6 +362,31 @@ pub struct EventsArgs {
     /// Most events to print.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for a user (created with the role if new; the role is changed
+    /// if given and different). The token is printed once.
+    Create(TokenCreateArgs),
+}
+
+/// `token create` flags.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The user's name (letters, digits, '.', '_', '-', '@').
+    #[arg(long)]
+    pub user: String,
+
+    /// viewer, operator, approver or admin (needed for a new user).
+    #[arg(long)]
+    pub role: Option<String>,
+
+    /// Record it in the scale-out journal (Kafka's decisions topic) instead of the
+    /// embedded one.
+    #[arg(long)]
+    pub kafka: bool,
 }
 
 /// `rebuild` flags.

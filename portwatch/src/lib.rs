@@ -120,6 +120,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Control(args) => roles::control::run(cfg, args, shutdown).await,
         Command::Migrate(args) => roles::migrate::run(&cfg, &args).await,
         Command::Rebuild(args) => projector::rebuild(&cfg, &args.to).await,
+        Command::Token(cli::TokenCommand::Create(args)) => commands::token::create(&cfg, &args).await,
         Command::CheckConfig => commands::query::check_config(&cfg),
     }
 }

@@ -6,8 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portwatch_api::{ApiContext, ReadModel, ScheduledTask};
+use portwatch_api::{ApiContext, Auth, ReadModel, ScheduledTask};
 use portwatch_events::Task;
+use portwatch_ingest::Journal;
 use portwatch_projections::Notifier;
 use tokio::sync::watch;
 
@@ -26,16 +27,19 @@ pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
         .collect()
 }
 
-/// The API context of `cfg` over `read`, with the notifier's state.
+/// The API context of `cfg` over `read`, with the journal and its fold.
 pub fn context(
     cfg: &Config,
     read: Arc<dyn ReadModel>,
+    journal: Arc<dyn Journal>,
     notifier: Arc<RwLock<Notifier>>,
     metrics: PrometheusHandle,
 ) -> ApiContext {
     ApiContext {
         read,
         notifier,
+        journal,
+        auth: Arc::new(Auth::new(cfg.anonymous_read)),
         assets: Arc::new(cfg.asset_map()),
         schedule: Arc::new(schedule(cfg)),
         metrics,

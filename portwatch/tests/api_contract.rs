@@ -78,6 +78,9 @@ checkpoint_interval = "1s"
 [probe]
 heartbeat = "1s"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{CONTROL_API}"
 "#

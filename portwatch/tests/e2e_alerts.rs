@@ -75,6 +75,9 @@ high_risk_ports = "{CADENCE_SECS}s"
 [store]
 path = "{}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 "#,

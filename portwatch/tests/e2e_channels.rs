@@ -64,6 +64,9 @@ high_risk_ports = "2s"
 [store]
 path = "{data}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 

@@ -53,6 +53,9 @@ allow_reserved = true
 [store]
 path = "{}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 

@@ -55,6 +55,9 @@ close_after_misses = 2
 [store]
 path = "{data}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 "#,
@@ -192,13 +195,35 @@ fn up_without_config_monitors_the_loopback_demo_and_says_so() {
     let log = dir.path().join("demo.log");
     let data = dir.path().join("data");
     let _redis = ns.serve("127.0.0.1:6379");
-    let mut up = Proc(ns.spawn_portwatch(&["--data", data.to_str().expect("utf8"), "up"], &log));
+    let out = dir.path().join("demo.out");
+    let mut up = Proc(ns.spawn_portwatch_stdout(&["--data", data.to_str().expect("utf8"), "up"], &log, &out));
+    // A first start prints the admin's token, which reads need.
+    let token = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&out).ok()?;
+        text.split_whitespace()
+            .find(|w| w.starts_with("pwt_"))
+            .map(str::to_string)
+    })
+    .expect("the first admin token on stdout");
+    let bearer = format!("Bearer {token}");
     // The demo's high-risk task runs at start, so Redis on loopback shows up at once.
     let row = wait_for(Duration::from_secs(20), || {
-        let rows = ns.get_json("127.0.0.1:8080", "/api/v1/ports")?;
+        let answer = ns.http(
+            "GET",
+            "127.0.0.1:8080",
+            "/api/v1/ports",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
         rows.as_array()?.iter().find(|r| r["port"] == 6379).cloned()
     })
     .expect("demo finds 127.0.0.1:6379");
+    assert_eq!(
+        ns.http_get("127.0.0.1:8080", "/api/v1/ports").map(|(s, _)| s),
+        Some(401),
+        "no token, no data"
+    );
     assert_eq!(row["ip"], "127.0.0.1");
     assert_eq!(row["risk"], "high_risk_port");
     assert_eq!(up.stop(), Some(0));

@@ -60,6 +60,9 @@ port_recheck = "1s"
 [store]
 path = "{}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 "#,

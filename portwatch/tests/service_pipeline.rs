@@ -95,6 +95,9 @@ timeout = "500ms"
 [store]
 path = "{data}"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 "#,

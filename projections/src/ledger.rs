@@ -88,10 +88,74 @@ pub struct DeliveryAttempt {
     pub millis: u64,
 }
 
+/// What a user may do. Each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// File approvals, propose blocks.
+    Operator,
+    /// Approve others' requests, confirm others' blocks.
+    Approver,
+    /// Manage users and tokens.
+    Admin,
+}
+
+impl Role {
+    /// Every role, least first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
+
+    /// Name as in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}` (expected viewer, operator, approver or admin)"))
+    }
+}
+
+/// An API token as journalled: never the token itself, only a hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    /// The token's public id (the part before its secret).
+    pub token_id: String,
+    /// Whose it is.
+    pub user: String,
+    /// PHC string of the secret's hash (argon2id).
+    pub hash: String,
+}
+
 /// What was decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionKind {
+    /// A user was created, or their role changed.
+    UserSet {
+        /// The user's name.
+        user: String,
+        /// Their role from now on.
+        role: Role,
+    },
+    /// A token was issued.
+    TokenIssued(TokenIssued),
+    /// A token was revoked.
+    TokenRevoked {
+        /// Its id.
+        token_id: String,
+    },
     /// A notification is to be delivered to every channel its route matches.
     Notified {
         /// The message.
@@ -136,6 +200,11 @@ impl Decision {
                 alerts.first().map(|a| a.id.as_str()).unwrap_or_default()
             ),
             DecisionKind::Delivery(d) => format!("delivery:{}:{}:{}", d.channel, d.notification, d.attempt),
+            DecisionKind::UserSet { user, role } => {
+                format!("user:{user}:{}:{}", role.as_str(), at.timestamp_micros())
+            }
+            DecisionKind::TokenIssued(t) => format!("token:{}", t.token_id),
+            DecisionKind::TokenRevoked { token_id } => format!("revoked:{token_id}"),
         };
         Decision {
             v: SCHEMA_VERSION,
@@ -202,9 +271,29 @@ pub(crate) struct Known {
     pub(crate) escalated: bool,
 }
 
+/// A token on record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Its public id.
+    pub id: String,
+    /// Whose it is.
+    pub user: String,
+    /// The secret's hash.
+    #[serde(skip)]
+    pub hash: String,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Who issued it.
+    pub issued_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
 /// The journal of decisions, folded.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
+    users: BTreeMap<String, Role>,
+    tokens: BTreeMap<String, TokenRecord>,
     applied: HashSet<String>,
     /// Alerts told or silenced: never decided about again.
     settled: HashSet<String>,
@@ -245,6 +334,26 @@ impl Ledger {
                             self.known.insert(opening.episode_id.clone(), known);
                         }
                     }
+                }
+            }
+            DecisionKind::UserSet { user, role } => {
+                self.users.insert(user.clone(), *role);
+            }
+            DecisionKind::TokenIssued(t) => {
+                self.tokens
+                    .entry(t.token_id.clone())
+                    .or_insert_with(|| TokenRecord {
+                        id: t.token_id.clone(),
+                        user: t.user.clone(),
+                        hash: t.hash.clone(),
+                        issued_at: d.at,
+                        issued_by: d.by.clone(),
+                        revoked_at: None,
+                    });
+            }
+            DecisionKind::TokenRevoked { token_id } => {
+                if let Some(t) = self.tokens.get_mut(token_id) {
+                    t.revoked_at.get_or_insert(d.at);
                 }
             }
             DecisionKind::Delivery(a) => {
@@ -319,6 +428,26 @@ impl Ledger {
         }
     }
 
+    /// A user's role, if the user exists.
+    pub fn role(&self, user: &str) -> Option<Role> {
+        self.users.get(user).copied()
+    }
+
+    /// Every user and their role.
+    pub fn users(&self) -> &BTreeMap<String, Role> {
+        &self.users
+    }
+
+    /// A token by id (revoked ones too).
+    pub fn token(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    /// Every token, by id.
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenRecord> {
+        self.tokens.values()
+    }
+
     /// Whether the alert was told or silenced already.
     pub fn settled(&self, alert_id: &str) -> bool {
         self.settled.contains(alert_id)
@@ -346,5 +475,58 @@ impl Ledger {
             .into_iter()
             .flatten()
             .map(|&i| &self.notifications[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    #[test]
+    fn every_kind_of_decision_survives_its_json() {
+        let at = Utc.timestamp_opt(1_800_000_000, 0).single().expect("ts");
+        let kinds = vec![
+            DecisionKind::UserSet {
+                user: "ann".into(),
+                role: Role::Approver,
+            },
+            DecisionKind::TokenIssued(TokenIssued {
+                token_id: "0123456789abcdef".into(),
+                user: "ann".into(),
+                hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            }),
+            DecisionKind::TokenRevoked {
+                token_id: "0123456789abcdef".into(),
+            },
+            DecisionKind::Delivery(DeliveryAttempt {
+                notification: "n1".into(),
+                channel: "soc".into(),
+                attempt: 2,
+                outcome: AttemptOutcome::Failed,
+                status: Some(500),
+                error: Some("HTTP 500".into()),
+                millis: 12,
+            }),
+            DecisionKind::Silenced {
+                reason: SilenceReason::Baseline,
+                alerts: Vec::new(),
+            },
+        ];
+        let mut ledger = Ledger::new();
+        for what in kinds {
+            let d = Decision::new(at, "admin", what);
+            let back = Decision::from_json(&d.to_json()).unwrap_or_else(|e| panic!("{}: {e}", d.to_json()));
+            assert_eq!(back, d);
+            assert!(ledger.apply(&back));
+            assert!(!ledger.apply(&back), "applied once");
+        }
+        assert_eq!(ledger.role("ann"), Some(Role::Approver));
+        let token = ledger.token("0123456789abcdef").expect("token");
+        assert_eq!((token.user.as_str(), token.issued_by.as_str()), ("ann", "admin"));
+        assert_eq!(token.revoked_at, Some(at));
+        assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
+        assert!("root".parse::<Role>().expect_err("unknown").contains("root"));
     }
 }

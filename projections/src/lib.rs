@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
 pub use assets::{Asset, AssetMatch, Assets};
 pub use ledger::{
-    AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord,
-    SilenceReason,
+    AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord, Role,
+    SilenceReason, TokenIssued, TokenRecord,
 };
 pub use notifications::{Notification, NotificationKind, Notifier, NotifyPolicy, Tick};
 pub use policy::Policy;

@@ -4,3 +4,4 @@
 pub mod ping;
 pub mod query;
 pub mod scan;
+pub mod token;

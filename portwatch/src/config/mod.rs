@@ -126,6 +126,14 @@ pub struct RawApi {
     pub listen: Option<String>,
 }
 
+/// `[auth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Reads (GET) need no token. Writes always do. Default: false.
+    pub anonymous_read: Option<bool>,
+}
+
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +183,9 @@ pub struct RawConfig {
     /// `[[channels]]` (where notifications go)
     #[serde(default)]
     pub channels: Vec<alerts::RawChannel>,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: RawAuth,
 }
 
 /// Where the config came from.
@@ -213,6 +224,8 @@ pub struct Config {
     pub service: service::ServiceSettings,
     /// The notification policy and channels.
     pub alerts: alerts::AlertSettings,
+    /// Reads need no token.
+    pub anonymous_read: bool,
 }
 
 impl Config {
@@ -349,6 +362,7 @@ impl RawConfig {
             scaleout,
             service,
             alerts,
+            anonymous_read: self.auth.anonymous_read.unwrap_or(false),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use portwatch_ingest::{KafkaJournal, TopicProducer};
+use portwatch_ingest::{Journal, KafkaJournal, TopicProducer};
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -62,14 +62,24 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         store: store.clone(),
         stale_after_secs: so.probe.heartbeat.as_secs() * 3,
     });
-    let journal = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
+    let journal: Arc<dyn Journal> = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
     let notifications = crate::notifier::state(&cfg);
+    let first_token = crate::notifier::bootstrap(&journal, &notifications).await?;
     let server = crate::serve::bind(
         cfg.api_listen,
-        crate::serve::context(&cfg, read.clone(), notifications.clone(), metrics),
+        crate::serve::context(
+            &cfg,
+            read.clone(),
+            journal.clone(),
+            notifications.clone(),
+            metrics,
+        ),
         stop.clone(),
     )
     .await?;
+    if let Some(token) = first_token {
+        crate::notifier::show_first_token(&token, cfg.api_listen);
+    }
     tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %so.clickhouse.url, "control plane is up");
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
@@ -78,9 +88,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
     server.await?;
     let _ = scheduler.await;
-    if let Some(task) = notifier {
-        let _ = task.await;
-    }
+    let _ = notifier.await;
     let _ = retention.await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use portwatch_ingest::{EmbeddedLog, EventLog};
+use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
 use portwatch_stores::EmbeddedStore;
 use tokio::sync::{watch, Notify};
 
@@ -95,12 +95,23 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         zone: crate::config::DEFAULT_ZONE.to_string(),
     });
     let notifications = notifier::state(&cfg);
+    let journal: Arc<dyn Journal> = embedded_log.clone();
+    let first_token = notifier::bootstrap(&journal, &notifications).await?;
     let server = serve::bind(
         cfg.api_listen,
-        serve::context(&cfg, read.clone(), notifications.clone(), metrics),
+        serve::context(
+            &cfg,
+            read.clone(),
+            journal.clone(),
+            notifications.clone(),
+            metrics,
+        ),
         stop_rx.clone(),
     )
     .await?;
+    if let Some(token) = first_token {
+        notifier::show_first_token(&token, cfg.api_listen);
+    }
     tracing::info!(
         listen = %cfg.api_listen,
         data = %cfg.store_path.display(),
@@ -121,9 +132,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!("stopping: finishing the projection of recorded events");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
-    if let Some(task) = notifier_task {
-        let _ = task.await;
-    }
+    let _ = notifier_task.await;
     // A job cancelled mid-append still completes that append on the blocking pool.
     appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);

@@ -169,6 +169,62 @@ impl Netns {
         })
     }
 
+    /// Any request: `method path` with `headers` and `body`; status, headers, body.
+    pub fn http(
+        &self,
+        method: &str,
+        addr: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<HttpAnswer> {
+        let addr: SocketAddr = addr.parse().expect("addr");
+        let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        self.within(move || {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).ok()?;
+            let (head, body) = response.split_once("\r\n\r\n")?;
+            let mut lines = head.lines();
+            let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            Some(HttpAnswer {
+                status,
+                headers,
+                body: body.to_string(),
+            })
+        })
+    }
+
+    /// Start a long-running portwatch inside the namespace, its stdout to `out`.
+    pub fn spawn_portwatch_stdout(&self, args: &[&str], log: &Path, out: &Path) -> Child {
+        let log = File::create(log).expect("log file");
+        let out = File::create(out).expect("stdout file");
+        self.command(bin())
+            .args(args)
+            .env("PORTWATCH_LOG", "info")
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .expect("spawn portwatch")
+    }
+
     /// GET and parse JSON, expecting 200.
     pub fn get_json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
         let (status, body) = self.http_get(addr, path)?;

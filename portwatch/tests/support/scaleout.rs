@@ -75,6 +75,9 @@ checkpoint_interval = "1s"
 [probe]
 heartbeat = "1s"
 
+[auth]
+anonymous_read = true
+
 [api]
 listen = "{API}"
 {extra}

@@ -1,0 +1,248 @@
+//! Who is asking: API tokens and roles.
+//!
+//! A token is `pwt_<id>_<secret>`: the id names it in the journal and in logs, the
+//! secret is shown once and stored only as an argon2id hash. Every request but
+//! `/healthz`, `/metrics` and the OpenAPI document carries one as
+//! `Authorization: Bearer <token>`; reads need the viewer role (or `[auth]
+//! anonymous_read`), writes the role of the route. 401 without a valid token, 403
+//! with too small a role. Roles are checked here, on the server, for every route.
+//!
+//! Hashing is slow on purpose, so a verified token is remembered by its SHA-256
+//! for the life of the process; revoking it or changing its user's role takes
+//! effect at the next request all the same (the ledger is read every time).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portwatch_projections::Role;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::ApiContext;
+
+/// Prefix of every token.
+pub const TOKEN_PREFIX: &str = "pwt_";
+
+/// How requests are authenticated.
+#[derive(Debug, Default)]
+pub struct Auth {
+    /// Reads need no token (writes always do).
+    pub anonymous_read: bool,
+    verified: Mutex<HashMap<[u8; 32], String>>,
+}
+
+impl Auth {
+    /// Authentication as configured.
+    pub fn new(anonymous_read: bool) -> Self {
+        Self {
+            anonymous_read,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The caller of a request that passed the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// User name (`anonymous` for an unauthenticated read).
+    pub user: String,
+    /// Their role now.
+    pub role: Role,
+    /// The token used, by id.
+    pub token: Option<String>,
+}
+
+/// A new token: (the token to hand out once, its id, the hash to journal).
+pub fn new_token() -> Result<(String, String, String), String> {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    let mut rng = rand::rng();
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let (id, secret) = (hex::encode(id), hex::encode(secret));
+    let hash = hash_secret(&secret)?;
+    Ok((format!("{TOKEN_PREFIX}{id}_{secret}"), id, hash))
+}
+
+/// The argon2id PHC string of `secret`.
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `(id, secret)` of a token, if it has the token's shape.
+fn split(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && secret.len() == 64).then_some((id, secret))
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refused {
+    fn unauthorized(message: &str) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// Who `token` belongs to, if it is valid and not revoked.
+async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, Refused> {
+    let invalid = || Refused::unauthorized("invalid or revoked token");
+    let (id, secret) = split(token).ok_or_else(invalid)?;
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let record = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        state.ledger().token(id).cloned()
+    };
+    let record = record.filter(|r| r.revoked_at.is_none()).ok_or_else(invalid)?;
+    let known = ctx
+        .auth
+        .verified
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&digest)
+        .is_some_and(|known| known == id);
+    if !known {
+        let (hash, secret) = (record.hash.clone(), secret.to_string());
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Err(invalid());
+        }
+        ctx.auth
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, id.to_string());
+    }
+    let role = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        state.ledger().role(&record.user)
+    }
+    .ok_or_else(invalid)?;
+    Ok(Identity {
+        user: record.user,
+        role,
+        token: Some(record.id),
+    })
+}
+
+/// The gate of every route that needs `min`: it puts the caller's [`Identity`]
+/// into the request for the handler.
+pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .map(str::trim)
+        });
+    let identity = match bearer {
+        Some(Some(token)) => match identify(&ctx, token).await {
+            Ok(identity) => identity,
+            Err(refused) => return refused.into_response(),
+        },
+        Some(None) => return Refused::unauthorized("Authorization must be `Bearer <token>`").into_response(),
+        None if min == Role::Viewer && ctx.auth.anonymous_read => Identity {
+            user: "anonymous".into(),
+            role: Role::Viewer,
+            token: None,
+        },
+        None => {
+            return Refused::unauthorized("this needs a token: Authorization: Bearer <token>").into_response()
+        }
+    };
+    if identity.role < min {
+        return Refused {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "{} has the role {}; {} {} needs {}",
+                identity.user,
+                identity.role.as_str(),
+                req.method(),
+                req.uri().path(),
+                min.as_str()
+            ),
+        }
+        .into_response();
+    }
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+/// `router` with every route behind the gate for `min`.
+pub(crate) fn guard(
+    router: axum::Router<ApiContext>,
+    ctx: &ApiContext,
+    min: Role,
+) -> axum::Router<ApiContext> {
+    let ctx = ctx.clone();
+    router.route_layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let ctx = ctx.clone();
+        async move { gate(ctx, min, req, next).await }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_their_shape_and_only_their_secret_verifies() {
+        let (token, id, hash) = new_token().expect("token");
+        let (got_id, secret) = split(&token).expect("shape");
+        assert_eq!(got_id, id);
+        assert!(!hash.contains(secret), "the hash is not the secret");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        let parsed = PasswordHash::new(&hash).expect("phc");
+        assert!(Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok());
+        assert!(Argon2::default().verify_password(b"guess", &parsed).is_err());
+        assert!(split("pwt_short_x").is_none());
+        assert!(split("Bearer x").is_none());
+    }
+}
