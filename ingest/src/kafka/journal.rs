@@ -16,9 +16,20 @@ use crate::{Journal, JournalRecord, LogError, Offset};
 pub struct KafkaJournal {
     topic: String,
     producer: FutureProducer,
-    reader: Mutex<BaseConsumer>,
+    reader: Mutex<Tail>,
     timeout: Duration,
 }
+
+/// A consumer assigned to the topic's one partition, and the offset it will hand
+/// out next: following the journal polls it without seeking again.
+struct Tail {
+    consumer: BaseConsumer,
+    next: Option<u64>,
+}
+
+/// How long a read waits for records when the watermark says there are none (it
+/// is only a hint: tansu 0.6 reports it behind the last record at times).
+const QUIET: Duration = Duration::from_millis(300);
 
 impl std::fmt::Debug for KafkaJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,14 +51,14 @@ impl KafkaJournal {
         cfg.set("group.id", "portwatch-journal")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false");
-        let reader: BaseConsumer = cfg.create().map_err(|e| kafka_err("creating reader", e))?;
-        if topic_partitions(&reader, &topic, timeout)? == 0 {
+        let consumer: BaseConsumer = cfg.create().map_err(|e| kafka_err("creating reader", e))?;
+        if topic_partitions(&consumer, &topic, timeout)? == 0 {
             return Err(LogError::NoSuchTopic { topic });
         }
         Ok(Self {
             topic,
             producer,
-            reader: Mutex::new(reader),
+            reader: Mutex::new(Tail { consumer, next: None }),
             timeout,
         })
     }
@@ -65,34 +76,52 @@ impl Journal for KafkaJournal {
     }
 
     fn read_decisions(&self, from: Offset, max: usize) -> Result<Vec<JournalRecord>, LogError> {
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, high) = reader
+        let mut tail = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if tail.next != Some(from) {
+            let mut tpl = TopicPartitionList::new();
+            let start = i64::try_from(from).unwrap_or(i64::MAX);
+            tpl.add_partition_offset(&self.topic, 0, KOffset::Offset(start))
+                .map_err(|e| kafka_err("assigning", e))?;
+            tail.consumer
+                .assign(&tpl)
+                .map_err(|e| kafka_err("assigning", e))?;
+            tail.next = Some(from);
+        }
+        // Where the broker says records wait, wait for them as long as a request
+        // may take; else only briefly, for records the watermark does not show yet.
+        let (_, high) = tail
+            .consumer
             .fetch_watermarks(&self.topic, 0, self.timeout)
             .map_err(|e| kafka_err("fetching watermarks", e))?;
-        let high = u64::try_from(high).unwrap_or(0);
-        if high <= from {
-            return Ok(Vec::new());
-        }
-        let mut tpl = TopicPartitionList::new();
-        let start = i64::try_from(from).unwrap_or(i64::MAX);
-        tpl.add_partition_offset(&self.topic, 0, KOffset::Offset(start))
-            .map_err(|e| kafka_err("assigning", e))?;
-        reader.assign(&tpl).map_err(|e| kafka_err("assigning", e))?;
-        let mut out = Vec::new();
-        let deadline = Instant::now() + self.timeout;
-        while out.len() < max && Instant::now() < deadline {
-            let Some(msg) = reader.poll(Duration::from_millis(100)) else {
-                continue;
+        let wait = if u64::try_from(high).unwrap_or(0) > from {
+            self.timeout
+        } else {
+            QUIET
+        };
+        let mut out: Vec<JournalRecord> = Vec::new();
+        let deadline = Instant::now() + wait;
+        while out.len() < max {
+            let left = if out.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::from_millis(20)
+            };
+            if left.is_zero() {
+                break;
+            }
+            let Some(msg) = tail.consumer.poll(left) else {
+                break;
             };
             let msg = msg.map_err(|e| kafka_err("reading decisions", e))?;
             let offset = u64::try_from(msg.offset()).unwrap_or(0);
+            if offset < from {
+                continue;
+            }
             out.push(JournalRecord {
                 offset,
                 body: String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string(),
             });
-            if offset + 1 >= high {
-                break;
-            }
+            tail.next = Some(offset + 1);
         }
         Ok(out)
     }

@@ -1,0 +1,144 @@
+//! Notifications and tokens in the scale-out deployment, from the same code as the
+//! embedded one: the control plane decides and delivers, journalling to Kafka's
+//! decisions topic. Five ports of one host are one signed webhook notification; a
+//! SIGKILL of the control plane and a restart send nothing more (the journal on the
+//! broker says what was told); a token made with `portwatch token create --kafka`
+//! works on the running control plane.
+
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::receivers::{self, received, SECRET};
+use support::scaleout::{stack_config, Stack, API};
+use support::wait_for;
+
+const HOOK: &str = "127.0.0.1:9999";
+
+#[test]
+fn the_control_plane_notifies_once_and_not_again_after_a_restart() {
+    let stack = Stack::start(
+        "so-notify",
+        &stack_config(
+            "high_risk_ports = \"2s\"",
+            &format!(
+                r#"
+[alerts]
+group_wait = "2s"
+baseline = false
+
+[[channels]]
+name = "soc"
+kind = "webhook"
+url = "http://{HOOK}/hook"
+secret = "{SECRET}"
+"#
+            ),
+        ),
+    );
+    let hook_log = stack.path("hook.jsonl");
+    let _receiver = receivers::http(&stack.ns, HOOK, &hook_log, 0);
+    let ports = [22u64, 80, 3306, 6379, 8080];
+    let _servers: Vec<_> = ports
+        .iter()
+        .map(|p| stack.ns.serve(&format!("127.0.1.5:{p}")))
+        .collect();
+
+    let mut control = stack.spawn(&["control"], "control.log");
+    let _probe = stack.spawn_probe("a");
+    let _projector = stack.spawn(&["project"], "project.log");
+
+    let first = wait_for(Duration::from_secs(90), || received(&hook_log).first().cloned())
+        .unwrap_or_else(|| panic!("no notification; control log:\n{}", stack.log("control.log")));
+    std::thread::sleep(Duration::from_secs(6));
+    let got = received(&hook_log);
+    assert_eq!(got.len(), 1, "one notification for the host: {got:#?}");
+    assert_eq!(first["signature_valid"], true);
+    let n = receivers::body(&first)["notification"].clone();
+    let mut told: Vec<u64> = n["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| a["port"].as_u64().expect("port"))
+        .collect();
+    told.sort_unstable();
+    assert_eq!(told, ports);
+    assert_eq!(n["ip"], "127.0.1.5");
+    assert_eq!(n["zone"], "a");
+
+    // The control plane's API shows the delivery, from the journal on the broker.
+    let delivered = wait_for(Duration::from_secs(10), || {
+        let alerts = stack.ns.get_json(API, "/api/v1/alerts?ip=127.0.1.5")?;
+        let all = alerts.as_array()?.clone();
+        all.iter()
+            .filter(|a| a["kind"] == "exposure_opened")
+            .all(|a| a["notifications"][0]["deliveries"][0]["outcome"] == "delivered")
+            .then_some(all.len())
+    })
+    .expect("deliveries shown by the control plane");
+    assert_eq!(delivered, ports.len());
+
+    // A token made from the shell into the Kafka journal works on the running plane.
+    let out = stack.portwatch(&[
+        "token", "create", "--kafka", "--user", "ann", "--role", "operator",
+    ]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let token = support::stdout(&out).trim().to_string();
+    let bearer = format!("Bearer {token}");
+    let me = wait_for(Duration::from_secs(15), || {
+        let answer = stack.ns.http(
+            "GET",
+            API,
+            "/api/v1/whoami",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        (answer.status == 200).then_some(answer.body)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the CLI's token does not work; control log:\n{}",
+            stack.log("control.log")
+        )
+    });
+    assert!(me.contains("\"operator\""), "{me}");
+    let forbidden = stack
+        .ns
+        .http(
+            "POST",
+            API,
+            "/api/v1/tokens",
+            &[("Authorization", bearer.as_str())],
+            r#"{"user":"x","role":"admin"}"#,
+        )
+        .expect("answer");
+    assert_eq!(forbidden.status, 403, "an operator may not issue tokens");
+
+    // SIGKILL the control plane and start it again: nothing is sent twice.
+    control.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = control.0.wait();
+    let _control = stack.spawn(&["control"], "control2.log");
+    wait_for(Duration::from_secs(30), || {
+        stack
+            .log("control2.log")
+            .contains("notifier resumed from the journal")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the control plane did not resume; log:\n{}",
+            stack.log("control2.log")
+        )
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let got = received(&hook_log);
+    assert_eq!(got.len(), 1, "the restart sent something again: {got:#?}");
+    assert!(
+        !stack
+            .log("control2.log")
+            .contains("first start: admin token issued"),
+        "a restart issues no second first token"
+    );
+}
