@@ -254,6 +254,64 @@ impl Service {
     }
 }
 
+/// What one delivery pass over a channel is to do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Planned {
+    /// Notifications to send now, with the number of the attempt.
+    pub due: Vec<(Notification, u32)>,
+    /// Notifications never attempted here and too old to send (given up unsent).
+    pub stale: Vec<Notification>,
+    /// The wait until the next attempt falls due (at most one tick).
+    pub next: Duration,
+}
+
+/// The deliveries `channel` owes at `now`, walking `records` from `cursor` (moved
+/// past every notification this channel has finished with: not routed here,
+/// delivered or given up). A failed one is due again a backoff after its last
+/// attempt; one never attempted and older than `give_up_after` is stale.
+pub fn plan_deliveries(
+    records: &[portwatch_projections::NotificationRecord],
+    channel: &Channel,
+    cursor: &mut usize,
+    now: chrono::DateTime<Utc>,
+    timing: &Timing,
+) -> Planned {
+    let name = &channel.name;
+    let finished = |r: &portwatch_projections::NotificationRecord| {
+        !channel.route.matches(&r.notification)
+            || r.deliveries
+                .get(name)
+                .is_some_and(|d| d.outcome != AttemptOutcome::Failed)
+    };
+    while *cursor < records.len() && finished(&records[*cursor]) {
+        *cursor += 1;
+    }
+    let give_up = chrono::Duration::from_std(timing.give_up_after).unwrap_or(chrono::Duration::MAX);
+    let mut planned = Planned {
+        next: timing.tick,
+        ..Planned::default()
+    };
+    for r in records.get(*cursor..).unwrap_or_default() {
+        if finished(r) {
+            continue;
+        }
+        match r.deliveries.get(name) {
+            None if now - r.notification.at > give_up => planned.stale.push(r.notification.clone()),
+            None => planned.due.push((r.notification.clone(), 1)),
+            Some(d) => {
+                let wait = backoff(timing, d.attempts);
+                let at = d.last_at + chrono::Duration::from_std(wait).unwrap_or_default();
+                if at <= now {
+                    planned.due.push((r.notification.clone(), d.attempts + 1));
+                } else {
+                    planned.next = planned.next.min((at - now).to_std().unwrap_or_default());
+                }
+            }
+        }
+    }
+    planned
+}
+
 /// One channel's deliveries.
 struct Worker {
     channel: Arc<Channel>,
@@ -284,43 +342,40 @@ impl Worker {
     /// Deliver what is due; the wait until something may be due again.
     async fn pass(&mut self, stop: &mut watch::Receiver<bool>) -> Duration {
         let now = Utc::now();
-        let mut next = self.timing.tick;
-        let due: Vec<(Notification, u32)> = {
+        let Planned { due, stale, mut next } = {
             let state = read(&self.state);
-            let records = state.ledger().notifications();
-            let name = &self.channel.name;
-            let finished = |r: &portwatch_projections::NotificationRecord| {
-                !self.channel.route.matches(&r.notification)
-                    || r.deliveries
-                        .get(name)
-                        .is_some_and(|d| d.outcome != AttemptOutcome::Failed)
-            };
-            while self.cursor < records.len() && finished(&records[self.cursor]) {
-                self.cursor += 1;
-            }
-            let mut due = Vec::new();
-            for r in &records[self.cursor..] {
-                if finished(r) {
-                    continue;
-                }
-                let (attempts, at) = match r.deliveries.get(name) {
-                    None => (0, now),
-                    Some(d) => {
-                        let wait = backoff(&self.timing, d.attempts);
-                        (
-                            d.attempts,
-                            d.last_at + chrono::Duration::from_std(wait).unwrap_or_default(),
-                        )
-                    }
-                };
-                if at <= now {
-                    due.push((r.notification.clone(), attempts + 1));
-                } else {
-                    next = next.min((at - now).to_std().unwrap_or_default());
-                }
-            }
-            due
+            plan_deliveries(
+                state.ledger().notifications(),
+                &self.channel,
+                &mut self.cursor,
+                now,
+                &self.timing,
+            )
         };
+        for n in stale {
+            // Decided long before this channel could take it (added later, or
+            // portwatch was down for a day): on the record as not sent, not paged now.
+            let decision = Decision::new(
+                now,
+                &format!("channel:{}", self.channel.name),
+                DecisionKind::Delivery(DeliveryAttempt {
+                    notification: n.id.clone(),
+                    channel: self.channel.name.clone(),
+                    attempt: 1,
+                    outcome: AttemptOutcome::GaveUp,
+                    status: None,
+                    error: Some(format!(
+                        "not sent: decided at {} and not attempted within {:?}",
+                        n.at.to_rfc3339(),
+                        self.timing.give_up_after
+                    )),
+                    millis: 0,
+                }),
+            );
+            if let Err(e) = record(&self.journal, &self.state, vec![decision]).await {
+                tracing::warn!(error = %e, "could not journal a stale notification; next pass");
+            }
+        }
         metrics::gauge!("portwatch_deliveries_pending", "channel" => self.channel.name.clone())
             .set(due.len() as f64);
         for (n, attempt) in due {
@@ -381,7 +436,100 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+    use portwatch_projections::{AssetMatch, NotificationKind, NotificationRecord, Severity};
+
     use super::*;
+    use crate::{HttpChannel, HttpKind, Route, Sender};
+
+    fn at(s: i64) -> chrono::DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts")
+    }
+
+    fn record(
+        id: &str,
+        severity: Severity,
+        decided: i64,
+        attempts: Option<(u32, AttemptOutcome, i64)>,
+    ) -> NotificationRecord {
+        let mut deliveries = std::collections::BTreeMap::new();
+        if let Some((attempts, outcome, last)) = attempts {
+            deliveries.insert(
+                "soc".to_string(),
+                portwatch_projections::DeliveryState {
+                    channel: "soc".into(),
+                    attempts,
+                    outcome,
+                    last_at: at(last),
+                    last_status: None,
+                    last_error: None,
+                },
+            );
+        }
+        NotificationRecord {
+            notification: Notification {
+                id: id.into(),
+                kind: NotificationKind::Firing,
+                ip: "203.0.113.7".parse().expect("ip"),
+                severity,
+                asset: AssetMatch::default(),
+                alerts: Vec::new(),
+                at: at(decided),
+            },
+            deliveries,
+        }
+    }
+
+    #[test]
+    fn a_pass_sends_what_is_due_waits_out_backoffs_and_skips_what_is_done_or_stale() {
+        let channel = Channel {
+            name: "soc".into(),
+            route: Route {
+                min_severity: Severity::High,
+                ..Route::default()
+            },
+            sender: Sender::Http(HttpChannel {
+                kind: HttpKind::Webhook,
+                url: "http://127.0.0.1:9/".into(),
+                secret: None,
+            }),
+            timeout: Duration::from_secs(1),
+        };
+        let timing = Timing::default();
+        let now = at(100_000);
+        let records = vec![
+            record(
+                "delivered",
+                Severity::High,
+                0,
+                Some((1, AttemptOutcome::Delivered, 1)),
+            ),
+            record("medium, not routed here", Severity::Medium, 99_990, None),
+            record(
+                "failed twice, backoff over",
+                Severity::High,
+                99_000,
+                Some((2, AttemptOutcome::Failed, 99_990)),
+            ),
+            record(
+                "failed three times, waiting",
+                Severity::High,
+                99_000,
+                Some((3, AttemptOutcome::Failed, 99_998)),
+            ),
+            record("new", Severity::High, 99_999, None),
+            record("a day old, never tried", Severity::High, 0, None),
+        ];
+        let mut cursor = 0;
+        let planned = plan_deliveries(&records, &channel, &mut cursor, now, &timing);
+        let due: Vec<(&str, u32)> = planned.due.iter().map(|(n, a)| (n.id.as_str(), *a)).collect();
+        assert_eq!(due, [("failed twice, backoff over", 3), ("new", 1)]);
+        assert_eq!(planned.stale.len(), 1);
+        assert_eq!(planned.stale[0].id, "a day old, never tried");
+        // Third failure at 99_998: the fourth attempt waits 4 s, so 2 s from now.
+        assert_eq!(planned.next, Duration::from_secs(1), "at most one tick");
+        assert_eq!(cursor, 2, "past the delivered and the unrouted");
+    }
 
     #[test]
     fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {

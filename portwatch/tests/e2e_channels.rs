@@ -2,7 +2,8 @@
 //! namespace: Slack, DingTalk (signed), Feishu (signed) and WeCom payloads to a real
 //! HTTP server (Python's http.server, which checks the signatures the way the
 //! vendors document them), email to a real SMTP server (aiosmtpd), syslog to a real
-//! rsyslog (which parses RFC 5424) with a CEF payload, and Prometheus Alertmanager,
+//! rsyslog (which parses RFC 5424) over UDP with a CEF payload and over TCP with
+//! octet-counted framing, and Prometheus Alertmanager,
 //! which must list the alert while the port is open and drop it once it closed.
 
 #![allow(clippy::print_stderr)]
@@ -111,6 +112,11 @@ url = "udp://127.0.0.1:5514"
 cef = true
 
 [[channels]]
+name = "siem-tcp"
+kind = "syslog"
+url = "tcp://127.0.0.1:5515"
+
+[[channels]]
 name = "am"
 kind = "alertmanager"
 url = "http://127.0.0.1:9093"
@@ -131,7 +137,7 @@ url = "http://127.0.0.1:9093"
             .find(|a| a["port"] == 6379 && a["kind"] == "exposure_opened")?
             .clone();
         let deliveries = redis["notifications"][0]["deliveries"].as_array()?.clone();
-        (deliveries.len() == 7 && deliveries.iter().all(|d| d["outcome"] == "delivered"))
+        (deliveries.len() == 8 && deliveries.iter().all(|d| d["outcome"] == "delivered"))
             .then_some(deliveries)
     })
     .unwrap_or_else(|| {
@@ -221,12 +227,22 @@ url = "http://127.0.0.1:9093"
     }
     assert!(mail.contains("Subject: [portwatch] high"), "{mail}");
 
-    // Syslog: rsyslog parsed every RFC 5424 header field; the message is CEF.
+    // Syslog: rsyslog parsed every RFC 5424 header field; over UDP the message is
+    // CEF, over TCP (octet-counted frames) plain text.
     let lines = log_of(&syslog_out);
+    let text = lines
+        .lines()
+        .find(|l| {
+            l.split('|')
+                .nth(6)
+                .is_some_and(|m| m.starts_with("[portwatch] high"))
+        })
+        .unwrap_or_else(|| panic!("no plain-text syslog message over TCP: {lines}"));
+    assert_eq!(text.split('|').nth(2), Some("portwatch"), "{text}");
     let first = lines
         .lines()
-        .next()
-        .unwrap_or_else(|| panic!("no syslog message; log:\n{}", log_of(&log)));
+        .find(|l| l.contains("CEF:0"))
+        .unwrap_or_else(|| panic!("no CEF syslog message; log:\n{}", log_of(&log)));
     let fields: Vec<&str> = first.splitn(7, '|').collect();
     assert_eq!(fields.len(), 7, "{first}");
     assert_eq!(fields[1], "edge-1", "HOSTNAME: {first}");
@@ -238,7 +254,10 @@ url = "http://127.0.0.1:9093"
         "SD: {first}"
     );
     let cef = fields[6];
-    assert!(cef.starts_with("CEF:0|portwatch|portwatch|"), "{cef}");
+    assert!(
+        cef.starts_with("CEF:0|portwatch|portwatch|"),
+        "{cef}\nall:\n{lines}"
+    );
     for needle in [
         "|firing|",
         "|8|",
@@ -277,7 +296,7 @@ url = "http://127.0.0.1:9093"
     let resolved = wait_for(Duration::from_secs(10), || {
         log_of(&syslog_out)
             .lines()
-            .find(|l| l.split('|').nth(4) == Some("resolved"))
+            .find(|l| l.split('|').nth(4) == Some("resolved") && l.contains("CEF:0"))
             .map(str::to_string)
     })
     .expect("a resolved syslog message");

@@ -47,7 +47,7 @@ pub fn body(request: &serde_json::Value) -> serde_json::Value {
     serde_json::from_str(request["body"].as_str().expect("body")).expect("json body")
 }
 
-/// rsyslog listening on UDP `port` of 127.0.0.1, writing each message's parsed
+/// rsyslog listening on UDP `port` and TCP `port + 1` of 127.0.0.1, writing each message's parsed
 /// RFC 5424 fields as `timestamp|hostname|app-name|procid|msgid|structured-data|msg`
 /// lines to `dir/syslog.out` (returned).
 pub fn rsyslog(ns: &Netns, dir: &Path, port: u16) -> (Proc, PathBuf) {
@@ -59,6 +59,8 @@ pub fn rsyslog(ns: &Netns, dir: &Path, port: u16) -> (Proc, PathBuf) {
             r#"global(workDirectory="{dir}")
 module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="{port}")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")
 template(name="fields" type="list") {{
   property(name="timereported" dateFormat="rfc3339") constant(value="|")
   property(name="hostname") constant(value="|")
@@ -71,7 +73,8 @@ template(name="fields" type="list") {{
 *.* action(type="omfile" file="{out}" template="fields")
 "#,
             dir = dir.display(),
-            out = out.display()
+            out = out.display(),
+            tcp = port + 1
         ),
     )
     .expect("rsyslog.conf");
