@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Real receivers for the notification tests (issue 10), from Debian's packages:
-# rsyslog (a syslog server that parses RFC 5424), aiosmtpd (an SMTP server) and
-# Prometheus Alertmanager. The tests start each one themselves, inside their own
-# network namespace; installing starts nothing on the host.
+# rsyslog (a syslog server that parses RFC 5424), aiosmtpd (an SMTP server),
+# Prometheus Alertmanager, and openssl (the tests' private CA). The tests start
+# each one themselves, inside their own network namespace; installing starts
+# nothing on the host.
 #
 #   scripts/notify-services.sh install    # idempotent; apt as root
 set -euo pipefail
 
-PACKAGES=(rsyslog python3-aiosmtpd prometheus-alertmanager)
+PACKAGES=(rsyslog python3-aiosmtpd prometheus-alertmanager openssl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -97,6 +97,9 @@ pub struct Channel {
     pub sender: Sender,
     /// Longest wait for one attempt.
     pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM), for receivers behind a private CA;
+    /// the system's roots are trusted as well.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// What one attempt did.
@@ -112,40 +115,77 @@ pub struct Sent {
     pub elapsed: Duration,
 }
 
-/// What the channels share: an HTTP client with the system's trust roots.
+/// The certificates of a PEM bundle.
+pub fn parse_pem(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM bundle".into());
+    }
+    Ok(certs)
+}
+
+/// An HTTP client trusting the system's roots and `extra` CA certificates.
+fn http_client(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.iter().cloned(), provider.clone())
+            .map_err(|e| format!("TLS set-up: {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// What the channels share: an HTTP client with the system's trust roots, and one
+/// per channel that trusts a private CA as well.
 #[derive(Debug, Clone)]
 pub struct Senders {
     http: reqwest::Client,
+    private: std::collections::BTreeMap<String, reqwest::Client>,
 }
 
 impl Senders {
-    /// Clients for every kind of channel.
-    pub fn new() -> Result<Self, String> {
-        use rustls_platform_verifier::BuilderVerifierExt;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_platform_verifier())
-            .map_err(|e| format!("TLS set-up: {e}"))?
-            .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { http })
+    /// Clients for `channels`.
+    pub fn new(channels: &[Channel]) -> Result<Self, String> {
+        let mut private = std::collections::BTreeMap::new();
+        for c in channels {
+            if let (Some(pem), Sender::Http(_) | Sender::Alertmanager(_)) = (&c.ca_pem, &c.sender) {
+                let certs = parse_pem(pem).map_err(|e| format!("channel {}: ca_file: {e}", c.name))?;
+                private.insert(c.name.clone(), http_client(&certs)?);
+            }
+        }
+        Ok(Self {
+            http: http_client(&[])?,
+            private,
+        })
+    }
+
+    fn client(&self, channel: &Channel) -> &reqwest::Client {
+        self.private.get(&channel.name).unwrap_or(&self.http)
     }
 
     /// Send `n` over `channel` once.
     pub async fn send(&self, channel: &Channel, n: &Notification) -> Sent {
         let started = Instant::now();
         let (ok, status, error) = match &channel.sender {
-            Sender::Http(http) => self.post(http, n, channel.timeout).await,
-            Sender::Email(email) => match crate::email::send(email, n, channel.timeout).await {
-                Ok(code) => (true, Some(code), None),
-                Err((code, e)) => (false, code, Some(e)),
-            },
+            Sender::Http(http) => self.post(channel, http, n).await,
+            Sender::Email(email) => {
+                match crate::email::send(email, n, channel.timeout, channel.ca_pem.as_deref()).await {
+                    Ok(code) => (true, Some(code), None),
+                    Err((code, e)) => (false, code, Some(e)),
+                }
+            }
             Sender::Syslog(syslog) => match crate::syslog::send(syslog, n, channel.timeout).await {
                 Ok(()) => (true, None, None),
                 Err(e) => (false, None, Some(e)),
@@ -158,7 +198,8 @@ impl Senders {
                     headers: vec![("Content-Type".into(), "application/json".into())],
                     body: serde_json::to_vec(&body).unwrap_or_default(),
                 };
-                self.send_request(req, None, channel.timeout).await
+                self.send_request(self.client(channel), req, None, channel.timeout)
+                    .await
             }
         };
         Sent {
@@ -171,21 +212,23 @@ impl Senders {
 
     async fn post(
         &self,
-        channel: &HttpChannel,
+        channel: &Channel,
+        http: &HttpChannel,
         n: &Notification,
-        timeout: Duration,
     ) -> (bool, Option<u16>, Option<String>) {
-        let req = request(channel, n, chrono::Utc::now().timestamp_millis());
-        self.send_request(req, Some(channel), timeout).await
+        let req = request(http, n, chrono::Utc::now().timestamp_millis());
+        self.send_request(self.client(channel), req, Some(http), channel.timeout)
+            .await
     }
 
     async fn send_request(
         &self,
+        client: &reqwest::Client,
         req: HttpRequest,
         channel: Option<&HttpChannel>,
         timeout: Duration,
     ) -> (bool, Option<u16>, Option<String>) {
-        let mut builder = self.http.post(&req.url).timeout(timeout).body(req.body);
+        let mut builder = client.post(&req.url).timeout(timeout).body(req.body);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use portwatch_projections::Notification;
 
@@ -82,16 +83,45 @@ pub fn message(channel: &EmailChannel, n: &Notification) -> Result<Message, Stri
         .map_err(|e| e.to_string())
 }
 
+/// TLS as `url` asks for it, trusting the system's roots and the certificates of
+/// `ca_pem` (a private CA): `None` for plain `smtp://` without `tls=`.
+fn tls(url: &str, ca_pem: &[u8]) -> Result<Option<Tls>, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    let host = parsed.host_str().ok_or("url: no host")?.to_string();
+    let mut params = TlsParameters::builder(host);
+    for cert in crate::deliver::parse_pem(ca_pem)? {
+        params =
+            params.add_root_certificate(Certificate::from_der(cert.to_vec()).map_err(|e| e.to_string())?);
+    }
+    let params = params.build().map_err(|e| format!("TLS set-up: {e}"))?;
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.to_string());
+    Ok(match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Some(Tls::Wrapper(params)),
+        (_, Some("required")) => Some(Tls::Required(params)),
+        (_, Some("opportunistic")) => Some(Tls::Opportunistic(params)),
+        _ => None,
+    })
+}
+
 /// Send `n`; the SMTP reply code on success.
 pub async fn send(
     channel: &EmailChannel,
     n: &Notification,
     timeout: Duration,
+    ca_pem: Option<&[u8]>,
 ) -> Result<u16, (Option<u16>, String)> {
     let message = message(channel, n).map_err(|e| (None, e))?;
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&channel.url)
         .map_err(|e| (None, format!("url: {e}")))?
         .timeout(Some(timeout));
+    if let Some(pem) = ca_pem {
+        if let Some(tls) = tls(&channel.url, pem).map_err(|e| (None, e))? {
+            builder = builder.tls(tls);
+        }
+    }
     if let (Some(user), Some(password)) = (&channel.username, &channel.password) {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }

@@ -164,8 +164,8 @@ impl Service {
             source,
             state,
             assets,
+            senders: Senders::new(&channels)?,
             channels: channels.into_iter().map(Arc::new).collect(),
-            senders: Senders::new()?,
             timing,
             decided: Arc::new(Notify::new()),
             offset: 0,
@@ -494,6 +494,7 @@ mod tests {
                 secret: None,
             }),
             timeout: Duration::from_secs(1),
+            ca_pem: None,
         };
         let timing = Timing::default();
         let now = at(100_000);

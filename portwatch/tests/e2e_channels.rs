@@ -3,7 +3,9 @@
 //! HTTP server (Python's http.server, which checks the signatures the way the
 //! vendors document them), email to a real SMTP server (aiosmtpd), syslog to a real
 //! rsyslog (which parses RFC 5424) over UDP with a CEF payload and over TCP with
-//! octet-counted framing, and Prometheus Alertmanager,
+//! octet-counted framing, and Prometheus Alertmanager; plus email over STARTTLS with
+//! AUTH and an HTTPS webhook, both behind a private CA (`ca_file`), and an HTTPS
+//! webhook without it, which must fail on the certificate; and Alertmanager,
 //! which must list the alert while the port is open and drop it once it closed.
 
 #![allow(clippy::print_stderr)]
@@ -38,6 +40,12 @@ fn every_channel_kind_reaches_its_real_receiver() {
     let (_rsyslog, syslog_out) = receivers::rsyslog(&ns, dir.path(), 5514);
     let (_smtp, maildir) = receivers::smtp(&ns, dir.path(), 2525);
     let _am = receivers::alertmanager(&ns, dir.path(), 9093);
+    // Receivers behind a private CA: SMTP with STARTTLS and AUTH, and HTTPS.
+    let (ca, cert, key) = receivers::private_ca(dir.path());
+    let (_smtp_tls, maildir_tls) =
+        receivers::smtp_tls(&ns, dir.path(), 2526, &cert, &key, "portwatch", "s3cret");
+    let https_log = dir.path().join("https.jsonl");
+    let _https = receivers::http_tls(&ns, "127.0.0.1:9443", &https_log, 0, Some((&cert, &key)));
     let redis = ns.serve("127.0.0.7:6379");
     let data = dir.path().join("data");
     let cfg = write_config(
@@ -117,11 +125,34 @@ kind = "syslog"
 url = "tcp://127.0.0.1:5515"
 
 [[channels]]
+name = "mail-tls"
+kind = "email"
+url = "smtp://127.0.0.1:2526?tls=required"
+from = "portwatch@example.com"
+to = ["soc@example.com"]
+username = "portwatch"
+secret = "s3cret"
+ca_file = "{ca}"
+
+[[channels]]
+name = "hook-tls"
+kind = "webhook"
+url = "https://127.0.0.1:9443/hook"
+secret = "{SECRET}"
+ca_file = "{ca}"
+
+[[channels]]
+name = "hook-untrusted"
+kind = "webhook"
+url = "https://127.0.0.1:9443/untrusted"
+
+[[channels]]
 name = "am"
 kind = "alertmanager"
 url = "http://127.0.0.1:9093"
 "#,
-            data = data.display()
+            data = data.display(),
+            ca = ca.display()
         ),
     );
     let cfg = cfg.to_str().expect("utf8");
@@ -137,8 +168,19 @@ url = "http://127.0.0.1:9093"
             .find(|a| a["port"] == 6379 && a["kind"] == "exposure_opened")?
             .clone();
         let deliveries = redis["notifications"][0]["deliveries"].as_array()?.clone();
-        (deliveries.len() == 8 && deliveries.iter().all(|d| d["outcome"] == "delivered"))
-            .then_some(deliveries)
+        // Every channel but the one that does not trust the private CA delivers;
+        // that one fails on the certificate (and keeps retrying).
+        let (untrusted, trusted): (Vec<_>, Vec<_>) = deliveries
+            .into_iter()
+            .partition(|d| d["channel"] == "hook-untrusted");
+        let refused = untrusted.first().is_some_and(|d| {
+            d["outcome"] == "failed"
+                && d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("certificate"))
+        });
+        (trusted.len() == 10 && trusted.iter().all(|d| d["outcome"] == "delivered") && refused)
+            .then_some(trusted)
     })
     .unwrap_or_else(|| {
         panic!(
@@ -208,6 +250,14 @@ url = "http://127.0.0.1:9093"
         .as_str()
         .expect("content")
         .contains("6379/tcp"));
+
+    // Over TLS with a private CA: the STARTTLS+AUTH server took the mail, the HTTPS
+    // receiver the signed webhook; without the CA, nothing reached it.
+    assert_eq!(receivers::mails(&maildir_tls).len(), 1, "STARTTLS mail");
+    let https = received(&https_log);
+    assert_eq!(https.len(), 1, "{https:#?}");
+    assert_eq!(https[0]["path"], "/hook");
+    assert_eq!(https[0]["signature_valid"], true);
 
     // Email: one multipart message with both parts, to both recipients.
     let mails = receivers::mails(&maildir);

@@ -68,6 +68,9 @@ pub struct RawChannel {
     pub cef: Option<bool>,
     /// syslog: facility number 0-23. Default: 16 (local0).
     pub facility: Option<i64>,
+    /// PEM file of CA certificates to trust besides the system's (a receiver
+    /// behind a private CA): HTTP kinds, alertmanager, and email over TLS.
+    pub ca_file: Option<String>,
 }
 
 /// Checked `[alerts]` and `[[channels]]`.
@@ -289,6 +292,19 @@ fn channel(
         _ => return Err(at.invalid(&key("kind"), &format!("{kind:?}"), &format!("expected {KINDS}"))),
     };
     let timeout = duration(at, &key("timeout"), raw.timeout.as_ref(), "10s")?;
+    let ca_pem = match &raw.ca_file {
+        None => None,
+        Some(_) if matches!(sender, Sender::Syslog(_)) => {
+            return Err(at.invalid(&key("ca_file"), "(set)", "syslog channels do not use TLS"))
+        }
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
+            portwatch_notify::deliver::parse_pem(&pem)
+                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e))?;
+            Some(pem)
+        }
+    };
     let min_severity = match raw.severity.as_deref() {
         None | Some("medium") => Severity::Medium,
         Some("high") => Severity::High,
@@ -315,6 +331,7 @@ fn channel(
         },
         sender,
         timeout,
+        ca_pem,
     })
 }
 
@@ -423,6 +440,9 @@ severity = "high"
             ("[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"http://mx\"\n", "channels[0].url = \"http://mx\""),
             ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem\"\n", "channels[0].url = \"udp://siem\""),
             ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem:514\"\nfacility = 40\n", "channels[0].facility = 40"),
+            ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem:514\"\nca_file = \"/etc/hostname\"\n", "channels[0].ca_file"),
+            ("[[channels]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x/\"\nca_file = \"/etc/hostname\"\n", "channels[0].ca_file = \"/etc/hostname\""),
+            ("[[channels]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x/\"\nca_file = \"/nonexistent.pem\"\n", "channels[0].ca_file = \"/nonexistent.pem\""),
         ];
         for (text, named) in cases {
             let err = check(text).expect_err(text).to_string();

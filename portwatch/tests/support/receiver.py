@@ -2,7 +2,9 @@
 http.server) that records every request as one JSON line and answers 500 to the
 first FAIL_FIRST requests, then 200.
 
-Usage: receiver.py HOST PORT LOG_FILE SECRET FAIL_FIRST
+Usage: receiver.py HOST PORT LOG_FILE SECRET FAIL_FIRST [CERT KEY]
+
+With CERT and KEY it speaks HTTPS.
 
 Each line: path, headers, the body as text, the status answered, and whether each
 signature present is valid for SECRET, checked here with Python's hmac, as the
@@ -41,6 +43,7 @@ def robot_signatures(path, body):
     return out
 
 host, port, log_path, secret, fail_first = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+tls = sys.argv[6:8]
 lock = threading.Lock()
 seen = 0
 
@@ -72,4 +75,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer((host, port), Handler).serve_forever()
+server = ThreadingHTTPServer((host, port), Handler)
+if tls:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls[0], tls[1])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

@@ -14,6 +14,11 @@ pub const SECRET: &str = "change-me";
 /// The HTTP receiver at `addr` inside `ns`, logging to `log`, answering 500 to the
 /// first `fail_first` requests.
 pub fn http(ns: &Netns, addr: &str, log: &Path, fail_first: u32) -> Proc {
+    http_tls(ns, addr, log, fail_first, None)
+}
+
+/// The same receiver, speaking HTTPS with `(cert, key)` when given.
+pub fn http_tls(ns: &Netns, addr: &str, log: &Path, fail_first: u32, tls: Option<(&Path, &Path)>) -> Proc {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/receiver.py");
     let (host, port) = addr.split_once(':').expect("addr");
     let child = ns
@@ -26,10 +31,21 @@ pub fn http(ns: &Netns, addr: &str, log: &Path, fail_first: u32) -> Proc {
             SECRET,
             &fail_first.to_string(),
         ])
+        .args(
+            tls.iter()
+                .flat_map(|(c, k)| [c.to_str().expect("utf8"), k.to_str().expect("utf8")]),
+        )
         .spawn()
         .expect("start receiver");
     let proc = Proc(child);
-    wait_for(Duration::from_secs(10), || ns.http_get(addr, "/").map(|_| ())).expect("receiver listening");
+    let address = addr.to_string();
+    wait_for(Duration::from_secs(10), || {
+        ns.within({
+            let address = address.clone();
+            move || std::net::TcpStream::connect(address.as_str()).ok().map(|_| ())
+        })
+    })
+    .expect("receiver listening");
     proc
 }
 
@@ -124,6 +140,68 @@ pub fn smtp(ns: &Netns, dir: &Path, port: u16) -> (Proc, PathBuf) {
         })
     })
     .expect("aiosmtpd listening");
+    (Proc(child), maildir)
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1 and localhost
+/// (openssl): `(ca.pem, server.pem, server.key)` in `dir`.
+pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=portwatch-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
+basicConstraints=CA:FALSE
+keyUsage=digitalSignature
+extendedKeyUsage=serverAuth
+' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+"#;
+    let status = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(status.success(), "making the test CA failed");
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// aiosmtpd on 127.0.0.1:`port` that takes mail only after STARTTLS (with `cert`
+/// and `key`) and AUTH as `user`/`password`, into `dir/maildir-tls` (returned).
+pub fn smtp_tls(
+    ns: &Netns,
+    dir: &Path,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    user: &str,
+    password: &str,
+) -> (Proc, PathBuf) {
+    let maildir = dir.join("maildir-tls");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_tls.py");
+    let child = ns
+        .command("/usr/bin/python3")
+        .args([
+            script,
+            "127.0.0.1",
+            &port.to_string(),
+            maildir.to_str().expect("utf8"),
+            cert.to_str().expect("utf8"),
+            key.to_str().expect("utf8"),
+            user,
+            password,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("smtp-tls.log")).expect("log"))
+        .spawn()
+        .expect("start the STARTTLS SMTP server");
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(Duration::from_secs(10), || {
+        ns.within({
+            let addr = addr.clone();
+            move || std::net::TcpStream::connect(addr.as_str()).ok().map(|_| ())
+        })
+    })
+    .expect("STARTTLS SMTP server listening");
     (Proc(child), maildir)
 }
 
