@@ -26,7 +26,7 @@ pub enum HttpKind {
 }
 
 /// Where and how to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpChannel {
     /// The kind.
     pub kind: HttpKind,
@@ -34,6 +34,17 @@ pub struct HttpChannel {
     pub url: String,
     /// The signing secret, if the receiver checks one.
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for HttpChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("HttpChannel")
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// An HTTP POST to make.
@@ -100,4 +111,29 @@ pub fn request(channel: &HttpChannel, n: &Notification, now_ms: i64) -> HttpRequ
         }
     }
     HttpRequest { url, headers, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_printed_for_debugging_hides_its_secret() {
+        let channel = HttpChannel {
+            kind: HttpKind::Webhook,
+            url: "http://127.0.0.1:9999/hook".into(),
+            secret: Some("change-me".into()),
+        };
+        let shown = format!("{channel:?}");
+        assert!(!shown.contains("change-me"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("9999"), "{shown}");
+        let email = crate::EmailChannel {
+            url: "smtp://mx".into(),
+            username: Some("pw".into()),
+            password: Some("hunter2".into()),
+            from: "a@example.com".into(),
+            to: vec!["b@example.com".into()],
+        };
+        assert!(!format!("{email:?}").contains("hunter2"));
+    }
 }

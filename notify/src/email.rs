@@ -13,7 +13,7 @@ use portwatch_projections::Notification;
 use crate::format;
 
 /// An SMTP destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EmailChannel {
     /// `smtp://host[:port][?tls=required|opportunistic]` or `smtps://host[:port]`.
     pub url: String,
@@ -25,6 +25,19 @@ pub struct EmailChannel {
     pub from: String,
     /// The recipients.
     pub to: Vec<String>,
+}
+
+impl std::fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log.
+        f.debug_struct("EmailChannel")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish()
+    }
 }
 
 /// Whether `address` is a mailbox email can be sent from or to

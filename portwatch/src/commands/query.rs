@@ -365,12 +365,56 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
             .unwrap_or_default()
     )?;
     writeln!(out, "data: {}", cfg.store_path.display())?;
-    writeln!(out, "api: {}", cfg.api_listen)?;
+    writeln!(
+        out,
+        "api: {} (reads {})",
+        cfg.api_listen,
+        if cfg.anonymous_read {
+            "need no token"
+        } else {
+            "need a viewer token"
+        }
+    )?;
+    let p = &cfg.alerts.policy;
+    let secs = |d: chrono::Duration| cadence(d.to_std().unwrap_or_default());
+    writeln!(
+        out,
+        "alerts: group_wait={} group_interval={} repeat_interval={} escalate_after={} baseline={}",
+        secs(p.group_wait),
+        secs(p.group_interval),
+        secs(p.repeat_interval),
+        p.escalate_after.map_or("off".to_string(), secs),
+        p.baseline
+    )?;
+    if cfg.alerts.channels.is_empty() {
+        writeln!(out, "channels: none (alerts are recorded, nobody is notified)")?;
+    }
+    for c in &cfg.alerts.channels {
+        // Where it goes, never its secret.
+        let target = match &c.sender {
+            portwatch_notify::Sender::Http(h) => h.url.clone(),
+            portwatch_notify::Sender::Email(e) => format!("{} -> {}", e.url, e.to.join(", ")),
+            portwatch_notify::Sender::Syslog(s) => format!("{:?} {}", s.transport, s.addr),
+            portwatch_notify::Sender::Alertmanager(url) => url.clone(),
+        };
+        writeln!(
+            out,
+            "channel {}: {} {target} (severity >= {}{})",
+            c.name,
+            c.sender.kind(),
+            c.route.min_severity.as_str(),
+            if c.route.escalation {
+                ", escalations only"
+            } else {
+                ""
+            }
+        )?;
+    }
     let so = &cfg.scaleout;
     writeln!(out, "scale-out roles (probe, project, control, migrate):")?;
     writeln!(
         out,
-        "  kafka: {} topics {}{{jobs,observations,control,alerts,dead-letter}} partitions={} replication={}",
+        "  kafka: {} topics {}{{jobs,observations,control,alerts,dead-letter,decisions}} partitions={} replication={}",
         so.kafka.brokers,
         so.kafka.topics.jobs.trim_end_matches("jobs"),
         so.kafka.partitions,
