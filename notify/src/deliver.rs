@@ -284,3 +284,84 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use portwatch_events::{Proto, RiskClass};
+    use portwatch_projections::{Alert, AlertKind, AssetMatch};
+
+    use super::*;
+
+    fn notification(kind: NotificationKind, risk: RiskClass, owner: &str, zone: &str) -> Notification {
+        let at = chrono::Utc::now();
+        Notification {
+            id: "n".into(),
+            kind,
+            ip: "203.0.113.7".parse().expect("ip"),
+            severity: Severity::of(risk),
+            asset: AssetMatch {
+                owner: Some(owner.into()),
+                system: Some("billing".into()),
+                zone: Some(zone.into()),
+            },
+            alerts: vec![Alert {
+                id: "e:exposure_opened".into(),
+                kind: AlertKind::ExposureOpened,
+                severity: Severity::of(risk),
+                risk,
+                ip: "203.0.113.7".parse().expect("ip"),
+                proto: Proto::Tcp,
+                port: 6379,
+                episode_id: "e".into(),
+                at,
+                baseline: false,
+            }],
+            at,
+        }
+    }
+
+    #[test]
+    fn routes_match_severity_risk_owner_zone_and_the_escalation_route() {
+        let db_high = notification(
+            NotificationKind::Firing,
+            RiskClass::HighRiskService,
+            "db-team",
+            "dc1",
+        );
+        let web_medium = notification(NotificationKind::Firing, RiskClass::RiskPort, "web-team", "dc2");
+        let escalated = notification(
+            NotificationKind::Escalation,
+            RiskClass::HighRiskPort,
+            "db-team",
+            "dc1",
+        );
+        let everything = Route::default();
+        assert!(everything.matches(&db_high) && everything.matches(&web_medium));
+        assert!(
+            !everything.matches(&escalated),
+            "escalations go to the escalation route only"
+        );
+        let high = Route {
+            min_severity: Severity::High,
+            ..Route::default()
+        };
+        assert!(high.matches(&db_high) && !high.matches(&web_medium));
+        let services = Route {
+            risks: vec![RiskClass::HighRiskService],
+            ..Route::default()
+        };
+        assert!(services.matches(&db_high) && !services.matches(&web_medium));
+        let db = Route {
+            owners: vec!["db-team".into()],
+            zones: vec!["dc1".into()],
+            systems: vec!["billing".into()],
+            ..Route::default()
+        };
+        assert!(db.matches(&db_high) && !db.matches(&web_medium));
+        let pager = Route {
+            escalation: true,
+            ..Route::default()
+        };
+        assert!(pager.matches(&escalated) && !pager.matches(&db_high));
+    }
+}
