@@ -19,7 +19,7 @@ use portwatch_ingest::{Journal, LogError};
 use portwatch_projections::{
     Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, Notifier, Tick,
 };
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::deliver::{Channel, Senders};
 
@@ -40,6 +40,9 @@ pub struct Timing {
     pub retry_max: Duration,
     /// A notification not delivered this long after it was decided is given up.
     pub give_up_after: Duration,
+    /// With a feed of new alerts, every alert is read from the store only this
+    /// often (and at start): a safety net for a feed that missed some.
+    pub full_reload: Duration,
 }
 
 impl Default for Timing {
@@ -49,6 +52,7 @@ impl Default for Timing {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
+            full_reload: Duration::from_secs(300),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Service {
     timing: Timing,
     decided: Arc<Notify>,
     offset: u64,
+    feed: Option<mpsc::UnboundedReceiver<Vec<Alert>>>,
+    last_full: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Service {
@@ -169,7 +175,36 @@ impl Service {
             timing,
             decided: Arc::new(Notify::new()),
             offset: 0,
+            feed: None,
+            last_full: None,
         })
+    }
+
+    /// New alerts as they are written (the projector's outlet): then the store is
+    /// read in full only at start and every `full_reload`, not at every tick.
+    pub fn with_feed(mut self, feed: mpsc::UnboundedReceiver<Vec<Alert>>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The alerts to take in now: everything the store holds when due (or without a
+    /// feed), else what the feed brought since the last pass.
+    async fn new_alerts(&mut self) -> Result<Vec<Alert>, String> {
+        let mut alerts = Vec::new();
+        if let Some(feed) = &mut self.feed {
+            while let Ok(batch) = feed.try_recv() {
+                alerts.extend(batch);
+            }
+        }
+        let full_due = self.feed.is_none()
+            || self
+                .last_full
+                .is_none_or(|at| at.elapsed() >= self.timing.full_reload);
+        if full_due {
+            alerts = self.source.alerts().await?;
+            self.last_full = Some(std::time::Instant::now());
+        }
+        Ok(alerts)
     }
 
     /// Fold what the journal holds beyond what was folded.
@@ -226,7 +261,7 @@ impl Service {
                 "notifier resumed from the journal"
             );
         }
-        let alerts = self.source.alerts().await?;
+        let alerts = self.new_alerts().await?;
         let decisions = {
             let mut state = write(&self.state);
             for a in &alerts {

@@ -9,10 +9,12 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
+use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_notify::{AlertSource, Service, Timing};
 use portwatch_projections::{Alert, Notifier};
+use portwatch_projector::AlertOutlet;
 use portwatch_stores::{AlertQuery, PageRequest};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 
@@ -33,6 +35,57 @@ impl AlertSource for ReadAlerts {
     }
 }
 
+/// The projector's outlet into the notifier (embedded: same process): each batch's
+/// new alerts, as soon as they are written.
+#[derive(Debug)]
+pub struct AlertFeed(pub mpsc::UnboundedSender<Vec<Alert>>);
+
+impl AlertOutlet for AlertFeed {
+    fn publish<'a>(&'a self, alerts: Vec<Alert>, _stop: watch::Receiver<bool>) -> BoxFuture<'a, bool> {
+        // The notifier may have stopped first; its next start reads the store.
+        let _ = self.0.send(alerts);
+        futures::future::ready(true).boxed()
+    }
+}
+
+/// The alerts topic into the notifier (scale-out: the control plane follows what
+/// the projectors publish), until `stop`.
+pub async fn follow_alerts_topic(
+    cfg: Arc<Config>,
+    feed: mpsc::UnboundedSender<Vec<Alert>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let so = &cfg.scaleout;
+    let group = format!("{}-notifier", so.projector.group);
+    let consumer = match TopicConsumer::join(&so.kafka, &group, &so.kafka.topics.alerts, Acks::Auto, &[]) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow the alerts topic; the notifier reads the store instead");
+            return;
+        }
+    };
+    loop {
+        let delivery = tokio::select! {
+            d = consumer.next() => d,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match delivery {
+            Ok(d) => match serde_json::from_str::<Alert>(&d.payload) {
+                Ok(alert) => {
+                    let _ = feed.send(vec![alert]);
+                }
+                Err(e) => tracing::warn!(error = %e, offset = d.offset, "alert record skipped"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "alerts topic: retrying");
+                if !portwatch_projector::pause(&mut stop, std::time::Duration::from_secs(1)).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The shared notification state: the notifier folds into it, the API reads it.
 pub fn state(cfg: &Config) -> Arc<RwLock<Notifier>> {
     Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())))
@@ -47,6 +100,7 @@ pub fn spawn(
     journal: Arc<dyn Journal>,
     read: Arc<dyn ReadModel>,
     state: Arc<RwLock<Notifier>>,
+    feed: mpsc::UnboundedReceiver<Vec<Alert>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     if cfg.alerts.channels.is_empty() {
@@ -60,7 +114,8 @@ pub fn spawn(
         cfg.alerts.channels.clone(),
         Timing::default(),
     )
-    .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?
+    .with_feed(feed);
     tracing::debug!(
         channels = cfg.alerts.channels.len(),
         group_wait = ?cfg.alerts.policy.group_wait.to_std().unwrap_or_default(),

@@ -84,11 +84,19 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
     let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));
-    let notifier = crate::notifier::spawn(&cfg, journal, read.clone(), notifications, stop.clone())?;
+    let (alert_feed, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    let alerts_follower = tokio::spawn(crate::notifier::follow_alerts_topic(
+        cfg.clone(),
+        alert_feed,
+        stop.clone(),
+    ));
+    let notifier =
+        crate::notifier::spawn(&cfg, journal, read.clone(), notifications, alert_rx, stop.clone())?;
     let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
     server.await?;
     let _ = scheduler.await;
     let _ = notifier.await;
+    let _ = alerts_follower.await;
     let _ = retention.await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),

@@ -58,7 +58,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let writer_store = Arc::new(EmbeddedStore::open(cfg.state_path())?);
     let reader_store = Arc::new(EmbeddedStore::open_read_only(cfg.state_path())?);
     let notify = Arc::new(Notify::new());
-    let projector = projector::embedded(log.clone(), writer_store, cfg.projection.clone(), notify.clone());
+    let (alert_feed, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    let projector = projector::embedded(log.clone(), writer_store, cfg.projection.clone(), notify.clone())
+        .with_outlet(Arc::new(notifier::AlertFeed(alert_feed)));
     tracing::info!(
         lag = projector::lag(&*log, &reader_store)?,
         "projection resuming from its committed offset"
@@ -122,7 +124,14 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     // The projector drains and stops only once the scheduler, the last appender, has.
     let (drain_tx, drain_rx) = watch::channel(false);
     let projector_task = tokio::spawn(projector.run(drain_rx));
-    let notifier_task = notifier::spawn(&cfg, embedded_log, read.clone(), notifications, stop_rx.clone())?;
+    let notifier_task = notifier::spawn(
+        &cfg,
+        journal,
+        read.clone(),
+        notifications,
+        alert_rx,
+        stop_rx.clone(),
+    )?;
     let scheduler_task =
         tokio::spawn(Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx })).run(stop_rx.clone()));
 
