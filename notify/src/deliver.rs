@@ -1,6 +1,5 @@
 //! Channels: where a notification goes (its route) and how it gets there.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portwatch_events::RiskClass;
@@ -115,38 +114,6 @@ pub struct Sent {
     pub elapsed: Duration,
 }
 
-/// The certificates of a PEM bundle.
-pub fn parse_pem(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err("no certificate in the PEM bundle".into());
-    }
-    Ok(certs)
-}
-
-/// An HTTP client trusting the system's roots and `extra` CA certificates.
-fn http_client(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.iter().cloned(), provider.clone())
-            .map_err(|e| format!("TLS set-up: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
-}
-
 /// What the channels share: an HTTP client with the system's trust roots, and one
 /// per channel that trusts a private CA as well.
 #[derive(Debug, Clone)]
@@ -161,12 +128,13 @@ impl Senders {
         let mut private = std::collections::BTreeMap::new();
         for c in channels {
             if let (Some(pem), Sender::Http(_) | Sender::Alertmanager(_)) = (&c.ca_pem, &c.sender) {
-                let certs = parse_pem(pem).map_err(|e| format!("channel {}: ca_file: {e}", c.name))?;
-                private.insert(c.name.clone(), http_client(&certs)?);
+                let certs =
+                    crate::trust::parse_pem(pem).map_err(|e| format!("channel {}: ca_file: {e}", c.name))?;
+                private.insert(c.name.clone(), crate::trust::http_client(&certs)?);
             }
         }
         Ok(Self {
-            http: http_client(&[])?,
+            http: crate::trust::http_client(&[])?,
             private,
         })
     }

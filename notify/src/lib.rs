@@ -18,6 +18,7 @@ pub mod format;
 pub mod service;
 pub mod sign;
 pub mod syslog;
+pub mod trust;
 
 pub use channels::{request, HttpChannel, HttpKind, HttpRequest};
 pub use deliver::{Channel, Route, Sender, Senders};

@@ -300,7 +300,7 @@ fn channel(
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
-            portwatch_notify::deliver::parse_pem(&pem)
+            portwatch_notify::trust::parse_pem(&pem)
                 .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e))?;
             Some(pem)
         }
