@@ -10,6 +10,11 @@ pub fn title(n: &Notification) -> String {
         NotificationKind::Reminder => format!("{} finding(s) still open", n.alerts.len()),
         NotificationKind::Escalation => format!("{} finding(s) still open, escalated", n.alerts.len()),
         NotificationKind::Resolved => format!("{} exposure(s) closed", n.alerts.len()),
+        NotificationKind::Reopened => format!(
+            "{} finding(s) reopened: their approval no longer holds",
+            n.alerts.len()
+        ),
+        NotificationKind::Expiring => format!("approval of {} finding(s) expires soon", n.alerts.len()),
     };
     let who: Vec<&str> = [n.asset.owner.as_deref(), n.asset.system.as_deref()]
         .into_iter()

@@ -38,6 +38,7 @@ pub struct SyslogChannel {
 fn syslog_severity(n: &Notification) -> u8 {
     match (n.kind, n.severity) {
         (NotificationKind::Resolved, _) => 5,
+        (NotificationKind::Expiring, _) => 4,
         (_, Severity::High) => 2,
         (_, Severity::Medium) => 4,
     }
@@ -47,6 +48,7 @@ fn syslog_severity(n: &Notification) -> u8 {
 fn cef_severity(n: &Notification) -> u8 {
     match (n.kind, n.severity) {
         (NotificationKind::Resolved, _) => 3,
+        (NotificationKind::Expiring, _) => 5,
         (NotificationKind::Escalation, Severity::High) => 9,
         (_, Severity::High) => 8,
         (_, Severity::Medium) => 5,

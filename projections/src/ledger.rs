@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use portwatch_events::{DecodeError, Timestamp, SCHEMA_VERSION};
+use portwatch_events::{DecodeError, Proto, Timestamp, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
+use crate::approvals::{Approval, ApprovalDecision, ApprovalRequest, Bound};
 use crate::{Alert, Notification, NotificationKind};
 
 /// Why alerts were recorded without a message.
@@ -170,6 +171,51 @@ pub enum DecisionKind {
     },
     /// A delivery attempt and its result.
     Delivery(DeliveryAttempt),
+    /// An operator filed an approval request.
+    ApprovalRequested(ApprovalRequest),
+    /// An approver (not the requester) granted it, bound to what was served.
+    ApprovalGranted {
+        /// The approval.
+        approval_id: String,
+        /// Each open port in scope and what it served then.
+        bound: Vec<Bound>,
+        /// The approver's note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// An approver (not the requester) rejected it.
+    ApprovalRejected {
+        /// The approval.
+        approval_id: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// It stopped holding for one exposure: the port serves something else.
+    ApprovalLapsed {
+        /// The approval.
+        approval_id: String,
+        /// The exposure.
+        episode_id: String,
+        /// Host.
+        ip: IpAddr,
+        /// Protocol.
+        proto: Proto,
+        /// Port.
+        port: u16,
+        /// What changed.
+        why: String,
+    },
+    /// Its owner was warned that it expires soon.
+    ApprovalWarned {
+        /// The approval.
+        approval_id: String,
+    },
+    /// It expired, and its exposures were reopened.
+    ApprovalExpired {
+        /// The approval.
+        approval_id: String,
+    },
 }
 
 /// One decision record: who decided what, when.
@@ -205,6 +251,16 @@ impl Decision {
             }
             DecisionKind::TokenIssued(t) => format!("token:{}", t.token_id),
             DecisionKind::TokenRevoked { token_id } => format!("revoked:{token_id}"),
+            DecisionKind::ApprovalRequested(r) => format!("approval:{}", r.approval_id),
+            DecisionKind::ApprovalGranted { approval_id, .. } => format!("granted:{approval_id}"),
+            DecisionKind::ApprovalRejected { approval_id, .. } => format!("rejected:{approval_id}"),
+            DecisionKind::ApprovalLapsed {
+                approval_id,
+                episode_id,
+                ..
+            } => format!("lapsed:{approval_id}:{episode_id}"),
+            DecisionKind::ApprovalWarned { approval_id } => format!("warned:{approval_id}"),
+            DecisionKind::ApprovalExpired { approval_id } => format!("expired:{approval_id}"),
         };
         Decision {
             v: SCHEMA_VERSION,
@@ -292,6 +348,9 @@ pub struct TokenRecord {
 /// The journal of decisions, folded.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
+    approvals: BTreeMap<String, Approval>,
+    /// The alerts recorded about each exposure (told or silenced), by episode.
+    episode_alerts: HashMap<String, Vec<Alert>>,
     users: BTreeMap<String, Role>,
     tokens: BTreeMap<String, TokenRecord>,
     applied: HashSet<String>,
@@ -324,6 +383,7 @@ impl Ledger {
             DecisionKind::Silenced { reason, alerts } => {
                 for a in alerts {
                     self.settled.insert(a.id.clone());
+                    self.remember(a);
                 }
                 if *reason == SilenceReason::Flap {
                     // [closing of the old episode, opening of the new one]: people
@@ -334,6 +394,69 @@ impl Ledger {
                             self.known.insert(opening.episode_id.clone(), known);
                         }
                     }
+                }
+            }
+            DecisionKind::ApprovalRequested(r) => {
+                self.approvals
+                    .entry(r.approval_id.clone())
+                    .or_insert_with(|| Approval {
+                        request: r.clone(),
+                        requested_by: d.by.clone(),
+                        requested_at: d.at,
+                        decision: None,
+                        bound: Vec::new(),
+                        lapsed: BTreeMap::new(),
+                        warned: false,
+                        expired: false,
+                    });
+            }
+            DecisionKind::ApprovalGranted {
+                approval_id,
+                bound,
+                note,
+            } => {
+                if let Some(a) = self.approvals.get_mut(approval_id) {
+                    if a.decision.is_none() {
+                        a.decision = Some(ApprovalDecision {
+                            granted: true,
+                            by: d.by.clone(),
+                            at: d.at,
+                            note: note.clone(),
+                        });
+                        a.bound.clone_from(bound);
+                    }
+                }
+            }
+            DecisionKind::ApprovalRejected { approval_id, note } => {
+                if let Some(a) = self.approvals.get_mut(approval_id) {
+                    if a.decision.is_none() {
+                        a.decision = Some(ApprovalDecision {
+                            granted: false,
+                            by: d.by.clone(),
+                            at: d.at,
+                            note: note.clone(),
+                        });
+                    }
+                }
+            }
+            DecisionKind::ApprovalLapsed {
+                approval_id,
+                episode_id,
+                why,
+                ..
+            } => {
+                if let Some(a) = self.approvals.get_mut(approval_id) {
+                    a.lapsed.entry(episode_id.clone()).or_insert_with(|| why.clone());
+                }
+            }
+            DecisionKind::ApprovalWarned { approval_id } => {
+                if let Some(a) = self.approvals.get_mut(approval_id) {
+                    a.warned = true;
+                }
+            }
+            DecisionKind::ApprovalExpired { approval_id } => {
+                if let Some(a) = self.approvals.get_mut(approval_id) {
+                    a.expired = true;
                 }
             }
             DecisionKind::UserSet { user, role } => {
@@ -395,7 +518,22 @@ impl Ledger {
         *last = (*last).max(n.at);
         for a in &n.alerts {
             self.by_alert.entry(a.id.clone()).or_default().push(i);
+            self.remember(a);
             match n.kind {
+                NotificationKind::Expiring => {}
+                NotificationKind::Reopened => {
+                    // Unapproved again: reminded about from now on, like a new finding.
+                    self.settled.insert(a.id.clone());
+                    let known = self.known.entry(a.episode_id.clone()).or_insert_with(|| Known {
+                        alert: a.clone(),
+                        reminded_at: n.at,
+                        escalated: false,
+                    });
+                    known.reminded_at = n.at;
+                    if a.severity > known.alert.severity {
+                        known.alert = a.clone();
+                    }
+                }
                 NotificationKind::Firing => {
                     self.settled.insert(a.id.clone());
                     let known = self.known.entry(a.episode_id.clone()).or_insert_with(|| Known {
@@ -426,6 +564,23 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    fn remember(&mut self, alert: &Alert) {
+        let list = self.episode_alerts.entry(alert.episode_id.clone()).or_default();
+        if !list.iter().any(|a| a.id == alert.id) {
+            list.push(alert.clone());
+        }
+    }
+
+    /// The alerts recorded about an exposure (told or silenced), if any.
+    pub fn episode_alerts(&self, episode_id: &str) -> Option<Vec<Alert>> {
+        self.episode_alerts.get(episode_id).cloned()
+    }
+
+    /// Every approval, by id.
+    pub fn approvals(&self) -> &BTreeMap<String, Approval> {
+        &self.approvals
     }
 
     /// A user's role, if the user exists.

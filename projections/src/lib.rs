@@ -18,6 +18,7 @@
 //!   admin panel, closed), with stable ids, classified by the one risk [`policy`].
 
 pub mod alerts;
+pub mod approvals;
 pub mod assets;
 pub mod ledger;
 pub mod notifications;
@@ -34,6 +35,7 @@ use portwatch_events::{
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
+pub use approvals::{Approval, ApprovalRequest, ApprovalState, Bound, Fingerprint};
 pub use assets::{Asset, AssetMatch, Assets};
 pub use ledger::{
     AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord, Role,

@@ -32,6 +32,11 @@ pub enum NotificationKind {
     Escalation,
     /// The exposures it reported have closed.
     Resolved,
+    /// Approved exposures whose approval stopped holding (expired, or the port
+    /// serves something else): findings again.
+    Reopened,
+    /// Approved exposures whose approval expires soon.
+    Expiring,
 }
 
 impl NotificationKind {
@@ -42,6 +47,8 @@ impl NotificationKind {
             NotificationKind::Reminder => "reminder",
             NotificationKind::Escalation => "escalation",
             NotificationKind::Resolved => "resolved",
+            NotificationKind::Reopened => "reopened",
+            NotificationKind::Expiring => "expiring",
         }
     }
 }
@@ -273,7 +280,7 @@ impl Notifier {
 /// A message about `alerts` of one host. Its id names the host, the kind and the
 /// first alert (and, for reminders, the time), so deciding again from the same
 /// inputs names it the same.
-fn message(
+pub(crate) fn message(
     kind: NotificationKind,
     ip: IpAddr,
     asset: &AssetMatch,
