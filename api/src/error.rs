@@ -32,6 +32,23 @@ impl ApiError {
         }
     }
 
+    /// 403: the caller may not do this (beyond their role: e.g. decide their own
+    /// request).
+    pub fn forbidden(message: String) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message,
+        }
+    }
+
+    /// 409: the thing is not in a state that allows this.
+    pub fn conflict(message: String) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message,
+        }
+    }
+
     /// 503: a write could not be recorded; the client may try again.
     pub fn unavailable(message: String) -> Self {
         tracing::error!(error = %message, "API write failed");

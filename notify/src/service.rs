@@ -17,16 +17,19 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use portwatch_ingest::{Journal, LogError};
 use portwatch_projections::{
-    Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, Notifier, Tick,
+    Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, Notifier, PortRow,
+    Tick,
 };
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::deliver::{Channel, Senders};
 
-/// Where the notifier reads alerts.
+/// Where the notifier reads alerts and port state.
 pub trait AlertSource: Send + Sync {
     /// Every alert on record.
     fn alerts(&self) -> BoxFuture<'_, Result<Vec<Alert>, String>>;
+    /// The open ports inside `nets` (the scopes of the approvals in force).
+    fn open_ports<'a>(&'a self, nets: &'a [ipnet::IpNet]) -> BoxFuture<'a, Result<Vec<PortRow>, String>>;
 }
 
 /// How often the notifier decides and how long deliveries are tried.
@@ -43,6 +46,9 @@ pub struct Timing {
     /// With a feed of new alerts, every alert is read from the store only this
     /// often (and at start): a safety net for a feed that missed some.
     pub full_reload: Duration,
+    /// The owners of approved exposures are warned this long before the approval
+    /// expires.
+    pub warn_before: Duration,
 }
 
 impl Default for Timing {
@@ -53,6 +59,7 @@ impl Default for Timing {
             retry_max: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
             full_reload: Duration::from_secs(300),
+            warn_before: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -262,16 +269,55 @@ impl Service {
             );
         }
         let alerts = self.new_alerts().await?;
-        let decisions = {
+        {
             let mut state = write(&self.state);
             for a in &alerts {
                 state.observe(a);
             }
-            state.plan(&Tick {
-                now: Utc::now(),
+        }
+        // The open ports the approvals in force cover, to check what they serve.
+        let now = Utc::now();
+        let nets: Vec<ipnet::IpNet> = {
+            let state = read(&self.state);
+            let mut nets: Vec<ipnet::IpNet> = state
+                .ledger()
+                .approvals()
+                .values()
+                .filter(|a| a.decision.as_ref().is_some_and(|d| d.granted) && !a.expired)
+                .map(|a| a.request.net)
+                .collect();
+            nets.sort();
+            nets.dedup();
+            nets
+        };
+        let rows = if nets.is_empty() {
+            Vec::new()
+        } else {
+            self.source.open_ports(&nets).await?
+        };
+        let by_port: std::collections::HashMap<(std::net::IpAddr, portwatch_events::Proto, u16), &PortRow> =
+            rows.iter().map(|r| ((r.ip, r.proto, r.port), r)).collect();
+        let decisions = {
+            let state = read(&self.state);
+            let ledger = state.ledger();
+            let suppressed = |a: &Alert| {
+                by_port.get(&(a.ip, a.proto, a.port)).is_some_and(|r| {
+                    portwatch_projections::approvals::approved(ledger.approvals().values(), r, now).is_some()
+                })
+            };
+            let mut decisions = state.plan(&Tick {
+                now,
                 assets: &self.assets,
-                suppressed: &|_| false,
-            })
+                suppressed: &suppressed,
+            });
+            decisions.extend(portwatch_projections::lapses::plan(
+                ledger,
+                &rows,
+                now,
+                chrono::Duration::from_std(self.timing.warn_before).unwrap_or(chrono::Duration::MAX),
+                &self.assets,
+            ));
+            decisions
         };
         if decisions.is_empty() {
             return Ok(());

@@ -11,9 +11,9 @@ use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
 use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_notify::{AlertSource, Service, Timing};
-use portwatch_projections::{Alert, Notifier};
+use portwatch_projections::{Alert, Notifier, PortRow, PortState};
 use portwatch_projector::AlertOutlet;
-use portwatch_stores::{AlertQuery, PageRequest};
+use portwatch_stores::{AlertQuery, IpRange, PageRequest, PortQuery};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -27,6 +27,30 @@ impl AlertSource for ReadAlerts {
             let page = self
                 .0
                 .alerts(&AlertQuery::default(), &PageRequest::all())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(page.items)
+        }
+        .boxed()
+    }
+
+    fn open_ports<'a>(&'a self, nets: &'a [ipnet::IpNet]) -> BoxFuture<'a, Result<Vec<PortRow>, String>> {
+        async move {
+            let query = PortQuery {
+                state: Some(PortState::Open),
+                within: Some(
+                    nets.iter()
+                        .map(|n| IpRange {
+                            lo: n.network(),
+                            hi: n.broadcast(),
+                        })
+                        .collect(),
+                ),
+                ..PortQuery::default()
+            };
+            let page = self
+                .0
+                .ports(&query, &PageRequest::all())
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(page.items)
@@ -112,7 +136,10 @@ pub fn spawn(
         state,
         Arc::new(cfg.asset_map()),
         cfg.alerts.channels.clone(),
-        Timing::default(),
+        Timing {
+            warn_before: cfg.alerts.warn_before,
+            ..Timing::default()
+        },
     )
     .map_err(anyhow::Error::msg)?
     .with_feed(feed);

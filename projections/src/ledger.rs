@@ -16,7 +16,8 @@ use portwatch_events::{DecodeError, Proto, Timestamp, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::approvals::{Approval, ApprovalDecision, ApprovalRequest, Bound};
-use crate::{Alert, Notification, NotificationKind};
+use crate::notice::{Notification, NotificationKind};
+use crate::Alert;
 
 /// Why alerts were recorded without a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

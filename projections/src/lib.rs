@@ -20,7 +20,9 @@
 pub mod alerts;
 pub mod approvals;
 pub mod assets;
+pub mod lapses;
 pub mod ledger;
+pub mod notice;
 pub mod notifications;
 pub mod policy;
 
@@ -41,7 +43,8 @@ pub use ledger::{
     AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord, Role,
     SilenceReason, TokenIssued, TokenRecord,
 };
-pub use notifications::{Notification, NotificationKind, Notifier, NotifyPolicy, Tick};
+pub use notice::{Notification, NotificationKind};
+pub use notifications::{Notifier, NotifyPolicy, Tick};
 pub use policy::Policy;
 
 /// Tuning of the folds. Part of the projection's identity: replaying with another

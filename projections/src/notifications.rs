@@ -15,63 +15,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use portwatch_events::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Decision, DecisionKind, Ledger, SilenceReason};
-use crate::{Alert, AlertKind, AssetMatch, Severity};
-
-/// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    /// New exposures (or new high-risk findings) on the host.
-    Firing,
-    /// A high-risk exposure is still open and unapproved.
-    Reminder,
-    /// Still open after the escalation deadline: sent to the escalation route.
-    Escalation,
-    /// The exposures it reported have closed.
-    Resolved,
-    /// Approved exposures whose approval stopped holding (expired, or the port
-    /// serves something else): findings again.
-    Reopened,
-    /// Approved exposures whose approval expires soon.
-    Expiring,
-}
-
-impl NotificationKind {
-    /// Name as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotificationKind::Firing => "firing",
-            NotificationKind::Reminder => "reminder",
-            NotificationKind::Escalation => "escalation",
-            NotificationKind::Resolved => "resolved",
-            NotificationKind::Reopened => "reopened",
-            NotificationKind::Expiring => "expiring",
-        }
-    }
-}
-
-/// One message about one host's alerts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    /// Stable id: the idempotency key of every delivery of it.
-    pub id: String,
-    /// Why it is sent.
-    pub kind: NotificationKind,
-    /// The host.
-    pub ip: IpAddr,
-    /// The highest severity among its alerts.
-    pub severity: Severity,
-    /// Who answers for the host.
-    #[serde(flatten)]
-    pub asset: AssetMatch,
-    /// The alerts it reports, oldest first.
-    pub alerts: Vec<Alert>,
-    /// When it was decided.
-    pub at: Timestamp,
-}
+use crate::notice::{message, NotificationKind, NOTIFIER};
+use crate::{Alert, AlertKind, Severity};
 
 /// When to tell people (Alertmanager's grouping, per host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +53,6 @@ impl std::fmt::Debug for Tick<'_> {
             .finish_non_exhaustive()
     }
 }
-
-/// Who decides notifications, in decision records.
-pub const NOTIFIER: &str = "notifier";
 
 /// The notification policy: alerts in ([`Notifier::observe`]), decisions out when
 /// they are due ([`Notifier::plan`]), and decisions folded back in once journalled
@@ -277,38 +221,6 @@ impl Notifier {
     }
 }
 
-/// A message about `alerts` of one host. Its id names the host, the kind and the
-/// first alert (and, for reminders, the time), so deciding again from the same
-/// inputs names it the same.
-pub(crate) fn message(
-    kind: NotificationKind,
-    ip: IpAddr,
-    asset: &AssetMatch,
-    mut alerts: Vec<Alert>,
-    now: Timestamp,
-    stamp: Option<Timestamp>,
-) -> Notification {
-    crate::sort_alerts(&mut alerts);
-    let first = alerts.first().map(|a| a.id.clone()).unwrap_or_default();
-    let id = match stamp {
-        Some(at) => format!("{ip}:{}:{first}:{}", kind.as_str(), at.timestamp()),
-        None => format!("{ip}:{}:{first}", kind.as_str()),
-    };
-    Notification {
-        id,
-        kind,
-        ip,
-        severity: alerts
-            .iter()
-            .map(|a| a.severity)
-            .max()
-            .unwrap_or(Severity::Medium),
-        asset: asset.clone(),
-        alerts,
-        at: now,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone, Utc};
@@ -316,6 +228,7 @@ mod tests {
 
     use super::*;
     use crate::Assets;
+    use crate::Notification;
 
     fn at(s: i64) -> Timestamp {
         Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts")

@@ -30,6 +30,14 @@ pub struct RawAlerts {
     pub baseline: Option<bool>,
 }
 
+/// `[approvals]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Warn the owner this long before an approval expires. Default: "3d".
+    pub warn_before: Option<String>,
+}
+
 /// `[[channels]]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +88,8 @@ pub struct AlertSettings {
     pub policy: NotifyPolicy,
     /// The channels, in file order.
     pub channels: Vec<Channel>,
+    /// Warn this long before an approval expires.
+    pub warn_before: Duration,
 }
 
 const KINDS: &str = "webhook, slack, dingtalk, feishu, wecom, email, syslog or alertmanager";
@@ -106,9 +116,11 @@ fn chrono(d: Duration) -> chrono::Duration {
 pub(crate) fn validate(
     alerts: RawAlerts,
     channels: Vec<RawChannel>,
+    approvals: RawApprovals,
     node: &str,
     at: &Origin<'_>,
 ) -> Result<AlertSettings, ConfigError> {
+    let warn_before = duration(at, "approvals.warn_before", approvals.warn_before.as_ref(), "3d")?;
     let policy = NotifyPolicy {
         group_wait: chrono(duration(
             at,
@@ -160,6 +172,7 @@ pub(crate) fn validate(
     Ok(AlertSettings {
         policy,
         channels: out,
+        warn_before,
     })
 }
 
@@ -346,9 +359,17 @@ mod tests {
             alerts: RawAlerts,
             #[serde(default)]
             channels: Vec<RawChannel>,
+            #[serde(default)]
+            approvals: RawApprovals,
         }
         let doc: Doc = toml::from_str(text).expect("toml");
-        validate(doc.alerts, doc.channels, "node-1", &Origin("test.toml"))
+        validate(
+            doc.alerts,
+            doc.channels,
+            doc.approvals,
+            "node-1",
+            &Origin("test.toml"),
+        )
     }
 
     #[test]

@@ -186,6 +186,9 @@ pub struct RawConfig {
     /// `[auth]`
     #[serde(default)]
     pub auth: RawAuth,
+    /// `[approvals]`
+    #[serde(default)]
+    pub approvals: alerts::RawApprovals,
 }
 
 /// Where the config came from.
@@ -343,7 +346,7 @@ impl RawConfig {
             projector: self.projector,
         }
         .validate(origin)?;
-        let alerts = alerts::validate(self.alerts, self.channels, &node, &at)?;
+        let alerts = alerts::validate(self.alerts, self.channels, self.approvals, &node, &at)?;
 
         Ok(Config {
             source,

@@ -1,0 +1,238 @@
+//! Approvals: file (operator), list (viewer), approve or reject (approver, never the
+//! requester). Granting binds the approval to what each open port in scope serves
+//! right now, read from the deployment's store.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use chrono::Utc;
+use ipnet::IpNet;
+use portwatch_events::{PortSet, Proto};
+use portwatch_projections::approvals::{Approval, ApprovalState};
+use portwatch_projections::{ApprovalRequest, Bound, Decision, DecisionKind, Fingerprint, PortState};
+use portwatch_stores::{IpRange, PageRequest, PortQuery};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ApiContext;
+
+/// Longest an approval may run: a year, so every approval is looked at again.
+pub const MAX_VALIDITY: chrono::Duration = chrono::Duration::days(366);
+
+/// The body of `POST /api/v1/approvals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApproval {
+    /// An address or a CIDR network.
+    pub target: String,
+    /// Ports: `8080`, `8000-8100`, `80,443`.
+    pub ports: String,
+    /// `tcp` (default) or `udp`.
+    pub proto: Option<String>,
+    /// The service expected (`http`, `ssh`, ...).
+    pub service: Option<String>,
+    /// The business reason.
+    pub reason: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// RFC 3339 time, or a duration from now (`30d`, `12h`).
+    pub expires: String,
+}
+
+/// The body of approve and reject.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// A note for the record.
+    pub note: Option<String>,
+}
+
+/// An approval as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ApprovalView {
+    /// Its state now.
+    pub state: ApprovalState,
+    /// Everything else.
+    #[serde(flatten)]
+    pub approval: Approval,
+}
+
+/// Check a request; the decision that files it.
+pub fn file(body: NewApproval, by: &str, now: chrono::DateTime<Utc>) -> Result<Decision, String> {
+    let net: IpNet = match body.target.parse::<IpNet>() {
+        Ok(n) => n.trunc(),
+        Err(_) => body
+            .target
+            .parse::<std::net::IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("target `{}`: not an address or CIDR network", body.target))?,
+    };
+    let ports = PortSet::parse(&body.ports).map_err(|e| format!("ports: {e}"))?;
+    let proto = match body.proto.as_deref() {
+        None => Proto::Tcp,
+        Some(p) => p.parse().map_err(|e| format!("proto: {e}"))?,
+    };
+    if body.reason.trim().is_empty() {
+        return Err("reason: say why the business needs this exposure".into());
+    }
+    if body.owner.trim().is_empty() {
+        return Err("owner: name who answers for it".into());
+    }
+    let expires_at = match chrono::DateTime::parse_from_rfc3339(&body.expires) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let d = humantime::parse_duration(&body.expires).map_err(|_| {
+                format!(
+                    "expires `{}`: an RFC 3339 time or a duration such as 30d",
+                    body.expires
+                )
+            })?;
+            now + chrono::Duration::from_std(d).map_err(|e| format!("expires: {e}"))?
+        }
+    };
+    if expires_at <= now {
+        return Err(format!("expires `{}`: must be in the future", body.expires));
+    }
+    if expires_at - now > MAX_VALIDITY {
+        return Err(format!("expires `{}`: at most a year from now", body.expires));
+    }
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    Ok(Decision::new(
+        now,
+        by,
+        DecisionKind::ApprovalRequested(ApprovalRequest {
+            approval_id: format!("ap_{}", hex::encode(id)),
+            net,
+            ports,
+            proto,
+            service: body.service.filter(|s| !s.trim().is_empty()),
+            reason: body.reason,
+            owner: body.owner,
+            expires_at,
+        }),
+    ))
+}
+
+async fn record(ctx: &ApiContext, decisions: Vec<Decision>) -> Result<(), ApiError> {
+    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
+}
+
+fn view(a: &Approval) -> ApprovalView {
+    ApprovalView {
+        state: a.state(Utc::now()),
+        approval: a.clone(),
+    }
+}
+
+fn find(ctx: &ApiContext, id: &str) -> Result<Approval, ApiError> {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    state
+        .ledger()
+        .approvals()
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no approval with id `{id}`")))
+}
+
+pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let views: Vec<ApprovalView> = state.ledger().approvals().values().map(view).collect();
+    Json(views)
+}
+
+pub(crate) async fn create(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    body: Result<Json<NewApproval>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
+    let decision = file(body, &me.user, Utc::now()).map_err(ApiError::bad_request)?;
+    let DecisionKind::ApprovalRequested(request) = &decision.what else {
+        return Err(ApiError::unavailable("not a request".into()));
+    };
+    let id = request.approval_id.clone();
+    record(&ctx, vec![decision]).await?;
+    tracing::info!(by = %me.user, approval = %id, "approval requested");
+    Ok((StatusCode::CREATED, Json(view(&find(&ctx, &id)?))))
+}
+
+/// Approve or reject: an approver, not the requester, on a pending request.
+async fn decide(
+    ctx: &ApiContext,
+    me: &Identity,
+    id: &str,
+    verdict: Option<Json<Verdict>>,
+    grant: bool,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let approval = find(ctx, id)?;
+    if approval.requested_by == me.user {
+        return Err(ApiError::forbidden(format!(
+            "{} requested approval {id}; someone else must decide it",
+            me.user
+        )));
+    }
+    if approval.decision.is_some() {
+        return Err(ApiError::conflict(format!("approval {id} was decided already")));
+    }
+    let note = verdict.and_then(|Json(v)| v.note);
+    let what = if grant {
+        // Bind it to what each open port in scope serves now.
+        let net = approval.request.net;
+        let query = PortQuery {
+            state: Some(PortState::Open),
+            within: Some(vec![IpRange {
+                lo: net.network(),
+                hi: net.broadcast(),
+            }]),
+            ..PortQuery::default()
+        };
+        let rows = ctx.read.ports(&query, &PageRequest::all()).await?.items;
+        let bound = rows
+            .iter()
+            .filter(|r| approval.covers(r.ip, r.proto, r.port))
+            .map(|r| Bound {
+                ip: r.ip,
+                proto: r.proto,
+                port: r.port,
+                seen: Fingerprint::of(r),
+            })
+            .collect();
+        DecisionKind::ApprovalGranted {
+            approval_id: id.to_string(),
+            bound,
+            note,
+        }
+    } else {
+        DecisionKind::ApprovalRejected {
+            approval_id: id.to_string(),
+            note,
+        }
+    };
+    record(ctx, vec![Decision::new(Utc::now(), &me.user, what)]).await?;
+    tracing::info!(by = %me.user, approval = %id, granted = grant, "approval decided");
+    Ok(Json(view(&find(ctx, id)?)))
+}
+
+pub(crate) async fn approve(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    Path(id): Path<String>,
+    verdict: Option<Json<Verdict>>,
+) -> Result<impl IntoResponse, ApiError> {
+    decide(&ctx, &me, &id, verdict, true).await
+}
+
+pub(crate) async fn reject(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    Path(id): Path<String>,
+    verdict: Option<Json<Verdict>>,
+) -> Result<impl IntoResponse, ApiError> {
+    decide(&ctx, &me, &id, verdict, false).await
+}
