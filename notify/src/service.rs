@@ -302,7 +302,7 @@ impl Service {
             let ledger = state.ledger();
             let suppressed = |a: &Alert| {
                 by_port.get(&(a.ip, a.proto, a.port)).is_some_and(|r| {
-                    portwatch_projections::approvals::approved(ledger.approvals().values(), r, now).is_some()
+                    portwatch_projections::approvals::approved(ledger.approvals().values(), r).is_some()
                 })
             };
             let mut decisions = state.plan(&Tick {

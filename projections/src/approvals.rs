@@ -194,23 +194,22 @@ impl Approval {
         })
     }
 
-    /// Whether it silences the findings of the exposure `row` is in, at `now`.
-    pub fn holds_for(&self, row: &PortRow, now: Timestamp) -> bool {
-        self.state(now) == ApprovalState::Approved
+    /// Whether it silences the findings of the exposure `row` is in. Past its
+    /// expiry it holds until the expiry is acted on (journalled, with the findings
+    /// reopened), so that the reopening is the one message people get.
+    pub fn holds_for(&self, row: &PortRow) -> bool {
+        self.decision.as_ref().is_some_and(|d| d.granted)
+            && !self.expired
             && self.covers(row.ip, row.proto, row.port)
             && !self.lapsed.contains_key(&row.episode_id)
             && self.mismatch(row).is_none()
     }
 }
 
-/// The approval among `approvals` that silences the exposure of `row` at `now`.
-pub fn approved<'a>(
-    approvals: impl IntoIterator<Item = &'a Approval>,
-    row: &PortRow,
-    now: Timestamp,
-) -> Option<String> {
+/// The approval among `approvals` that silences the exposure of `row`.
+pub fn approved<'a>(approvals: impl IntoIterator<Item = &'a Approval>, row: &PortRow) -> Option<String> {
     approvals
         .into_iter()
-        .find(|a| a.holds_for(row, now))
+        .find(|a| a.holds_for(row))
         .map(|a| a.request.approval_id.clone())
 }

@@ -214,22 +214,29 @@ mod tests {
         assert_eq!(a.state(at(30)), ApprovalState::Approved);
         assert_eq!(a.requested_by, "olga");
         assert_eq!(
-            approved(ledger.approvals().values(), &http, at(30)).as_deref(),
+            approved(ledger.approvals().values(), &http).as_deref(),
             Some("a1")
         );
         // Another port, or the same port serving Redis: not approved.
-        assert!(approved(
-            ledger.approvals().values(),
-            &row(8081, "e2", Some("http")),
-            at(30)
-        )
-        .is_none());
+        assert!(approved(ledger.approvals().values(), &row(8081, "e2", Some("http"))).is_none());
         let redis = row(8080, "e1", Some("redis"));
-        assert!(approved(ledger.approvals().values(), &redis, at(30)).is_none());
+        assert!(approved(ledger.approvals().values(), &redis).is_none());
         assert!(a.mismatch(&redis).expect("mismatch").contains("now serves redis"));
-        // Past the expiry: not approved.
-        assert!(approved(ledger.approvals().values(), &http, at(100_000)).is_none());
         assert_eq!(a.state(at(100_000)), ApprovalState::Expired);
+        // Past the expiry it holds until the expiry is acted on.
+        assert!(approved(ledger.approvals().values(), &http).is_some());
+        ledger.apply(&Decision::new(
+            at(100_000),
+            NOTIFIER,
+            DecisionKind::ApprovalExpired {
+                approval_id: "a1".into(),
+            },
+        ));
+        assert!(approved(ledger.approvals().values(), &http).is_none());
+        assert_eq!(
+            ledger.approvals()["a1"].state(at(100_000)),
+            ApprovalState::Expired
+        );
     }
 
     #[test]
@@ -237,10 +244,7 @@ mod tests {
         let http = row(8080, "e1", Some("http"));
         let mut ledger = Ledger::new();
         ledger.apply(&request("a1", 100_000, Some("http")));
-        assert!(
-            approved(ledger.approvals().values(), &http, at(30)).is_none(),
-            "pending"
-        );
+        assert!(approved(ledger.approvals().values(), &http).is_none(), "pending");
         ledger.apply(&Decision::new(
             at(20),
             "arno",
@@ -250,7 +254,7 @@ mod tests {
             },
         ));
         assert_eq!(ledger.approvals()["a1"].state(at(30)), ApprovalState::Rejected);
-        assert!(approved(ledger.approvals().values(), &http, at(30)).is_none());
+        assert!(approved(ledger.approvals().values(), &http).is_none());
         // A later grant does not overturn a rejection.
         ledger.apply(&grant("a1", vec![&http]));
         assert_eq!(ledger.approvals()["a1"].state(at(30)), ApprovalState::Rejected);
@@ -261,15 +265,10 @@ mod tests {
         let mut ledger = Ledger::new();
         ledger.apply(&request("a1", 100_000, Some("http")));
         ledger.apply(&grant("a1", Vec::new()));
-        assert!(approved(
-            ledger.approvals().values(),
-            &row(8080, "e1", Some("http")),
-            at(30)
-        )
-        .is_some());
-        assert!(approved(ledger.approvals().values(), &row(8080, "e1", Some("ssh")), at(30)).is_none());
+        assert!(approved(ledger.approvals().values(), &row(8080, "e1", Some("http"))).is_some());
+        assert!(approved(ledger.approvals().values(), &row(8080, "e1", Some("ssh"))).is_none());
         assert!(
-            approved(ledger.approvals().values(), &row(8080, "e1", None), at(30)).is_none(),
+            approved(ledger.approvals().values(), &row(8080, "e1", None)).is_none(),
             "not identified yet"
         );
     }

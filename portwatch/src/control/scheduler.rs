@@ -179,14 +179,15 @@ impl Scheduler {
             Task::OfflineFullPorts => vec![spec(offline()?, PortSet::all())],
             Task::AllAssetsFullPorts => vec![spec(self.assets(), PortSet::all())],
             Task::PortRecheck | Task::ServiceDetection | Task::AdminPanels => {
-                // PORT_OPEN (task 3: those not identified yet or not for
-                // `redetect_after`; task 5: web ports),
+                // PORT_OPEN (task 3: those not identified in their current
+                // exposure (a port that closed and opened again may serve something
+                // else now) or not for `redetect_after`; task 5: web ports),
                 // grouped so that hosts with the same open ports share a job.
                 let stale = chrono::Utc::now()
                     - chrono::Duration::from_std(self.cfg.service.redetect_after)
                         .unwrap_or(chrono::Duration::MAX);
                 let wanted = |r: &PortRow| match task {
-                    Task::ServiceDetection => r.detected_at.is_none_or(|at| at < stale),
+                    Task::ServiceDetection => r.detected_at.is_none_or(|at| at < stale || at < r.last_change),
                     Task::AdminPanels => matches!(r.service.as_deref(), Some("http" | "https")),
                     _ => true,
                 };
