@@ -10,7 +10,7 @@ use portwatch_stores::{AlertQuery, EpisodeQuery, HostQuery, Page, PortQuery};
 
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::views::{alert_views, with_assets, ScheduledTask};
+use crate::views::{alert_views, port_views, with_assets, ScheduledTask};
 use crate::ApiContext;
 
 type Q = Query<HashMap<String, String>>;
@@ -52,7 +52,10 @@ pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
         within: p.owner(&ctx.assets)?,
     };
     let Page { items, next } = ctx.read.ports(&query, &p.page()?).await?;
-    let views = with_assets(items, &ctx.assets);
+    let views = {
+        let notifier = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        port_views(items, &ctx.assets, notifier.ledger())
+    };
     Ok(paged(views, next))
 }
 

@@ -119,3 +119,26 @@ pub fn alert_views(alerts: Vec<Alert>, assets: &Assets, ledger: &Ledger) -> Vec<
         })
         .collect()
 }
+
+/// A port row with its asset match and the approval that silences it, if any.
+#[derive(Debug, Serialize)]
+pub struct PortView {
+    /// The row and its asset.
+    #[serde(flatten)]
+    pub port: WithAsset<PortRow>,
+    /// The approval in force for this exposure (it still serves what was approved).
+    pub approval: Option<String>,
+}
+
+/// Port rows joined with their assets and, from the ledger, their approvals.
+pub fn port_views(rows: Vec<PortRow>, assets: &Assets, ledger: &Ledger) -> Vec<PortView> {
+    rows.into_iter()
+        .map(|row| {
+            let approval = portwatch_projections::approvals::approved(ledger.approvals().values(), &row);
+            PortView {
+                port: WithAsset::join(row, assets),
+                approval,
+            }
+        })
+        .collect()
+}

@@ -14,10 +14,9 @@ pub fn parse_pem(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'st
     Ok(certs)
 }
 
-/// An HTTP client trusting the system's roots and `extra` CA certificates.
-pub(crate) fn http_client(
-    extra: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<reqwest::Client, String> {
+/// An HTTP client trusting the system's roots and `extra` CA certificates (the
+/// channels' and the command line's client).
+pub fn http_client(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<reqwest::Client, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra.iter().cloned(), provider.clone())

@@ -117,6 +117,18 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Events(EventsArgs),
 
+    /// Approvals through the API of a running portwatch (`up` or `control`): file
+    /// a request, approve or reject one (approver, never the requester), list them.
+    /// The token comes from PORTWATCH_TOKEN or --token-file.
+    ///
+    /// Examples:
+    ///   portwatch approval request --target 203.0.113.7 --ports 8443 --service https \
+    ///       --reason "vendor support portal" --owner web-team --expires 30d
+    ///   portwatch approval approve ap_1f2e3d4c5b6a7988 --note "until the VPN move"
+    ///   portwatch approval list
+    #[command(verbatim_doc_comment)]
+    Approval(ApprovalArgs),
+
     /// Manage API tokens: `token create` issues one (shown once, stored hashed).
     ///
     /// Examples:
@@ -362,6 +374,73 @@ pub struct EventsArgs {
     /// Most events to print.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+}
+
+/// `approval` flags and subcommands.
+#[derive(Debug, Args)]
+pub struct ApprovalArgs {
+    /// The API's base URL. Default: http://[api] listen.
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+
+    /// A file holding the API token (default: the PORTWATCH_TOKEN variable).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ApprovalCommand,
+}
+
+/// `approval` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// File a request (operator).
+    Request {
+        /// An address or CIDR network.
+        #[arg(long)]
+        target: String,
+        /// Ports: 8080, 8000-8100, 80,443.
+        #[arg(long)]
+        ports: String,
+        /// tcp or udp.
+        #[arg(long)]
+        proto: Option<String>,
+        /// The service expected there.
+        #[arg(long)]
+        service: Option<String>,
+        /// Why the business needs it.
+        #[arg(long)]
+        reason: String,
+        /// Who answers for it.
+        #[arg(long)]
+        owner: String,
+        /// When it expires: RFC 3339 time or a duration from now (30d).
+        #[arg(long)]
+        expires: String,
+    },
+    /// Grant a pending request (approver; not your own).
+    Approve {
+        /// The approval's id.
+        id: String,
+        /// A note for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a pending request (approver; not your own).
+    Reject {
+        /// The approval's id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Every approval and its state.
+    List {
+        /// JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `token` subcommands.

@@ -54,6 +54,16 @@ fn token(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// `portwatch approval ARGS` as the holder of `token`.
+fn cli(ns: &Netns, cfg: &str, token: &str, args: &[&str]) -> std::process::Output {
+    ns.command(support::bin())
+        .args(["--config", cfg, "approval"])
+        .args(args)
+        .env("PORTWATCH_TOKEN", token)
+        .output()
+        .expect("portwatch approval")
+}
+
 fn port_row(ns: &Netns, token: &str) -> Option<serde_json::Value> {
     let (status, rows) = call(ns, "GET", &format!("/api/v1/ports?ip={HOST}"), token, "");
     (status == 200).then_some(())?;
@@ -181,6 +191,11 @@ secret = "{SECRET}"
 
     // Granted by someone else: silent from then on.
     let first = approve(&ns, &operator, &approver, "1h");
+    assert_eq!(
+        port_row(&ns, &admin).map(|r| r["approval"].clone()),
+        Some(serde_json::json!(first)),
+        "the port shows its approval"
+    );
     std::thread::sleep(Duration::from_secs(2));
     let before = received(&hook_log).len();
     std::thread::sleep(Duration::from_secs(10));
@@ -244,7 +259,52 @@ secret = "{SECRET}"
         port_row(&ns, &admin).filter(|r| r["service"] == "redis")
     })
     .expect("identified as redis");
-    let _second = approve(&ns, &operator, &approver, "16s");
+    // This one through the command line, which goes through the same API.
+    let filed = cli(
+        &ns,
+        cfg,
+        &operator,
+        &[
+            "request",
+            "--target",
+            HOST,
+            "--ports",
+            "8080",
+            "--service",
+            "redis",
+            "--reason",
+            "cache for the shop, firewalled upstream",
+            "--owner",
+            "web-team",
+            "--expires",
+            "16s",
+        ],
+    );
+    assert!(filed.status.success(), "{}", stderr(&filed));
+    let filed: serde_json::Value = serde_json::from_str(stdout(&filed).trim()).expect("json");
+    let second = filed["approval_id"].as_str().expect("id").to_string();
+    let own = cli(&ns, cfg, &operator, &["approve", &second]);
+    assert_eq!(own.status.code(), Some(2), "the requester's grant is refused");
+    assert!(stderr(&own).contains("403"), "{}", stderr(&own));
+    let granted = cli(
+        &ns,
+        cfg,
+        &approver,
+        &["approve", &second, "--note", "short test window"],
+    );
+    assert!(granted.status.success(), "{}", stderr(&granted));
+    assert!(stdout(&granted).contains("\"approved\""), "{}", stdout(&granted));
+    let table = cli(&ns, cfg, &admin, &["list"]);
+    assert!(
+        stdout(&table).contains(&second) && stdout(&table).contains(&first),
+        "{}",
+        stdout(&table)
+    );
+    assert_eq!(
+        port_row(&ns, &admin).map(|r| r["approval"].clone()),
+        Some(serde_json::json!(second)),
+        "the port shows its approval"
+    );
     let mark = received(&hook_log).len();
     let expired = wait_for(Duration::from_secs(40), || {
         let k = kinds(&hook_log)[mark..].to_vec();

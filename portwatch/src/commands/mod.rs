@@ -1,6 +1,7 @@
 //! One-shot commands: an ad-hoc [`scan`], a liveness [`ping`], and the store
 //! [`query`] commands (tables for people, JSON Lines for scripts).
 
+pub mod approval;
 pub mod ping;
 pub mod query;
 pub mod scan;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use portwatch_api::views::{alert_views, WithAsset};
+use portwatch_api::views::{alert_views, port_views, WithAsset};
 use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
 use portwatch_projections::{Decision, Ledger, PortState};
 use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
@@ -57,8 +57,8 @@ pub fn ports(cfg: &Config, args: &PortsArgs) -> anyhow::Result<()> {
     let assets = cfg.asset_map();
     let mut out = std::io::stdout().lock();
     if args.output.json {
-        for row in rows {
-            json_line(&mut out, &WithAsset::join(row, &assets))?;
+        for view in port_views(rows, &assets, &ledger(cfg)?) {
+            json_line(&mut out, &view)?;
         }
         return Ok(());
     }
