@@ -11,7 +11,7 @@ use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
 use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_notify::{AlertSource, Service, Timing};
-use portwatch_projections::{Alert, Notifier, PortRow, PortState};
+use portwatch_projections::{Alert, Decision, DecisionKind, Notifier, PortRow, PortState};
 use portwatch_projector::AlertOutlet;
 use portwatch_stores::{AlertQuery, IpRange, PageRequest, PortQuery};
 use tokio::sync::{mpsc, watch};
@@ -151,13 +151,42 @@ pub fn spawn(
     Ok(tokio::spawn(service.run(stop)))
 }
 
-/// Fold the journal, and on the very first start (no user on record) create the
-/// admin's first token: returned to be shown once; only its hash is journalled.
+/// Fold the journal; grant the allow-list's approvals not on record yet; and on the
+/// very first start (no user on record) create the admin's first token: returned to
+/// be shown once; only its hash is journalled.
 pub async fn bootstrap(
+    cfg: &Config,
     journal: &Arc<dyn Journal>,
     state: &Arc<RwLock<Notifier>>,
 ) -> anyhow::Result<Option<String>> {
     portwatch_notify::service::catch_up(journal, state, 0).await?;
+    let seeds: Vec<Decision> = {
+        let state = state.read().unwrap_or_else(|p| p.into_inner());
+        let now = chrono::Utc::now();
+        cfg.alerts
+            .allow
+            .iter()
+            .filter(|r| !state.ledger().approvals().contains_key(&r.approval_id))
+            .flat_map(|r| {
+                [
+                    Decision::new(now, ALLOW_LIST, DecisionKind::ApprovalRequested(r.clone())),
+                    Decision::new(
+                        now,
+                        ALLOW_LIST,
+                        DecisionKind::ApprovalGranted {
+                            approval_id: r.approval_id.clone(),
+                            bound: Vec::new(),
+                            note: Some("seeded from the allow-list".into()),
+                        },
+                    ),
+                ]
+            })
+            .collect()
+    };
+    if !seeds.is_empty() {
+        tracing::info!(approvals = seeds.len() / 2, "allow-list approvals granted");
+        portwatch_notify::service::record(journal, state, seeds).await?;
+    }
     let empty = state
         .read()
         .unwrap_or_else(|p| p.into_inner())
@@ -178,6 +207,9 @@ pub async fn bootstrap(
     tracing::info!(user = "admin", token = %id, "first start: admin token issued");
     Ok(Some(token))
 }
+
+/// Who grants the allow-list's approvals, in the journal.
+pub const ALLOW_LIST: &str = "allow-list";
 
 /// Show the first admin token on stdout (never in the log).
 pub fn show_first_token(token: &str, listen: std::net::SocketAddr) {

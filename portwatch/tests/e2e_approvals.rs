@@ -331,3 +331,109 @@ secret = "{SECRET}"
         "approved, so silent but for the warning until it expires: {expired:?}"
     );
 }
+
+#[test]
+fn an_allow_listed_service_pages_nobody_and_is_seeded_once() {
+    let ns = Netns::new("allowlist");
+    let dir = tempdir();
+    let hook_log = dir.path().join("hook.jsonl");
+    let _receiver = receivers::http(&ns, HOOK, &hook_log, 0);
+    let host = "127.0.0.9";
+    let _web = Proc(
+        ns.command("python3")
+            .args(["-m", "http.server", "8080", "--bind", host])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python http.server"),
+    );
+    let allow = dir.path().join("allow.toml");
+    std::fs::write(
+        &allow,
+        format!(
+            "[[allow]]\ntarget = \"{host}\"\nports = \"8080\"\nservice = \"http\"\nreason = \"the shop's status page\"\nowner = \"web-team\"\nexpires = \"2099-01-01T00:00:00Z\"\n"
+        ),
+    )
+    .expect("allow-list");
+    let data = dir.path().join("data");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[scope]
+allow_reserved = true
+
+[[assets]]
+cidr = "{host}/32"
+
+[scan]
+rate = 100000
+timeout = "300ms"
+high_risk_ports = "8080"
+
+[schedule]
+high_risk_ports = "2s"
+service_detection = "1s"
+
+[store]
+path = "{data}"
+
+[api]
+listen = "{API}"
+
+[auth]
+anonymous_read = true
+
+[alerts]
+group_wait = "6s"
+baseline = false
+
+[approvals]
+allow_list = "{allow}"
+
+[[channels]]
+name = "soc"
+kind = "webhook"
+url = "http://{HOOK}/hook"
+secret = "{SECRET}"
+"#,
+            data = data.display(),
+            allow = allow.display()
+        ),
+    );
+    let cfg = cfg.to_str().expect("utf8");
+    let log = dir.path().join("up.log");
+    let mut up = Proc(ns.spawn_portwatch(&["up", "--config", cfg], &log));
+    let row = wait_for(Duration::from_secs(30), || {
+        let rows = ns.get_json(API, &format!("/api/v1/ports?ip={host}"))?;
+        rows.as_array()?
+            .iter()
+            .find(|r| r["port"] == 8080 && r["service"] == "http")
+            .cloned()
+    })
+    .unwrap_or_else(|| panic!("8080 never identified; log:\n{}", read(&log)));
+    assert!(
+        row["approval"].as_str().is_some_and(|a| a.starts_with("al_")),
+        "{row}\napprovals: {:?}\nlog:\n{}",
+        ns.get_json(API, "/api/v1/approvals"),
+        read(&log)
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        received(&hook_log).is_empty(),
+        "an allow-listed service paged: {:?}",
+        kinds(&hook_log)
+    );
+    let approvals = ns.get_json(API, "/api/v1/approvals").expect("approvals");
+    let list = approvals.as_array().expect("list");
+    assert_eq!(list.len(), 1, "{approvals}");
+    assert_eq!(list[0]["state"], "approved");
+    assert_eq!(list[0]["requested_by"], "allow-list");
+    // Started again: the same entry is not granted twice.
+    assert_eq!(up.stop(), Some(0));
+    let _up = Proc(ns.spawn_portwatch(&["up", "--config", cfg], &dir.path().join("up2.log")));
+    let again =
+        wait_for(Duration::from_secs(20), || ns.get_json(API, "/api/v1/approvals")).expect("approvals");
+    assert_eq!(again.as_array().map(Vec::len), Some(1), "{again}");
+}

@@ -164,8 +164,14 @@ impl Approval {
 
     /// Why it does not hold for what `row` serves now, if it does not: a port seen
     /// when it was granted must serve what it served then; one not seen then must
-    /// serve the expected service (or, with none named, still be unidentified).
+    /// serve the expected service (or, with none named, still be unidentified). A
+    /// port service detection has not looked at yet is given the benefit of the
+    /// doubt until it has.
     pub fn mismatch(&self, row: &PortRow) -> Option<String> {
+        if row.detected_at.is_none() {
+            // Not looked at yet: nothing to compare (service detection is due).
+            return None;
+        }
         let now = Fingerprint::of(row);
         let expected = match self
             .bound

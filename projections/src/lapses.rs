@@ -146,7 +146,7 @@ mod tests {
             panels: Vec::new(),
             title: None,
             tls_subject: None,
-            detected_at: None,
+            detected_at: Some(at(0)),
             risk: RiskClass::HighRiskPort,
         }
     }
@@ -269,7 +269,13 @@ mod tests {
         assert!(approved(ledger.approvals().values(), &row(8080, "e1", Some("ssh"))).is_none());
         assert!(
             approved(ledger.approvals().values(), &row(8080, "e1", None)).is_none(),
-            "not identified yet"
+            "detection ran and did not identify it"
+        );
+        let mut unseen = row(8080, "e1", None);
+        unseen.detected_at = None;
+        assert!(
+            approved(ledger.approvals().values(), &unseen).is_some(),
+            "not looked at yet: held until it is"
         );
     }
 

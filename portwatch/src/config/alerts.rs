@@ -3,12 +3,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use portwatch_events::RiskClass;
+use portwatch_events::{PortSet, Proto, RiskClass};
 use portwatch_notify::email::check_address;
 use portwatch_notify::{
     Channel, EmailChannel, HttpChannel, HttpKind, Route, Sender, SyslogChannel, Transport,
 };
-use portwatch_projections::{NotifyPolicy, Severity};
+use portwatch_projections::{ApprovalRequest, NotifyPolicy, Severity};
 use serde::Deserialize;
 
 use super::{parse_duration, ConfigError, Origin};
@@ -36,6 +36,104 @@ pub struct RawAlerts {
 pub struct RawApprovals {
     /// Warn the owner this long before an approval expires. Default: "3d".
     pub warn_before: Option<String>,
+    /// A TOML file of `[[allow]]` entries: approvals of known business services,
+    /// granted on start (each bound by its service, with a fixed expiry).
+    pub allow_list: Option<String>,
+}
+
+/// One `[[allow]]` entry of the allow-list file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    target: String,
+    ports: String,
+    proto: Option<String>,
+    service: String,
+    reason: String,
+    owner: String,
+    expires: String,
+}
+
+/// The allow-list file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllowList {
+    #[serde(default)]
+    allow: Vec<RawAllow>,
+}
+
+/// Read and check the allow-list at `path`: one approval request per entry, with
+/// an id derived from its content (the same entry is seeded once, however often
+/// portwatch starts).
+fn allow_list(path: &str, at: &Origin<'_>) -> Result<Vec<ApprovalRequest>, ConfigError> {
+    let key = "approvals.allow_list";
+    let text =
+        std::fs::read_to_string(path).map_err(|e| at.invalid(key, &format!("{path:?}"), &e.to_string()))?;
+    let list: RawAllowList = toml::from_str(&text)
+        .map_err(|e| at.invalid(key, &format!("{path:?}"), &e.message().replace('\n', " ")))?;
+    let mut out = Vec::new();
+    for (i, raw) in list.allow.into_iter().enumerate() {
+        let field = |f: &str| format!("{path}: allow[{i}].{f}");
+        let bad = |f: &str, v: &str, why: &str| ConfigError::Invalid {
+            origin: at.0.to_string(),
+            key: field(f),
+            value: format!("{v:?}"),
+            reason: why.to_string(),
+        };
+        let net: ipnet::IpNet = match raw.target.parse::<ipnet::IpNet>() {
+            Ok(n) => n.trunc(),
+            Err(_) => raw
+                .target
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| bad("target", &raw.target, "not an address or CIDR network"))?,
+        };
+        let ports = PortSet::parse(&raw.ports).map_err(|e| bad("ports", &raw.ports, &e.reason))?;
+        let proto: Proto = raw
+            .proto
+            .as_deref()
+            .unwrap_or("tcp")
+            .parse()
+            .map_err(|e: String| bad("proto", raw.proto.as_deref().unwrap_or(""), &e))?;
+        if raw.service.trim().is_empty() {
+            return Err(bad("service", &raw.service, "name the service it serves"));
+        }
+        for (f, v) in [("reason", &raw.reason), ("owner", &raw.owner)] {
+            if v.trim().is_empty() {
+                return Err(bad(f, v, "must not be empty"));
+            }
+        }
+        let expires_at = chrono::DateTime::parse_from_rfc3339(&raw.expires)
+            .map_err(|_| {
+                bad(
+                    "expires",
+                    &raw.expires,
+                    "an RFC 3339 time, e.g. 2027-06-30T00:00:00Z",
+                )
+            })?
+            .with_timezone(&chrono::Utc);
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(
+            format!(
+                "{net}|{}|{proto}|{}|{}",
+                ports,
+                raw.service,
+                expires_at.to_rfc3339()
+            )
+            .as_bytes(),
+        );
+        out.push(ApprovalRequest {
+            approval_id: format!("al_{}", hex::encode(&digest[..8])),
+            net,
+            ports,
+            proto,
+            service: Some(raw.service),
+            reason: raw.reason,
+            owner: raw.owner,
+            expires_at,
+        });
+    }
+    Ok(out)
 }
 
 /// `[[channels]]` as written.
@@ -90,6 +188,8 @@ pub struct AlertSettings {
     pub channels: Vec<Channel>,
     /// Warn this long before an approval expires.
     pub warn_before: Duration,
+    /// Approvals of the allow-list, granted on start.
+    pub allow: Vec<ApprovalRequest>,
 }
 
 const KINDS: &str = "webhook, slack, dingtalk, feishu, wecom, email, syslog or alertmanager";
@@ -121,6 +221,10 @@ pub(crate) fn validate(
     at: &Origin<'_>,
 ) -> Result<AlertSettings, ConfigError> {
     let warn_before = duration(at, "approvals.warn_before", approvals.warn_before.as_ref(), "3d")?;
+    let allow = match &approvals.allow_list {
+        None => Vec::new(),
+        Some(path) => allow_list(path, at)?,
+    };
     let policy = NotifyPolicy {
         group_wait: chrono(duration(
             at,
@@ -173,6 +277,7 @@ pub(crate) fn validate(
         policy,
         channels: out,
         warn_before,
+        allow,
     })
 }
 
@@ -443,6 +548,31 @@ severity = "high"
             (Transport::Tcp, "127.0.0.1:6514", true, "node-1")
         );
         assert_eq!(s.channels[2].route.min_severity, Severity::High);
+    }
+
+    #[test]
+    fn an_allow_list_seeds_approvals_with_stable_ids_and_named_errors() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("allow.toml");
+        std::fs::write(
+            &path,
+            "[[allow]]\ntarget = \"203.0.113.0/24\"\nports = \"443\"\nservice = \"https\"\nreason = \"public web front\"\nowner = \"web-team\"\nexpires = \"2027-06-30T00:00:00Z\"\n",
+        )
+        .expect("write");
+        let text = format!("[approvals]\nallow_list = {:?}\n", path.display().to_string());
+        let a = check(&text).expect("valid").allow;
+        let b = check(&text).expect("valid").allow;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].approval_id, b[0].approval_id, "stable across loads");
+        assert!(a[0].approval_id.starts_with("al_"));
+        assert_eq!(a[0].service.as_deref(), Some("https"));
+        std::fs::write(
+            &path,
+            "[[allow]]\ntarget = \"203.0.113.0/24\"\nports = \"443\"\nservice = \"https\"\nreason = \"x\"\nowner = \"y\"\nexpires = \"30d\"\n",
+        )
+        .expect("write");
+        let err = check(&text).expect_err("relative expiry").to_string();
+        assert!(err.contains("allow[0].expires = \"30d\""), "{err}");
     }
 
     #[test]

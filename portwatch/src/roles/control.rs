@@ -64,7 +64,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     });
     let journal: Arc<dyn Journal> = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
     let notifications = crate::notifier::state(&cfg);
-    let first_token = crate::notifier::bootstrap(&journal, &notifications).await?;
+    let first_token = crate::notifier::bootstrap(&cfg, &journal, &notifications).await?;
     let server = crate::serve::bind(
         cfg.api_listen,
         crate::serve::context(

@@ -98,7 +98,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     });
     let notifications = notifier::state(&cfg);
     let journal: Arc<dyn Journal> = embedded_log.clone();
-    let first_token = notifier::bootstrap(&journal, &notifications).await?;
+    let first_token = notifier::bootstrap(&cfg, &journal, &notifications).await?;
     let server = serve::bind(
         cfg.api_listen,
         serve::context(
