@@ -168,10 +168,8 @@ impl Approval {
     /// port service detection has not looked at yet is given the benefit of the
     /// doubt until it has.
     pub fn mismatch(&self, row: &PortRow) -> Option<String> {
-        if row.detected_at.is_none() {
-            // Not looked at yet: nothing to compare (service detection is due).
-            return None;
-        }
+        // Not looked at yet: nothing to compare (service detection is due).
+        row.detected_at?;
         let now = Fingerprint::of(row);
         let expected = match self
             .bound
