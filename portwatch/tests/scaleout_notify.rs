@@ -142,3 +142,139 @@ secret = "{SECRET}"
         "a restart issues no second first token"
     );
 }
+
+#[test]
+fn approvals_silence_warn_and_expire_on_the_control_plane() {
+    let stack = Stack::start(
+        "so-approve",
+        &stack_config(
+            "high_risk_ports = \"2s\"\nservice_detection = \"2s\"",
+            &format!(
+                r#"
+[alerts]
+group_wait = "1s"
+group_interval = "1s"
+repeat_interval = "4s"
+baseline = false
+
+[approvals]
+warn_before = "8s"
+
+[[channels]]
+name = "soc"
+kind = "webhook"
+url = "http://{HOOK}/hook"
+secret = "{SECRET}"
+"#
+            ),
+        ),
+    );
+    let hook_log = stack.path("hook.jsonl");
+    let _receiver = receivers::http(&stack.ns, HOOK, &hook_log, 0);
+    let _web = support::Proc(
+        stack
+            .ns
+            .command("python3")
+            .args(["-m", "http.server", "8080", "--bind", "127.0.1.6"])
+            .current_dir(stack.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python http.server"),
+    );
+    let _control = stack.spawn(&["control"], "control.log");
+    let _probe = stack.spawn_probe("a");
+    let _projector = stack.spawn(&["project"], "project.log");
+    let kinds = || -> Vec<String> {
+        received(&hook_log)
+            .iter()
+            .map(|r| {
+                receivers::body(r)["notification"]["kind"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect()
+    };
+    let token = |user: &str, role: &str| {
+        let out = stack.portwatch(&["token", "create", "--kafka", "--user", user, "--role", role]);
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        support::stdout(&out).trim().to_string()
+    };
+    let (operator, approver) = (token("olga", "operator"), token("arno", "approver"));
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        let bearer = format!("Bearer {token}");
+        let answer = stack
+            .ns
+            .http(method, API, path, &[("Authorization", bearer.as_str())], body)
+            .expect("answer");
+        (
+            answer.status,
+            serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_default(),
+        )
+    };
+
+    // Unapproved: paged and reminded; identified as http by a probe node.
+    wait_for(Duration::from_secs(90), || {
+        let k = kinds();
+        (k.first().map(String::as_str) == Some("firing") && k.iter().any(|k| k == "reminder")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no firing and reminder: {:?}; control log:\n{}",
+            kinds(),
+            stack.log("control.log")
+        )
+    });
+    let port = || {
+        let rows = stack.ns.get_json(API, "/api/v1/ports?ip=127.0.1.6")?;
+        rows.as_array()?.iter().find(|r| r["port"] == 8080).cloned()
+    };
+    wait_for(Duration::from_secs(60), || {
+        port().filter(|r| r["service"] == "http")
+    })
+    .unwrap_or_else(|| panic!("never identified: {:?}", port()));
+
+    // Filed by the operator, refused to the operator, granted by the approver.
+    let (status, filed) = call(
+        "POST",
+        "/api/v1/approvals",
+        &operator,
+        r#"{"target":"127.0.1.6","ports":"8080","reason":"status page","owner":"web-team","expires":"20s"}"#,
+    );
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["approval_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        call("POST", &format!("/api/v1/approvals/{id}/approve"), &operator, "").0,
+        403
+    );
+    let (status, granted) = call("POST", &format!("/api/v1/approvals/{id}/approve"), &approver, "");
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(
+        granted["bound"][0]["service"], "http",
+        "bound to what ClickHouse says it serves: {granted}"
+    );
+    assert_eq!(port().map(|r| r["approval"].clone()), Some(serde_json::json!(id)));
+    let mark = received(&hook_log).len();
+
+    // Silent, then warned, then reopened at the expiry.
+    let after = wait_for(Duration::from_secs(60), || {
+        let k = kinds()[mark..].to_vec();
+        k.iter().any(|k| k == "reopened").then_some(k)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the expiry reopened nothing: {:?}; control log:\n{}",
+            kinds(),
+            stack.log("control.log")
+        )
+    });
+    let warned = after.iter().position(|k| k == "expiring").expect("warned first");
+    let reopened = after.iter().position(|k| k == "reopened").expect("reopened");
+    assert!(warned < reopened, "{after:?}");
+    assert!(
+        after[..reopened].iter().all(|k| k != "reminder" && k != "firing"),
+        "approved, so silent until it expired: {after:?}"
+    );
+    eprintln!("control plane notifications, in order: {:?}", kinds());
+}
