@@ -201,6 +201,11 @@ secret = "{SECRET}"
         assert!(out.status.success(), "{}", support::stderr(&out));
         support::stdout(&out).trim().to_string()
     };
+    // The control plane creates the decisions topic on start: tokens after that.
+    wait_for(Duration::from_secs(60), || {
+        stack.ns.http_get(API, "/healthz").map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
     let (operator, approver) = (token("olga", "operator"), token("arno", "approver"));
     let call = |method: &str, path: &str, token: &str, body: &str| {
         let bearer = format!("Bearer {token}");
