@@ -16,6 +16,7 @@ use portwatch_events::{DecodeError, Proto, Timestamp, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::approvals::{Approval, ApprovalDecision, ApprovalRequest, Bound};
+use crate::blocks::{Applied, Block, BlockRequest};
 use crate::notice::{Notification, NotificationKind};
 use crate::Alert;
 
@@ -217,6 +218,45 @@ pub enum DecisionKind {
         /// The approval.
         approval_id: String,
     },
+    /// An operator proposed blocking an open port.
+    BlockProposed(BlockRequest),
+    /// An approver (not the proposer) confirmed it.
+    BlockConfirmed {
+        /// The block.
+        block_id: String,
+    },
+    /// The controller applied it (or, in dry-run, rendered and checked it).
+    BlockApplied {
+        /// The block.
+        block_id: String,
+        /// How.
+        #[serde(flatten)]
+        applied: Applied,
+    },
+    /// The driver failed to apply it.
+    BlockFailed {
+        /// The block.
+        block_id: String,
+        /// Why.
+        error: String,
+    },
+    /// The probes saw the port closed after it was applied.
+    BlockVerified {
+        /// The block.
+        block_id: String,
+    },
+    /// It ends: its time is up, or someone rolled it back.
+    BlockEnding {
+        /// The block.
+        block_id: String,
+        /// Why.
+        why: String,
+    },
+    /// Its rule was removed.
+    BlockRemoved {
+        /// The block.
+        block_id: String,
+    },
 }
 
 /// One decision record: who decided what, when.
@@ -262,6 +302,15 @@ impl Decision {
             } => format!("lapsed:{approval_id}:{episode_id}"),
             DecisionKind::ApprovalWarned { approval_id } => format!("warned:{approval_id}"),
             DecisionKind::ApprovalExpired { approval_id } => format!("expired:{approval_id}"),
+            DecisionKind::BlockProposed(b) => format!("block:{}", b.block_id),
+            DecisionKind::BlockConfirmed { block_id } => format!("confirmed:{block_id}"),
+            DecisionKind::BlockApplied { block_id, .. } => format!("applied:{block_id}"),
+            DecisionKind::BlockFailed { block_id, .. } => {
+                format!("failed:{block_id}:{}", at.timestamp_micros())
+            }
+            DecisionKind::BlockVerified { block_id } => format!("verified:{block_id}"),
+            DecisionKind::BlockEnding { block_id, .. } => format!("ending:{block_id}"),
+            DecisionKind::BlockRemoved { block_id } => format!("removed:{block_id}"),
         };
         Decision {
             v: SCHEMA_VERSION,
@@ -350,6 +399,7 @@ pub struct TokenRecord {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     approvals: BTreeMap<String, Approval>,
+    blocks: BTreeMap<String, Block>,
     /// The alerts recorded about each exposure (told or silenced), by episode.
     episode_alerts: HashMap<String, Vec<Alert>>,
     users: BTreeMap<String, Role>,
@@ -458,6 +508,54 @@ impl Ledger {
             DecisionKind::ApprovalExpired { approval_id } => {
                 if let Some(a) = self.approvals.get_mut(approval_id) {
                     a.expired = true;
+                }
+            }
+            DecisionKind::BlockProposed(r) => {
+                self.blocks.entry(r.block_id.clone()).or_insert_with(|| Block {
+                    request: r.clone(),
+                    proposed_by: d.by.clone(),
+                    proposed_at: d.at,
+                    confirmed_by: None,
+                    confirmed_at: None,
+                    applied: None,
+                    error: None,
+                    verified_at: None,
+                    ending: None,
+                    removed_at: None,
+                });
+            }
+            DecisionKind::BlockConfirmed { block_id } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    if b.confirmed_by.is_none() {
+                        b.confirmed_by = Some(d.by.clone());
+                        b.confirmed_at = Some(d.at);
+                    }
+                }
+            }
+            DecisionKind::BlockApplied { block_id, applied } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    b.applied.get_or_insert_with(|| applied.clone());
+                    b.error = None;
+                }
+            }
+            DecisionKind::BlockFailed { block_id, error } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    b.error = Some(error.clone());
+                }
+            }
+            DecisionKind::BlockVerified { block_id } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    b.verified_at.get_or_insert(d.at);
+                }
+            }
+            DecisionKind::BlockEnding { block_id, why } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    b.ending.get_or_insert_with(|| (why.clone(), d.at));
+                }
+            }
+            DecisionKind::BlockRemoved { block_id } => {
+                if let Some(b) = self.blocks.get_mut(block_id) {
+                    b.removed_at.get_or_insert(d.at);
                 }
             }
             DecisionKind::UserSet { user, role } => {
@@ -577,6 +675,11 @@ impl Ledger {
     /// The alerts recorded about an exposure (told or silenced), if any.
     pub fn episode_alerts(&self, episode_id: &str) -> Option<Vec<Alert>> {
         self.episode_alerts.get(episode_id).cloned()
+    }
+
+    /// Every block, by id.
+    pub fn blocks(&self) -> &BTreeMap<String, Block> {
+        &self.blocks
     }
 
     /// Every approval, by id.

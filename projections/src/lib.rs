@@ -20,6 +20,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod assets;
+pub mod blocks;
 pub mod lapses;
 pub mod ledger;
 pub mod notice;
