@@ -11,6 +11,7 @@
 
 pub mod approvals;
 pub mod auth;
+pub mod blocks;
 mod error;
 mod params;
 pub mod read;
@@ -48,6 +49,8 @@ pub struct ApiContext {
     pub journal: Arc<dyn Journal>,
     /// Token checks.
     pub auth: Arc<Auth>,
+    /// Longest block (`[control] max_duration`).
+    pub max_block: std::time::Duration,
     /// Assets, for the asset match of findings and the `owner` filter.
     pub assets: Arc<Assets>,
     /// The schedule as configured.
@@ -77,6 +80,9 @@ pub const PATHS: &[&str] = &[
     "/api/v1/approvals",
     "/api/v1/approvals/{id}/approve",
     "/api/v1/approvals/{id}/reject",
+    "/api/v1/blocks",
+    "/api/v1/blocks/{id}/confirm",
+    "/api/v1/blocks/{id}/rollback",
     "/api/v1/tokens",
     "/api/v1/tokens/{id}",
     "/api/v1/openapi.json",
@@ -100,11 +106,16 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/nodes", get(routes::nodes))
         .route("/api/v1/schedule", get(routes::schedule))
         .route("/api/v1/whoami", get(tokens::whoami))
-        .route("/api/v1/approvals", get(approvals::list));
-    let operator = Router::new().route("/api/v1/approvals", post(approvals::create));
+        .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/blocks", get(blocks::list));
+    let operator = Router::new()
+        .route("/api/v1/approvals", post(approvals::create))
+        .route("/api/v1/blocks", post(blocks::propose))
+        .route("/api/v1/blocks/{id}/rollback", post(blocks::rollback));
     let approver = Router::new()
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
-        .route("/api/v1/approvals/{id}/reject", post(approvals::reject));
+        .route("/api/v1/approvals/{id}/reject", post(approvals::reject))
+        .route("/api/v1/blocks/{id}/confirm", post(blocks::confirm));
     let admin = Router::new()
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke));
@@ -253,6 +264,7 @@ mod tests {
             ))),
             journal: Arc::new(MemoryJournal::default()),
             auth: Arc::new(Auth::new(anonymous_read)),
+            max_block: std::time::Duration::from_secs(7 * 24 * 3600),
             assets: Arc::new(assets),
             schedule: Arc::new(Vec::new()),
             metrics,

@@ -6,6 +6,7 @@
 //! `ping`, the store queries); scheduling and job running in [`control`]; the API's
 //! adapters to each deployment's store in [`read_model`] and [`serve`].
 
+pub mod blocks;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -40,6 +40,7 @@ pub fn context(
         notifier,
         journal,
         auth: Arc::new(Auth::new(cfg.anonymous_read)),
+        max_block: cfg.control.max_duration,
         assets: Arc::new(cfg.asset_map()),
         schedule: Arc::new(schedule(cfg)),
         metrics,

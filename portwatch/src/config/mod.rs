@@ -134,6 +134,76 @@ pub struct RawAuth {
     pub anonymous_read: Option<bool>,
 }
 
+/// `[control]`: active control (blocks).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Only render and check blocks, never apply them. Default: true.
+    pub dry_run: Option<bool>,
+    /// The driver: "nftables". Default: "nftables".
+    pub driver: Option<String>,
+    /// The nftables table portwatch owns. Default: "portwatch".
+    pub table: Option<String>,
+    /// The hook its rule sits on: "input" (the host itself) or "forward" (a
+    /// gateway). Default: "input".
+    pub hook: Option<String>,
+    /// Longest block. Default: "7d".
+    pub max_duration: Option<String>,
+}
+
+/// Checked `[control]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// Render and check only.
+    pub dry_run: bool,
+    /// nftables table.
+    pub table: String,
+    /// nftables hook.
+    pub hook: String,
+    /// Longest block.
+    pub max_duration: Duration,
+}
+
+impl RawControl {
+    fn validate(self, at: &Origin<'_>) -> Result<ControlSettings, ConfigError> {
+        match self.driver.as_deref() {
+            None | Some("nftables") => {}
+            Some(other) => {
+                return Err(at.invalid(
+                    "control.driver",
+                    &format!("{other:?}"),
+                    "expected nftables (the only driver this build has)",
+                ))
+            }
+        }
+        let table = self.table.unwrap_or_else(|| "portwatch".into());
+        if table.is_empty()
+            || !table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(at.invalid(
+                "control.table",
+                &format!("{table:?}"),
+                "letters, digits, '_' or '-'",
+            ));
+        }
+        let hook = self.hook.unwrap_or_else(|| "input".into());
+        if !matches!(hook.as_str(), "input" | "forward") {
+            return Err(at.invalid("control.hook", &format!("{hook:?}"), "expected input or forward"));
+        }
+        let text = self.max_duration.unwrap_or_else(|| "7d".into());
+        let max_duration = parse_duration(&text)
+            .map_err(|e| at.invalid("control.max_duration", &format!("{text:?}"), &e))?;
+        Ok(ControlSettings {
+            dry_run: self.dry_run.unwrap_or(true),
+            table,
+            hook,
+            max_duration,
+        })
+    }
+}
+
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +259,9 @@ pub struct RawConfig {
     /// `[approvals]`
     #[serde(default)]
     pub approvals: alerts::RawApprovals,
+    /// `[control]`
+    #[serde(default)]
+    pub control: RawControl,
 }
 
 /// Where the config came from.
@@ -229,6 +302,8 @@ pub struct Config {
     pub alerts: alerts::AlertSettings,
     /// Reads need no token.
     pub anonymous_read: bool,
+    /// Active control.
+    pub control: ControlSettings,
 }
 
 impl Config {
@@ -366,6 +441,7 @@ impl RawConfig {
             service,
             alerts,
             anonymous_read: self.auth.anonymous_read.unwrap_or(false),
+            control: self.control.validate(&at)?,
         })
     }
 }

@@ -90,12 +90,20 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         alert_feed,
         stop.clone(),
     ));
+    let controller = tokio::spawn(crate::blocks::run(
+        cfg.control.clone(),
+        journal.clone(),
+        notifications.clone(),
+        read.clone(),
+        stop.clone(),
+    ));
     let notifier =
         crate::notifier::spawn(&cfg, journal, read.clone(), notifications, alert_rx, stop.clone())?;
     let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
     server.await?;
     let _ = scheduler.await;
     let _ = notifier.await;
+    let _ = controller.await;
     let _ = alerts_follower.await;
     let _ = retention.await;
     match follower.await {

@@ -124,6 +124,13 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     // The projector drains and stops only once the scheduler, the last appender, has.
     let (drain_tx, drain_rx) = watch::channel(false);
     let projector_task = tokio::spawn(projector.run(drain_rx));
+    let controller = tokio::spawn(crate::blocks::run(
+        cfg.control.clone(),
+        journal.clone(),
+        notifications.clone(),
+        read.clone(),
+        stop_rx.clone(),
+    ));
     let notifier_task = notifier::spawn(
         &cfg,
         journal,
@@ -142,6 +149,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
     let _ = notifier_task.await;
+    let _ = controller.await;
     // A job cancelled mid-append still completes that append on the blocking pool.
     appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);

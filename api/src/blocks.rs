@@ -1,0 +1,191 @@
+//! Blocks: propose (operator, for an open exposure), confirm (approver, never the
+//! proposer), roll back (operator), list (viewer).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use chrono::Utc;
+use portwatch_events::Proto;
+use portwatch_projections::blocks::{Block, BlockRequest, BlockState};
+use portwatch_projections::{Decision, DecisionKind, PortState};
+use portwatch_stores::{PageRequest, PortQuery};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ApiContext;
+
+/// The body of `POST /api/v1/blocks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBlock {
+    /// Host.
+    pub ip: String,
+    /// Port.
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    pub proto: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// How long, once applied: `1h`, `30m`.
+    pub duration: String,
+}
+
+/// A block as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct BlockView {
+    /// Its state.
+    pub state: BlockState,
+    /// Everything else.
+    #[serde(flatten)]
+    pub block: Block,
+}
+
+fn view(b: &Block) -> BlockView {
+    BlockView {
+        state: b.state(),
+        block: b.clone(),
+    }
+}
+
+fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    state
+        .ledger()
+        .blocks()
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no block with id `{id}`")))
+}
+
+async fn record(ctx: &ApiContext, decisions: Vec<Decision>) -> Result<(), ApiError> {
+    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
+}
+
+pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    Json(state.ledger().blocks().values().map(view).collect::<Vec<_>>())
+}
+
+pub(crate) async fn propose(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    body: Result<Json<NewBlock>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
+    let ip: std::net::IpAddr = body
+        .ip
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("ip `{}`: not an address", body.ip)))?;
+    let proto: Proto = match body.proto.as_deref() {
+        None => Proto::Tcp,
+        Some(p) => p
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("proto: {e}")))?,
+    };
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("reason: say why it must be blocked".into()));
+    }
+    let duration = humantime::parse_duration(&body.duration)
+        .map_err(|_| ApiError::bad_request(format!("duration `{}`: e.g. 1h or 30m", body.duration)))?;
+    if duration.is_zero() || duration > ctx.max_block {
+        return Err(ApiError::bad_request(format!(
+            "duration `{}`: more than zero and at most {} ([control] max_duration)",
+            body.duration,
+            humantime::format_duration(ctx.max_block)
+        )));
+    }
+    // Only an open exposure can be blocked.
+    let query = PortQuery {
+        ip: Some(ip),
+        state: Some(PortState::Open),
+        ..PortQuery::default()
+    };
+    let rows = ctx.read.ports(&query, &PageRequest::all()).await?.items;
+    let row = rows
+        .iter()
+        .find(|r| r.proto == proto && r.port == body.port)
+        .ok_or_else(|| ApiError::conflict(format!("{ip}:{}/{proto} is not an open exposure", body.port)))?;
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    let request = BlockRequest {
+        block_id: format!("bk_{}", hex::encode(id)),
+        ip,
+        proto,
+        port: body.port,
+        episode_id: row.episode_id.clone(),
+        reason: body.reason,
+        duration_secs: duration.as_secs(),
+    };
+    let id = request.block_id.clone();
+    record(
+        &ctx,
+        vec![Decision::new(
+            Utc::now(),
+            &me.user,
+            DecisionKind::BlockProposed(request),
+        )],
+    )
+    .await?;
+    tracing::info!(by = %me.user, block = %id, "block proposed");
+    Ok((StatusCode::CREATED, Json(view(&find(&ctx, &id)?))))
+}
+
+pub(crate) async fn confirm(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let block = find(&ctx, &id)?;
+    if block.proposed_by == me.user {
+        return Err(ApiError::forbidden(format!(
+            "{} proposed block {id}; someone else must confirm it",
+            me.user
+        )));
+    }
+    if block.state() != BlockState::Proposed {
+        return Err(ApiError::conflict(format!(
+            "block {id} is not waiting for confirmation"
+        )));
+    }
+    record(
+        &ctx,
+        vec![Decision::new(
+            Utc::now(),
+            &me.user,
+            DecisionKind::BlockConfirmed { block_id: id.clone() },
+        )],
+    )
+    .await?;
+    tracing::info!(by = %me.user, block = %id, "block confirmed");
+    Ok(Json(view(&find(&ctx, &id)?)))
+}
+
+pub(crate) async fn rollback(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let block = find(&ctx, &id)?;
+    if matches!(block.state(), BlockState::RollingBack | BlockState::RolledBack) {
+        return Err(ApiError::conflict(format!("block {id} is ending already")));
+    }
+    record(
+        &ctx,
+        vec![Decision::new(
+            Utc::now(),
+            &me.user,
+            DecisionKind::BlockEnding {
+                block_id: id.clone(),
+                why: format!("rolled back by {}", me.user),
+            },
+        )],
+    )
+    .await?;
+    tracing::info!(by = %me.user, block = %id, "block rolled back");
+    Ok(Json(view(&find(&ctx, &id)?)))
+}

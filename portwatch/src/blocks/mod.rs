@@ -1,0 +1,141 @@
+//! The controller of active control, the same in both deployments: it follows the
+//! blocks in the journal and does what is due with the configured driver: applies
+//! confirmed blocks (dry-run by default), ends them when their time is up, removes
+//! their rules, and records the probes' verification (the port seen closed).
+
+pub mod nftables;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use portwatch_api::ReadModel;
+use portwatch_ingest::Journal;
+use portwatch_projections::blocks::{due, Applied, BlockAction};
+use portwatch_projections::{Decision, DecisionKind, Notifier};
+use portwatch_stores::{PageRequest, PortQuery};
+use tokio::sync::watch;
+
+use crate::config::ControlSettings;
+
+/// Who acts for the controller in the journal.
+pub const CONTROLLER: &str = "controller";
+
+/// How long a failed apply waits before the next try.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Run until `stop`.
+pub async fn run(
+    settings: ControlSettings,
+    journal: Arc<dyn Journal>,
+    state: Arc<RwLock<Notifier>>,
+    read: Arc<dyn ReadModel>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let driver = nftables::Nftables {
+        table: settings.table.clone(),
+        hook: settings.hook.clone(),
+    };
+    let mut failed_at: HashMap<String, Instant> = HashMap::new();
+    loop {
+        if let Err(e) = pass(&settings, &driver, &journal, &state, &read, &mut failed_at).await {
+            tracing::warn!(error = %e, "block controller pass failed; next one in a second");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn pass(
+    settings: &ControlSettings,
+    driver: &nftables::Nftables,
+    journal: &Arc<dyn Journal>,
+    state: &Arc<RwLock<Notifier>>,
+    read: &Arc<dyn ReadModel>,
+    failed_at: &mut HashMap<String, Instant>,
+) -> Result<(), String> {
+    let blocks: Vec<_> = {
+        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        s.ledger().blocks().values().cloned().collect()
+    };
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    // The rows of the blocked ports, to see them closed.
+    let mut rows = Vec::new();
+    for b in blocks.iter().filter(|b| b.removed_at.is_none()) {
+        let query = PortQuery {
+            ip: Some(b.request.ip),
+            ..PortQuery::default()
+        };
+        let page = read
+            .ports(&query, &PageRequest::all())
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.extend(page.items);
+    }
+    let now = Utc::now();
+    for action in due(blocks.iter(), &rows, now) {
+        let decision = match action {
+            BlockAction::Apply(req) => {
+                if failed_at.get(&req.block_id).is_some_and(|t| t.elapsed() < RETRY) {
+                    continue;
+                }
+                let (r, dry_run) = (req.clone(), settings.dry_run);
+                let d = driver.clone();
+                let result = tokio::task::spawn_blocking(move || d.apply(&r, r.duration_secs, dry_run))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match result {
+                    Ok(rules) => {
+                        tracing::info!(block = %req.block_id, ip = %req.ip, port = req.port, dry_run, "block applied");
+                        DecisionKind::BlockApplied {
+                            block_id: req.block_id.clone(),
+                            applied: Applied {
+                                applied_at: now,
+                                expires_at: now + chrono::Duration::seconds(req.duration_secs as i64),
+                                dry_run,
+                                rules,
+                            },
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(block = %req.block_id, error = %error, "block not applied; retrying");
+                        failed_at.insert(req.block_id.clone(), Instant::now());
+                        DecisionKind::BlockFailed {
+                            block_id: req.block_id.clone(),
+                            error,
+                        }
+                    }
+                }
+            }
+            BlockAction::Expire(id) => DecisionKind::BlockEnding {
+                block_id: id,
+                why: "expired".into(),
+            },
+            BlockAction::Remove(req, dry_run) => {
+                if !dry_run {
+                    let (r, d) = (req.clone(), driver.clone());
+                    tokio::task::spawn_blocking(move || d.remove(&r))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                }
+                tracing::info!(block = %req.block_id, "block removed");
+                DecisionKind::BlockRemoved {
+                    block_id: req.block_id,
+                }
+            }
+            BlockAction::Verify(id) => {
+                tracing::info!(block = %id, "block verified: the port is seen closed");
+                DecisionKind::BlockVerified { block_id: id }
+            }
+        };
+        portwatch_notify::service::record(journal, state, vec![Decision::new(now, CONTROLLER, decision)])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

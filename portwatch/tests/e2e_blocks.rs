@@ -1,0 +1,233 @@
+//! Active control end to end with the real binary and real nftables, inside the
+//! test's namespace: a block proposed by an operator and confirmed by a different
+//! user (the proposer's own confirmation is refused) is applied as an nftables set
+//! element, the probes see the port closed and the block is recorded as verified;
+//! when its time is up the rule is removed, the block is rolled back and the port is
+//! seen open again. With the default dry-run, a confirmed block is rendered and
+//! checked (`nft -c`) but nothing is applied.
+
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+
+const API: &str = "127.0.0.1:18094";
+const HOST: &str = "127.0.0.8";
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn call(ns: &Netns, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    let bearer = format!("Bearer {token}");
+    let answer = ns
+        .http(method, API, path, &[("Authorization", bearer.as_str())], body)
+        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+    (
+        answer.status,
+        serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn token(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
+    let out = ns.portwatch(&["--config", cfg, "token", "create", "--user", user, "--role", role]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn open(ns: &Netns, token: &str) -> bool {
+    let (status, rows) = call(ns, "GET", &format!("/api/v1/ports?ip={HOST}"), token, "");
+    status == 200
+        && rows
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["port"] == 6379))
+}
+
+fn nft_set(ns: &Netns) -> String {
+    let out = ns
+        .command("nft")
+        .args(["list", "set", "inet", "portwatch", "blocked4"])
+        .output()
+        .expect("nft");
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+/// A fleet of one Redis port, `up` with `control` settings, and two users' tokens.
+fn start(tag: &str, control: &str) -> (Netns, tempfile::TempDir, Proc, String, String, std::path::PathBuf) {
+    let ns = Netns::new(tag);
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[scope]
+allow_reserved = true
+
+[[assets]]
+cidr = "{HOST}/32"
+
+[scan]
+rate = 100000
+timeout = "300ms"
+
+[schedule]
+high_risk_ports = "1s"
+
+[store]
+path = "{data}"
+
+[api]
+listen = "{API}"
+
+[auth]
+anonymous_read = true
+
+{control}
+"#,
+            data = data.display()
+        ),
+    );
+    let cfg = cfg.to_str().expect("utf8").to_string();
+    let log = dir.path().join("up.log");
+    let up = Proc(ns.spawn_portwatch(&["up", "--config", &cfg], &log));
+    let operator = token(&ns, &cfg, "olga", "operator");
+    let approver = token(&ns, &cfg, "arno", "approver");
+    (ns, dir, up, operator, approver, log)
+}
+
+fn propose_and_confirm(ns: &Netns, operator: &str, approver: &str, duration: &str) -> String {
+    let body =
+        format!(r#"{{"ip":"{HOST}","port":6379,"reason":"Redis open to everyone","duration":"{duration}"}}"#);
+    let (status, proposed) = call(ns, "POST", "/api/v1/blocks", operator, &body);
+    assert_eq!(status, 201, "{proposed}");
+    assert_eq!(proposed["state"], "proposed");
+    let id = proposed["block_id"].as_str().expect("id").to_string();
+    let (status, refused) = call(ns, "POST", &format!("/api/v1/blocks/{id}/confirm"), operator, "");
+    assert_eq!(
+        status, 403,
+        "an operator (and the proposer) may not confirm: {refused}"
+    );
+    let (status, confirmed) = call(ns, "POST", &format!("/api/v1/blocks/{id}/confirm"), approver, "");
+    assert_eq!(status, 200, "{confirmed}");
+    assert_eq!(confirmed["confirmed_by"], "arno");
+    id
+}
+
+fn block(ns: &Netns, token: &str, id: &str) -> serde_json::Value {
+    let (_, blocks) = call(ns, "GET", "/api/v1/blocks", token, "");
+    blocks
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["block_id"] == id).cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
+    let (ns, _dir, _up, operator, approver, log) = start("blocks", "[control]\ndry_run = false\n");
+    let _redis = ns.serve(&format!("{HOST}:6379"));
+    wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
+        .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
+    // Nothing to block where nothing is open.
+    let (status, _) = call(
+        &ns,
+        "POST",
+        "/api/v1/blocks",
+        &operator,
+        &format!(r#"{{"ip":"{HOST}","port":6380,"reason":"x","duration":"1m"}}"#),
+    );
+    assert_eq!(status, 409);
+
+    let confirmed = Instant::now();
+    let id = propose_and_confirm(&ns, &operator, &approver, "20s");
+    let verified = wait_for(Duration::from_secs(40), || {
+        let b = block(&ns, &operator, &id);
+        (b["state"] == "verified").then_some(b)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never verified: {}; log:\n{}",
+            block(&ns, &operator, &id),
+            read(&log)
+        )
+    });
+    eprintln!(
+        "confirmed -> port seen closed in {:.1} s",
+        confirmed.elapsed().as_secs_f64()
+    );
+    assert_eq!(verified["applied"]["dry_run"], false);
+    let set = nft_set(&ns);
+    assert!(
+        set.contains(&format!("{HOST} . tcp . 6379")),
+        "the rule is in force: {set}"
+    );
+    assert!(!open(&ns, &operator), "the port is closed in state");
+
+    // Its time is up: the rule goes, the port is seen open again.
+    wait_for(Duration::from_secs(40), || {
+        (block(&ns, &operator, &id)["state"] == "rolled_back").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never rolled back: {}; log:\n{}",
+            block(&ns, &operator, &id),
+            read(&log)
+        )
+    });
+    let set = nft_set(&ns);
+    assert!(!set.contains("6379"), "the rule is gone: {set}");
+    wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
+        .unwrap_or_else(|| panic!("6379 not seen open again; log:\n{}", read(&log)));
+    assert_eq!(block(&ns, &operator, &id)["ending"][0], "expired");
+}
+
+#[test]
+fn by_default_a_confirmed_block_is_only_rendered_and_checked() {
+    let (ns, _dir, _up, operator, approver, log) = start("blocksdry", "");
+    let _redis = ns.serve(&format!("{HOST}:6379"));
+    wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
+        .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
+    let id = propose_and_confirm(&ns, &operator, &approver, "10m");
+    let b = wait_for(Duration::from_secs(20), || {
+        let b = block(&ns, &operator, &id);
+        (b["state"] == "dry_run").then_some(b)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not dry-run: {}; log:\n{}",
+            block(&ns, &operator, &id),
+            read(&log)
+        )
+    });
+    let rules = b["applied"]["rules"].as_str().expect("rules");
+    assert!(
+        rules.contains(&format!(
+            "add element inet portwatch blocked4 {{ {HOST} . tcp . 6379 timeout 600s }}"
+        )),
+        "{rules}"
+    );
+    assert!(
+        nft_set(&ns).contains("No such file"),
+        "nothing applied: {}",
+        nft_set(&ns)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(open(&ns, &operator), "the port stays open");
+    // An operator may end it before its time.
+    let (status, ending) = call(
+        &ns,
+        "POST",
+        &format!("/api/v1/blocks/{id}/rollback"),
+        &operator,
+        "",
+    );
+    assert_eq!(status, 200, "{ending}");
+    wait_for(Duration::from_secs(10), || {
+        (block(&ns, &operator, &id)["state"] == "rolled_back").then_some(())
+    })
+    .expect("rolled back");
+}
