@@ -283,3 +283,95 @@ secret = "{SECRET}"
     );
     eprintln!("control plane notifications, in order: {:?}", kinds());
 }
+
+#[test]
+fn blocks_are_confirmed_applied_verified_and_rolled_back_by_the_control_plane() {
+    let stack = Stack::start(
+        "so-block",
+        &stack_config("high_risk_ports = \"1s\"", "\n[control]\ndry_run = false\n"),
+    );
+    let _redis = stack.ns.serve("127.0.1.7:6379");
+    let _control = stack.spawn(&["control"], "control.log");
+    let _probe = stack.spawn_probe("a");
+    let _projector = stack.spawn(&["project"], "project.log");
+    wait_for(Duration::from_secs(60), || {
+        stack.ns.http_get(API, "/healthz").map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
+    let token = |user: &str, role: &str| {
+        let out = stack.portwatch(&["token", "create", "--kafka", "--user", user, "--role", role]);
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        support::stdout(&out).trim().to_string()
+    };
+    let (operator, approver) = (token("olga", "operator"), token("arno", "approver"));
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        let bearer = format!("Bearer {token}");
+        let answer = stack
+            .ns
+            .http(method, API, path, &[("Authorization", bearer.as_str())], body)
+            .expect("answer");
+        (
+            answer.status,
+            serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_default(),
+        )
+    };
+    let open = || {
+        stack
+            .ns
+            .get_json(API, "/api/v1/ports?ip=127.0.1.7")
+            .and_then(|v| v.as_array().map(|r| r.iter().any(|r| r["port"] == 6379)))
+            .unwrap_or(false)
+    };
+    wait_for(Duration::from_secs(60), || open().then_some(()))
+        .unwrap_or_else(|| panic!("6379 never seen open; control log:\n{}", stack.log("control.log")));
+    let (status, proposed) = call(
+        "POST",
+        "/api/v1/blocks",
+        &operator,
+        r#"{"ip":"127.0.1.7","port":6379,"reason":"Redis open to everyone","duration":"20s"}"#,
+    );
+    assert_eq!(status, 201, "{proposed}");
+    let id = proposed["block_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        call("POST", &format!("/api/v1/blocks/{id}/confirm"), &operator, "").0,
+        403
+    );
+    assert_eq!(
+        call("POST", &format!("/api/v1/blocks/{id}/confirm"), &approver, "").0,
+        200
+    );
+    let state = || {
+        let (_, blocks) = call("GET", "/api/v1/blocks", &operator, "");
+        blocks
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["block_id"] == id.as_str()).cloned())
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(60), || {
+        (state()["state"] == "verified").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never verified: {}; control log:\n{}",
+            state(),
+            stack.log("control.log")
+        )
+    });
+    assert!(!open(), "ClickHouse has the port closed");
+    wait_for(Duration::from_secs(60), || {
+        (state()["state"] == "rolled_back").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never rolled back: {}; control log:\n{}",
+            state(),
+            stack.log("control.log")
+        )
+    });
+    wait_for(Duration::from_secs(60), || open().then_some(())).unwrap_or_else(|| {
+        panic!(
+            "6379 not seen open again; control log:\n{}",
+            stack.log("control.log")
+        )
+    });
+}
