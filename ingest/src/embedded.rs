@@ -55,7 +55,7 @@ impl EmbeddedLog {
         // FULL: the log is the source of truth; an acknowledged append must survive a
         // power cut, not only a process crash.
         writer
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;")
+            .execute_batch("PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
         let reader = Connection::open_with_flags(

@@ -40,8 +40,14 @@ fn token(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
 }
 
 fn open(ns: &Netns, token: &str) -> bool {
-    let (status, rows) = call(ns, "GET", &format!("/api/v1/ports?ip={HOST}"), token, "");
-    status == 200
+    let bearer = format!("Bearer {token}");
+    let path = format!("/api/v1/ports?ip={HOST}");
+    // Not answering yet (starting) counts as not seen open.
+    let Some(answer) = ns.http("GET", API, &path, &[("Authorization", bearer.as_str())], "") else {
+        return false;
+    };
+    let rows: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    answer.status == 200
         && rows
             .as_array()
             .is_some_and(|r| r.iter().any(|r| r["port"] == 6379))
@@ -230,4 +236,72 @@ fn by_default_a_confirmed_block_is_only_rendered_and_checked() {
         (block(&ns, &operator, &id)["state"] == "rolled_back").then_some(())
     })
     .expect("rolled back");
+}
+
+#[test]
+fn the_command_and_http_drivers_are_called_to_block_and_to_unblock() {
+    // Command: a script that writes down how it was called.
+    let scratch = tempdir();
+    let calls = scratch.path().join("calls.txt");
+    let script = scratch.path().join("firewall.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .expect("script");
+    let control = format!(
+        "[control]\ndry_run = false\ndriver = \"command\"\ncommand = [\"/bin/sh\", \"{}\", \"{{action}}\", \"{{ip}}\", \"{{proto}}\", \"{{port}}\", \"{{seconds}}\"]\n",
+        script.display()
+    );
+    let (ns, _dir, _up, operator, approver, log) = start("blockscmd", &control);
+    let _redis = ns.serve(&format!("{HOST}:6379"));
+    wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
+        .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
+    let id = propose_and_confirm(&ns, &operator, &approver, "6s");
+    wait_for(Duration::from_secs(30), || {
+        (block(&ns, &operator, &id)["state"] == "rolled_back").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never rolled back: {}; log:\n{}",
+            block(&ns, &operator, &id),
+            read(&log)
+        )
+    });
+    assert_eq!(
+        read(&calls),
+        format!("block {HOST} tcp 6379 6\nunblock {HOST} tcp 6379 6\n"),
+        "the command was run to block, then to unblock"
+    );
+    drop(ns);
+
+    // HTTP: a real HTTP server in the namespace takes the two requests.
+    let hook = scratch.path().join("fw.jsonl");
+    let (ns, _dir, _up, operator, approver, log) = start(
+        "blockshttp",
+        "[control]\ndry_run = false\ndriver = \"http\"\nurl = \"http://127.0.0.1:9999/fw\"\n",
+    );
+    let _fw = support::receivers::http(&ns, "127.0.0.1:9999", &hook, 0);
+    let _redis = ns.serve(&format!("{HOST}:6379"));
+    wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
+        .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
+    let id = propose_and_confirm(&ns, &operator, &approver, "6s");
+    wait_for(Duration::from_secs(30), || {
+        (block(&ns, &operator, &id)["state"] == "rolled_back").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never rolled back: {}; log:\n{}",
+            block(&ns, &operator, &id),
+            read(&log)
+        )
+    });
+    let got = support::receivers::received(&hook);
+    let actions: Vec<serde_json::Value> = got.iter().map(support::receivers::body).collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[0]["action"], "block");
+    assert_eq!(actions[0]["ip"], HOST);
+    assert_eq!(actions[0]["port"], 6379);
+    assert_eq!(actions[0]["block_id"], id.as_str());
+    assert_eq!(actions[1]["action"], "unblock");
 }

@@ -242,7 +242,7 @@ impl EmbeddedStore {
         let mut conn = Connection::open(&path).map_err(|e| sqlite(&path, e))?;
         // NORMAL is enough: the store can always be rebuilt from the log, and WAL keeps
         // every committed transaction across a process crash.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")
+        conn.execute_batch("PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             .map_err(|e| sqlite(&path, e))?;
         migrate(&path, &mut conn)?;
         Ok(Self {

@@ -3,6 +3,7 @@
 //! confirmed blocks (dry-run by default), ends them when their time is up, removes
 //! their rules, and records the probes' verification (the port seen closed).
 
+pub mod drivers;
 pub mod nftables;
 
 use std::collections::HashMap;
@@ -33,9 +34,12 @@ pub async fn run(
     read: Arc<dyn ReadModel>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let driver = nftables::Nftables {
-        table: settings.table.clone(),
-        hook: settings.hook.clone(),
+    let driver = match drivers::Driver::new(&settings) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "block controller not started");
+            return;
+        }
     };
     let mut failed_at: HashMap<String, Instant> = HashMap::new();
     loop {
@@ -51,7 +55,7 @@ pub async fn run(
 
 async fn pass(
     settings: &ControlSettings,
-    driver: &nftables::Nftables,
+    driver: &drivers::Driver,
     journal: &Arc<dyn Journal>,
     state: &Arc<RwLock<Notifier>>,
     read: &Arc<dyn ReadModel>,
@@ -84,12 +88,8 @@ async fn pass(
                 if failed_at.get(&req.block_id).is_some_and(|t| t.elapsed() < RETRY) {
                     continue;
                 }
-                let (r, dry_run) = (req.clone(), settings.dry_run);
-                let d = driver.clone();
-                let result = tokio::task::spawn_blocking(move || d.apply(&r, r.duration_secs, dry_run))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match result {
+                let dry_run = settings.dry_run;
+                match driver.apply(&req, dry_run).await {
                     Ok(rules) => {
                         tracing::info!(block = %req.block_id, ip = %req.ip, port = req.port, dry_run, "block applied");
                         DecisionKind::BlockApplied {
@@ -118,10 +118,7 @@ async fn pass(
             },
             BlockAction::Remove(req, dry_run) => {
                 if !dry_run {
-                    let (r, d) = (req.clone(), driver.clone());
-                    tokio::task::spawn_blocking(move || d.remove(&r))
-                        .await
-                        .map_err(|e| e.to_string())??;
+                    driver.remove(&req).await?;
                 }
                 tracing::info!(block = %req.block_id, "block removed");
                 DecisionKind::BlockRemoved {

@@ -140,8 +140,13 @@ pub struct RawAuth {
 pub struct RawControl {
     /// Only render and check blocks, never apply them. Default: true.
     pub dry_run: Option<bool>,
-    /// The driver: "nftables". Default: "nftables".
+    /// The driver: "nftables", "command" or "http". Default: "nftables".
     pub driver: Option<String>,
+    /// command: the argv, with {action} (block/unblock), {ip}, {proto}, {port},
+    /// {seconds} and {block_id} filled in.
+    pub command: Option<Vec<String>>,
+    /// http: the URL that takes the block and unblock requests.
+    pub url: Option<String>,
     /// The nftables table portwatch owns. Default: "portwatch".
     pub table: Option<String>,
     /// The hook its rule sits on: "input" (the host itself) or "forward" (a
@@ -151,11 +156,24 @@ pub struct RawControl {
     pub max_duration: Option<String>,
 }
 
+/// How blocks are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlDriver {
+    /// nftables on this machine.
+    Nftables,
+    /// A command.
+    Command(Vec<String>),
+    /// An HTTP API.
+    Http(String),
+}
+
 /// Checked `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlSettings {
     /// Render and check only.
     pub dry_run: bool,
+    /// The driver.
+    pub driver: ControlDriver,
     /// nftables table.
     pub table: String,
     /// nftables hook.
@@ -166,16 +184,38 @@ pub struct ControlSettings {
 
 impl RawControl {
     fn validate(self, at: &Origin<'_>) -> Result<ControlSettings, ConfigError> {
-        match self.driver.as_deref() {
-            None | Some("nftables") => {}
+        let driver = match self.driver.as_deref() {
+            None | Some("nftables") => ControlDriver::Nftables,
+            Some("command") => match self.command {
+                Some(argv) if !argv.is_empty() && !argv[0].is_empty() => ControlDriver::Command(argv),
+                _ => {
+                    return Err(at.invalid(
+                        "control.command",
+                        "(missing)",
+                        "the command driver needs command = [\"program\", \"{action}\", \"{ip}\", ...]",
+                    ))
+                }
+            },
+            Some("http") => match self.url {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    ControlDriver::Http(url)
+                }
+                other => {
+                    return Err(at.invalid(
+                        "control.url",
+                        &format!("{:?}", other.unwrap_or_default()),
+                        "the http driver needs an http:// or https:// URL",
+                    ))
+                }
+            },
             Some(other) => {
                 return Err(at.invalid(
                     "control.driver",
                     &format!("{other:?}"),
-                    "expected nftables (the only driver this build has)",
+                    "expected nftables, command or http",
                 ))
             }
-        }
+        };
         let table = self.table.unwrap_or_else(|| "portwatch".into());
         if table.is_empty()
             || !table
@@ -197,6 +237,7 @@ impl RawControl {
             .map_err(|e| at.invalid("control.max_duration", &format!("{text:?}"), &e))?;
         Ok(ControlSettings {
             dry_run: self.dry_run.unwrap_or(true),
+            driver,
             table,
             hook,
             max_duration,
