@@ -315,6 +315,12 @@ fn blocks_are_confirmed_applied_verified_and_rolled_back_by_the_control_plane() 
             serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_default(),
         )
     };
+    // The control plane follows the journal every second: the last token made works
+    // once it has read that far.
+    wait_for(Duration::from_secs(15), || {
+        (call("GET", "/api/v1/whoami", &approver, "").0 == 200).then_some(())
+    })
+    .expect("the approver's token works");
     let open = || {
         stack
             .ns

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod notice;
 pub mod notifications;
 pub mod policy;
+pub mod report;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
