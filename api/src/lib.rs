@@ -15,6 +15,7 @@ pub mod blocks;
 mod error;
 mod params;
 pub mod read;
+mod report;
 mod routes;
 pub mod tokens;
 pub mod views;
@@ -76,6 +77,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/jobs",
     "/api/v1/nodes",
     "/api/v1/schedule",
+    "/api/v1/report",
     "/api/v1/whoami",
     "/api/v1/approvals",
     "/api/v1/approvals/{id}/approve",
@@ -106,6 +108,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/nodes", get(routes::nodes))
         .route("/api/v1/schedule", get(routes::schedule))
         .route("/api/v1/whoami", get(tokens::whoami))
+        .route("/api/v1/report", get(report::report))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/blocks", get(blocks::list));
     let operator = Router::new()

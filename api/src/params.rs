@@ -33,6 +33,32 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// `by`: risk (default), owner, system or day.
+    pub(crate) fn by(&self) -> Result<portwatch_projections::report::By, ApiError> {
+        use portwatch_projections::report::By;
+        match self.get("by") {
+            None | Some("risk") => Ok(By::Risk),
+            Some("owner") => Ok(By::Owner),
+            Some("system") => Ok(By::System),
+            Some("day") => Ok(By::Day),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "by `{other}`: expected risk, owner, system or day"
+            ))),
+        }
+    }
+
+    /// `days`: the period, 1 to 366 days back from now (default 30).
+    pub(crate) fn days(&self) -> Result<i64, ApiError> {
+        match self.get("days") {
+            None => Ok(30),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|d| (1..=366).contains(d))
+                .ok_or_else(|| ApiError::bad_request(format!("days `{text}`: a number from 1 to 366"))),
+        }
+    }
+
     pub(crate) fn ip(&self) -> Result<Option<IpAddr>, ApiError> {
         self.get("ip")
             .map(|v| {

@@ -51,13 +51,24 @@ impl EmbeddedLog {
             path: path.display().to_string(),
             source,
         };
-        let writer = Connection::open(&path).map_err(err)?;
-        // FULL: the log is the source of truth; an acknowledged append must survive a
-        // power cut, not only a process crash.
-        writer
-            .execute_batch("PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .map_err(err)?;
-        writer.execute_batch(SCHEMA).map_err(err)?;
+        // Two processes opening a new log at once (`up` starting while `token
+        // create` runs) can find the file busy while the other switches it to WAL,
+        // which SQLite's busy handler does not wait out: try again for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let writer = loop {
+            match Self::open_writer(&path) {
+                Ok(conn) => break conn,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -69,6 +80,17 @@ impl EmbeddedLog {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
         })
+    }
+
+    /// The writing connection: WAL, full sync, the schema in place.
+    fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
+        let writer = Connection::open(path)?;
+        // FULL: the log is the source of truth; an acknowledged append must survive a
+        // power cut, not only a process crash.
+        writer
+            .execute_batch("PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(writer)
     }
 
     /// Where the database file is.

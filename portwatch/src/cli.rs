@@ -129,6 +129,15 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Approval(ApprovalArgs),
 
+    /// MTTD, time to notify, MTTR and the convergence trend (embedded store; the
+    /// scale-out figures are at /api/v1/report).
+    ///
+    /// Examples:
+    ///   portwatch report
+    ///   portwatch report --by owner --days 90 --json
+    #[command(verbatim_doc_comment)]
+    Report(ReportArgs),
+
     /// Manage API tokens: `token create` issues one (shown once, stored hashed).
     ///
     /// Examples:
@@ -374,6 +383,20 @@ pub struct EventsArgs {
     /// Most events to print.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+}
+
+/// `report` flags.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Group by risk, owner, system or day.
+    #[arg(long, default_value = "risk")]
+    pub by: String,
+    /// Episodes opened in the last N days.
+    #[arg(long, default_value_t = 30)]
+    pub days: i64,
+    /// JSON Lines: one group per line, then one day of the trend per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `approval` flags and subcommands.

@@ -134,7 +134,7 @@ fn block(ns: &Netns, token: &str, id: &str) -> serde_json::Value {
 
 #[test]
 fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
-    let (ns, _dir, _up, operator, approver, log) = start("blocks", "[control]\ndry_run = false\n");
+    let (ns, dir, _up, operator, approver, log) = start("blocks", "[control]\ndry_run = false\n");
     let _redis = ns.serve(&format!("{HOST}:6379"));
     wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
         .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
@@ -189,6 +189,27 @@ fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
     wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
         .unwrap_or_else(|| panic!("6379 not seen open again; log:\n{}", read(&log)));
     assert_eq!(block(&ns, &operator, &id)["ending"][0], "expired");
+
+    // The report counts the blocked exposure as remediated, the reopened one as open.
+    let (status, report) = call(&ns, "GET", "/api/v1/report?by=risk&days=1", &operator, "");
+    assert_eq!(status, 200, "{report}");
+    let group = report["groups"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["key"] == "high_risk_port").cloned())
+        .unwrap_or_else(|| panic!("no high_risk_port group: {report}"));
+    assert_eq!(group["episodes"], 2, "{group}");
+    assert_eq!(group["open"], 1, "{group}");
+    assert!(group["mttr_p50_secs"].as_i64().is_some_and(|s| s >= 0), "{group}");
+    let cfg = dir.path().join("portwatch.toml");
+    let out = ns.portwatch(&["--config", cfg.to_str().expect("utf8"), "report", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().expect("a line")).expect("json");
+    assert_eq!(first["key"], "high_risk_port");
+    assert_eq!(
+        first["episodes"], group["episodes"],
+        "the shell and the API agree"
+    );
 }
 
 #[test]

@@ -4,5 +4,6 @@
 pub mod approval;
 pub mod ping;
 pub mod query;
+pub mod report;
 pub mod scan;
 pub mod token;

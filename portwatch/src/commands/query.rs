@@ -16,7 +16,7 @@ use crate::control::scheduler::{cadence, implemented};
 use crate::output::{json_line, service_words, ts, Table};
 use crate::InputError;
 
-fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {
+pub(crate) fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {
     let path = cfg.state_path();
     if !path.exists() {
         return Err(InputError(format!(
@@ -219,7 +219,7 @@ pub fn alerts(cfg: &Config, args: &AlertsArgs) -> anyhow::Result<()> {
 }
 
 /// The embedded journal of decisions, folded (empty when there is no log yet).
-fn ledger(cfg: &Config) -> anyhow::Result<Ledger> {
+pub(crate) fn ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     let mut ledger = Ledger::new();
     let path = cfg.events_path();
     if !path.exists() {

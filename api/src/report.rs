@@ -1,0 +1,47 @@
+//! `GET /api/v1/report`: MTTD, time to notify, MTTR and the convergence trend over a
+//! period, from the deployment's episodes and port rows and the journal's decisions.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::Utc;
+use portwatch_events::RiskClass;
+use portwatch_projections::report::{aggregate, convergence, episodes};
+use portwatch_projections::Episode;
+use portwatch_stores::{EpisodeQuery, PageRequest, PortQuery};
+
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::ApiContext;
+
+pub(crate) async fn report(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = Params::new(q, &["by", "days"])?;
+    let (by, days) = (p.by()?, p.days()?);
+    let all = PageRequest::all();
+    let list = ctx.read.episodes(&EpisodeQuery::default(), &all).await?.items;
+    let rows = ctx.read.ports(&PortQuery::default(), &all).await?.items;
+    let risk: HashMap<_, RiskClass> = rows.iter().map(|r| ((r.ip, r.proto, r.port), r.risk)).collect();
+    let risk_of = |e: &Episode| {
+        risk.get(&(e.ip, e.proto, e.port))
+            .copied()
+            .unwrap_or(RiskClass::RiskPort)
+    };
+    let until = Utc::now();
+    let since = until - chrono::Duration::days(days);
+    let reports = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        episodes(&list, &risk_of, &ctx.assets, state.ledger())
+    };
+    Ok(Json(serde_json::json!({
+        "since": since,
+        "until": until,
+        "by": by,
+        "groups": aggregate(&reports, by, since, until),
+        "convergence": convergence(&reports, since.date_naive(), until.date_naive()),
+    })))
+}
