@@ -7,9 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use chrono::Utc;
-use ipnet::IpNet;
 use portwatch_events::{PortSet, Proto};
-use portwatch_projections::approvals::{Approval, ApprovalState};
+use portwatch_projections::approvals::{parse_target, Approval, ApprovalState};
 use portwatch_projections::{ApprovalRequest, Bound, Decision, DecisionKind, Fingerprint, PortState};
 use portwatch_stores::{IpRange, PageRequest, PortQuery};
 use rand::RngCore;
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::ApiContext;
+use crate::{record, ApiContext};
 
 /// Longest an approval may run: a year, so every approval is looked at again.
 pub const MAX_VALIDITY: chrono::Duration = chrono::Duration::days(366);
@@ -62,14 +61,7 @@ pub struct ApprovalView {
 
 /// Check a request; the decision that files it.
 pub fn file(body: NewApproval, by: &str, now: chrono::DateTime<Utc>) -> Result<Decision, String> {
-    let net: IpNet = match body.target.parse::<IpNet>() {
-        Ok(n) => n.trunc(),
-        Err(_) => body
-            .target
-            .parse::<std::net::IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| format!("target `{}`: not an address or CIDR network", body.target))?,
-    };
+    let net = parse_target(&body.target)?;
     let ports = PortSet::parse(&body.ports).map_err(|e| format!("ports: {e}"))?;
     let proto = match body.proto.as_deref() {
         None => Proto::Tcp,
@@ -115,12 +107,6 @@ pub fn file(body: NewApproval, by: &str, now: chrono::DateTime<Utc>) -> Result<D
             expires_at,
         }),
     ))
-}
-
-async fn record(ctx: &ApiContext, decisions: Vec<Decision>) -> Result<(), ApiError> {
-    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
 
 fn view(a: &Approval) -> ApprovalView {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::ApiContext;
+use crate::{record, ApiContext};
 
 /// The body of `POST /api/v1/blocks`.
 #[derive(Debug, Deserialize)]
@@ -58,12 +58,6 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
         .get(id)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("no block with id `{id}`")))
-}
-
-async fn record(ctx: &ApiContext, decisions: Vec<Decision>) -> Result<(), ApiError> {
-    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
 
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {

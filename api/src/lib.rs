@@ -66,6 +66,16 @@ impl std::fmt::Debug for ApiContext {
     }
 }
 
+/// Journal a write's `decisions` and fold them, or answer 503 (nothing recorded).
+pub(crate) async fn record(
+    ctx: &ApiContext,
+    decisions: Vec<portwatch_projections::Decision>,
+) -> Result<(), ApiError> {
+    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
+}
+
 /// Every path the router serves (the OpenAPI test checks each is documented).
 pub const PATHS: &[&str] = &[
     "/healthz",

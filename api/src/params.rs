@@ -35,16 +35,10 @@ impl Params {
 
     /// `by`: risk (default), owner, system or day.
     pub(crate) fn by(&self) -> Result<portwatch_projections::report::By, ApiError> {
-        use portwatch_projections::report::By;
-        match self.get("by") {
-            None | Some("risk") => Ok(By::Risk),
-            Some("owner") => Ok(By::Owner),
-            Some("system") => Ok(By::System),
-            Some("day") => Ok(By::Day),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "by `{other}`: expected risk, owner, system or day"
-            ))),
-        }
+        self.get("by")
+            .unwrap_or("risk")
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("by {e}")))
     }
 
     /// `days`: the period, 1 to 366 days back from now (default 30).

@@ -7,9 +7,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
-use portwatch_events::RiskClass;
-use portwatch_projections::report::{aggregate, convergence, episodes};
-use portwatch_projections::Episode;
+use portwatch_projections::report::{aggregate, convergence, episodes, risk_by_port};
 use portwatch_stores::{EpisodeQuery, PageRequest, PortQuery};
 
 use crate::error::ApiError;
@@ -25,12 +23,7 @@ pub(crate) async fn report(
     let all = PageRequest::all();
     let list = ctx.read.episodes(&EpisodeQuery::default(), &all).await?.items;
     let rows = ctx.read.ports(&PortQuery::default(), &all).await?.items;
-    let risk: HashMap<_, RiskClass> = rows.iter().map(|r| ((r.ip, r.proto, r.port), r.risk)).collect();
-    let risk_of = |e: &Episode| {
-        risk.get(&(e.ip, e.proto, e.port))
-            .copied()
-            .unwrap_or(RiskClass::RiskPort)
-    };
+    let risk_of = risk_by_port(&rows);
     let until = Utc::now();
     let since = until - chrono::Duration::days(days);
     let reports = {

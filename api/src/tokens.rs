@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::{new_token, Identity};
 use crate::error::ApiError;
-use crate::ApiContext;
+use crate::{record, ApiContext};
 
 /// The body of `POST /api/v1/tokens`.
 #[derive(Debug, Deserialize)]
@@ -73,12 +73,6 @@ pub fn issue(
         }),
     ));
     Ok((decisions, token, id, role))
-}
-
-async fn record(ctx: &ApiContext, decisions: Vec<Decision>) -> Result<(), ApiError> {
-    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
 
 pub(crate) async fn create(

@@ -83,7 +83,9 @@ pub struct Control {
     pub kind: ControlKind,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, DecodeError> {
+/// Decode a versioned JSON record (control messages, the journal's decisions),
+/// refusing a `v` this build does not know.
+pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, DecodeError> {
     #[derive(Deserialize)]
     struct VersionOnly {
         v: Option<u16>,

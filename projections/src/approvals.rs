@@ -20,6 +20,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::PortRow;
 
+/// An approval's target: an address (a /32 or /128) or a CIDR network (host bits
+/// cleared).
+pub fn parse_target(text: &str) -> Result<IpNet, String> {
+    match text.parse::<IpNet>() {
+        Ok(net) => Ok(net.trunc()),
+        Err(_) => text
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("target `{text}`: not an address or CIDR network")),
+    }
+}
+
 /// What a port was seen serving.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {

@@ -328,17 +328,7 @@ impl Decision {
 
     /// Decode one record, refusing versions this build does not know.
     pub fn from_json(text: &str) -> Result<Decision, DecodeError> {
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            v: Option<u16>,
-        }
-        let version: VersionOnly =
-            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-        match version.v {
-            None => Err(DecodeError::MissingVersion),
-            Some(SCHEMA_VERSION) => serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string())),
-            Some(v) => Err(DecodeError::UnknownVersion(v)),
-        }
+        portwatch_events::control::decode(text)
     }
 }
 

@@ -8,7 +8,7 @@
 //! of it verified by the probes. Aggregated by risk class, owner, system or day, and
 //! the convergence trend: exposures open and not remediated at the end of each day.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use chrono::{Duration, NaiveDate};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
 use crate::notice::NotificationKind;
-use crate::{Assets, Episode};
+use crate::{Assets, Episode, PortRow};
 
 /// How an exposure was remediated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,18 @@ pub struct EpisodeReport {
     pub remedy: Option<Remedy>,
     /// From first seen to remediated (MTTR).
     pub time_to_remediate_secs: Option<i64>,
+}
+
+/// An episode's risk class as its port's row has it (`risk_port` without a row),
+/// for [`episodes`].
+pub fn risk_by_port(rows: &[PortRow]) -> impl Fn(&Episode) -> RiskClass {
+    let risk: HashMap<(IpAddr, Proto, u16), RiskClass> =
+        rows.iter().map(|r| ((r.ip, r.proto, r.port), r.risk)).collect();
+    move |e: &Episode| {
+        risk.get(&(e.ip, e.proto, e.port))
+            .copied()
+            .unwrap_or(RiskClass::RiskPort)
+    }
 }
 
 /// The figures of every episode in `episodes`; `risk_of` gives an episode's class
@@ -143,6 +155,19 @@ pub enum By {
     System,
     /// The UTC day the episode opened.
     Day,
+}
+
+impl std::str::FromStr for By {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "risk" => Ok(By::Risk),
+            "owner" => Ok(By::Owner),
+            "system" => Ok(By::System),
+            "day" => Ok(By::Day),
+            other => Err(format!("`{other}`: expected risk, owner, system or day")),
+        }
+    }
 }
 
 /// The figures of one group of episodes.

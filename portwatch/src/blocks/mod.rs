@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
-use portwatch_projections::blocks::{due, Applied, BlockAction};
+use portwatch_projections::blocks::{due, Applied, BlockAction, BlockState};
 use portwatch_projections::{Decision, DecisionKind, Notifier};
 use portwatch_stores::{PageRequest, PortQuery};
 use tokio::sync::watch;
@@ -61,16 +61,22 @@ async fn pass(
     read: &Arc<dyn ReadModel>,
     failed_at: &mut HashMap<String, Instant>,
 ) -> Result<(), String> {
+    // Blocks with something left to do (not waiting for a second person, not over).
     let blocks: Vec<_> = {
         let s = state.read().unwrap_or_else(|p| p.into_inner());
-        s.ledger().blocks().values().cloned().collect()
+        s.ledger()
+            .blocks()
+            .values()
+            .filter(|b| !matches!(b.state(), BlockState::Proposed | BlockState::RolledBack))
+            .cloned()
+            .collect()
     };
     if blocks.is_empty() {
         return Ok(());
     }
-    // The rows of the blocked ports, to see them closed.
+    // The rows of the ports of blocks in force, to see them closed.
     let mut rows = Vec::new();
-    for b in blocks.iter().filter(|b| b.removed_at.is_none()) {
+    for b in blocks.iter().filter(|b| b.state() == BlockState::Active) {
         let query = PortQuery {
             ip: Some(b.request.ip),
             ..PortQuery::default()

@@ -1,12 +1,8 @@
 //! `portwatch report`: MTTD, time to notify, MTTR and the convergence trend, from the
 //! embedded store and journal (the same figures as `/api/v1/report`).
 
-use std::collections::HashMap;
-
 use chrono::Utc;
-use portwatch_events::RiskClass;
-use portwatch_projections::report::{aggregate, convergence, episodes, By};
-use portwatch_projections::Episode;
+use portwatch_projections::report::{aggregate, convergence, episodes, risk_by_port, By};
 use portwatch_stores::{EpisodeQuery, PageRequest, PortQuery};
 
 use crate::cli::ReportArgs;
@@ -22,15 +18,7 @@ fn secs(v: Option<f64>) -> String {
 
 /// Print the report.
 pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<()> {
-    let by = match args.by.as_str() {
-        "risk" => By::Risk,
-        "owner" => By::Owner,
-        "system" => By::System,
-        "day" => By::Day,
-        other => {
-            return Err(InputError(format!("--by `{other}`: expected risk, owner, system or day")).into())
-        }
-    };
+    let by: By = args.by.parse().map_err(|e| InputError(format!("--by {e}")))?;
     if !(1..=366).contains(&args.days) {
         return Err(InputError(format!("--days {}: a number from 1 to 366", args.days)).into());
     }
@@ -38,12 +26,7 @@ pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<()> {
     let all = PageRequest::all();
     let list = store.episodes(&EpisodeQuery::default(), &all)?.items;
     let rows = store.ports(&PortQuery::default(), &all)?.items;
-    let risk: HashMap<_, RiskClass> = rows.iter().map(|r| ((r.ip, r.proto, r.port), r.risk)).collect();
-    let risk_of = |e: &Episode| {
-        risk.get(&(e.ip, e.proto, e.port))
-            .copied()
-            .unwrap_or(RiskClass::RiskPort)
-    };
+    let risk_of = risk_by_port(&rows);
     let ledger = super::query::ledger(cfg)?;
     let reports = episodes(&list, &risk_of, &cfg.asset_map(), &ledger);
     let until = Utc::now();

@@ -80,14 +80,8 @@ fn allow_list(path: &str, at: &Origin<'_>) -> Result<Vec<ApprovalRequest>, Confi
             value: format!("{v:?}"),
             reason: why.to_string(),
         };
-        let net: ipnet::IpNet = match raw.target.parse::<ipnet::IpNet>() {
-            Ok(n) => n.trunc(),
-            Err(_) => raw
-                .target
-                .parse::<std::net::IpAddr>()
-                .map(ipnet::IpNet::from)
-                .map_err(|_| bad("target", &raw.target, "not an address or CIDR network"))?,
-        };
+        let net = portwatch_projections::approvals::parse_target(&raw.target)
+            .map_err(|_| bad("target", &raw.target, "not an address or CIDR network"))?;
         let ports = PortSet::parse(&raw.ports).map_err(|e| bad("ports", &raw.ports, &e.reason))?;
         let proto: Proto = raw
             .proto
