@@ -37,23 +37,6 @@ fn kinds(log: &Path) -> Vec<String> {
         .collect()
 }
 
-fn call(ns: &Netns, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
-    let bearer = format!("Bearer {token}");
-    let answer = ns
-        .http(method, API, path, &[("Authorization", bearer.as_str())], body)
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-    (
-        answer.status,
-        serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-fn token(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
-    let out = ns.portwatch(&["--config", cfg, "token", "create", "--user", user, "--role", role]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
 /// `portwatch approval ARGS` as the holder of `token`.
 fn cli(ns: &Netns, cfg: &str, token: &str, args: &[&str]) -> std::process::Output {
     ns.command(support::bin())
@@ -65,7 +48,7 @@ fn cli(ns: &Netns, cfg: &str, token: &str, args: &[&str]) -> std::process::Outpu
 }
 
 fn port_row(ns: &Netns, token: &str) -> Option<serde_json::Value> {
-    let (status, rows) = call(ns, "GET", &format!("/api/v1/ports?ip={HOST}"), token, "");
+    let (status, rows) = ns.api(API, "GET", &format!("/api/v1/ports?ip={HOST}"), token, "");
     (status == 200).then_some(())?;
     rows.as_array()?.iter().find(|r| r["port"] == 8080).cloned()
 }
@@ -75,19 +58,19 @@ fn approve(ns: &Netns, operator: &str, approver: &str, expires: &str) -> String 
     let body = format!(
         r#"{{"target":"{HOST}","ports":"8080","reason":"the shop's admin UI, behind SSO","owner":"web-team","expires":"{expires}"}}"#
     );
-    let (status, filed) = call(ns, "POST", "/api/v1/approvals", operator, &body);
+    let (status, filed) = ns.api(API, "POST", "/api/v1/approvals", operator, &body);
     assert_eq!(status, 201, "{filed}");
     let id = filed["approval_id"].as_str().expect("id").to_string();
-    let (status, refused) = call(
-        ns,
+    let (status, refused) = ns.api(
+        API,
         "POST",
         &format!("/api/v1/approvals/{id}/approve"),
         operator,
         "",
     );
     assert_eq!(status, 403, "the requester may not grant it: {refused}");
-    let (status, granted) = call(
-        ns,
+    let (status, granted) = ns.api(
+        API,
         "POST",
         &format!("/api/v1/approvals/{id}/approve"),
         approver,
@@ -169,8 +152,8 @@ secret = "{SECRET}"
             .map(str::to_string)
     })
     .unwrap_or_else(|| panic!("no first admin token; log:\n{}", read(&log)));
-    let operator = token(&ns, cfg, "olga", "operator");
-    let approver = token(&ns, cfg, "arno", "approver");
+    let operator = ns.token(cfg, "olga", "operator");
+    let approver = ns.token(cfg, "arno", "approver");
 
     // Unapproved: it pages, and is reminded about.
     wait_for(Duration::from_secs(40), || {
@@ -243,7 +226,7 @@ secret = "{SECRET}"
         "Redis on the approved port reopened the finding in {:.1} s",
         swapped.elapsed().as_secs_f64()
     );
-    let (_, approvals) = call(&ns, "GET", "/api/v1/approvals", &admin, "");
+    let (_, approvals) = ns.api(API, "GET", "/api/v1/approvals", &admin, "");
     let lapsed = approvals
         .as_array()
         .expect("approvals")

@@ -12,7 +12,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+use support::{tempdir, wait_for, write_config, Netns, Proc};
 
 const API: &str = "127.0.0.1:18092";
 const ROLES: [&str; 4] = ["viewer", "operator", "approver", "admin"];
@@ -33,14 +33,6 @@ fn status(ns: &Netns, method: &str, path: &str, token: Option<&str>, body: &str)
     ns.http(method, API, path, &headers, body)
         .unwrap_or_else(|| panic!("{method} {path}: no answer"))
         .status
-}
-
-fn create(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
-    let out = ns.portwatch(&["--config", cfg, "token", "create", "--user", user, "--role", role]);
-    assert!(out.status.success(), "token create: {}", stderr(&out));
-    let token = stdout(&out).trim().to_string();
-    assert!(token.starts_with("pwt_"), "{token}");
-    token
 }
 
 #[test]
@@ -68,7 +60,7 @@ fn every_route_refuses_the_unauthenticated_and_the_wrong_role() {
     // One token per role, made from the shell while `up` runs.
     let mut tokens = vec![];
     for role in ROLES {
-        tokens.push(create(&ns, cfg, &format!("{role}-user"), role));
+        tokens.push(ns.token(cfg, &format!("{role}-user"), role));
     }
     let me = wait_for(Duration::from_secs(10), || {
         // The last one made: the server follows the journal in order.

@@ -22,23 +22,6 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn call(ns: &Netns, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
-    let bearer = format!("Bearer {token}");
-    let answer = ns
-        .http(method, API, path, &[("Authorization", bearer.as_str())], body)
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-    (
-        answer.status,
-        serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-fn token(ns: &Netns, cfg: &str, user: &str, role: &str) -> String {
-    let out = ns.portwatch(&["--config", cfg, "token", "create", "--user", user, "--role", role]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
 fn open(ns: &Netns, token: &str) -> bool {
     let bearer = format!("Bearer {token}");
     let path = format!("/api/v1/ports?ip={HOST}");
@@ -101,31 +84,31 @@ anonymous_read = true
     let cfg = cfg.to_str().expect("utf8").to_string();
     let log = dir.path().join("up.log");
     let up = Proc(ns.spawn_portwatch(&["up", "--config", &cfg], &log));
-    let operator = token(&ns, &cfg, "olga", "operator");
-    let approver = token(&ns, &cfg, "arno", "approver");
+    let operator = ns.token(&cfg, "olga", "operator");
+    let approver = ns.token(&cfg, "arno", "approver");
     (ns, dir, up, operator, approver, log)
 }
 
 fn propose_and_confirm(ns: &Netns, operator: &str, approver: &str, duration: &str) -> String {
     let body =
         format!(r#"{{"ip":"{HOST}","port":6379,"reason":"Redis open to everyone","duration":"{duration}"}}"#);
-    let (status, proposed) = call(ns, "POST", "/api/v1/blocks", operator, &body);
+    let (status, proposed) = ns.api(API, "POST", "/api/v1/blocks", operator, &body);
     assert_eq!(status, 201, "{proposed}");
     assert_eq!(proposed["state"], "proposed");
     let id = proposed["block_id"].as_str().expect("id").to_string();
-    let (status, refused) = call(ns, "POST", &format!("/api/v1/blocks/{id}/confirm"), operator, "");
+    let (status, refused) = ns.api(API, "POST", &format!("/api/v1/blocks/{id}/confirm"), operator, "");
     assert_eq!(
         status, 403,
         "an operator (and the proposer) may not confirm: {refused}"
     );
-    let (status, confirmed) = call(ns, "POST", &format!("/api/v1/blocks/{id}/confirm"), approver, "");
+    let (status, confirmed) = ns.api(API, "POST", &format!("/api/v1/blocks/{id}/confirm"), approver, "");
     assert_eq!(status, 200, "{confirmed}");
     assert_eq!(confirmed["confirmed_by"], "arno");
     id
 }
 
 fn block(ns: &Netns, token: &str, id: &str) -> serde_json::Value {
-    let (_, blocks) = call(ns, "GET", "/api/v1/blocks", token, "");
+    let (_, blocks) = ns.api(API, "GET", "/api/v1/blocks", token, "");
     blocks
         .as_array()
         .and_then(|b| b.iter().find(|b| b["block_id"] == id).cloned())
@@ -139,8 +122,8 @@ fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
     wait_for(Duration::from_secs(30), || open(&ns, &operator).then_some(()))
         .unwrap_or_else(|| panic!("6379 never seen open; log:\n{}", read(&log)));
     // Nothing to block where nothing is open.
-    let (status, _) = call(
-        &ns,
+    let (status, _) = ns.api(
+        API,
         "POST",
         "/api/v1/blocks",
         &operator,
@@ -191,7 +174,7 @@ fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
     assert_eq!(block(&ns, &operator, &id)["ending"][0], "expired");
 
     // The report counts the blocked exposure as remediated, the reopened one as open.
-    let (status, report) = call(&ns, "GET", "/api/v1/report?by=risk&days=1", &operator, "");
+    let (status, report) = ns.api(API, "GET", "/api/v1/report?by=risk&days=1", &operator, "");
     assert_eq!(status, 200, "{report}");
     let group = report["groups"]
         .as_array()
@@ -245,8 +228,8 @@ fn by_default_a_confirmed_block_is_only_rendered_and_checked() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(open(&ns, &operator), "the port stays open");
     // An operator may end it before its time.
-    let (status, ending) = call(
-        &ns,
+    let (status, ending) = ns.api(
+        API,
         "POST",
         &format!("/api/v1/blocks/{id}/rollback"),
         &operator,

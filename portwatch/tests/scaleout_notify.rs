@@ -81,11 +81,7 @@ secret = "{SECRET}"
     assert_eq!(delivered, ports.len());
 
     // A token made from the shell into the Kafka journal works on the running plane.
-    let out = stack.portwatch(&[
-        "token", "create", "--kafka", "--user", "ann", "--role", "operator",
-    ]);
-    assert!(out.status.success(), "{}", support::stderr(&out));
-    let token = support::stdout(&out).trim().to_string();
+    let token = stack.token("ann", "operator");
     let bearer = format!("Bearer {token}");
     let me = wait_for(Duration::from_secs(15), || {
         let answer = stack.ns.http(
@@ -196,28 +192,12 @@ secret = "{SECRET}"
             })
             .collect()
     };
-    let token = |user: &str, role: &str| {
-        let out = stack.portwatch(&["token", "create", "--kafka", "--user", user, "--role", role]);
-        assert!(out.status.success(), "{}", support::stderr(&out));
-        support::stdout(&out).trim().to_string()
-    };
     // The control plane creates the decisions topic on start: tokens after that.
     wait_for(Duration::from_secs(60), || {
         stack.ns.http_get(API, "/healthz").map(|_| ())
     })
     .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
-    let (operator, approver) = (token("olga", "operator"), token("arno", "approver"));
-    let call = |method: &str, path: &str, token: &str, body: &str| {
-        let bearer = format!("Bearer {token}");
-        let answer = stack
-            .ns
-            .http(method, API, path, &[("Authorization", bearer.as_str())], body)
-            .expect("answer");
-        (
-            answer.status,
-            serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_default(),
-        )
-    };
+    let (operator, approver) = (stack.token("olga", "operator"), stack.token("arno", "approver"));
 
     // Unapproved: paged and reminded; identified as http by a probe node.
     wait_for(Duration::from_secs(90), || {
@@ -241,7 +221,8 @@ secret = "{SECRET}"
     .unwrap_or_else(|| panic!("never identified: {:?}", port()));
 
     // Filed by the operator, refused to the operator, granted by the approver.
-    let (status, filed) = call(
+    let (status, filed) = stack.ns.api(
+        API,
         "POST",
         "/api/v1/approvals",
         &operator,
@@ -250,10 +231,25 @@ secret = "{SECRET}"
     assert_eq!(status, 201, "{filed}");
     let id = filed["approval_id"].as_str().expect("id").to_string();
     assert_eq!(
-        call("POST", &format!("/api/v1/approvals/{id}/approve"), &operator, "").0,
+        stack
+            .ns
+            .api(
+                API,
+                "POST",
+                &format!("/api/v1/approvals/{id}/approve"),
+                &operator,
+                ""
+            )
+            .0,
         403
     );
-    let (status, granted) = call("POST", &format!("/api/v1/approvals/{id}/approve"), &approver, "");
+    let (status, granted) = stack.ns.api(
+        API,
+        "POST",
+        &format!("/api/v1/approvals/{id}/approve"),
+        &approver,
+        "",
+    );
     assert_eq!(status, 200, "{granted}");
     assert_eq!(
         granted["bound"][0]["service"], "http",
@@ -298,27 +294,11 @@ fn blocks_are_confirmed_applied_verified_and_rolled_back_by_the_control_plane() 
         stack.ns.http_get(API, "/healthz").map(|_| ())
     })
     .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
-    let token = |user: &str, role: &str| {
-        let out = stack.portwatch(&["token", "create", "--kafka", "--user", user, "--role", role]);
-        assert!(out.status.success(), "{}", support::stderr(&out));
-        support::stdout(&out).trim().to_string()
-    };
-    let (operator, approver) = (token("olga", "operator"), token("arno", "approver"));
-    let call = |method: &str, path: &str, token: &str, body: &str| {
-        let bearer = format!("Bearer {token}");
-        let answer = stack
-            .ns
-            .http(method, API, path, &[("Authorization", bearer.as_str())], body)
-            .expect("answer");
-        (
-            answer.status,
-            serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_default(),
-        )
-    };
+    let (operator, approver) = (stack.token("olga", "operator"), stack.token("arno", "approver"));
     // The control plane follows the journal every second: the last token made works
     // once it has read that far.
     wait_for(Duration::from_secs(15), || {
-        (call("GET", "/api/v1/whoami", &approver, "").0 == 200).then_some(())
+        (stack.ns.api(API, "GET", "/api/v1/whoami", &approver, "").0 == 200).then_some(())
     })
     .expect("the approver's token works");
     let open = || {
@@ -330,7 +310,8 @@ fn blocks_are_confirmed_applied_verified_and_rolled_back_by_the_control_plane() 
     };
     wait_for(Duration::from_secs(60), || open().then_some(()))
         .unwrap_or_else(|| panic!("6379 never seen open; control log:\n{}", stack.log("control.log")));
-    let (status, proposed) = call(
+    let (status, proposed) = stack.ns.api(
+        API,
         "POST",
         "/api/v1/blocks",
         &operator,
@@ -339,15 +320,33 @@ fn blocks_are_confirmed_applied_verified_and_rolled_back_by_the_control_plane() 
     assert_eq!(status, 201, "{proposed}");
     let id = proposed["block_id"].as_str().expect("id").to_string();
     assert_eq!(
-        call("POST", &format!("/api/v1/blocks/{id}/confirm"), &operator, "").0,
+        stack
+            .ns
+            .api(
+                API,
+                "POST",
+                &format!("/api/v1/blocks/{id}/confirm"),
+                &operator,
+                ""
+            )
+            .0,
         403
     );
     assert_eq!(
-        call("POST", &format!("/api/v1/blocks/{id}/confirm"), &approver, "").0,
+        stack
+            .ns
+            .api(
+                API,
+                "POST",
+                &format!("/api/v1/blocks/{id}/confirm"),
+                &approver,
+                ""
+            )
+            .0,
         200
     );
     let state = || {
-        let (_, blocks) = call("GET", "/api/v1/blocks", &operator, "");
+        let (_, blocks) = stack.ns.api(API, "GET", "/api/v1/blocks", &operator, "");
         blocks
             .as_array()
             .and_then(|b| b.iter().find(|b| b["block_id"] == id.as_str()).cloned())

@@ -130,43 +130,12 @@ impl Netns {
 
     /// GET `path` from an HTTP server at `addr` inside the namespace.
     pub fn http_get(&self, addr: &str, path: &str) -> Option<(u16, String)> {
-        let addr: SocketAddr = addr.parse().expect("addr");
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        self.within(move || {
-            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-            stream.write_all(request.as_bytes()).ok()?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).ok()?;
-            let (head, body) = response.split_once("\r\n\r\n")?;
-            let status = head.split_whitespace().nth(1)?.parse().ok()?;
-            Some((status, body.to_string()))
-        })
+        self.http_get_full(addr, path).map(|a| (a.status, a.body))
     }
 
     /// GET `path`: status, headers (names in lower case) and body.
     pub fn http_get_full(&self, addr: &str, path: &str) -> Option<HttpAnswer> {
-        let addr: SocketAddr = addr.parse().expect("addr");
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        self.within(move || {
-            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-            stream.write_all(request.as_bytes()).ok()?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).ok()?;
-            let (head, body) = response.split_once("\r\n\r\n")?;
-            let mut lines = head.lines();
-            let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            Some(HttpAnswer {
-                status,
-                headers,
-                body: body.to_string(),
-            })
-        })
+        self.http("GET", addr, path, &[], "")
     }
 
     /// Any request: `method path` with `headers` and `body`; status, headers, body.
@@ -210,6 +179,36 @@ impl Netns {
                 body: body.to_string(),
             })
         })
+    }
+
+    /// `method path` on the API at `api` as the holder of `token`: the status and
+    /// the body as JSON (null when it is not JSON). It must answer.
+    pub fn api(
+        &self,
+        api: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let bearer = format!("Bearer {token}");
+        let answer = self
+            .http(method, api, path, &[("Authorization", bearer.as_str())], body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+        (
+            answer.status,
+            serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A new token for `user` with `role`, made with `portwatch token create`
+    /// against the config `cfg`.
+    pub fn token(&self, cfg: &str, user: &str, role: &str) -> String {
+        let out = self.portwatch(&["--config", cfg, "token", "create", "--user", user, "--role", role]);
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = stdout(&out).trim().to_string();
+        assert!(token.starts_with("pwt_"), "{token}");
+        token
     }
 
     /// Start a long-running portwatch inside the namespace, its stdout to `out`.

@@ -38,15 +38,18 @@ pub fn http_tls(ns: &Netns, addr: &str, log: &Path, fail_first: u32, tls: Option
         .spawn()
         .expect("start receiver");
     let proc = Proc(child);
-    let address = addr.to_string();
-    wait_for(Duration::from_secs(10), || {
-        ns.within({
-            let address = address.clone();
-            move || std::net::TcpStream::connect(address.as_str()).ok().map(|_| ())
-        })
-    })
-    .expect("receiver listening");
+    wait_listening(ns, addr, "receiver listening");
     proc
+}
+
+/// Wait until something accepts TCP connections at `addr` inside `ns`.
+fn wait_listening(ns: &Netns, addr: &str, what: &str) {
+    let addr = addr.to_string();
+    wait_for(Duration::from_secs(10), || {
+        let addr = addr.clone();
+        ns.within(move || std::net::TcpStream::connect(addr.as_str()).ok().map(|_| ()))
+    })
+    .unwrap_or_else(|| panic!("{what}: nothing accepts connections at {addr}"));
 }
 
 /// What the HTTP receiver got, in order.
@@ -132,14 +135,7 @@ pub fn smtp(ns: &Netns, dir: &Path, port: u16) -> (Proc, PathBuf) {
         .stderr(std::fs::File::create(dir.join("smtp.log")).expect("log"))
         .spawn()
         .expect("start aiosmtpd (Debian package python3-aiosmtpd)");
-    let addr = format!("127.0.0.1:{port}");
-    wait_for(Duration::from_secs(10), || {
-        ns.within({
-            let addr = addr.clone();
-            move || std::net::TcpStream::connect(addr.as_str()).ok().map(|_| ())
-        })
-    })
-    .expect("aiosmtpd listening");
+    wait_listening(ns, &format!("127.0.0.1:{port}"), "aiosmtpd listening");
     (Proc(child), maildir)
 }
 
@@ -194,14 +190,7 @@ pub fn smtp_tls(
         .stderr(std::fs::File::create(dir.join("smtp-tls.log")).expect("log"))
         .spawn()
         .expect("start the STARTTLS SMTP server");
-    let addr = format!("127.0.0.1:{port}");
-    wait_for(Duration::from_secs(10), || {
-        ns.within({
-            let addr = addr.clone();
-            move || std::net::TcpStream::connect(addr.as_str()).ok().map(|_| ())
-        })
-    })
-    .expect("STARTTLS SMTP server listening");
+    wait_listening(ns, &format!("127.0.0.1:{port}"), "STARTTLS SMTP server listening");
     (Proc(child), maildir)
 }
 

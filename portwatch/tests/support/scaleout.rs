@@ -217,6 +217,14 @@ impl Stack {
         self.ns.portwatch(&full)
     }
 
+    /// A new token for `user` with `role`, made with `portwatch token create --kafka`
+    /// into the stack's journal.
+    pub fn token(&self, user: &str, role: &str) -> String {
+        let out = self.portwatch(&["token", "create", "--kafka", "--user", user, "--role", role]);
+        assert!(out.status.success(), "token create --kafka: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
