@@ -15,7 +15,7 @@ pub mod blocks;
 mod error;
 mod params;
 pub mod read;
-mod report;
+pub mod report;
 mod routes;
 pub mod tokens;
 pub mod views;

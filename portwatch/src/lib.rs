@@ -15,6 +15,7 @@ pub mod notifier;
 pub mod output;
 pub mod projector;
 pub mod read_model;
+pub mod reporter;
 pub mod roles;
 pub mod serve;
 

@@ -5,7 +5,8 @@
 //! `mttd_bound_secs`, from the last covering scan that did not see it open), the time
 //! to notify (to the first message that told it), and the time to remediate: to the
 //! first of its closing, an approval granted for it (that did not lapse), or a block
-//! of it verified by the probes. Aggregated by risk class, owner, system or day, and
+//! of it verified by the probes (a closing while a block of the exposure was in force
+//! counts as the block's). Aggregated by risk class, owner, system or day, and
 //! the convergence trend: exposures open and not remediated at the end of each day.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,17 @@ pub enum Remedy {
     Approved,
     /// A block of it was verified.
     Blocked,
+}
+
+impl Remedy {
+    /// Its name in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Remedy::Closed => "closed",
+            Remedy::Approved => "approved",
+            Remedy::Blocked => "blocked",
+        }
+    }
 }
 
 /// The figures of one exposure episode.
@@ -107,21 +119,27 @@ pub fn episodes(
                 .filter_map(|a| a.decision.as_ref().filter(|d| d.granted).map(|d| d.at))
                 .filter(|at| *at >= e.opened_at)
                 .min();
+            // A verified block: (applied, verified). The probes verify a block by
+            // seeing the port closed, so a blocked exposure also closes; its closing
+            // is the block's doing when the block was in force by then.
             let blocked = ledger
                 .blocks()
                 .values()
                 .filter(|b| b.request.episode_id == e.id)
-                .filter_map(|b| b.verified_at)
+                .filter_map(|b| Some((b.applied.as_ref()?.applied_at, b.verified_at?)))
                 .min();
+            let closed = e.closed_at.map(|at| match blocked {
+                Some((applied, _)) if applied <= at => (at, Remedy::Blocked),
+                _ => (at, Remedy::Closed),
+            });
             let remedies = [
-                (e.closed_at, Remedy::Closed),
-                (approved, Remedy::Approved),
-                (blocked, Remedy::Blocked),
+                closed,
+                approved.map(|at| (at, Remedy::Approved)),
+                blocked
+                    .filter(|_| e.closed_at.is_none())
+                    .map(|(_, verified)| (verified, Remedy::Blocked)),
             ];
-            let first = remedies
-                .into_iter()
-                .filter_map(|(at, how)| at.map(|at| (at, how)))
-                .min_by_key(|(at, _)| *at);
+            let first = remedies.into_iter().flatten().min_by_key(|(at, _)| *at);
             let asset = assets.matching(e.ip);
             EpisodeReport {
                 episode_id: e.id.clone(),
@@ -347,7 +365,7 @@ mod tests {
     fn figures_match_the_hand_computed_ones() {
         let e1 = episode("e1", "10.0.0.1", 6379, 600, Some(600), Some(2 * 3600 + 600));
         let e2 = episode("e2", "10.0.0.2", 8080, 1200, Some(300), None);
-        let e3 = episode("e3", "10.0.0.1", 6379, DAY, None, None);
+        let e3 = episode("e3", "10.0.0.1", 6379, DAY, None, Some(DAY + 1500));
         let e4 = episode("e4", "10.0.0.2", 22, DAY + 12 * 3600, Some(120), None);
         let mut ledger = Ledger::new();
         told(&mut ledger, &e1, 630);
@@ -376,7 +394,8 @@ mod tests {
                 note: None,
             },
         ));
-        // e3: blocked, verified half an hour after it opened.
+        // e3: blocked; the port closed 25 minutes after it opened, the probes
+        // verified the block 5 minutes later.
         for (s, by, what) in block_steps(&e3) {
             ledger.apply(&Decision::new(at(s), by, what));
         }
@@ -426,7 +445,7 @@ mod tests {
                 by_id["e3"].time_to_remediate_secs,
                 by_id["e3"].time_to_notify_secs
             ),
-            (Some(Remedy::Blocked), Some(1800), Some(20))
+            (Some(Remedy::Blocked), Some(1500), Some(20))
         );
         assert_eq!(
             (by_id["e4"].remedy, by_id["e4"].time_to_remediate_secs),
@@ -445,8 +464,8 @@ mod tests {
                     mttd_mean_secs: Some(600.0),
                     mttd_p50_secs: Some(600),
                     notify_mean_secs: Some(25.0),
-                    mttr_mean_secs: Some(4500.0),
-                    mttr_p50_secs: Some(1800),
+                    mttr_mean_secs: Some(4350.0),
+                    mttr_p50_secs: Some(1500),
                 },
                 Group {
                     key: "risk_port".into(),
@@ -487,7 +506,27 @@ mod tests {
         );
     }
 
-    /// A block of `e`: proposed, confirmed, applied, verified half an hour in.
+    #[test]
+    fn a_closing_before_the_block_is_not_the_blocks_doing() {
+        // Closed at DAY + 100, before the block was applied (DAY + 130).
+        let e = episode("e3", "10.0.0.1", 6379, DAY, None, Some(DAY + 100));
+        let mut ledger = Ledger::new();
+        for (s, by, what) in block_steps(&e) {
+            ledger.apply(&Decision::new(at(s), by, what));
+        }
+        let risk = |_: &Episode| RiskClass::HighRiskPort;
+        let r = &episodes(&[e], &risk, &Assets::default(), &ledger)[0];
+        assert_eq!(
+            (r.remedy, r.time_to_remediate_secs),
+            (Some(Remedy::Closed), Some(100))
+        );
+        for remedy in [Remedy::Closed, Remedy::Approved, Remedy::Blocked] {
+            assert_eq!(serde_json::to_value(remedy).ok(), Some(remedy.as_str().into()));
+        }
+    }
+
+    /// A block of `e`: proposed, confirmed, applied, verified half an hour in (the
+    /// port closed at 25 minutes).
     fn block_steps(e: &Episode) -> Vec<(i64, &'static str, DecisionKind)> {
         let id = "bk_1".to_string();
         vec![

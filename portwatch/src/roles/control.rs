@@ -1,7 +1,8 @@
 //! `portwatch control`: the scale-out control plane (wiring). Schedules the monitoring tasks
 //! and issues their jobs to the probe nodes of each zone (topic `jobs`, keyed by
 //! zone), follows the control topic (heartbeats, leases, results) into ClickHouse,
-//! and serves the API from ClickHouse.
+//! serves the API from ClickHouse, and writes the episodes' MTTD / MTTR figures
+//! there for the dashboards.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,13 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         read.clone(),
         stop.clone(),
     ));
+    let reporter = tokio::spawn(crate::reporter::run(
+        read.clone(),
+        notifications.clone(),
+        Arc::new(cfg.asset_map()),
+        Some(store.clone()),
+        stop.clone(),
+    ));
     let notifier =
         crate::notifier::spawn(&cfg, journal, read.clone(), notifications, alert_rx, stop.clone())?;
     let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
@@ -104,6 +112,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let _ = scheduler.await;
     let _ = notifier.await;
     let _ = controller.await;
+    let _ = reporter.await;
     let _ = alerts_follower.await;
     let _ = retention.await;
     match follower.await {

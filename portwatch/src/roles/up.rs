@@ -131,6 +131,13 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         read.clone(),
         stop_rx.clone(),
     ));
+    let reporter = tokio::spawn(crate::reporter::run(
+        read.clone(),
+        notifications.clone(),
+        Arc::new(cfg.asset_map()),
+        None,
+        stop_rx.clone(),
+    ));
     let notifier_task = notifier::spawn(
         &cfg,
         journal,
@@ -150,6 +157,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let _ = scheduler_task.await;
     let _ = notifier_task.await;
     let _ = controller.await;
+    let _ = reporter.await;
     // A job cancelled mid-append still completes that append on the blocking pool.
     appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "002_read_model.sql",
         include_str!("../../../sql/002_read_model.sql"),
     ),
+    (3, "003_reports.sql", include_str!("../../../sql/003_reports.sql")),
 ];
 
 /// The newest schema version this build knows.

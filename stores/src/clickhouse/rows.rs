@@ -240,3 +240,23 @@ pub struct ProbeNodeRow {
     /// Version (heartbeat time in milliseconds).
     pub ver: u64,
 }
+
+/// One episode's MTTD / MTTR figures as stored in `episode_reports`.
+#[derive(Debug, Row, Serialize)]
+pub(super) struct EpisodeReportRow {
+    pub(super) episode_id: String,
+    pub(super) ip: String,
+    pub(super) proto: String,
+    pub(super) port: u16,
+    pub(super) risk: String,
+    pub(super) owner: String,
+    pub(super) system: String,
+    pub(super) opened_at: u32,
+    pub(super) mttd_bound_secs: Option<i64>,
+    pub(super) notified_at: Option<u32>,
+    pub(super) time_to_notify_secs: Option<i64>,
+    pub(super) remediated_at: Option<u32>,
+    pub(super) remedy: String,
+    pub(super) time_to_remediate_secs: Option<i64>,
+    pub(super) ver: u64,
+}

@@ -1,12 +1,14 @@
-//! Writing: a projector batch's rows, checkpoints, job and probe node rows.
+//! Writing: a projector batch's rows, checkpoints, job and probe node rows, and the
+//! episodes' MTTD / MTTR figures.
 
 use clickhouse::Row;
 use portwatch_events::Timestamp;
+use portwatch_projections::report::EpisodeReport;
 use serde::Serialize;
 
 use super::rows::{
-    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, EpisodeRow, HostStateRow,
-    JobRow, PortStateRow, ProbeNodeRow,
+    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, EpisodeReportRow,
+    EpisodeRow, HostStateRow, JobRow, PortStateRow, ProbeNodeRow,
 };
 use super::{ClickHouseError, ClickHouseStore};
 use crate::batch::Batch;
@@ -181,6 +183,36 @@ impl ClickHouseStore {
     /// Upsert probe node rows.
     pub async fn write_nodes(&self, rows: &[ProbeNodeRow]) -> Result<(), ClickHouseError> {
         self.insert("probe_nodes", rows.iter()).await
+    }
+
+    /// Upsert episodes' MTTD / MTTR figures at version `ver` (higher than any
+    /// written before for them).
+    pub async fn write_episode_reports(
+        &self,
+        reports: &[EpisodeReport],
+        ver: u64,
+    ) -> Result<(), ClickHouseError> {
+        let rows: Vec<EpisodeReportRow> = reports
+            .iter()
+            .map(|r| EpisodeReportRow {
+                episode_id: r.episode_id.clone(),
+                ip: r.ip.to_string(),
+                proto: r.proto.as_str().to_string(),
+                port: r.port,
+                risk: r.risk.as_str().to_string(),
+                owner: r.owner.clone().unwrap_or_default(),
+                system: r.system.clone().unwrap_or_default(),
+                opened_at: secs(r.opened_at),
+                mttd_bound_secs: r.mttd_bound_secs,
+                notified_at: r.notified_at.map(secs),
+                time_to_notify_secs: r.time_to_notify_secs,
+                remediated_at: r.remediated_at.map(secs),
+                remedy: r.remedy.map(|m| m.as_str()).unwrap_or_default().to_string(),
+                time_to_remediate_secs: r.time_to_remediate_secs,
+                ver,
+            })
+            .collect();
+        self.insert("episode_reports", rows.iter()).await
     }
 
     async fn insert<'a, T>(
