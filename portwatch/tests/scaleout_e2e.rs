@@ -177,18 +177,20 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         .unwrap(),
     )
     .unwrap();
+    // The control plane writes episode_reports (at its start, then every 10 s): run
+    // it again over what was recorded, and wait for rows a while.
+    let mut control = stack.spawn(&["control"], "control-again.log");
     for panel in dash["panels"].as_array().unwrap() {
-        let sql = panel["targets"][0]["rawSql"]
-            .as_str()
-            .unwrap()
-            .replace("$__timeFilter(ts)", "ts >= now() - 86400");
+        let sql = time_filter(panel["targets"][0]["rawSql"].as_str().unwrap());
         let out = stack.sql(&format!("{sql} FORMAT TSV"));
         assert!(out.is_ok(), "panel {}: {out:?}", panel["title"]);
-        assert!(
-            !out.unwrap().trim().is_empty(),
-            "panel {} returned nothing",
-            panel["title"]
-        );
+        let rows = wait_for(Duration::from_secs(30), || {
+            stack
+                .sql(&format!("{sql} FORMAT TSV"))
+                .ok()
+                .filter(|o| !o.trim().is_empty())
+        });
+        assert!(rows.is_some(), "panel {} returned nothing", panel["title"]);
     }
     // The SQL examples in sql/README.md run as written (on the fleet's addresses).
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/README.md")).unwrap();
@@ -202,14 +204,31 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         let sql = sql
             .replace("10.1.0.7", "127.0.1.3")
             .replace("'10.1.'", "'127.0.'");
-        let out = stack.sql(sql.trim().trim_end_matches(';'));
+        let sql = sql.trim().trim_end_matches(';');
+        let out = stack.sql(sql);
         assert!(out.is_ok(), "sql/README.md example failed: {sql}\n{out:?}");
-        assert!(
-            !out.unwrap().trim().is_empty(),
-            "sql/README.md example returned nothing: {sql}"
-        );
+        let rows = wait_for(Duration::from_secs(30), || {
+            stack.sql(sql).ok().filter(|o| !o.trim().is_empty())
+        });
+        assert!(rows.is_some(), "sql/README.md example returned nothing: {sql}");
     }
+    assert_eq!(control.stop(), Some(0), "control plane exits cleanly");
     for p in &mut projectors {
         assert_eq!(p.stop(), Some(0), "projector exits cleanly");
     }
+}
+
+/// Grafana's `$__timeFilter(column)` macro as the last day.
+fn time_filter(sql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "$__timeFilter(".len()..];
+        let Some(end) = after.find(')') else { break };
+        out.push_str(&format!("{} >= now() - 86400", &after[..end]));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
