@@ -52,7 +52,7 @@ pub enum Command {
     /// Run the embedded all-in-one: scheduler, probes, projections, API (default role).
     ///
     /// Examples:
-    ///   portwatch up                       # loopback demo scope, API on 127.0.0.1:8080
+    ///   portwatch up                       # loopback demo scope, API on 127.0.0.1:7678
     ///   portwatch up --config prod.toml
     #[command(verbatim_doc_comment)]
     Up(UpArgs),
@@ -184,7 +184,7 @@ pub enum Command {
     /// node tracking, API over ClickHouse).
     ///
     /// Example:
-    ///   portwatch control -c scaleout.toml --listen 0.0.0.0:8080
+    ///   portwatch control -c scaleout.toml --listen 0.0.0.0:7678
     #[command(verbatim_doc_comment)]
     Control(ControlArgs),
 

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portwatch_api::{ApiContext, Auth, ReadModel, ScheduledTask};
 use portwatch_events::Task;
@@ -54,9 +53,14 @@ pub async fn bind(
     ctx: ApiContext,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("api.listen: cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another program listens there: set [api] listen in the config or pass --listen IP:PORT)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("api.listen: cannot listen on {listen}: {e}{hint}")
+    })?;
     let app = portwatch_api::router(ctx);
     Ok(async move {
         axum::serve(listener, app)

@@ -210,7 +210,7 @@ fn up_without_config_monitors_the_loopback_demo_and_says_so() {
     let row = wait_for(Duration::from_secs(20), || {
         let answer = ns.http(
             "GET",
-            "127.0.0.1:8080",
+            "127.0.0.1:7678",
             "/api/v1/ports",
             &[("Authorization", bearer.as_str())],
             "",
@@ -220,7 +220,7 @@ fn up_without_config_monitors_the_loopback_demo_and_says_so() {
     })
     .expect("demo finds 127.0.0.1:6379");
     assert_eq!(
-        ns.http_get("127.0.0.1:8080", "/api/v1/ports").map(|(s, _)| s),
+        ns.http_get("127.0.0.1:7678", "/api/v1/ports").map(|(s, _)| s),
         Some(401),
         "no token, no data"
     );
@@ -234,4 +234,35 @@ fn up_without_config_monitors_the_loopback_demo_and_says_so() {
     );
     let schedule_warning = text.contains("not implemented");
     assert!(!schedule_warning, "demo schedules only implemented tasks: {text}");
+}
+
+#[test]
+fn up_beside_a_program_on_its_port_says_what_to_change() {
+    let ns = Netns::new("busy");
+    let dir = tempdir();
+    // Somebody's development server on portwatch's default port.
+    let _busy = ns.listen("127.0.0.1:7678");
+    let data = dir.path().join("data");
+    let out = ns.portwatch(&["--data", data.to_str().expect("utf8"), "up"]);
+    assert!(!out.status.success(), "up must not start beside it");
+    let err = support::stderr(&out);
+    assert!(
+        err.contains("127.0.0.1:7678") && err.contains("[api] listen") && err.contains("--listen"),
+        "{err}"
+    );
+    // The default port is portwatch's own: 8080 (Tomcat, Jenkins, dev servers) is free.
+    let _tomcat = ns.listen("127.0.0.1:8080");
+    drop(_busy);
+    let log = dir.path().join("up.log");
+    let mut up = Proc(ns.spawn_portwatch(&["--data", data.to_str().expect("utf8"), "up"], &log));
+    let healthy = wait_for(Duration::from_secs(20), || {
+        ns.http_get("127.0.0.1:7678", "/healthz")
+            .filter(|(s, _)| *s == 200)
+    });
+    assert!(
+        healthy.is_some(),
+        "up beside a program on 8080: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(up.stop(), Some(0));
 }

@@ -50,7 +50,7 @@ pub const DEFAULT_CLOSE_AFTER_MISSES: u32 = 2;
 /// Default state directory.
 pub const DEFAULT_STORE_PATH: &str = "portwatch-data";
 /// Default API address.
-pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7678";
 /// Default zone of an asset.
 pub const DEFAULT_ZONE: &str = "default";
 /// Shortest accepted task cadence.
@@ -122,7 +122,7 @@ pub struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
-    /// Listen address. Default: "127.0.0.1:8080".
+    /// Listen address. Default: "127.0.0.1:7678".
     pub listen: Option<String>,
 }
 
@@ -450,7 +450,7 @@ impl RawConfig {
             invalid(
                 "api.listen",
                 &format!("{listen_text:?}"),
-                "expected IP:PORT, e.g. 127.0.0.1:8080",
+                "expected IP:PORT, e.g. 127.0.0.1:7678",
             )
         })?;
 

@@ -43,7 +43,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     if let Some(listen) = &args.listen {
         cfg.api_listen = listen.parse().map_err(|_| {
             InputError(format!(
-                "--listen `{listen}`: expected IP:PORT, e.g. 127.0.0.1:8080"
+                "--listen `{listen}`: expected IP:PORT, e.g. 127.0.0.1:7678"
             ))
         })?;
     }
