@@ -46,6 +46,10 @@ bash scripts/lab-services.sh install
 # Alertmanager); each test starts its own inside its namespace.
 log "notification receivers (Debian packages)"
 bash scripts/notify-services.sh install
+# The API tests' fuzzer (schemathesis, PyPI, pinned) in a virtual environment
+# under target/tools.
+log "API test tools (schemathesis)"
+bash scripts/console-tools.sh install
 
 # --- cleanup ---------------------------------------------------------------------------
 # Test namespaces are named pwt-* (single namespaces) and l<digits>-* (labs); a test

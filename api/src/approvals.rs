@@ -15,14 +15,14 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{record, ApiContext};
 
 /// Longest an approval may run: a year, so every approval is looked at again.
 pub const MAX_VALIDITY: chrono::Duration = chrono::Duration::days(366);
 
 /// The body of `POST /api/v1/approvals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApproval {
     /// An address or a CIDR network.
@@ -42,7 +42,7 @@ pub struct NewApproval {
 }
 
 /// The body of approve and reject.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Verdict {
     /// A note for the record.
@@ -50,7 +50,7 @@ pub struct Verdict {
 }
 
 /// An approval as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
     /// Its state now.
     pub state: ApprovalState,
@@ -126,12 +126,23 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Approval, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no approval with id `{id}`")))
 }
 
+/// Approvals, with their state now.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", responses(
+    (status = 200, description = "By id.", body = [ApprovalView]),
+))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
     let views: Vec<ApprovalView> = state.ledger().approvals().values().map(view).collect();
     Json(views)
 }
 
+/// File an approval request (operator): an exposure the business needs, with its
+/// reason, owner and a mandatory expiry.
+#[utoipa::path(post, path = "/api/v1/approvals", tag = "approvals", request_body = NewApproval, responses(
+    (status = 201, description = "Filed, pending.", body = ApprovalView),
+    (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn create(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
@@ -148,12 +159,23 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&find(&ctx, &id)?))))
 }
 
+/// The optional body of approve and reject: none, or a verdict (400 naming what is
+/// wrong with it).
+fn verdict(body: &[u8]) -> Result<Option<Verdict>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("body: {e}")))
+}
+
 /// Approve or reject: an approver, not the requester, on a pending request.
 async fn decide(
     ctx: &ApiContext,
     me: &Identity,
     id: &str,
-    verdict: Option<Json<Verdict>>,
+    verdict: Option<Verdict>,
     grant: bool,
 ) -> Result<Json<ApprovalView>, ApiError> {
     let approval = find(ctx, id)?;
@@ -166,7 +188,7 @@ async fn decide(
     if approval.decision.is_some() {
         return Err(ApiError::conflict(format!("approval {id} was decided already")));
     }
-    let note = verdict.and_then(|Json(v)| v.note);
+    let note = verdict.and_then(|v| v.note);
     let what = if grant {
         // Bind it to what each open port in scope serves now.
         let net = approval.request.net;
@@ -205,20 +227,43 @@ async fn decide(
     Ok(Json(view(&find(ctx, id)?)))
 }
 
+/// Grant a pending approval (approver; never the requester): binds it to what each
+/// open port in scope serves now.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "approvals",
+    params(("id" = String, Path, description = "The approval.")),
+    request_body(content = Option<Verdict>, description = "An optional note."),
+    responses(
+        (status = 200, description = "Granted.", body = ApprovalView),
+        (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 404, description = "No approval with this id.", body = ErrorBody),
+        (status = 409, description = "It was decided already.", body = ErrorBody),
+        (status = 503, description = "The store or the journal did not answer; try again.", body = ErrorBody),
+))]
 pub(crate) async fn approve(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
     Path(id): Path<String>,
-    verdict: Option<Json<Verdict>>,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    decide(&ctx, &me, &id, verdict, true).await
+    decide(&ctx, &me, &id, verdict(&body)?, true).await
 }
 
+/// Reject a pending approval (approver; never the requester).
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/reject", tag = "approvals",
+    params(("id" = String, Path, description = "The approval.")),
+    request_body(content = Option<Verdict>, description = "An optional note."),
+    responses(
+        (status = 200, description = "Rejected.", body = ApprovalView),
+        (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 404, description = "No approval with this id.", body = ErrorBody),
+        (status = 409, description = "It was decided already.", body = ErrorBody),
+        (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn reject(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
     Path(id): Path<String>,
-    verdict: Option<Json<Verdict>>,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    decide(&ctx, &me, &id, verdict, false).await
+    decide(&ctx, &me, &id, verdict(&body)?, false).await
 }

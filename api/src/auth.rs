@@ -50,7 +50,7 @@ impl Auth {
 }
 
 /// The caller of a request that passed the gate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Identity {
     /// User name (`anonymous` for an unauthenticated read).
     pub user: String,

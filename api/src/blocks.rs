@@ -14,11 +14,11 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{record, ApiContext};
 
 /// The body of `POST /api/v1/blocks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBlock {
     /// Host.
@@ -34,7 +34,7 @@ pub struct NewBlock {
 }
 
 /// A block as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BlockView {
     /// Its state.
     pub state: BlockState,
@@ -60,11 +60,22 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no block with id `{id}`")))
 }
 
+/// Blocks, with their state.
+#[utoipa::path(get, path = "/api/v1/blocks", tag = "blocks", responses(
+    (status = 200, description = "By id.", body = [BlockView]),
+))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
     Json(state.ledger().blocks().values().map(view).collect::<Vec<_>>())
 }
 
+/// Propose blocking an open exposure (operator); a second person confirms it.
+#[utoipa::path(post, path = "/api/v1/blocks", tag = "blocks", request_body = NewBlock, responses(
+    (status = 201, description = "Proposed; waiting for a second person.", body = BlockView),
+    (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 409, description = "The port is not an open exposure.", body = ErrorBody),
+    (status = 503, description = "The store or the journal did not answer; try again.", body = ErrorBody),
+))]
 pub(crate) async fn propose(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
@@ -129,6 +140,16 @@ pub(crate) async fn propose(
     Ok((StatusCode::CREATED, Json(view(&find(&ctx, &id)?))))
 }
 
+/// Confirm a proposed block (approver; never the proposer); the controller then
+/// applies it.
+#[utoipa::path(post, path = "/api/v1/blocks/{id}/confirm", tag = "blocks",
+    params(("id" = String, Path, description = "The block.")),
+    responses(
+        (status = 200, description = "Confirmed.", body = BlockView),
+        (status = 404, description = "No block with this id.", body = ErrorBody),
+        (status = 409, description = "It is not waiting for confirmation.", body = ErrorBody),
+        (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn confirm(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
@@ -159,6 +180,15 @@ pub(crate) async fn confirm(
     Ok(Json(view(&find(&ctx, &id)?)))
 }
 
+/// End a block before its time (operator); the controller removes its rule.
+#[utoipa::path(post, path = "/api/v1/blocks/{id}/rollback", tag = "blocks",
+    params(("id" = String, Path, description = "The block.")),
+    responses(
+        (status = 200, description = "Ending.", body = BlockView),
+        (status = 404, description = "No block with this id.", body = ErrorBody),
+        (status = 409, description = "It is ending already.", body = ErrorBody),
+        (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn rollback(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,

@@ -7,11 +7,13 @@
 //! store (SQLite embedded, ClickHouse scale-out), so both answer the same paths with
 //! the same JSON shapes, query parameters and error body. Filters and pages are
 //! evaluated by the store; every finding carries the asset match of its address.
-//! The contract is written down in `openapi.json`, served at `/api/v1/openapi.json`.
+//! The contract is generated from the handlers and the roles the router enforces
+//! ([`openapi`]), served at `/api/v1/openapi.json`.
 
 pub mod approvals;
 pub mod auth;
 pub mod blocks;
+mod docs;
 mod error;
 mod params;
 pub mod read;
@@ -20,24 +22,28 @@ mod routes;
 pub mod tokens;
 pub mod views;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portwatch_ingest::Journal;
 use portwatch_projections::{Assets, Notifier, Role};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Auth;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use params::DEFAULT_LIMIT;
 pub use read::{Health, JobView, NodeView, ReadError, ReadFuture, ReadModel};
 pub use routes::NEXT_CURSOR;
 pub use views::ScheduledTask;
-
-/// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -76,68 +82,173 @@ pub(crate) async fn record(
         .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
 
-/// Every path the router serves (the OpenAPI test checks each is documented).
-pub const PATHS: &[&str] = &[
-    "/healthz",
-    "/metrics",
-    "/api/v1/ports",
-    "/api/v1/hosts",
-    "/api/v1/episodes",
-    "/api/v1/alerts",
-    "/api/v1/jobs",
-    "/api/v1/nodes",
-    "/api/v1/schedule",
-    "/api/v1/report",
-    "/api/v1/whoami",
-    "/api/v1/approvals",
-    "/api/v1/approvals/{id}/approve",
-    "/api/v1/approvals/{id}/reject",
-    "/api/v1/blocks",
-    "/api/v1/blocks/{id}/confirm",
-    "/api/v1/blocks/{id}/rollback",
-    "/api/v1/tokens",
-    "/api/v1/tokens/{id}",
-    "/api/v1/openapi.json",
-];
+/// The document's frame; the paths and their schemas come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "portwatch API",
+        version = "1",
+        description = "The same API in the embedded (`portwatch up`) and scale-out (`portwatch control`) deployments. \
+Every operation but the public three needs a token (`Authorization: Bearer pwt_...`) of a user whose role is at least \
+the one its `x-portwatch-role` names (viewer < operator < approver < admin); reads need none with `[auth] anonymous_read`. \
+Lists are paged: the `X-Next-Cursor` header of an answer is the `cursor` of the next page."
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "findings", description = "Ports, hosts, exposure episodes and alerts."),
+        (name = "tasks", description = "Monitoring tasks, jobs and probe nodes."),
+        (name = "report", description = "MTTD, MTTR and convergence."),
+        (name = "approvals", description = "Filing: exposures the business needs, approved by a second person."),
+        (name = "blocks", description = "Active control under a two-person rule."),
+        (name = "users", description = "Identities, roles and tokens."),
+        (name = "service", description = "Health, metrics and this document."),
+    )
+)]
+struct ApiDoc;
 
-/// Paths anyone may read: health checks, metrics scrapes, the API's description.
-pub const PUBLIC: &[&str] = &["/healthz", "/metrics", "/api/v1/openapi.json"];
+/// Every route, with the role it needs (`None`: public). The router and the OpenAPI
+/// document are both made from this list, so nothing is served undocumented or
+/// documented with another role than the one enforced.
+fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
+    vec![
+        (
+            None,
+            OpenApiRouter::new()
+                .routes(routes!(routes::healthz))
+                .routes(routes!(routes::metrics))
+                .routes(routes!(routes::openapi))
+                .routes(routes!(docs::page)),
+        ),
+        (
+            Some(Role::Viewer),
+            OpenApiRouter::new()
+                .routes(routes!(routes::ports))
+                .routes(routes!(routes::hosts))
+                .routes(routes!(routes::episodes))
+                .routes(routes!(routes::alerts))
+                .routes(routes!(routes::jobs))
+                .routes(routes!(routes::nodes))
+                .routes(routes!(routes::schedule))
+                .routes(routes!(tokens::whoami))
+                .routes(routes!(report::report))
+                .routes(routes!(approvals::list))
+                .routes(routes!(blocks::list)),
+        ),
+        (
+            Some(Role::Operator),
+            OpenApiRouter::new()
+                .routes(routes!(approvals::create))
+                .routes(routes!(blocks::propose))
+                .routes(routes!(blocks::rollback)),
+        ),
+        (
+            Some(Role::Approver),
+            OpenApiRouter::new()
+                .routes(routes!(approvals::approve))
+                .routes(routes!(approvals::reject))
+                .routes(routes!(blocks::confirm)),
+        ),
+        (
+            Some(Role::Admin),
+            OpenApiRouter::new()
+                .routes(routes!(tokens::list, tokens::create))
+                .routes(routes!(tokens::revoke)),
+        ),
+    ]
+}
 
-/// The router: public paths, reads (viewer), and the admin's token routes.
+/// An error answer of `description`, with the error body.
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Mark every operation of `doc` with who may call it: public ones need no token;
+/// the others name their role (`x-portwatch-role`), need the bearer token, and can
+/// answer 401 and 403.
+fn annotate(doc: &mut utoipa::openapi::OpenApi, role: Option<Role>) {
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            let Some(role) = role else {
+                op.security = Some(Vec::new());
+                continue;
+            };
+            op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            op.extensions
+                .get_or_insert_with(Extensions::default)
+                .insert("x-portwatch-role".into(), role.as_str().into());
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                error_response("No valid token (missing, malformed, unknown or revoked).")
+            });
+            responses.entry("403".into()).or_insert_with(|| {
+                error_response(&format!(
+                    "The token's user lacks the {} role (or, deciding, is the one who asked).",
+                    role.as_str()
+                ))
+            });
+        }
+    }
+}
+
+/// The OpenAPI document of this API, generated from the handlers and the roles the
+/// router enforces.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for (role, group) in groups() {
+        let (_, mut part) = group.split_for_parts();
+        annotate(&mut part, role);
+        doc.merge(part);
+    }
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (`pwt_<id>_<secret>`) from `portwatch token create` or POST /api/v1/tokens.",
+                    ))
+                    .build(),
+            ),
+        );
+    doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    doc
+}
+
+/// The document as served (made once).
+pub(crate) fn openapi_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
+}
+
+/// The router: every route of [`groups`] behind the gate of its role.
 pub fn router(ctx: ApiContext) -> Router {
-    let public = Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .route("/api/v1/openapi.json", get(routes::openapi));
-    let reads = Router::new()
-        .route("/api/v1/ports", get(routes::ports))
-        .route("/api/v1/hosts", get(routes::hosts))
-        .route("/api/v1/episodes", get(routes::episodes))
-        .route("/api/v1/alerts", get(routes::alerts))
-        .route("/api/v1/jobs", get(routes::jobs))
-        .route("/api/v1/nodes", get(routes::nodes))
-        .route("/api/v1/schedule", get(routes::schedule))
-        .route("/api/v1/whoami", get(tokens::whoami))
-        .route("/api/v1/report", get(report::report))
-        .route("/api/v1/approvals", get(approvals::list))
-        .route("/api/v1/blocks", get(blocks::list));
-    let operator = Router::new()
-        .route("/api/v1/approvals", post(approvals::create))
-        .route("/api/v1/blocks", post(blocks::propose))
-        .route("/api/v1/blocks/{id}/rollback", post(blocks::rollback));
-    let approver = Router::new()
-        .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
-        .route("/api/v1/approvals/{id}/reject", post(approvals::reject))
-        .route("/api/v1/blocks/{id}/confirm", post(blocks::confirm));
-    let admin = Router::new()
-        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/api/v1/tokens/{id}", delete(tokens::revoke));
-    public
-        .merge(auth::guard(reads, &ctx, Role::Viewer))
-        .merge(auth::guard(operator, &ctx, Role::Operator))
-        .merge(auth::guard(approver, &ctx, Role::Approver))
-        .merge(auth::guard(admin, &ctx, Role::Admin))
-        .with_state(ctx)
+    let mut router = Router::new();
+    for (role, group) in groups() {
+        let (routes, _) = group.split_for_parts();
+        router = router.merge(match role {
+            None => routes,
+            Some(role) => auth::guard(routes, &ctx, role),
+        });
+    }
+    router.with_state(ctx)
 }
 
 #[cfg(test)]
@@ -364,25 +475,88 @@ mod tests {
         assert!(body["error"].as_str().unwrap().contains("connection refused"));
     }
 
-    #[tokio::test]
-    async fn the_openapi_document_covers_every_path_and_is_served() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        assert_eq!(doc["openapi"], "3.0.3");
-        for path in PATHS {
-            assert!(doc["paths"].get(*path).is_some(), "{path} undocumented");
+    /// The paths the issues fixed (contracts), public ones first.
+    const CONTRACT: &[&str] = &[
+        "/healthz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/docs",
+        "/api/v1/ports",
+        "/api/v1/hosts",
+        "/api/v1/episodes",
+        "/api/v1/alerts",
+        "/api/v1/jobs",
+        "/api/v1/nodes",
+        "/api/v1/schedule",
+        "/api/v1/report",
+        "/api/v1/whoami",
+        "/api/v1/approvals",
+        "/api/v1/approvals/{id}/approve",
+        "/api/v1/approvals/{id}/reject",
+        "/api/v1/blocks",
+        "/api/v1/blocks/{id}/confirm",
+        "/api/v1/blocks/{id}/rollback",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+    ];
+
+    /// `api/openapi.json` is the generated document, committed so that a change of
+    /// the contract shows in review; `PORTWATCH_UPDATE_OPENAPI=1 cargo test -p
+    /// portwatch-api` writes it again.
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        let generated = format!("{}\n", openapi_json());
+        if std::env::var_os("PORTWATCH_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).unwrap();
         }
-        assert_eq!(
-            doc["paths"].as_object().unwrap().len(),
-            PATHS.len(),
-            "documented but not served"
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "api/openapi.json is stale: run PORTWATCH_UPDATE_OPENAPI=1 cargo test -p portwatch-api"
         );
+    }
+
+    #[tokio::test]
+    async fn the_generated_document_covers_every_path_and_role_and_is_served() {
+        let doc: serde_json::Value = serde_json::from_str(openapi_json()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut contract = CONTRACT.to_vec();
+        documented.sort_unstable();
+        contract.sort_unstable();
+        assert_eq!(documented, contract);
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                let public = CONTRACT[..4].contains(&path.as_str());
+                assert_eq!(op["x-portwatch-role"].is_null(), public, "{method} {path}");
+                assert_eq!(
+                    op["security"].as_array().unwrap().is_empty(),
+                    public,
+                    "{method} {path}"
+                );
+                assert!(op["summary"].is_string(), "{method} {path}: no summary");
+                if !public {
+                    for code in ["401", "403"] {
+                        assert!(op["responses"][code].is_object(), "{method} {path}: no {code}");
+                    }
+                }
+            }
+        }
+        // Every schema a path names is in the document.
+        let text = openapi_json();
+        for (at, _) in text.match_indices("#/components/schemas/") {
+            let name: String = text[at + 21..].chars().take_while(|c| *c != '"').collect();
+            assert!(doc["components"]["schemas"][&name].is_object(), "{name} missing");
+        }
         let app = app(Arc::new(Recorder::default()));
         let (status, _, body) = get(&app, "/api/v1/openapi.json").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, doc);
         // Every read path answers (none is documented but missing from the router).
         // (Not the ones with a path parameter, nor those needing a token here.)
-        for path in PATHS.iter().filter(|p| {
+        for path in CONTRACT.iter().filter(|p| {
             !p.contains('{') && !["/api/v1/hosts", "/api/v1/tokens", "/api/v1/whoami"].contains(p)
         }) {
             let response = app

@@ -7,6 +7,9 @@ use portwatch_events::RiskClass;
 use portwatch_projections::{Assets, PortState};
 use portwatch_stores::{IpRange, PageRequest, MAX_PAGE};
 
+use utoipa::openapi::path::ParameterIn;
+use utoipa::IntoParams;
+
 use crate::error::ApiError;
 
 /// Rows per page when `limit` is not given.
@@ -17,9 +20,18 @@ pub const DEFAULT_LIMIT: usize = 1000;
 pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Refuse parameters the route does not know (a typo must not silently widen
-    /// a query).
-    pub(crate) fn new(params: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
+    /// The query of a route whose parameters `P` documents: refuse parameters it
+    /// does not name (a typo must not silently widen a query).
+    pub(crate) fn of<P: IntoParams>(params: HashMap<String, String>) -> Result<Self, ApiError> {
+        let known: Vec<String> = P::into_params(|| Some(ParameterIn::Query))
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        Self::new(params, &known)
+    }
+
+    fn new(params: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
         match params.keys().find(|k| !known.contains(&k.as_str())) {
             Some(k) => Err(ApiError::bad_request(format!(
                 "unknown query parameter `{k}` (known: {})",
@@ -146,3 +158,140 @@ impl Params {
         })
     }
 }
+
+// What each route's query string may hold. The handlers accept exactly these names
+// (`Params::of`), and the OpenAPI document lists them from here; the values are
+// parsed by `Params`, with errors that name the parameter.
+
+/// Which ports.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StateFilter {
+    /// Open now (the default).
+    Open,
+    /// Seen open once, closed now.
+    Closed,
+    /// Both.
+    All,
+}
+
+/// How the report groups episodes.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GroupBy {
+    /// Risk class (the default).
+    Risk,
+    /// The asset's owner.
+    Owner,
+    /// The asset's system.
+    System,
+    /// The UTC day the episode opened.
+    Day,
+}
+
+/// Filters and paging of `GET /api/v1/ports`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PortParams {
+    /// open (default), closed or all.
+    #[param(inline)]
+    state: Option<StateFilter>,
+    /// Only this host.
+    #[param(value_type = Option<String>, example = "10.1.0.7")]
+    ip: Option<String>,
+    /// Only this risk class.
+    #[param(inline)]
+    risk: Option<RiskClass>,
+    /// Only addresses whose most specific asset has this owner.
+    owner: Option<String>,
+    /// Rows per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `X-Next-Cursor` header of the previous page.
+    cursor: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/hosts`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct HostParams {
+    /// Only this host.
+    #[param(value_type = Option<String>, example = "10.1.0.7")]
+    ip: Option<String>,
+    /// Only addresses whose most specific asset has this owner.
+    owner: Option<String>,
+    /// Rows per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `X-Next-Cursor` header of the previous page.
+    cursor: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/episodes`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct EpisodeParams {
+    /// true: open ones, false: closed ones; both when absent.
+    open: Option<bool>,
+    /// Only this host.
+    #[param(value_type = Option<String>, example = "10.1.0.7")]
+    ip: Option<String>,
+    /// Only addresses whose most specific asset has this owner.
+    owner: Option<String>,
+    /// Rows per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `X-Next-Cursor` header of the previous page.
+    cursor: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/alerts`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct AlertParams {
+    /// Only this host.
+    #[param(value_type = Option<String>, example = "10.1.0.7")]
+    ip: Option<String>,
+    /// Only this risk class.
+    #[param(inline)]
+    risk: Option<RiskClass>,
+    /// Only addresses whose most specific asset has this owner.
+    owner: Option<String>,
+    /// Rows per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `X-Next-Cursor` header of the previous page.
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/jobs`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct JobParams {
+    /// How many, newest first (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/report`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ReportParams {
+    /// Group by risk (default), owner, system or day.
+    #[param(inline)]
+    by: Option<GroupBy>,
+    /// The period: episodes opened in the last N days (default 30).
+    #[param(minimum = 1, maximum = 366)]
+    days: Option<u32>,
+}
+
+/// Routes that take no query parameters.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NoParams {}

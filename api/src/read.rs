@@ -24,7 +24,7 @@ impl ReadError {
 pub type ReadFuture<'a, T> = BoxFuture<'a, Result<T, ReadError>>;
 
 /// One job, the same in both deployments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     /// Job id (the `job` field of its events).
     pub id: String,
@@ -45,14 +45,16 @@ pub struct JobView {
     /// Why it failed.
     pub error: Option<String>,
     /// When it was issued or started.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     /// Its last change.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<Timestamp>,
 }
 
 /// One probe node, the same in both deployments (the embedded process is its own
 /// single probe node).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     /// Node name.
     pub node: String,
@@ -71,7 +73,7 @@ pub struct NodeView {
 }
 
 /// Health of the deployment's state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok` when the store answers.
     pub status: &'static str,

@@ -8,9 +8,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use portwatch_stores::{AlertQuery, EpisodeQuery, HostQuery, Page, PortQuery};
 
-use crate::error::ApiError;
-use crate::params::Params;
-use crate::views::{alert_views, port_views, with_assets, ScheduledTask};
+use portwatch_projections::{Episode, HostRow};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::params::{AlertParams, EpisodeParams, HostParams, JobParams, NoParams, Params, PortParams};
+use crate::read::{Health, JobView, NodeView};
+use crate::views::{alert_views, port_views, with_assets, AlertView, PortView, ScheduledTask, WithAsset};
 use crate::ApiContext;
 
 type Q = Query<HashMap<String, String>>;
@@ -27,10 +30,19 @@ fn paged<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> impl IntoR
     (headers, Json(items))
 }
 
+/// Health of the store.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses(
+    (status = 200, description = "The store answers.", body = Health),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn healthz(State(ctx): State<ApiContext>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(ctx.read.health().await?))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses(
+    (status = 200, description = "Prometheus text format.", content_type = "text/plain", body = String),
+))]
 pub(crate) async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse {
     if let Ok(health) = ctx.read.health().await {
         if let Some(lag) = health.projection_lag {
@@ -43,8 +55,14 @@ pub(crate) async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse 
     )
 }
 
+/// Port state: every port seen open, with its service, evidence, asset and approval.
+#[utoipa::path(get, path = "/api/v1/ports", tag = "findings", params(PortParams), responses(
+    (status = 200, description = "Ports in (ip, proto, port) order.", body = [PortView], headers(("x-next-cursor" = String, description = "Cursor of the next page, when there is one."))),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<impl IntoResponse, ApiError> {
-    let p = Params::new(q, &["state", "ip", "risk", "owner", "limit", "cursor"])?;
+    let p = Params::of::<PortParams>(q)?;
     let query = PortQuery {
         state: p.port_state()?,
         ip: p.ip()?,
@@ -59,8 +77,14 @@ pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
     Ok(paged(views, next))
 }
 
+/// Host liveness.
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "findings", params(HostParams), responses(
+    (status = 200, description = "Hosts by address.", body = [WithAsset<HostRow>], headers(("x-next-cursor" = String, description = "Cursor of the next page, when there is one."))),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn hosts(State(ctx): State<ApiContext>, Query(q): Q) -> Result<impl IntoResponse, ApiError> {
-    let p = Params::new(q, &["ip", "owner", "limit", "cursor"])?;
+    let p = Params::of::<HostParams>(q)?;
     let query = HostQuery {
         ip: p.ip()?,
         within: p.owner(&ctx.assets)?,
@@ -70,11 +94,17 @@ pub(crate) async fn hosts(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
     Ok(paged(views, next))
 }
 
+/// Exposure episodes: each period a port was open, with its detection bound.
+#[utoipa::path(get, path = "/api/v1/episodes", tag = "findings", params(EpisodeParams), responses(
+    (status = 200, description = "Episodes in (ip, proto, port, opened_at) order.", body = [WithAsset<Episode>], headers(("x-next-cursor" = String, description = "Cursor of the next page, when there is one."))),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn episodes(
     State(ctx): State<ApiContext>,
     Query(q): Q,
 ) -> Result<impl IntoResponse, ApiError> {
-    let p = Params::new(q, &["open", "ip", "owner", "limit", "cursor"])?;
+    let p = Params::of::<EpisodeParams>(q)?;
     let query = EpisodeQuery {
         open: p.open()?,
         ip: p.ip()?,
@@ -85,11 +115,17 @@ pub(crate) async fn episodes(
     Ok(paged(views, next))
 }
 
+/// Alerts, with the notifications that told them and their deliveries.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "findings", params(AlertParams), responses(
+    (status = 200, description = "Alerts, oldest first.", body = [AlertView], headers(("x-next-cursor" = String, description = "Cursor of the next page, when there is one."))),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn alerts(
     State(ctx): State<ApiContext>,
     Query(q): Q,
 ) -> Result<impl IntoResponse, ApiError> {
-    let p = Params::new(q, &["ip", "risk", "owner", "limit", "cursor"])?;
+    let p = Params::of::<AlertParams>(q)?;
     let query = AlertQuery {
         ip: p.ip()?,
         risk: p.risk()?,
@@ -103,25 +139,49 @@ pub(crate) async fn alerts(
     Ok(paged(views, next))
 }
 
+/// Recent jobs.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "tasks", params(JobParams), responses(
+    (status = 200, description = "Newest first.", body = [JobView]),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn jobs(State(ctx): State<ApiContext>, Query(q): Q) -> Result<impl IntoResponse, ApiError> {
-    let p = Params::new(q, &["limit"])?;
+    let p = Params::of::<JobParams>(q)?;
     let limit = p.limit()?;
     Ok(Json(ctx.read.jobs(limit).await?))
 }
 
+/// Probe nodes.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "tasks", params(NoParams), responses(
+    (status = 200, description = "By name.", body = [NodeView]),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
 pub(crate) async fn nodes(State(ctx): State<ApiContext>, Query(q): Q) -> Result<impl IntoResponse, ApiError> {
-    Params::new(q, &[])?;
+    Params::of::<NoParams>(q)?;
     Ok(Json(ctx.read.nodes().await?))
 }
 
+/// The monitoring tasks and their cadences.
+#[utoipa::path(get, path = "/api/v1/schedule", tag = "tasks", params(NoParams), responses(
+    (status = 200, description = "Every task.", body = [ScheduledTask]),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+))]
 pub(crate) async fn schedule(
     State(ctx): State<ApiContext>,
     Query(q): Q,
 ) -> Result<Json<Vec<ScheduledTask>>, ApiError> {
-    Params::new(q, &[])?;
+    Params::of::<NoParams>(q)?;
     Ok(Json(ctx.schedule.as_ref().clone()))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", responses(
+    (status = 200, description = "OpenAPI 3.1, generated from the handlers.", body = Object),
+))]
 pub(crate) async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi_json(),
+    )
 }

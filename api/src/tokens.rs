@@ -5,19 +5,56 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use chrono::Utc;
+use portwatch_events::Timestamp;
 use portwatch_projections::{Decision, DecisionKind, Role, TokenIssued};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{new_token, Identity};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{record, ApiContext};
 
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
+    /// The user (created if new): 1 to 64 letters, digits, '.', '_', '-' or '@'.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     user: String,
+    /// Their role: required for a new user; changes an existing user's role.
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
+}
+
+/// A token just issued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct IssuedToken {
+    /// Its public id.
+    id: String,
+    /// Whose it is.
+    user: String,
+    /// Their role.
+    role: Role,
+    /// The token, shown this once; only its hash is kept.
+    token: String,
+}
+
+/// A token on record (never its secret).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenView {
+    /// Its public id.
+    id: String,
+    /// Whose it is.
+    user: String,
+    /// The user's role now.
+    role: Option<Role>,
+    /// When it was issued.
+    #[schema(value_type = String, format = DateTime)]
+    issued_at: Timestamp,
+    /// Who issued it.
+    issued_by: String,
+    /// When it was revoked, if it was.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    revoked_at: Option<Timestamp>,
 }
 
 /// Whether `name` is an acceptable user name.
@@ -75,6 +112,13 @@ pub fn issue(
     Ok((decisions, token, id, role))
 }
 
+/// Issue a token (admin); the user is created with the role if new, the role
+/// changed if given and different.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "users", request_body = NewToken, responses(
+    (status = 201, description = "The token, shown this once; only its hash is kept.", body = IssuedToken),
+    (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn create(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
@@ -97,24 +141,44 @@ pub(crate) async fn create(
     tracing::info!(by = %me.user, user = %body.user, role = role.as_str(), token = %id, "token issued");
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "user": body.user, "role": role, "token": token })),
+        Json(IssuedToken {
+            id,
+            user: body.user,
+            role,
+            token,
+        }),
     ))
 }
 
+/// Every token (admin): ids, users, roles, issue and revocation times; never secrets.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "users", responses(
+    (status = 200, description = "By id.", body = [TokenView]),
+))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
     let ledger = state.ledger();
-    let tokens: Vec<serde_json::Value> = ledger
+    let tokens: Vec<TokenView> = ledger
         .tokens()
-        .map(|t| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            v["role"] = serde_json::to_value(ledger.role(&t.user)).unwrap_or_default();
-            v
+        .map(|t| TokenView {
+            id: t.id.clone(),
+            user: t.user.clone(),
+            role: ledger.role(&t.user),
+            issued_at: t.issued_at,
+            issued_by: t.issued_by.clone(),
+            revoked_at: t.revoked_at,
         })
         .collect();
     Json(tokens)
 }
 
+/// Revoke a token (admin).
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "users",
+    params(("id" = String, Path, description = "The token's id.")),
+    responses(
+        (status = 204, description = "Revoked (or already revoked)."),
+        (status = 404, description = "No token with this id.", body = ErrorBody),
+        (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
 pub(crate) async fn revoke(
     State(ctx): State<ApiContext>,
     Extension(me): Extension<Identity>,
@@ -143,6 +207,10 @@ pub(crate) async fn revoke(
     }
 }
 
+/// The caller: user, role and token id.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "users", responses(
+    (status = 200, description = "Who the token belongs to.", body = Identity),
+))]
 pub(crate) async fn whoami(Extension(me): Extension<Identity>) -> impl IntoResponse {
     Json(me)
 }

@@ -10,7 +10,7 @@ use portwatch_projections::{
 use serde::Serialize;
 
 /// A row with the asset match of its address, flattened into one JSON object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WithAsset<R> {
     /// The projected row.
     #[serde(flatten)]
@@ -64,7 +64,7 @@ pub fn with_assets<R: Located>(rows: Vec<R>, assets: &Assets) -> Vec<WithAsset<R
 }
 
 /// One monitoring task of the schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScheduledTask {
     /// The task.
     pub task: Task,
@@ -75,20 +75,21 @@ pub struct ScheduledTask {
 }
 
 /// A notification that reported an alert, with its deliveries so far.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationView {
     /// Its id (the idempotency key channels saw).
     pub id: String,
     /// firing, reminder, escalation or resolved.
     pub kind: NotificationKind,
     /// When it was decided.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// One entry per channel that took it: attempts, outcome, last status.
     pub deliveries: Vec<DeliveryState>,
 }
 
 /// An alert with its asset match and the notifications that told it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     /// The alert and its asset.
     #[serde(flatten)]
@@ -121,7 +122,7 @@ pub fn alert_views(alerts: Vec<Alert>, assets: &Assets, ledger: &Ledger) -> Vec<
 }
 
 /// A port row with its asset match and the approval that silences it, if any.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PortView {
     /// The row and its asset.
     #[serde(flatten)]

@@ -79,7 +79,9 @@ impl fmt::Display for JobId {
 }
 
 /// The monitoring tasks of the policy (MISSION.md), plus operator-started ad-hoc jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// 0: which assets answer at all.
@@ -142,7 +144,9 @@ impl fmt::Display for Task {
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// TCP.
@@ -312,7 +316,9 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// How strong the evidence is that a port is really open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
     /// A SYN-ACK came back (raw SYN scan).

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The brief's risk classes, from least to most specific evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskClass {
     /// Any open port: to be audited.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Episode, PortRow};
 
 /// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A port was found open: a new exposure episode began.
@@ -59,7 +61,9 @@ impl AlertKind {
 }
 
 /// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Any other open port: to be audited.
@@ -88,7 +92,7 @@ impl Severity {
 }
 
 /// An alert about one exposure episode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     /// `{episode id}:{kind}`: stable across re-detection, replay and restarts.
     pub id: String,
@@ -100,6 +104,7 @@ pub struct Alert {
     #[serde(default = "default_risk")]
     pub risk: RiskClass,
     /// Host address.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// Protocol.
     pub proto: Proto,
@@ -109,6 +114,7 @@ pub struct Alert {
     pub episode_id: String,
     /// When it happened (opening: first seen open; closing: first covering miss;
     /// high-risk classes: the detection).
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// An opening found by the first scan that ever covered the port on this host
     /// (no earlier scan saw it closed): part of a new asset's baseline rather than a

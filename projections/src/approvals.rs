@@ -33,7 +33,7 @@ pub fn parse_target(text: &str) -> Result<IpNet, String> {
 }
 
 /// What a port was seen serving.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fingerprint {
     /// Service name, once identified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,9 +74,10 @@ impl Fingerprint {
 }
 
 /// One port's fingerprint when the approval was granted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bound {
     /// Host.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// Protocol.
     pub proto: Proto,
@@ -88,13 +89,15 @@ pub struct Bound {
 }
 
 /// What an operator asks to approve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApprovalRequest {
     /// Its id.
     pub approval_id: String,
     /// Addresses (one address is a /32 or /128).
+    #[schema(value_type = String, example = "10.1.0.0/24")]
     pub net: IpNet,
     /// Ports.
+    #[schema(value_type = String, example = "22,80,8000-8100")]
     pub ports: PortSet,
     /// Protocol.
     pub proto: Proto,
@@ -106,11 +109,12 @@ pub struct ApprovalRequest {
     /// Who answers for it.
     pub owner: String,
     /// When it stops holding (mandatory).
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
 }
 
 /// Where an approval stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     /// Filed, waiting for an approver.
@@ -124,7 +128,7 @@ pub enum ApprovalState {
 }
 
 /// An approval with its history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     /// What was asked.
     #[serde(flatten)]
@@ -132,6 +136,7 @@ pub struct Approval {
     /// Who asked, and when.
     pub requested_by: String,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub requested_at: Timestamp,
     /// Granted, rejected, or neither yet.
     pub decision: Option<ApprovalDecision>,
@@ -146,13 +151,14 @@ pub struct Approval {
 }
 
 /// Who decided an approval, how and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalDecision {
     /// Granted (else rejected).
     pub granted: bool,
     /// By whom.
     pub by: String,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// Their note.
     pub note: Option<String>,

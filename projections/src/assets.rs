@@ -24,7 +24,7 @@ pub struct Asset {
 }
 
 /// The asset match a finding carries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetMatch {
     /// Owner from the most specific matching asset.
     pub owner: Option<String>,

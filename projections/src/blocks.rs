@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::{PortRow, PortState};
 
 /// What an operator proposes to block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockRequest {
     /// Its id.
     pub block_id: String,
     /// Host.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// Protocol.
     pub proto: Proto,
@@ -35,11 +36,13 @@ pub struct BlockRequest {
 }
 
 /// A block as applied (or, in dry-run, as it would have been).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     /// When (named apart from the decision's own `at`, beside which it is written).
+    #[schema(value_type = String, format = DateTime)]
     pub applied_at: Timestamp,
     /// When it ends on its own.
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     /// Rendered and checked only.
     pub dry_run: bool,
@@ -48,7 +51,7 @@ pub struct Applied {
 }
 
 /// Where a block stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockState {
     /// Waiting for a second person.
@@ -70,7 +73,7 @@ pub enum BlockState {
 }
 
 /// A block with its history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Block {
     /// What was proposed.
     #[serde(flatten)]
@@ -78,20 +81,25 @@ pub struct Block {
     /// By whom.
     pub proposed_by: String,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub proposed_at: Timestamp,
     /// The second person, and when.
     pub confirmed_by: Option<String>,
     /// When it was confirmed.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<Timestamp>,
     /// As applied.
     pub applied: Option<Applied>,
     /// The driver's last error, if it failed.
     pub error: Option<String>,
     /// When the probes saw the port closed after it was applied.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub verified_at: Option<Timestamp>,
     /// Why it ends (expired, or rolled back by someone), and when.
+    #[schema(value_type = Option<Vec<String>>)]
     pub ending: Option<(String, Timestamp)>,
     /// When its rule was removed.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub removed_at: Option<Timestamp>,
 }
 

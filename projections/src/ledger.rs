@@ -48,7 +48,7 @@ impl SilenceReason {
 }
 
 /// How one delivery attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The channel took it (2xx, SMTP accepted, ...).
@@ -92,7 +92,9 @@ pub struct DeliveryAttempt {
 }
 
 /// What a user may do. Each role may do everything the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read everything.
@@ -333,7 +335,7 @@ impl Decision {
 }
 
 /// Where delivery of one notification to one channel stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryState {
     /// The channel.
     pub channel: String,
@@ -342,6 +344,7 @@ pub struct DeliveryState {
     /// `delivered`, `failed` (will retry) or `gave_up`.
     pub outcome: AttemptOutcome,
     /// When the last attempt ended.
+    #[schema(value_type = String, format = DateTime)]
     pub last_at: Timestamp,
     /// The last protocol status.
     pub last_status: Option<u16>,

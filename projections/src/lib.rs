@@ -78,7 +78,7 @@ impl Default for FoldConfig {
 pub type PortKey = (IpAddr, Proto, u16);
 
 /// Whether a port is currently considered open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PortState {
     /// Seen open and not (yet) missed often enough to be declared closed.
@@ -98,9 +98,10 @@ impl PortState {
 }
 
 /// Current state of one port that has been seen open at least once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PortRow {
     /// Host address.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// Port number.
     pub port: u16,
@@ -109,14 +110,18 @@ pub struct PortRow {
     /// Open or closed.
     pub state: PortState,
     /// First time this port was ever seen open.
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
     /// Last time it was seen open.
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     /// When `state` last changed.
+    #[schema(value_type = String, format = DateTime)]
     pub last_change: Timestamp,
     /// Consecutive covering scans that did not find it open.
     pub misses: u32,
     /// Time of the first of those misses, if any.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub missing_since: Option<Timestamp>,
     /// The current (or, when closed, the last) exposure episode.
     pub episode_id: String,
@@ -147,6 +152,7 @@ pub struct PortRow {
     pub tls_subject: Option<String>,
     /// When service detection last ran on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub detected_at: Option<Timestamp>,
     /// Its risk class under the fold's [`Policy`] (from the port number, the
     /// detected service and the panels found).
@@ -159,29 +165,35 @@ fn risk_port() -> RiskClass {
 }
 
 /// One period during which a port was open to the scanners.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Episode {
     /// Stable id, derived from the event that opened it.
     pub id: String,
     /// Host address.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// Port number.
     pub port: u16,
     /// Protocol.
     pub proto: Proto,
     /// First observation of the port open (time of detection).
+    #[schema(value_type = String, format = DateTime)]
     pub opened_at: Timestamp,
     /// Last observation of it open.
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     /// Start of the last scan that covered the port and did not find it open,
     /// before `opened_at`. The port opened after this moment, so
     /// `opened_at - last_negative_before_open` bounds the time to detect.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_negative_before_open: Option<Timestamp>,
     /// That bound in whole seconds (None when no earlier covering scan is known).
     pub mttd_bound_secs: Option<i64>,
     /// Time of the first covering scan that missed it, once closure is declared.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_at: Option<Timestamp>,
     /// Time of the scan whose miss declared the closure.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_declared_at: Option<Timestamp>,
     /// Exposure duration in seconds (`closed_at - opened_at`) once closed.
     pub duration_secs: Option<i64>,
@@ -193,16 +205,19 @@ pub struct Episode {
 }
 
 /// What portwatch believes about one host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostRow {
     /// Host address.
+    #[schema(value_type = String, example = "10.1.0.7")]
     pub ip: IpAddr,
     /// `Some(true)` once anything answered, `Some(false)` after a liveness check got
     /// no answer at all, `None` while unknown.
     pub alive: Option<bool>,
     /// Last time anything answered.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_alive: Option<Timestamp>,
     /// Last liveness check or port scan.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_checked: Option<Timestamp>,
     /// Port scans recorded for this host.
     pub scans: u64,
@@ -216,13 +231,15 @@ pub struct HostRow {
 }
 
 /// The last time a given set of ports was scanned on a host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoverageMark {
     /// Protocol of the scan.
     pub proto: Proto,
     /// Ports it covered.
+    #[schema(value_type = String, example = "22,80,8000-8100")]
     pub ports: PortSet,
     /// When that scan started.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 

@@ -12,7 +12,9 @@ use crate::{Alert, AssetMatch, Severity};
 pub const NOTIFIER: &str = "notifier";
 
 /// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// New exposures (or new high-risk findings) on the host.

@@ -21,7 +21,7 @@ use crate::notice::NotificationKind;
 use crate::{Assets, Episode, PortRow};
 
 /// How an exposure was remediated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Remedy {
     /// The port closed.
@@ -162,7 +162,7 @@ pub fn episodes(
 }
 
 /// What figures are grouped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum By {
     /// Risk class.
@@ -189,7 +189,7 @@ impl std::str::FromStr for By {
 }
 
 /// The figures of one group of episodes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// The class, owner, system or day (`-` for none).
     pub key: String,
@@ -255,9 +255,10 @@ pub fn aggregate(reports: &[EpisodeReport], by: By, since: Timestamp, until: Tim
 }
 
 /// One day of the convergence trend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Day {
     /// The UTC day.
+    #[schema(value_type = String, format = Date)]
     pub day: NaiveDate,
     /// Exposures open and not remediated at its end.
     pub open_unremediated: usize,

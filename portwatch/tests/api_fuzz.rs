@@ -1,0 +1,141 @@
+//! The OpenAPI contract against the running server: schemathesis (PyPI) reads the
+//! document `portwatch up` serves and sends generated requests, valid and invalid, to
+//! every operation with an admin's token: no answer may be a 5xx or a dropped
+//! connection, every answer must match the documented status codes, content types
+//! and schemas, and every operation that needs a token must refuse the request
+//! without one (schemathesis' `ignored_auth` check). The fleet is a loopback
+//! namespace of the test's own.
+
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+
+const API: &str = "127.0.0.1:18095";
+
+fn schemathesis() -> PathBuf {
+    let tools = std::env::var_os("PORTWATCH_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tools")));
+    let st = tools.join("venv/bin/st");
+    assert!(
+        st.exists(),
+        "{} missing: the test command runs `scripts/console-tools.sh install`",
+        st.display()
+    );
+    st
+}
+
+#[test]
+fn schema_driven_requests_find_no_server_error_and_no_ignored_auth() {
+    let st = schemathesis();
+    let ns = Netns::new("fuzz");
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[scope]
+allow_reserved = true
+
+[[assets]]
+cidr = "127.0.0.0/29"
+owner = "web-team"
+system = "shop"
+
+[scan]
+rate = 100000
+timeout = "300ms"
+
+[schedule]
+high_risk_ports = "1s"
+
+[store]
+path = "{}"
+
+[api]
+listen = "{API}"
+"#,
+            data.display()
+        ),
+    );
+    let cfg = cfg.to_str().expect("utf8");
+    let _redis = ns.serve("127.0.0.2:6379");
+    let _db = ns.serve("127.0.0.3:3306");
+    let admin = ns.token(cfg, "fuzz-admin", "admin");
+    let log = dir.path().join("up.log");
+    let mut up = Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &log));
+    let bearer = format!("Bearer {admin}");
+    let seen = wait_for(Duration::from_secs(30), || {
+        let answer = ns.http(
+            "GET",
+            API,
+            "/api/v1/ports",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+        (answer.status == 200 && rows.as_array().is_some_and(|r| r.len() == 2)).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "the fleet never showed; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let junit = dir.path().join("junit.xml");
+    let out = ns
+        .command(st.to_str().expect("utf8"))
+        .args([
+            "run",
+            &format!("http://{API}/api/v1/openapi.json"),
+            "--header",
+            &format!("Authorization: Bearer {admin}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
+            "--max-examples",
+            "40",
+            "--seed",
+            "7",
+            "--workers",
+            "2",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "10",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-junit-path",
+        ])
+        .arg(&junit)
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let text = stdout(&out);
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{text}\n{}\nportwatch log:\n{}",
+        stderr(&out),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // It really ran: every operation of the document, and many requests.
+    let junit = std::fs::read_to_string(&junit).expect("junit report");
+    let cases = junit.matches("<testcase ").count();
+    assert!(cases >= 20, "only {cases} operations tested:\n{junit}");
+    assert!(
+        !junit.contains("<failure") && !junit.contains("<error"),
+        "{junit}"
+    );
+    // The server is still up and nothing it recorded is lost.
+    let (status, rows) = ns.api(API, "GET", "/api/v1/ports", &admin, "");
+    assert_eq!(status, 200);
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+    assert_eq!(up.stop(), Some(0), "clean stop after the fuzzing");
+}
