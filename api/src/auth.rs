@@ -1,4 +1,5 @@
-//! Who is asking: API tokens and roles.
+//! Who is asking: API tokens (or a console session opened with one, see
+//! `session.rs`) and roles.
 //!
 //! A token is `pwt_<id>_<secret>`: the id names it in the journal and in logs, the
 //! secret is shown once and stored only as an argon2id hash. Every request but
@@ -37,6 +38,8 @@ pub struct Auth {
     /// Reads need no token (writes always do).
     pub anonymous_read: bool,
     verified: Mutex<HashMap<[u8; 32], String>>,
+    /// Console sessions.
+    pub(crate) sessions: crate::session::Sessions,
 }
 
 impl Auth {
@@ -45,6 +48,7 @@ impl Auth {
         Self {
             anonymous_read,
             verified: Mutex::new(HashMap::new()),
+            sessions: crate::session::Sessions::default(),
         }
     }
 }
@@ -119,8 +123,21 @@ impl IntoResponse for Refused {
     }
 }
 
+/// The holder of the token with id `token_id`, while it is not revoked and its user
+/// has a role.
+pub(crate) fn identity_of_token(ctx: &ApiContext, token_id: &str) -> Option<Identity> {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let ledger = state.ledger();
+    let record = ledger.token(token_id).filter(|r| r.revoked_at.is_none())?;
+    Some(Identity {
+        user: record.user.clone(),
+        role: ledger.role(&record.user)?,
+        token: Some(record.id.clone()),
+    })
+}
+
 /// Who `token` belongs to, if it is valid and not revoked.
-async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, Refused> {
+pub(crate) async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, Refused> {
     let invalid = || Refused::unauthorized("invalid or revoked token");
     let (id, secret) = split(token).ok_or_else(invalid)?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -156,16 +173,7 @@ async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, Refused> {
             .unwrap_or_else(|p| p.into_inner())
             .insert(digest, id.to_string());
     }
-    let role = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
-        state.ledger().role(&record.user)
-    }
-    .ok_or_else(invalid)?;
-    Ok(Identity {
-        user: record.user,
-        role,
-        token: Some(record.id),
-    })
+    identity_of_token(ctx, &record.id).ok_or_else(invalid)
 }
 
 /// The gate of every route that needs `min`: it puts the caller's [`Identity`]
@@ -186,14 +194,19 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
             Err(refused) => return refused.into_response(),
         },
         Some(None) => return Refused::unauthorized("Authorization must be `Bearer <token>`").into_response(),
-        None if min == Role::Viewer && ctx.auth.anonymous_read => Identity {
-            user: "anonymous".into(),
-            role: Role::Viewer,
-            token: None,
+        None => match crate::session::identify_session(&ctx, &req) {
+            Some(Ok(identity)) => identity,
+            Some(Err(refused)) => return refused,
+            None if min == Role::Viewer && ctx.auth.anonymous_read => Identity {
+                user: "anonymous".into(),
+                role: Role::Viewer,
+                token: None,
+            },
+            None => {
+                return Refused::unauthorized("this needs a token: Authorization: Bearer <token>")
+                    .into_response()
+            }
         },
-        None => {
-            return Refused::unauthorized("this needs a token: Authorization: Bearer <token>").into_response()
-        }
     };
     if identity.role < min {
         return Refused {

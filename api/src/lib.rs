@@ -19,6 +19,7 @@ mod params;
 pub mod read;
 pub mod report;
 mod routes;
+pub mod session;
 pub mod tokens;
 pub mod views;
 
@@ -117,7 +118,8 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::healthz))
                 .routes(routes!(routes::metrics))
                 .routes(routes!(routes::openapi))
-                .routes(routes!(docs::page)),
+                .routes(routes!(docs::page))
+                .routes(routes!(session::login, session::current, session::logout)),
         ),
         (
             Some(Role::Viewer),
@@ -481,6 +483,7 @@ mod tests {
         "/metrics",
         "/api/v1/openapi.json",
         "/api/v1/docs",
+        "/api/v1/session",
         "/api/v1/ports",
         "/api/v1/hosts",
         "/api/v1/episodes",
@@ -529,7 +532,7 @@ mod tests {
         assert_eq!(documented, contract);
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
-                let public = CONTRACT[..4].contains(&path.as_str());
+                let public = CONTRACT[..5].contains(&path.as_str());
                 assert_eq!(op["x-portwatch-role"].is_null(), public, "{method} {path}");
                 assert_eq!(
                     op["security"].as_array().unwrap().is_empty(),
@@ -557,7 +560,14 @@ mod tests {
         // Every read path answers (none is documented but missing from the router).
         // (Not the ones with a path parameter, nor those needing a token here.)
         for path in CONTRACT.iter().filter(|p| {
-            !p.contains('{') && !["/api/v1/hosts", "/api/v1/tokens", "/api/v1/whoami"].contains(p)
+            !p.contains('{')
+                && ![
+                    "/api/v1/hosts",
+                    "/api/v1/tokens",
+                    "/api/v1/whoami",
+                    "/api/v1/session",
+                ]
+                .contains(p)
         }) {
             let response = app
                 .clone()
@@ -688,6 +698,139 @@ mod tests {
             .ledger()
             .tokens()
             .all(|t| t.issued_by == "test" || t.issued_by == "root"));
+    }
+
+    /// A request with `headers`; the status, the Set-Cookie header and the body.
+    async fn raw(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let response = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            cookie,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_console_session_needs_its_csrf_token_for_changes_and_ends_with_its_token() {
+        let ctx = context(Arc::new(Recorder::default()), false);
+        let (decisions, token, token_id, _) =
+            tokens::issue(None, "olga", Some(Role::Operator), "test").unwrap();
+        portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+            .await
+            .unwrap();
+        let app = router(ctx.clone());
+        let host = ("Host", "127.0.0.1:7678");
+        // A wrong token opens nothing.
+        let (status, cookie, _) = raw(
+            &app,
+            "POST",
+            "/api/v1/session",
+            &[host],
+            r#"{"token":"pwt_0123456789abcdef_nope"}"#,
+        )
+        .await;
+        assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+        let (status, cookie, me) = raw(
+            &app,
+            "POST",
+            "/api/v1/session",
+            &[host],
+            &format!(r#"{{"token":"{token}"}}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(
+            (me["user"].as_str(), me["role"].as_str()),
+            (Some("olga"), Some("operator"))
+        );
+        let set = cookie.expect("a cookie");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        assert!(!set.contains(&token), "the cookie is not the token");
+        let pair = set.split(';').next().unwrap().to_string();
+        let csrf = me["csrf"].as_str().unwrap().to_string();
+        let cookie = ("Cookie", pair.as_str());
+        // Reads ride on the cookie alone; the session tells the page its CSRF token.
+        assert_eq!(
+            raw(&app, "GET", "/api/v1/ports", &[cookie], "").await.0,
+            StatusCode::OK
+        );
+        let (_, _, again) = raw(&app, "GET", "/api/v1/session", &[cookie], "").await;
+        assert_eq!(again["csrf"].as_str(), Some(csrf.as_str()));
+        // A change needs the CSRF token too.
+        let body = r#"{"target":"10.0.0.7","ports":"6379","reason":"cache","owner":"web","expires":"7d"}"#;
+        let (status, _, err) = raw(&app, "POST", "/api/v1/approvals", &[cookie], body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+        assert!(err["error"].as_str().unwrap().contains("X-CSRF-Token"));
+        let wrong = ("X-CSRF-Token", "0000");
+        assert_eq!(
+            raw(&app, "POST", "/api/v1/approvals", &[cookie, wrong], body)
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let right = ("X-CSRF-Token", csrf.as_str());
+        let (status, _, filed) = raw(&app, "POST", "/api/v1/approvals", &[cookie, right], body).await;
+        assert_eq!(status, StatusCode::CREATED, "{filed}");
+        assert_eq!(filed["requested_by"], "olga");
+        // Roles still hold: an operator's session cannot issue tokens.
+        assert_eq!(
+            raw(
+                &app,
+                "POST",
+                "/api/v1/tokens",
+                &[cookie, right],
+                r#"{"user":"x","role":"viewer"}"#
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        // Revoking the token ends the session at its next request.
+        portwatch_notify::service::record(
+            &ctx.journal,
+            &ctx.notifier,
+            vec![portwatch_projections::Decision::new(
+                chrono::Utc::now(),
+                "test",
+                portwatch_projections::DecisionKind::TokenRevoked { token_id },
+            )],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            raw(&app, "GET", "/api/v1/ports", &[cookie], "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // Signing out clears the cookie.
+        let (status, cleared, _) = raw(&app, "DELETE", "/api/v1/session", &[cookie], "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(cleared.unwrap().contains("Max-Age=0"));
     }
 
     #[tokio::test]
