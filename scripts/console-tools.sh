@@ -2,7 +2,9 @@
 # Tools the API and console tests drive portwatch with, installed beside the build
 # (nothing system-wide but Debian packages):
 #   - schemathesis (PyPI, pinned) in a virtual environment: schema-driven fuzzing of
-#     the served OpenAPI document.
+#     the served OpenAPI document;
+#   - Debian's chromium and playwright-core (npm, pinned; it drives the installed
+#     browser and downloads none): the console's browser tests.
 #
 #   scripts/console-tools.sh install     # idempotent
 set -euo pipefail
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 TOOLS="${PORTWATCH_TOOLS:-$PWD/target/tools}"
 VENV="$TOOLS/venv"
 SCHEMATHESIS="schemathesis==4.32.5"
+PLAYWRIGHT="playwright-core@1.65.1"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -20,6 +23,17 @@ install() {
         mkdir -p "$TOOLS"
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS"
+    fi
+    if ! command -v chromium >/dev/null 2>&1; then
+        log "installing chromium (Debian)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    fi
+    if [ ! -f "$TOOLS/node_modules/playwright-core/package.json" ] ||
+        ! grep -q "\"version\": \"${PLAYWRIGHT#*@}\"" "$TOOLS/node_modules/playwright-core/package.json"; then
+        log "installing $PLAYWRIGHT (npm) into $TOOLS"
+        mkdir -p "$TOOLS"
+        npm install --prefix "$TOOLS" --silent --no-audit --no-fund --no-save "$PLAYWRIGHT" >/dev/null
     fi
 }
 

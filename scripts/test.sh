@@ -47,8 +47,9 @@ bash scripts/lab-services.sh install
 log "notification receivers (Debian packages)"
 bash scripts/notify-services.sh install
 # The API tests' fuzzer (schemathesis, PyPI, pinned) in a virtual environment
-# under target/tools.
-log "API test tools (schemathesis)"
+# under target/tools; the console's browser (Debian chromium) and its driver
+# (playwright-core, npm, pinned).
+log "API and console test tools (schemathesis, chromium, playwright-core)"
 bash scripts/console-tools.sh install
 
 # --- cleanup ---------------------------------------------------------------------------

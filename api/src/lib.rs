@@ -13,6 +13,7 @@
 pub mod approvals;
 pub mod auth;
 pub mod blocks;
+mod console;
 mod docs;
 mod error;
 mod params;
@@ -240,9 +241,10 @@ pub(crate) fn openapi_json() -> &'static str {
     DOC.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
 }
 
-/// The router: every route of [`groups`] behind the gate of its role.
+/// The router: every route of [`groups`] behind the gate of its role, and the
+/// console.
 pub fn router(ctx: ApiContext) -> Router {
-    let mut router = Router::new();
+    let mut router = console::router();
     for (role, group) in groups() {
         let (routes, _) = group.split_for_parts();
         router = router.merge(match role {

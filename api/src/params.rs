@@ -86,14 +86,14 @@ impl Params {
         }
     }
 
-    /// `open` of episodes: true, false or absent (both).
-    pub(crate) fn open(&self) -> Result<Option<bool>, ApiError> {
-        match self.get("open") {
+    /// A true/false parameter (`open` of episodes, `approved` of ports); absent: both.
+    pub(crate) fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
             Some(other) => Err(ApiError::bad_request(format!(
-                "open: expected true or false, got `{other}`"
+                "{name}: expected true or false, got `{other}`"
             ))),
         }
     }
@@ -205,6 +205,10 @@ pub(crate) struct PortParams {
     risk: Option<RiskClass>,
     /// Only addresses whose most specific asset has this owner.
     owner: Option<String>,
+    /// true: only exposures an approval holds for; false: only the others (those
+    /// that alert). Applied to each page after the store's filters, so a page may
+    /// hold fewer rows than `limit`: follow `X-Next-Cursor` to the end.
+    approved: Option<bool>,
     /// Rows per page (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,

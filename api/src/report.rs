@@ -10,7 +10,7 @@ use axum::Json;
 use chrono::Utc;
 use portwatch_events::Timestamp;
 use portwatch_projections::report::{
-    aggregate, convergence, episodes, risk_by_port, By, Day, EpisodeReport, Group,
+    aggregate, convergence, episodes, open_now, risk_by_port, By, Day, EpisodeReport, Group, OpenNow,
 };
 use portwatch_projections::{Assets, Notifier};
 use portwatch_stores::{EpisodeQuery, PageRequest, PortQuery};
@@ -41,6 +41,7 @@ pub(crate) async fn report(
         by,
         groups: aggregate(&reports, by, since, until),
         convergence: convergence(&reports, since.date_naive(), until.date_naive()),
+        open_now: open_now(&reports),
     }))
 }
 
@@ -59,6 +60,8 @@ pub struct Report {
     pub groups: Vec<Group>,
     /// Exposures open and not remediated at the end of each day of the period.
     pub convergence: Vec<Day>,
+    /// The exposures open now, by risk class (whatever the period).
+    pub open_now: Vec<OpenNow>,
 }
 
 /// The figures of every episode of `read`, with the decisions `notifier` has folded:

@@ -69,11 +69,15 @@ pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
         risk: p.risk()?,
         within: p.owner(&ctx.assets)?,
     };
+    let approved = p.flag("approved")?;
     let Page { items, next } = ctx.read.ports(&query, &p.page()?).await?;
-    let views = {
+    let mut views = {
         let notifier = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
         port_views(items, &ctx.assets, notifier.ledger())
     };
+    if let Some(approved) = approved {
+        views.retain(|v| v.approval.is_some() == approved);
+    }
     Ok(paged(views, next))
 }
 
@@ -106,7 +110,7 @@ pub(crate) async fn episodes(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = Params::of::<EpisodeParams>(q)?;
     let query = EpisodeQuery {
-        open: p.open()?,
+        open: p.flag("open")?,
         ip: p.ip()?,
         within: p.owner(&ctx.assets)?,
     };

@@ -130,6 +130,7 @@ mod tests {
             owner: None,
             system: None,
             opened_at: Utc::now(),
+            open: true,
             mttd_bound_secs: Some(60),
             notified_at: None,
             time_to_notify_secs: None,

@@ -62,6 +62,8 @@ pub struct EpisodeReport {
     pub system: Option<String>,
     /// When it was first seen open.
     pub opened_at: Timestamp,
+    /// Still open (not seen closed).
+    pub open: bool,
     /// Upper bound of the time it was open before it was seen (MTTD).
     pub mttd_bound_secs: Option<i64>,
     /// When a message first told it.
@@ -150,6 +152,7 @@ pub fn episodes(
                 owner: asset.owner,
                 system: asset.system,
                 opened_at: e.opened_at,
+                open: e.closed_at.is_none(),
                 mttd_bound_secs: e.mttd_bound_secs,
                 notified_at,
                 time_to_notify_secs: notified_at.map(|at| (at - e.opened_at).num_seconds()),
@@ -249,6 +252,32 @@ pub fn aggregate(reports: &[EpisodeReport], by: By, since: Timestamp, until: Tim
                 notify_mean_secs: mean(&notify),
                 mttr_mean_secs: mean(&mttr),
                 mttr_p50_secs: median(&mut mttr),
+            }
+        })
+        .collect()
+}
+
+/// The exposures of one risk class open now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OpenNow {
+    /// The class.
+    pub risk: RiskClass,
+    /// Exposures open now.
+    pub open: usize,
+    /// Of which neither approved nor blocked: what still needs someone.
+    pub unremediated: usize,
+}
+
+/// The exposures open now, by risk class (every class, in order).
+pub fn open_now(reports: &[EpisodeReport]) -> Vec<OpenNow> {
+    RiskClass::ALL
+        .iter()
+        .map(|&risk| {
+            let open: Vec<&EpisodeReport> = reports.iter().filter(|r| r.risk == risk && r.open).collect();
+            OpenNow {
+                risk,
+                open: open.len(),
+                unremediated: open.iter().filter(|r| r.remediated_at.is_none()).count(),
             }
         })
         .collect()
@@ -497,6 +526,21 @@ mod tests {
                 .map(|g| g.episodes)
                 .sum::<usize>(),
             2
+        );
+
+        // Open now: e2 (approved: open, not unremediated) and e4 (risk_port).
+        let now: Vec<(RiskClass, usize, usize)> = open_now(&reports)
+            .into_iter()
+            .map(|o| (o.risk, o.open, o.unremediated))
+            .collect();
+        assert_eq!(
+            now,
+            [
+                (RiskClass::RiskPort, 2, 1),
+                (RiskClass::HighRiskPort, 0, 0),
+                (RiskClass::HighRiskService, 0, 0),
+                (RiskClass::HighRiskAdminPanel, 0, 0),
+            ]
         );
 
         let trend = convergence(&reports, at(0).date_naive(), at(DAY).date_naive());

@@ -1,0 +1,167 @@
+//! The console in headless Chromium (Debian's), driven by playwright-core
+//! (`tests/browser/console.mjs`), against `portwatch up` watching a loopback fleet in
+//! the test's namespace: sign in as an operator, see a newly opened port appear on
+//! the open-ports page without a reload, file it for approval, sign in as an
+//! approver and approve it, see it leave the alerting list, and find the
+//! dashboard's numbers equal to the API's. Screenshots of every page are kept in
+//! `target/test-artifacts/console-embedded/`.
+
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+
+const API: &str = "127.0.0.1:18096";
+
+fn tools() -> PathBuf {
+    std::env::var_os("PORTWATCH_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools"))
+}
+
+/// Run the browser script against the console at `url`; its JSON step lines.
+fn drive(ns: &Netns, url: &str, tokens: [&str; 3], shots: &Path) -> Vec<serde_json::Value> {
+    let tools = tools();
+    assert!(
+        tools.join("node_modules/playwright-core/package.json").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "chromium or playwright-core missing: the test command runs `scripts/console-tools.sh install`"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
+    let _ = std::fs::remove_dir_all(shots);
+    let out = ns
+        .command("timeout")
+        .args(["300", "node"])
+        .arg(&script)
+        .env("PW_URL", url)
+        .env("PW_OPERATOR", tokens[0])
+        .env("PW_APPROVER", tokens[1])
+        .env("PW_ADMIN", tokens[2])
+        .env("PW_NEW_PORT", "127.0.0.4:5432")
+        .env("PW_SHOTS", shots)
+        .env("PW_TOOLS", &tools)
+        .env("HOME", shots.parent().unwrap_or(shots))
+        .output()
+        .expect("run node");
+    let text = stdout(&out);
+    eprintln!("{text}");
+    let steps: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        out.status.success() && steps.last().is_some_and(|s| s["step"] == "done"),
+        "the browser run failed:\n{text}\n{}",
+        stderr(&out)
+    );
+    steps
+}
+
+#[test]
+fn an_operator_files_a_new_port_and_an_approver_approves_it_in_the_browser() {
+    let ns = Netns::new("console");
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[scope]
+allow_reserved = true
+
+[[assets]]
+cidr = "127.0.0.0/29"
+owner = "web-team"
+system = "shop"
+
+[scan]
+rate = 100000
+timeout = "300ms"
+
+[schedule]
+high_risk_ports = "1s"
+
+[store]
+path = "{}"
+
+[api]
+listen = "{API}"
+"#,
+            data.display()
+        ),
+    );
+    let cfg = cfg.to_str().expect("utf8");
+    let _redis = ns.serve("127.0.0.2:6379");
+    let operator = ns.token(cfg, "olga", "operator");
+    let approver = ns.token(cfg, "arno", "approver");
+    let admin = ns.token(cfg, "ada", "admin");
+    let log = dir.path().join("up.log");
+    let mut up = Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &log));
+    let bearer = format!("Bearer {admin}");
+    wait_for(Duration::from_secs(30), || {
+        let answer = ns.http(
+            "GET",
+            API,
+            "/api/v1/ports",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        (answer.status == 200 && answer.body.contains("6379")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "up never showed the fleet; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/console-embedded");
+    let steps = drive(
+        &ns,
+        &format!("http://{API}"),
+        [&operator, &approver, &admin],
+        &shots,
+    );
+
+    // What the browser did is on record, by the right people.
+    let filed = steps
+        .iter()
+        .find(|s| s["step"] == "filed")
+        .and_then(|s| s["approval"].as_str())
+        .expect("an approval id")
+        .to_string();
+    let (status, approvals) = ns.api(API, "GET", "/api/v1/approvals", &admin, "");
+    assert_eq!(status, 200);
+    let approval = approvals
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["approval_id"] == filed.as_str()))
+        .unwrap_or_else(|| panic!("{filed} not on record: {approvals}"));
+    assert_eq!(approval["state"], "approved");
+    assert_eq!(approval["requested_by"], "olga");
+    assert_eq!(approval["decision"]["by"], "arno");
+    assert_eq!(approval["net"], "127.0.0.4/32");
+    for page in [
+        "login",
+        "dashboard",
+        "ports-new",
+        "file-for-approval",
+        "approvals",
+        "ports-alerting",
+        "panels",
+        "hosts",
+        "tasks",
+        "alerts",
+        "blocks",
+        "history",
+        "users",
+    ] {
+        let png = shots.join(format!("{page}.png"));
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 5_000, "{} missing or empty", png.display());
+    }
+    assert_eq!(up.stop(), Some(0));
+}
