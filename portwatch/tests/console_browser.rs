@@ -1,10 +1,11 @@
 //! The console in headless Chromium (Debian's), driven by playwright-core
 //! (`tests/browser/console.mjs`), against `portwatch up` watching a loopback fleet in
-//! the test's namespace: sign in as an operator, see a newly opened port appear on
-//! the open-ports page without a reload, file it for approval, sign in as an
+//! the test's namespace, and against `portwatch control` on tansu + ClickHouse with
+//! probe nodes in two zones: sign in as an operator, see a newly opened port appear
+//! on the open-ports page without a reload, file it for approval, sign in as an
 //! approver and approve it, see it leave the alerting list, and find the
 //! dashboard's numbers equal to the API's. Screenshots of every page are kept in
-//! `target/test-artifacts/console-embedded/`.
+//! `target/test-artifacts/console-embedded/` and `console-scaleout/`.
 
 #![allow(clippy::print_stderr)]
 
@@ -13,6 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use support::scaleout::{stack_config, Stack};
 use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
 
 const API: &str = "127.0.0.1:18096";
@@ -24,7 +26,7 @@ fn tools() -> PathBuf {
 }
 
 /// Run the browser script against the console at `url`; its JSON step lines.
-fn drive(ns: &Netns, url: &str, tokens: [&str; 3], shots: &Path) -> Vec<serde_json::Value> {
+fn drive(ns: &Netns, url: &str, tokens: [&str; 3], new_port: &str, shots: &Path) -> Vec<serde_json::Value> {
     let tools = tools();
     assert!(
         tools.join("node_modules/playwright-core/package.json").exists()
@@ -41,7 +43,7 @@ fn drive(ns: &Netns, url: &str, tokens: [&str; 3], shots: &Path) -> Vec<serde_js
         .env("PW_OPERATOR", tokens[0])
         .env("PW_APPROVER", tokens[1])
         .env("PW_ADMIN", tokens[2])
-        .env("PW_NEW_PORT", "127.0.0.4:5432")
+        .env("PW_NEW_PORT", new_port)
         .env("PW_SHOTS", shots)
         .env("PW_TOOLS", &tools)
         .env("HOME", shots.parent().unwrap_or(shots))
@@ -124,17 +126,22 @@ listen = "{API}"
         &ns,
         &format!("http://{API}"),
         [&operator, &approver, &admin],
+        "127.0.0.4:5432",
         &shots,
     );
+    on_record(&ns, API, &admin, &steps, "127.0.0.4/32");
+    assert_eq!(up.stop(), Some(0));
+}
 
-    // What the browser did is on record, by the right people.
+/// What the browser did is on record in the API, by the right people.
+fn on_record(ns: &Netns, api: &str, admin: &str, steps: &[serde_json::Value], net: &str) {
     let filed = steps
         .iter()
         .find(|s| s["step"] == "filed")
         .and_then(|s| s["approval"].as_str())
         .expect("an approval id")
         .to_string();
-    let (status, approvals) = ns.api(API, "GET", "/api/v1/approvals", &admin, "");
+    let (status, approvals) = ns.api(api, "GET", "/api/v1/approvals", admin, "");
     assert_eq!(status, 200);
     let approval = approvals
         .as_array()
@@ -143,7 +150,7 @@ listen = "{API}"
     assert_eq!(approval["state"], "approved");
     assert_eq!(approval["requested_by"], "olga");
     assert_eq!(approval["decision"]["by"], "arno");
-    assert_eq!(approval["net"], "127.0.0.4/32");
+    assert_eq!(approval["net"], net);
     for page in [
         "login",
         "dashboard",
@@ -159,9 +166,68 @@ listen = "{API}"
         "history",
         "users",
     ] {
-        let png = shots.join(format!("{page}.png"));
-        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 5_000, "{} missing or empty", png.display());
+        let shot = steps
+            .iter()
+            .any(|s| s["step"] == "screenshot" && s["name"] == page);
+        assert!(shot, "no screenshot of {page}");
     }
-    assert_eq!(up.stop(), Some(0));
+}
+
+#[test]
+fn the_same_console_drives_the_control_plane_on_kafka_and_clickhouse() {
+    // Reads need a session here too.
+    let config = stack_config("high_risk_ports = \"1s\"", "")
+        .replace("anonymous_read = true", "anonymous_read = false");
+    let stack = Stack::start("console-so", &config);
+    let _redis = stack.ns.serve("127.0.1.2:6379");
+    let mut control = stack.spawn(&["control"], "control.log");
+    let _a = stack.spawn_probe("a");
+    let _b = stack.spawn_probe("b");
+    let _projector = stack.spawn(&["project"], "project.log");
+    let operator = stack.token("olga", "operator");
+    let approver = stack.token("arno", "approver");
+    let admin = stack.token("ada", "admin");
+    let api = support::scaleout::API;
+    let bearer = format!("Bearer {admin}");
+    wait_for(Duration::from_secs(60), || {
+        let answer = stack.ns.http(
+            "GET",
+            api,
+            "/api/v1/ports",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        (answer.status == 200 && answer.body.contains("6379")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "control never showed the fleet; log:\n{}",
+            stack.log("control.log")
+        )
+    });
+    // Every token has reached the control plane (it follows the journal every second).
+    for token in [&operator, &approver] {
+        let bearer = format!("Bearer {token}");
+        wait_for(Duration::from_secs(20), || {
+            let answer = stack.ns.http(
+                "GET",
+                api,
+                "/api/v1/whoami",
+                &[("Authorization", bearer.as_str())],
+                "",
+            )?;
+            (answer.status == 200).then_some(())
+        })
+        .expect("token known to the control plane");
+    }
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/console-scaleout");
+    let steps = drive(
+        &stack.ns,
+        &format!("http://{api}"),
+        [&operator, &approver, &admin],
+        "127.0.1.4:5432",
+        &shots,
+    );
+    on_record(&stack.ns, api, &admin, &steps, "127.0.1.4/32");
+    assert_eq!(control.stop(), Some(0));
 }
