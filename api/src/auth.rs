@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,6 +27,8 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::error::ErrorBody;
+use crate::session;
 use crate::ApiContext;
 
 /// Prefix of every token.
@@ -176,6 +178,45 @@ pub(crate) async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, 
     identity_of_token(ctx, &record.id).ok_or_else(invalid)
 }
 
+/// What a cookie session means for a request: `None` when it sent no session
+/// cookie; else the caller, or why not.
+pub(crate) fn identify_session(ctx: &ApiContext, req: &Request) -> Option<Result<Identity, Response>> {
+    let cookie = session::cookie_of(req.headers())?;
+    let refused = |status: StatusCode, message: &str| {
+        (
+            status,
+            Json(ErrorBody {
+                error: message.to_string(),
+            }),
+        )
+            .into_response()
+    };
+    let Some(session) = ctx.auth.sessions.get(&cookie) else {
+        return Some(Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "the session ended; sign in again",
+        )));
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let csrf_ok = req
+        .headers()
+        .get(session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| session::constant_time_eq(v.as_bytes(), session.csrf.as_bytes()));
+    if !safe && !csrf_ok {
+        return Some(Err(refused(
+            StatusCode::FORBIDDEN,
+            "a change made with the session cookie needs the session's X-CSRF-Token header",
+        )));
+    }
+    Some(identity_of_token(ctx, &session.token_id).ok_or_else(|| {
+        refused(
+            StatusCode::UNAUTHORIZED,
+            "the session's token was revoked; sign in again",
+        )
+    }))
+}
+
 /// The gate of every route that needs `min`: it puts the caller's [`Identity`]
 /// into the request for the handler.
 pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Next) -> Response {
@@ -194,7 +235,7 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
             Err(refused) => return refused.into_response(),
         },
         Some(None) => return Refused::unauthorized("Authorization must be `Bearer <token>`").into_response(),
-        None => match crate::session::identify_session(&ctx, &req) {
+        None => match identify_session(&ctx, &req) {
             Some(Ok(identity)) => identity,
             Some(Err(refused)) => return refused,
             None if min == Role::Viewer && ctx.auth.anonymous_read => Identity {

@@ -21,6 +21,7 @@ pub mod read;
 pub mod report;
 mod routes;
 pub mod session;
+mod signin;
 pub mod tokens;
 pub mod views;
 
@@ -120,7 +121,7 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::metrics))
                 .routes(routes!(routes::openapi))
                 .routes(routes!(docs::page))
-                .routes(routes!(session::login, session::current, session::logout)),
+                .routes(routes!(signin::login, signin::current, signin::logout)),
         ),
         (
             Some(Role::Viewer),

@@ -17,32 +17,23 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use portwatch_projections::Role;
+use axum::http::{header, HeaderMap, HeaderValue};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use crate::auth::{identify, identity_of_token, Identity};
-use crate::error::{ApiError, ErrorBody};
-use crate::ApiContext;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "portwatch_session";
 /// The header that carries the CSRF token of a cookie session.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
-const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most (the oldest go first): a bound on memory.
 const MAX_SESSIONS: usize = 10_000;
 
 #[derive(Debug, Clone)]
-struct Session {
-    token_id: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) token_id: String,
+    pub(crate) csrf: String,
     expires: Instant,
 }
 
@@ -64,7 +55,7 @@ fn random_hex() -> String {
 
 impl Sessions {
     /// A new session for the token `token_id`: (cookie value, CSRF token).
-    fn open(&self, token_id: &str) -> (String, String) {
+    pub(crate) fn open(&self, token_id: &str) -> (String, String) {
         let (cookie, csrf) = (random_hex(), random_hex());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -85,14 +76,14 @@ impl Sessions {
         (cookie, csrf)
     }
 
-    fn get(&self, cookie: &str) -> Option<Session> {
+    pub(crate) fn get(&self, cookie: &str) -> Option<Session> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.get(&key(cookie))
             .filter(|s| s.expires > Instant::now())
             .cloned()
     }
 
-    fn close(&self, cookie: &str) {
+    pub(crate) fn close(&self, cookie: &str) {
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -101,7 +92,7 @@ impl Sessions {
 }
 
 /// The session cookie of a request, if it sent one.
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie_of(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -112,71 +103,13 @@ fn cookie_of(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// What a cookie session means for a request: `None` when it sent no session
-/// cookie; else the caller, or why not.
-pub(crate) fn identify_session(ctx: &ApiContext, req: &Request) -> Option<Result<Identity, Response>> {
-    let cookie = cookie_of(req.headers())?;
-    let refused = |status: StatusCode, message: &str| {
-        (
-            status,
-            Json(ErrorBody {
-                error: message.to_string(),
-            }),
-        )
-            .into_response()
-    };
-    let Some(session) = ctx.auth.sessions.get(&cookie) else {
-        return Some(Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "the session ended; sign in again",
-        )));
-    };
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let csrf_ok = req
-        .headers()
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| constant_time_eq(v.as_bytes(), session.csrf.as_bytes()));
-    if !safe && !csrf_ok {
-        return Some(Err(refused(
-            StatusCode::FORBIDDEN,
-            "a change made with the session cookie needs the session's X-CSRF-Token header",
-        )));
-    }
-    Some(identity_of_token(ctx, &session.token_id).ok_or_else(|| {
-        refused(
-            StatusCode::UNAUTHORIZED,
-            "the session's token was revoked; sign in again",
-        )
-    }))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The body of `POST /api/v1/session`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Login {
-    /// An API token (`pwt_<id>_<secret>`).
-    token: String,
-}
-
-/// A console session.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct SessionView {
-    /// Who is signed in.
-    user: String,
-    /// Their role now.
-    role: Role,
-    /// The token to send as `X-CSRF-Token` with every change.
-    csrf: String,
 }
 
 /// Whether the request reached us over plain HTTP on a loopback address, where a
 /// `Secure` cookie would lock out a proxy-less local console.
-fn plain_loopback(headers: &HeaderMap) -> bool {
+pub(crate) fn plain_loopback(headers: &HeaderMap) -> bool {
     if headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -195,90 +128,10 @@ fn plain_loopback(headers: &HeaderMap) -> bool {
     name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn set_cookie(value: &str, max_age: u64, headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn set_cookie(value: &str, max_age: u64, headers: &HeaderMap) -> HeaderValue {
     let secure = if plain_loopback(headers) { "" } else { "; Secure" };
     let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Sign in with an API token: opens a session and sets its cookie.
-#[utoipa::path(post, path = "/api/v1/session", tag = "users", request_body = Login, security(()),
-    responses(
-        (status = 200, description = "Signed in; the cookie is set.", body = SessionView),
-        (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
-        (status = 401, description = "Not a valid token.", body = ErrorBody),
-))]
-pub(crate) async fn login(
-    State(ctx): State<ApiContext>,
-    headers: HeaderMap,
-    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
-    let who = match identify(&ctx, body.token.trim()).await {
-        Ok(who) => who,
-        Err(refused) => return Ok(refused.into_response()),
-    };
-    let token_id = who.token.clone().unwrap_or_default();
-    let (cookie, csrf) = ctx.auth.sessions.open(&token_id);
-    tracing::info!(user = %who.user, token = %token_id, "console session opened");
-    let mut response = Json(SessionView {
-        user: who.user,
-        role: who.role,
-        csrf,
-    })
-    .into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&cookie, LIFETIME.as_secs(), &headers),
-    );
-    Ok(response)
-}
-
-/// The session of the cookie: who, their role now, and the CSRF token.
-#[utoipa::path(get, path = "/api/v1/session", tag = "users", security(()),
-    responses(
-        (status = 200, description = "Signed in.", body = SessionView),
-        (status = 401, description = "No session (none, ended, or its token revoked).", body = ErrorBody),
-))]
-pub(crate) async fn current(State(ctx): State<ApiContext>, req: Request) -> Response {
-    let none = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(ErrorBody {
-                error: "not signed in".into(),
-            }),
-        )
-            .into_response()
-    };
-    let Some(cookie) = cookie_of(req.headers()) else {
-        return none();
-    };
-    let Some(session) = ctx.auth.sessions.get(&cookie) else {
-        return none();
-    };
-    match identity_of_token(&ctx, &session.token_id) {
-        Some(who) => Json(SessionView {
-            user: who.user,
-            role: who.role,
-            csrf: session.csrf,
-        })
-        .into_response(),
-        None => none(),
-    }
-}
-
-/// Sign out: ends the session and clears its cookie.
-#[utoipa::path(delete, path = "/api/v1/session", tag = "users", security(()),
-    responses((status = 204, description = "Signed out (or was not signed in).")))]
-pub(crate) async fn logout(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
-    if let Some(cookie) = cookie_of(&headers) {
-        ctx.auth.sessions.close(&cookie);
-    }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie("", 0, &headers));
-    response
 }
 
 #[cfg(test)]

@@ -1,0 +1,113 @@
+//! Signing in and out of the console: `POST`, `GET` and `DELETE /api/v1/session`
+//! (the session store and its cookie are in `session.rs`).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portwatch_projections::Role;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{identify, identity_of_token};
+use crate::error::{ApiError, ErrorBody};
+use crate::session::{cookie_of, set_cookie, LIFETIME};
+use crate::ApiContext;
+
+/// The body of `POST /api/v1/session`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    /// An API token (`pwt_<id>_<secret>`).
+    token: String,
+}
+
+/// A console session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SessionView {
+    /// Who is signed in.
+    user: String,
+    /// Their role now.
+    role: Role,
+    /// The token to send as `X-CSRF-Token` with every change.
+    csrf: String,
+}
+
+/// Sign in with an API token: opens a session and sets its cookie.
+#[utoipa::path(post, path = "/api/v1/session", tag = "users", request_body = Login, security(()),
+    responses(
+        (status = 200, description = "Signed in; the cookie is set.", body = SessionView),
+        (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 401, description = "Not a valid token.", body = ErrorBody),
+))]
+pub(crate) async fn login(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
+    let who = match identify(&ctx, body.token.trim()).await {
+        Ok(who) => who,
+        Err(refused) => return Ok(refused.into_response()),
+    };
+    let token_id = who.token.clone().unwrap_or_default();
+    let (cookie, csrf) = ctx.auth.sessions.open(&token_id);
+    tracing::info!(user = %who.user, token = %token_id, "console session opened");
+    let mut response = Json(SessionView {
+        user: who.user,
+        role: who.role,
+        csrf,
+    })
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&cookie, LIFETIME.as_secs(), &headers),
+    );
+    Ok(response)
+}
+
+/// The session of the cookie: who, their role now, and the CSRF token.
+#[utoipa::path(get, path = "/api/v1/session", tag = "users", security(()),
+    responses(
+        (status = 200, description = "Signed in.", body = SessionView),
+        (status = 401, description = "No session (none, ended, or its token revoked).", body = ErrorBody),
+))]
+pub(crate) async fn current(State(ctx): State<ApiContext>, req: Request) -> Response {
+    let none = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(ErrorBody {
+                error: "not signed in".into(),
+            }),
+        )
+            .into_response()
+    };
+    let Some(cookie) = cookie_of(req.headers()) else {
+        return none();
+    };
+    let Some(session) = ctx.auth.sessions.get(&cookie) else {
+        return none();
+    };
+    match identity_of_token(&ctx, &session.token_id) {
+        Some(who) => Json(SessionView {
+            user: who.user,
+            role: who.role,
+            csrf: session.csrf,
+        })
+        .into_response(),
+        None => none(),
+    }
+}
+
+/// Sign out: ends the session and clears its cookie.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "users", security(()),
+    responses((status = 204, description = "Signed out (or was not signed in).")))]
+pub(crate) async fn logout(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
+    if let Some(cookie) = cookie_of(&headers) {
+        ctx.auth.sessions.close(&cookie);
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie("", 0, &headers));
+    response
+}
