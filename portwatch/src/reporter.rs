@@ -2,7 +2,8 @@
 //! both deployments: every [`EVERY`] the episodes' figures are computed as
 //! `/api/v1/report` computes them (the deployment's read model and the journal's
 //! decisions), the per-risk-class gauges on `/metrics` are set, and (scale-out) the
-//! episodes whose figures changed are written to ClickHouse's `episode_reports`.
+//! episodes whose figures changed are written to ClickHouse's `episode_reports`, and
+//! the notifications whose deliveries changed to `deliveries`.
 //!
 //! Gauges, each labelled `risk`:
 //! - `portwatch_exposures_unremediated`: exposures open now and neither approved nor
@@ -20,7 +21,7 @@ use chrono::Utc;
 use portwatch_api::ReadModel;
 use portwatch_events::{RiskClass, Timestamp};
 use portwatch_projections::report::{aggregate, By, EpisodeReport, Group};
-use portwatch_projections::{Assets, Notifier};
+use portwatch_projections::{Assets, NotificationRecord, Notifier};
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -74,8 +75,8 @@ fn changed<'a>(
         .collect()
 }
 
-/// Recompute every [`EVERY`] until `stop`; with `sink`, keep `episode_reports` up to
-/// date (a failed write is tried again at the next pass).
+/// Recompute every [`EVERY`] until `stop`; with `sink`, keep `episode_reports` and
+/// `deliveries` up to date (a failed write is tried again at the next pass).
 pub async fn run(
     read: Arc<dyn ReadModel>,
     notifier: Arc<RwLock<Notifier>>,
@@ -84,7 +85,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut written: HashMap<String, EpisodeReport> = HashMap::new();
+    let mut told: HashMap<String, NotificationRecord> = HashMap::new();
     let mut ver = 0u64;
+    // Versions grow even if the clock steps back.
+    let mut next_ver = move || {
+        ver = ver.max(Utc::now().timestamp_millis().max(0) as u64) + 1;
+        ver
+    };
     loop {
         match portwatch_api::report::episode_reports(&*read, &notifier, &assets).await {
             Ok(reports) => {
@@ -93,13 +100,8 @@ pub async fn run(
                     let fresh: Vec<EpisodeReport> =
                         changed(&reports, &written).into_iter().cloned().collect();
                     if !fresh.is_empty() {
-                        // Versions grow even if the clock steps back.
-                        ver = ver.max(Utc::now().timestamp_millis().max(0) as u64) + 1;
-                        match store.write_episode_reports(&fresh, ver).await {
-                            Ok(()) => {
-                                tracing::debug!(episodes = fresh.len(), "episode figures written");
-                                written.extend(fresh.into_iter().map(|r| (r.episode_id.clone(), r)));
-                            }
+                        match store.write_episode_reports(&fresh, next_ver()).await {
+                            Ok(()) => written.extend(fresh.into_iter().map(|r| (r.episode_id.clone(), r))),
                             Err(e) => {
                                 tracing::warn!(error = %e, "episode figures not written; next pass retries")
                             }
@@ -108,6 +110,24 @@ pub async fn run(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "report figures not computed; next pass retries"),
+        }
+        if let Some(store) = &sink {
+            let fresh: Vec<NotificationRecord> = {
+                let state = notifier.read().unwrap_or_else(|p| p.into_inner());
+                state
+                    .ledger()
+                    .notifications()
+                    .iter()
+                    .filter(|r| !r.deliveries.is_empty() && told.get(&r.notification.id) != Some(*r))
+                    .cloned()
+                    .collect()
+            };
+            if !fresh.is_empty() {
+                match store.write_deliveries(&fresh, next_ver()).await {
+                    Ok(()) => told.extend(fresh.into_iter().map(|r| (r.notification.id.clone(), r))),
+                    Err(e) => tracing::warn!(error = %e, "deliveries not written; next pass retries"),
+                }
+            }
         }
         if !crate::roles::pause(&mut stop, EVERY).await {
             return;

@@ -378,7 +378,12 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     assert_eq!(report["from"], 0);
     assert_eq!(
         report["applied"],
-        serde_json::json!(["001_init.sql", "002_read_model.sql", "003_reports.sql"])
+        serde_json::json!([
+            "001_init.sql",
+            "002_read_model.sql",
+            "003_reports.sql",
+            "004_deliveries.sql"
+        ])
     );
     let tables = || {
         stack
@@ -396,6 +401,7 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
         "projector_offsets",
         "exposure_daily",
         "episode_reports",
+        "deliveries",
     ] {
         assert!(before.lines().any(|l| l == table), "{table} missing: {before}");
     }
@@ -403,14 +409,14 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     let second = stack.portwatch(&["migrate"]);
     assert!(second.status.success(), "{}", support::stderr(&second));
     let report: serde_json::Value = serde_json::from_str(support::stdout(&second).trim()).unwrap();
-    assert_eq!(report["from"], 3);
+    assert_eq!(report["from"], 4);
     assert_eq!(report["applied"], serde_json::json!([]));
     assert_eq!(tables(), before, "a second migrate changed nothing");
-    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 3);
+    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 4);
 
     // 002 interrupted half way (some of its columns added, the rest and its record
     // not): the next migrate finishes it, skipping the columns already there, and
-    // runs 003 again (its table exists: nothing to do).
+    // runs 003 and 004 again (their tables exist: nothing to do).
     for sql in [
         "ALTER TABLE alerts DROP COLUMN skey",
         "DROP TABLE schema_migrations",
@@ -425,7 +431,7 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     assert_eq!(report["from"], 1);
     assert_eq!(
         report["applied"],
-        serde_json::json!(["002_read_model.sql", "003_reports.sql"])
+        serde_json::json!(["002_read_model.sql", "003_reports.sql", "004_deliveries.sql"])
     );
     assert_eq!(
         stack.sql_u64("SELECT count() FROM system.columns WHERE database = 'portwatch' AND table = 'alerts' AND name = 'skey'"),

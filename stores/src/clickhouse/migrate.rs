@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../../sql/002_read_model.sql"),
     ),
     (3, "003_reports.sql", include_str!("../../../sql/003_reports.sql")),
+    (
+        4,
+        "004_deliveries.sql",
+        include_str!("../../../sql/004_deliveries.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

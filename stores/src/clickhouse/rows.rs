@@ -260,3 +260,21 @@ pub(super) struct EpisodeReportRow {
     pub(super) time_to_remediate_secs: Option<i64>,
     pub(super) ver: u64,
 }
+
+/// One notification's delivery to one channel as stored in `deliveries`.
+#[derive(Debug, Row, Serialize)]
+pub(super) struct DeliveryRow {
+    pub(super) notification_id: String,
+    pub(super) channel: String,
+    pub(super) kind: String,
+    pub(super) ip: String,
+    pub(super) severity: String,
+    pub(super) owner: String,
+    pub(super) alerts: u32,
+    pub(super) decided_at: u32,
+    pub(super) attempts: u32,
+    pub(super) outcome: String,
+    pub(super) last_at: u32,
+    pub(super) last_status: Option<u16>,
+    pub(super) ver: u64,
+}

@@ -1,14 +1,15 @@
 //! Writing: a projector batch's rows, checkpoints, job and probe node rows, and the
-//! episodes' MTTD / MTTR figures.
+//! episodes' MTTD / MTTR figures and the deliveries of notifications.
 
 use clickhouse::Row;
 use portwatch_events::Timestamp;
 use portwatch_projections::report::EpisodeReport;
+use portwatch_projections::NotificationRecord;
 use serde::Serialize;
 
 use super::rows::{
-    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, EpisodeReportRow,
-    EpisodeRow, HostStateRow, JobRow, PortStateRow, ProbeNodeRow,
+    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, DeliveryRow,
+    EpisodeReportRow, EpisodeRow, HostStateRow, JobRow, PortStateRow, ProbeNodeRow,
 };
 use super::{ClickHouseError, ClickHouseStore};
 use crate::batch::Batch;
@@ -213,6 +214,37 @@ impl ClickHouseStore {
             })
             .collect();
         self.insert("episode_reports", rows.iter()).await
+    }
+
+    /// Upsert the deliveries of `notifications` (one row per channel that tried
+    /// one) at version `ver`.
+    pub async fn write_deliveries(
+        &self,
+        notifications: &[NotificationRecord],
+        ver: u64,
+    ) -> Result<(), ClickHouseError> {
+        let rows: Vec<DeliveryRow> = notifications
+            .iter()
+            .flat_map(|r| {
+                let n = &r.notification;
+                r.deliveries.values().map(move |d| DeliveryRow {
+                    notification_id: n.id.clone(),
+                    channel: d.channel.clone(),
+                    kind: n.kind.as_str().to_string(),
+                    ip: n.ip.to_string(),
+                    severity: n.severity.as_str().to_string(),
+                    owner: n.asset.owner.clone().unwrap_or_default(),
+                    alerts: u32::try_from(n.alerts.len()).unwrap_or(u32::MAX),
+                    decided_at: secs(n.at),
+                    attempts: d.attempts,
+                    outcome: d.outcome.as_str().to_string(),
+                    last_at: secs(d.last_at),
+                    last_status: d.last_status,
+                    ver,
+                })
+            })
+            .collect();
+        self.insert("deliveries", rows.iter()).await
     }
 
     async fn insert<'a, T>(
