@@ -2,7 +2,9 @@
 # Tools the API and console tests drive portwatch with, installed beside the build
 # (nothing system-wide but Debian packages):
 #   - schemathesis (PyPI, pinned) in a virtual environment: schema-driven fuzzing of
-#     the served OpenAPI document;
+#     the served OpenAPI document; chdb-core (PyPI, pinned: ClickHouse 26.x
+#     in-process) in the same environment, to run the Grafana panels' SQL on a
+#     current ClickHouse beside the Debian 18.16 server;
 #   - Debian's chromium and playwright-core (npm, pinned; it drives the installed
 #     browser and downloads none): the console's browser tests.
 #
@@ -14,6 +16,7 @@ TOOLS="${PORTWATCH_TOOLS:-$PWD/target/tools}"
 VENV="$TOOLS/venv"
 SCHEMATHESIS="schemathesis==4.32.5"
 PLAYWRIGHT="playwright-core@1.65.1"
+CHDB="chdb-core==26.9.0"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -23,6 +26,10 @@ install() {
         mkdir -p "$TOOLS"
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS"
+    fi
+    if ! "$VENV/bin/pip" show chdb-core 2>/dev/null | grep -q "^Version: ${CHDB#*==}$"; then
+        log "installing $CHDB (PyPI) into $VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "$CHDB"
     fi
     if ! command -v chromium >/dev/null 2>&1; then
         log "installing chromium (Debian)"

@@ -49,7 +49,7 @@ bash scripts/notify-services.sh install
 # The API tests' fuzzer (schemathesis, PyPI, pinned) in a virtual environment
 # under target/tools; the console's browser (Debian chromium) and its driver
 # (playwright-core, npm, pinned).
-log "API and console test tools (schemathesis, chromium, playwright-core)"
+log "API, console and dashboard test tools (schemathesis, chdb-core, chromium, playwright-core)"
 bash scripts/console-tools.sh install
 
 # --- cleanup ---------------------------------------------------------------------------
