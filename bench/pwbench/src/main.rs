@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
+
+mod pages;
 use portwatch_events::{Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task};
 use portwatch_ingest::kafka::{ensure_topics, produce_keyed};
 use portwatch_ingest::{EventLog, KafkaSettings, SpoolLog, SpoolSettings, Topics};
@@ -118,6 +120,41 @@ enum Cmd {
         #[arg(long)]
         seconds: u64,
     },
+    /// Seed `hosts × ports` open ports as one full scan of each host.
+    SeedPorts {
+        #[arg(long, value_enum)]
+        target: SeedTarget,
+        /// The events.db file, or the topic prefix.
+        #[arg(long)]
+        into: String,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 100)]
+        ports: usize,
+    },
+    /// Time the open-ports page's requests against a running API.
+    Pages {
+        /// Base URL of the API.
+        #[arg(long)]
+        api: String,
+        /// A viewer's token.
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// A label for the deployment measured.
+        #[arg(long)]
+        deployment: String,
+    },
+}
+
+/// Where a seed goes.
+#[derive(Debug, Clone, clap::ValueEnum)]
+enum SeedTarget {
+    /// An embedded log file (`--into` is its events.db).
+    Embedded,
+    /// The observations topic under `--into` as the topic prefix.
+    Kafka,
 }
 
 /// Distinct hosts the synthetic events are spread over.
@@ -368,6 +405,40 @@ async fn main() -> anyhow::Result<()> {
                 "events_per_sec": events as f64 / took.as_secs_f64(),
             }));
             log.close();
+        }
+        Cmd::SeedPorts {
+            target,
+            into,
+            hosts,
+            ports,
+        } => {
+            let events = pages::events(hosts, ports);
+            let started = Instant::now();
+            match target {
+                SeedTarget::Embedded => pages::seed_embedded(std::path::Path::new(&into), &events)?,
+                SeedTarget::Kafka => {
+                    let settings = kafka(&cli.brokers, &into, 6);
+                    ensure_topics(&settings, Duration::from_secs(10)).await?;
+                    pages::seed_kafka(settings, &events)?;
+                }
+            }
+            line(serde_json::json!({
+                "measure": "seed",
+                "hosts": hosts,
+                "open_ports": hosts * ports,
+                "seconds": started.elapsed().as_secs_f64(),
+            }));
+        }
+        Cmd::Pages {
+            api,
+            token,
+            requests,
+            deployment,
+        } => {
+            for mut result in pages::latency(&api, &token, requests).await? {
+                result["deployment"] = deployment.clone().into();
+                line(result);
+            }
         }
         Cmd::Latency { path, rate, seconds } => {
             let (store, log) = path.open(&cli.brokers, &cli.url)?;
