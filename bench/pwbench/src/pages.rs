@@ -104,7 +104,11 @@ impl Api {
 }
 
 /// Time the page's requests against the API at `base`; one JSON object per kind.
-pub(crate) async fn latency(base: &str, token: &str, requests: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+pub(crate) async fn latency(
+    base: &str,
+    token: &str,
+    requests: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     // The workspace builds reqwest with rustls but no crypto provider chosen: plain
     // HTTP here, but the client wants one all the same.
     let _ = rustls::crypto::ring::default_provider().install_default();
