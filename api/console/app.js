@@ -357,13 +357,23 @@ pages.alerts = {
 
 pages.tasks = {
   title: 'Tasks and jobs',
+  tools: () => can('admin') ? h('details', {}, h('summary', {}, 'Change a cadence'),
+    form([
+      ['task', 'task', 'full_ports', { options: ['liveness', 'full_ports', 'high_risk_ports', 'service_detection', 'port_recheck', 'admin_panels', 'offline_high_risk_ports', 'offline_full_ports', 'all_assets_full_ports'] }],
+      ['every', 'every (10m, 6h, off; empty: as configured)', ''],
+    ], async (v) => {
+      await api('PUT', `/api/v1/schedule/${v.task}`, { every: v.every ? v.every : null });
+      flash(`${v.task}: ${v.every || 'as configured'}`);
+      await refresh();
+    }, 'Save', { 'data-test': 'cadence-form' })) : null,
   load: async () => {
     const [schedule, jobs, nodes] = await Promise.all([get('/api/v1/schedule'), get('/api/v1/jobs?limit=100'), get('/api/v1/nodes')]);
     return [
       h('h2', {}, 'Configuration of the tasks'),
-      table(['task', 'cadence', 'in this build'], schedule.map((t) => h('tr', {}, h('td', {}, t.task),
-        h('td', {}, t.cadence || 'off'), h('td', {}, t.implemented ? 'yes' : 'not yet')))),
-      h('p', { class: 'muted' }, 'Cadences come from the [schedule] section of the config file.'),
+      table(['task', 'runs every', 'configured', 'changed by', 'in this build'], schedule.map((t) => h('tr', { 'data-task': t.task }, h('td', {}, t.task),
+        h('td', { 'data-field': 'cadence' }, t.cadence || 'off'), h('td', {}, t.configured || 'off'),
+        h('td', {}, t.set_by ? `${t.set_by}, ${when(t.set_at)}` : ''), h('td', {}, t.implemented ? 'yes' : 'not yet')))),
+      h('p', { class: 'muted' }, 'Cadences come from the [schedule] section of the config file; an admin may change them here (recorded in the journal).'),
       h('h2', {}, 'Jobs (newest first)'),
       table(['job', 'task', 'state', 'zone', 'node', 'targets', 'hosts done', 'open found', 'started', 'duration', 'error'],
         jobs.map((j) => h('tr', {}, h('td', {}, h('code', {}, j.id.slice(0, 13))), h('td', {}, j.task),

@@ -20,6 +20,7 @@ mod params;
 pub mod read;
 pub mod report;
 mod routes;
+mod schedule;
 pub mod session;
 mod signin;
 pub mod tokens;
@@ -132,7 +133,7 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::alerts))
                 .routes(routes!(routes::jobs))
                 .routes(routes!(routes::nodes))
-                .routes(routes!(routes::schedule))
+                .routes(routes!(schedule::list))
                 .routes(routes!(tokens::whoami))
                 .routes(routes!(report::report))
                 .routes(routes!(approvals::list))
@@ -156,7 +157,8 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
             Some(Role::Admin),
             OpenApiRouter::new()
                 .routes(routes!(tokens::list, tokens::create))
-                .routes(routes!(tokens::revoke)),
+                .routes(routes!(tokens::revoke))
+                .routes(routes!(schedule::set)),
         ),
     ]
 }
@@ -395,7 +397,14 @@ mod tests {
             auth: Arc::new(Auth::new(anonymous_read)),
             max_block: std::time::Duration::from_secs(7 * 24 * 3600),
             assets: Arc::new(assets),
-            schedule: Arc::new(Vec::new()),
+            schedule: Arc::new(vec![ScheduledTask {
+                task: portwatch_events::Task::FullPorts,
+                cadence: Some("1day".into()),
+                configured: Some("1day".into()),
+                set_by: None,
+                set_at: None,
+                implemented: true,
+            }]),
             metrics,
         }
     }
@@ -494,6 +503,7 @@ mod tests {
         "/api/v1/jobs",
         "/api/v1/nodes",
         "/api/v1/schedule",
+        "/api/v1/schedule/{task}",
         "/api/v1/report",
         "/api/v1/whoami",
         "/api/v1/approvals",
@@ -834,6 +844,54 @@ mod tests {
         let (status, cleared, _) = raw(&app, "DELETE", "/api/v1/session", &[cookie], "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(cleared.unwrap().contains("Max-Age=0"));
+    }
+
+    #[tokio::test]
+    async fn an_admin_changes_a_cadence_and_it_is_on_record() {
+        let ctx = context(Arc::new(Recorder::default()), false);
+        let mut tokens_of = std::collections::BTreeMap::new();
+        for (user, role) in [("ada", Role::Admin), ("olga", Role::Operator)] {
+            let (decisions, token, _, _) = tokens::issue(None, user, Some(role), "test").unwrap();
+            portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+                .await
+                .unwrap();
+            tokens_of.insert(user, token);
+        }
+        let app = router(ctx.clone());
+        let put = |token: &str, task: &str, body: &str| {
+            let (app, token, uri, body) = (
+                app.clone(),
+                token.to_string(),
+                format!("/api/v1/schedule/{task}"),
+                body.to_string(),
+            );
+            async move { call(&app, "PUT", &uri, Some(&token), &body).await }
+        };
+        assert_eq!(
+            put(&tokens_of["olga"], "full_ports", r#"{"every":"6h"}"#).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, err) = put(&tokens_of["ada"], "full_ports", r#"{"every":"soon"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(err["error"].as_str().unwrap().contains("every `soon`"), "{err}");
+        assert_eq!(
+            put(&tokens_of["ada"], "everything", r#"{"every":"6h"}"#).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, schedule) = put(&tokens_of["ada"], "full_ports", r#"{"every":"6h"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{schedule}");
+        assert_eq!(schedule[0]["cadence"], "6h");
+        assert_eq!(schedule[0]["configured"], "1day");
+        assert_eq!(schedule[0]["set_by"], "ada");
+        let (_, listed) = call(&app, "GET", "/api/v1/schedule", Some(&tokens_of["olga"]), "").await;
+        assert_eq!(listed, schedule, "everyone sees it");
+        let (_, off) = put(&tokens_of["ada"], "full_ports", r#"{"every":"off"}"#).await;
+        assert!(off[0]["cadence"].is_null(), "{off}");
+        let (_, back) = put(&tokens_of["ada"], "full_ports", r#"{"every":null}"#).await;
+        assert_eq!(
+            (back[0]["cadence"].as_str(), back[0]["set_by"].as_str()),
+            (Some("1day"), None)
+        );
     }
 
     #[tokio::test]

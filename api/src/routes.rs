@@ -13,7 +13,7 @@ use portwatch_projections::{Episode, HostRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{AlertParams, EpisodeParams, HostParams, JobParams, NoParams, Params, PortParams};
 use crate::read::{Health, JobView, NodeView};
-use crate::views::{alert_views, port_views, with_assets, AlertView, PortView, ScheduledTask, WithAsset};
+use crate::views::{alert_views, port_views, with_assets, AlertView, PortView, WithAsset};
 use crate::ApiContext;
 
 type Q = Query<HashMap<String, String>>;
@@ -164,19 +164,6 @@ pub(crate) async fn jobs(State(ctx): State<ApiContext>, Query(q): Q) -> Result<i
 pub(crate) async fn nodes(State(ctx): State<ApiContext>, Query(q): Q) -> Result<impl IntoResponse, ApiError> {
     Params::of::<NoParams>(q)?;
     Ok(Json(ctx.read.nodes().await?))
-}
-
-/// The monitoring tasks and their cadences.
-#[utoipa::path(get, path = "/api/v1/schedule", tag = "tasks", params(NoParams), responses(
-    (status = 200, description = "Every task.", body = [ScheduledTask]),
-    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
-))]
-pub(crate) async fn schedule(
-    State(ctx): State<ApiContext>,
-    Query(q): Q,
-) -> Result<Json<Vec<ScheduledTask>>, ApiError> {
-    Params::of::<NoParams>(q)?;
-    Ok(Json(ctx.schedule.as_ref().clone()))
 }
 
 /// This document.

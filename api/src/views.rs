@@ -68,8 +68,15 @@ pub fn with_assets<R: Located>(rows: Vec<R>, assets: &Assets) -> Vec<WithAsset<R
 pub struct ScheduledTask {
     /// The task.
     pub task: Task,
-    /// Its cadence, or none when it is not scheduled.
+    /// The cadence it runs at, or none when it does not run.
     pub cadence: Option<String>,
+    /// The config's cadence for it (none: off).
+    pub configured: Option<String>,
+    /// The admin who changed the cadence over the config's, if one did.
+    pub set_by: Option<String>,
+    /// When.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub set_at: Option<Timestamp>,
     /// Whether this build runs it.
     pub implemented: bool,
 }

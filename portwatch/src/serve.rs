@@ -18,10 +18,16 @@ use crate::control::scheduler::{cadence, implemented};
 pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
     Task::SCHEDULED
         .iter()
-        .map(|&task| ScheduledTask {
-            task,
-            cadence: cfg.schedule.get(&task).map(|d| cadence(*d)),
-            implemented: implemented(task),
+        .map(|&task| {
+            let configured = cfg.schedule.get(&task).map(|d| cadence(*d));
+            ScheduledTask {
+                task,
+                cadence: configured.clone(),
+                configured,
+                set_by: None,
+                set_at: None,
+                implemented: implemented(task),
+            }
         })
         .collect()
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use portwatch_events::{DecodeError, Proto, Timestamp, SCHEMA_VERSION};
+use portwatch_events::{DecodeError, Proto, Task, Timestamp, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::approvals::{Approval, ApprovalDecision, ApprovalRequest, Bound};
@@ -143,10 +143,30 @@ pub struct TokenIssued {
     pub hash: String,
 }
 
+/// A task's cadence as an admin set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleChange {
+    /// `10m`, `1h`, or `off`.
+    pub every: String,
+    /// Who set it.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+}
+
 /// What was decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionKind {
+    /// An admin changed a monitoring task's cadence (`every`: a duration such as
+    /// `10m`, or `off`), or gave it back to the config (`every` absent).
+    ScheduleSet {
+        /// The task.
+        task: Task,
+        /// Its cadence from now on; none: as configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every: Option<String>,
+    },
     /// A user was created, or their role changed.
     UserSet {
         /// The user's name.
@@ -292,6 +312,9 @@ impl Decision {
             DecisionKind::UserSet { user, role } => {
                 format!("user:{user}:{}:{}", role.as_str(), at.timestamp_micros())
             }
+            DecisionKind::ScheduleSet { task, .. } => {
+                format!("schedule:{}:{}", task.as_str(), at.timestamp_micros())
+            }
             DecisionKind::TokenIssued(t) => format!("token:{}", t.token_id),
             DecisionKind::TokenRevoked { token_id } => format!("revoked:{token_id}"),
             DecisionKind::ApprovalRequested(r) => format!("approval:{}", r.approval_id),
@@ -396,6 +419,7 @@ pub struct Ledger {
     /// The alerts recorded about each exposure (told or silenced), by episode.
     episode_alerts: HashMap<String, Vec<Alert>>,
     users: BTreeMap<String, Role>,
+    schedule: BTreeMap<Task, ScheduleChange>,
     tokens: BTreeMap<String, TokenRecord>,
     applied: HashSet<String>,
     /// Alerts told or silenced: never decided about again.
@@ -554,6 +578,19 @@ impl Ledger {
             DecisionKind::UserSet { user, role } => {
                 self.users.insert(user.clone(), *role);
             }
+            DecisionKind::ScheduleSet { task, every } => {
+                match every {
+                    Some(every) => self.schedule.insert(
+                        *task,
+                        ScheduleChange {
+                            every: every.clone(),
+                            by: d.by.clone(),
+                            at: d.at,
+                        },
+                    ),
+                    None => self.schedule.remove(task),
+                };
+            }
             DecisionKind::TokenIssued(t) => {
                 self.tokens
                     .entry(t.token_id.clone())
@@ -680,6 +717,11 @@ impl Ledger {
         &self.approvals
     }
 
+    /// The cadences changed by an admin (over the config's), by task.
+    pub fn schedule(&self) -> &BTreeMap<Task, ScheduleChange> {
+        &self.schedule
+    }
+
     /// A user's role, if the user exists.
     pub fn role(&self, user: &str) -> Option<Role> {
         self.users.get(user).copied()
@@ -740,6 +782,14 @@ mod tests {
     fn every_kind_of_decision_survives_its_json() {
         let at = Utc.timestamp_opt(1_800_000_000, 0).single().expect("ts");
         let kinds = vec![
+            DecisionKind::ScheduleSet {
+                task: Task::FullPorts,
+                every: Some("6h".into()),
+            },
+            DecisionKind::ScheduleSet {
+                task: Task::HighRiskPorts,
+                every: None,
+            },
             DecisionKind::UserSet {
                 user: "ann".into(),
                 role: Role::Approver,
@@ -775,6 +825,12 @@ mod tests {
             assert!(!ledger.apply(&back), "applied once");
         }
         assert_eq!(ledger.role("ann"), Some(Role::Approver));
+        let every: Vec<(Task, &str)> = ledger
+            .schedule()
+            .iter()
+            .map(|(t, c)| (*t, c.every.as_str()))
+            .collect();
+        assert_eq!(every, [(Task::FullPorts, "6h")]);
         let token = ledger.token("0123456789abcdef").expect("token");
         assert_eq!((token.user.as_str(), token.issued_by.as_str()), ("ann", "admin"));
         assert_eq!(token.revoked_at, Some(at));

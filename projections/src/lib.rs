@@ -43,7 +43,7 @@ pub use approvals::{Approval, ApprovalRequest, ApprovalState, Bound, Fingerprint
 pub use assets::{Asset, AssetMatch, Assets};
 pub use ledger::{
     AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord, Role,
-    SilenceReason, TokenIssued, TokenRecord,
+    ScheduleChange, SilenceReason, TokenIssued, TokenRecord,
 };
 pub use notice::{Notification, NotificationKind};
 pub use notifications::{Notifier, NotifyPolicy, Tick};

@@ -20,12 +20,15 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use portwatch_api::ReadModel;
 use portwatch_events::{JobId, PortSet, Proto, Task};
-use portwatch_projections::{PortRow, PortState};
+use portwatch_projections::{Notifier, PortRow, PortState};
 use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::jobs::{run_job, JobContext, JobSpec};
+
+/// How often a task's loop looks at its cadence again (an admin may change it).
+const FOLLOW: Duration = Duration::from_secs(1);
 use crate::config::Config;
 
 /// Whether this build implements a task (the others are accepted in config, logged
@@ -90,6 +93,8 @@ pub struct Scheduler {
     /// new ones may wait to be identified (in scale-out the results arrive later,
     /// through the projector, and the cadence applies).
     detect_now: Arc<tokio::sync::Notify>,
+    /// The journal folded: cadences admins changed.
+    ledger: Option<Arc<std::sync::RwLock<Notifier>>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -109,6 +114,7 @@ impl Scheduler {
             dispatch,
             last_facts: Default::default(),
             detect_now: Default::default(),
+            ledger: None,
         }
     }
 
@@ -220,40 +226,79 @@ impl Scheduler {
             .collect())
     }
 
-    /// Run every scheduled task until `shutdown` flips. Each task runs once at start,
-    /// then every cadence (measured from the start of the previous run; a run that
-    /// overruns its cadence delays the next instead of stacking up).
+    /// Follow the cadences admins set (journal decisions folded into `ledger`)
+    /// over the config's.
+    pub fn with_ledger(mut self, ledger: Arc<std::sync::RwLock<Notifier>>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The cadence `task` runs at now: an admin's change, else the config's; none
+    /// when it is off.
+    fn cadence(&self, task: Task) -> Option<Duration> {
+        if let Some(state) = &self.ledger {
+            let state = state.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(change) = state.ledger().schedule().get(&task) {
+                return match change.every.as_str() {
+                    "off" => None,
+                    every => humantime::parse_duration(every).ok(),
+                };
+            }
+        }
+        self.cfg.schedule.get(&task).copied()
+    }
+
+    /// Run every implemented task at its cadence until `shutdown` flips. Each runs
+    /// once when it is switched on (at start, for the configured ones), then every
+    /// cadence (measured from the start of the previous run; a run that overruns
+    /// its cadence delays the next instead of stacking up). The cadences are looked
+    /// at again every second, so an admin's change applies within one.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let mut loops = JoinSet::new();
-        for (&task, &cadence) in &self.cfg.schedule {
+        for &task in self.cfg.schedule.keys() {
             if !implemented(task) {
                 tracing::warn!(task = %task, "task is scheduled but not implemented in this version; skipping it");
-                continue;
             }
+        }
+        for task in Task::SCHEDULED.into_iter().filter(|t| implemented(*t)) {
             let me = self.clone();
             let mut stop = shutdown.clone();
             loops.spawn(async move {
-                let mut ticker = tokio::time::interval(cadence);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last_start: Option<tokio::time::Instant> = None;
+                let mut announced: Option<Option<Duration>> = None;
                 loop {
+                    let every = me.cadence(task);
+                    if announced != Some(every) {
+                        match every {
+                            Some(d) => tracing::info!(task = %task, cadence = %humantime::format_duration(d), "task scheduled"),
+                            None if announced.is_some() => tracing::info!(task = %task, "task switched off"),
+                            None => {}
+                        }
+                        announced = Some(every);
+                    }
+                    let due = every.map(|d| last_start.map_or(Duration::ZERO, |at| d.saturating_sub(at.elapsed())));
+                    if due == Some(Duration::ZERO) {
+                        last_start = Some(tokio::time::Instant::now());
+                        tokio::select! {
+                            _ = me.run_task(task) => {}
+                            _ = stop.changed() => return,
+                        }
+                        continue;
+                    }
                     tokio::select! {
-                        _ = ticker.tick() => {}
-                        _ = me.detect_now.notified(), if task == Task::ServiceDetection => {
+                        _ = tokio::time::sleep(due.unwrap_or(FOLLOW).min(FOLLOW)) => {}
+                        _ = me.detect_now.notified(), if task == Task::ServiceDetection && every.is_some() => {
                             // Give the projector a moment to fold the scan that woke us.
                             tokio::time::sleep(Duration::from_millis(500)).await;
+                            last_start = None;
                         }
                         _ = stop.changed() => return,
                     }
                     if *stop.borrow() {
                         return;
                     }
-                    tokio::select! {
-                        _ = me.run_task(task) => {}
-                        _ = stop.changed() => return,
-                    }
                 }
             });
-            tracing::info!(task = %task, cadence = %humantime::format_duration(cadence), "task scheduled");
         }
         while loops.join_next().await.is_some() {}
     }
@@ -272,7 +317,7 @@ impl Scheduler {
         let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
         for spec in specs {
             if let Dispatched::Ran { open_found } = self.dispatch.dispatch(spec).await {
-                if scan && open_found > 0 && self.cfg.schedule.contains_key(&Task::ServiceDetection) {
+                if scan && open_found > 0 && self.cadence(Task::ServiceDetection).is_some() {
                     self.detect_now.notify_one();
                 }
             }

@@ -105,9 +105,19 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         Some(store.clone()),
         stop.clone(),
     ));
-    let notifier =
-        crate::notifier::spawn(&cfg, journal, read.clone(), notifications, alert_rx, stop.clone())?;
-    let scheduler = tokio::spawn(Scheduler::new(cfg.clone(), read.clone(), issuer.clone()).run(stop.clone()));
+    let notifier = crate::notifier::spawn(
+        &cfg,
+        journal,
+        read.clone(),
+        notifications.clone(),
+        alert_rx,
+        stop.clone(),
+    )?;
+    let scheduler = tokio::spawn(
+        Scheduler::new(cfg.clone(), read.clone(), issuer.clone())
+            .with_ledger(notifications)
+            .run(stop.clone()),
+    );
     server.await?;
     let _ = scheduler.await;
     let _ = notifier.await;

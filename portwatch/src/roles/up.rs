@@ -142,12 +142,15 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         &cfg,
         journal,
         read.clone(),
-        notifications,
+        notifications.clone(),
         alert_rx,
         stop_rx.clone(),
     )?;
-    let scheduler_task =
-        tokio::spawn(Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx })).run(stop_rx.clone()));
+    let scheduler_task = tokio::spawn(
+        Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx }))
+            .with_ledger(notifications)
+            .run(stop_rx.clone()),
+    );
 
     let server = tokio::spawn(server);
 
