@@ -73,7 +73,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 #[utoipa::path(post, path = "/api/v1/blocks", tag = "blocks", request_body = NewBlock, responses(
     (status = 201, description = "Proposed; waiting for a second person.", body = BlockView),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
-    (status = 409, description = "The port is not an open exposure.", body = ErrorBody),
+    (status = 409, description = "The port is not an open exposure, or has a block already.", body = ErrorBody),
     (status = 503, description = "The store or the journal did not answer; try again.", body = ErrorBody),
 ))]
 pub(crate) async fn propose(
@@ -115,6 +115,26 @@ pub(crate) async fn propose(
         .iter()
         .find(|r| r.proto == proto && r.port == body.port)
         .ok_or_else(|| ApiError::conflict(format!("{ip}:{}/{proto} is not an open exposure", body.port)))?;
+    // One block per port at a time: two would share the one firewall element, and
+    // ending either would lift both.
+    let pending = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .ledger()
+            .blocks()
+            .values()
+            .find(|b| {
+                (b.request.ip, b.request.proto, b.request.port) == (ip, proto, body.port)
+                    && b.state() != BlockState::RolledBack
+            })
+            .map(|b| b.request.block_id.clone())
+    };
+    if let Some(other) = pending {
+        return Err(ApiError::conflict(format!(
+            "{ip}:{}/{proto} has a block already ({other}); roll it back first",
+            body.port
+        )));
+    }
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
     let request = BlockRequest {

@@ -92,6 +92,39 @@ anonymous_read = true
 fn propose_and_confirm(ns: &Netns, operator: &str, approver: &str, duration: &str) -> String {
     let body =
         format!(r#"{{"ip":"{HOST}","port":6379,"reason":"Redis open to everyone","duration":"{duration}"}}"#);
+    // The second person must be another person: an approver may propose, but not
+    // confirm their own proposal. (Rolled back at once, so it never applies.)
+    let (status, own) = ns.api(API, "POST", "/api/v1/blocks", approver, &body);
+    assert_eq!(status, 201, "{own}");
+    let own = own["block_id"].as_str().expect("id").to_string();
+    let (status, refused) = ns.api(
+        API,
+        "POST",
+        &format!("/api/v1/blocks/{own}/confirm"),
+        approver,
+        "",
+    );
+    assert_eq!(status, 403, "the proposer confirmed their own block: {refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("someone else")),
+        "{refused}"
+    );
+    let (status, ended) = ns.api(
+        API,
+        "POST",
+        &format!("/api/v1/blocks/{own}/rollback"),
+        approver,
+        "",
+    );
+    assert_eq!(status, 200, "{ended}");
+    // Never applied, so nothing to remove: it ends without the driver; until then the
+    // port has a block and a second one is refused.
+    wait_for(Duration::from_secs(15), || {
+        (block(ns, operator, &own)["state"] == "rolled_back").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the unapplied block never ended: {}", block(ns, operator, &own)));
     let (status, proposed) = ns.api(API, "POST", "/api/v1/blocks", operator, &body);
     assert_eq!(status, 201, "{proposed}");
     assert_eq!(proposed["state"], "proposed");

@@ -143,9 +143,11 @@ pub fn due<'a>(
         let id = &b.request.block_id;
         match b.state() {
             BlockState::Confirmed | BlockState::Failed => out.push(BlockAction::Apply(b.request.clone())),
+            // Nothing applied (rolled back before it was), or applied in a dry run:
+            // nothing for the driver to remove.
             BlockState::RollingBack => out.push(BlockAction::Remove(
                 b.request.clone(),
-                b.applied.as_ref().is_some_and(|a| a.dry_run),
+                b.applied.as_ref().is_none_or(|a| a.dry_run),
             )),
             BlockState::Active | BlockState::DryRun | BlockState::Verified => {
                 let Some(applied) = &b.applied else { continue };
@@ -237,6 +239,22 @@ mod tests {
         assert!(
             due(ledger.blocks().values(), &[], at(11)).is_empty(),
             "nothing before a second person"
+        );
+        // A proposal rolled back before it was applied: nothing for the driver to
+        // remove (the port's rule, if any, is another block's).
+        let mut unapplied = ledger.clone();
+        apply(
+            &mut unapplied,
+            12,
+            "olga",
+            DecisionKind::BlockEnding {
+                block_id: "bk_1".into(),
+                why: "rolled back by olga".into(),
+            },
+        );
+        assert_eq!(
+            due(unapplied.blocks().values(), &[], at(13)),
+            [BlockAction::Remove(request.clone(), true)]
         );
         apply(
             &mut ledger,
