@@ -184,10 +184,15 @@ fn the_same_console_drives_the_control_plane_on_kafka_and_clickhouse() {
     let _a = stack.spawn_probe("a");
     let _b = stack.spawn_probe("b");
     let _projector = stack.spawn(&["project"], "project.log");
+    let api = support::scaleout::API;
+    // The control plane creates the topics (the decisions topic the tokens go to).
+    wait_for(Duration::from_secs(60), || {
+        stack.ns.http_get(api, "/healthz").map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
     let operator = stack.token("olga", "operator");
     let approver = stack.token("arno", "approver");
     let admin = stack.token("ada", "admin");
-    let api = support::scaleout::API;
     let bearer = format!("Bearer {admin}");
     wait_for(Duration::from_secs(60), || {
         let answer = stack.ns.http(
