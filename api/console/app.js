@@ -320,9 +320,12 @@ pages.history = {
   title: 'Exposure history',
   load: async (q) => {
     const port = Number(q.port);
-    const [episodes, alerts] = await Promise.all([
+    const [episodes, alerts, events] = await Promise.all([
       get(`/api/v1/episodes${query({ ip: q.ip, limit: 1000 })}`), get(`/api/v1/alerts${query({ ip: q.ip, limit: 1000 })}`),
+      api('GET', `/api/v1/events${query({ ip: q.ip, port: q.port, limit: 50, cursor: q.cursor })}`),
     ]);
+    const seen = (e) => e.port_open === true ? h('span', { class: 'bad' }, 'open')
+      : e.port_open === false ? h('span', { class: 'ok' }, 'not open') : h('span', { class: 'muted' }, '');
     return [
       h('h1', {}, `${q.ip}:${q.port}`),
       h('h2', {}, 'Episodes (each period it was open)'),
@@ -332,6 +335,12 @@ pages.history = {
           h('td', {}, secs(e.mttd_bound_secs)), h('td', { class: 'num' }, e.observations), h('td', {}, (e.alerts || []).join(', '))))),
       h('h2', {}, 'Alerts and who was told'),
       alertsTable(alerts.filter((a) => a.port === port)),
+      h('h2', {}, 'Observations (as the probes recorded them, newest first)'),
+      table(['when', 'kind', 'port', 'what was seen', 'task', 'node'],
+        events.data.map((e) => h('tr', { 'data-id': e.id }, h('td', {}, when(e.ts)), h('td', {}, e.kind),
+          h('td', {}, seen(e)), h('td', {}, e.summary), h('td', {}, e.task), h('td', {}, e.node))),
+        { 'data-test': 'events' }),
+      events.next ? h('a', { href: `#/history${query(Object.assign({}, q, { cursor: events.next }))}` }, 'older observations') : null,
     ];
   },
 };

@@ -16,6 +16,7 @@ pub mod blocks;
 mod console;
 mod docs;
 mod error;
+mod events;
 mod params;
 pub mod read;
 pub mod report;
@@ -45,7 +46,7 @@ pub use auth::Auth;
 
 pub use error::{ApiError, ErrorBody};
 pub use params::DEFAULT_LIMIT;
-pub use read::{Health, JobView, NodeView, ReadError, ReadFuture, ReadModel};
+pub use read::{EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent};
 pub use routes::NEXT_CURSOR;
 pub use views::ScheduledTask;
 
@@ -131,6 +132,7 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::hosts))
                 .routes(routes!(routes::episodes))
                 .routes(routes!(routes::alerts))
+                .routes(routes!(events::events))
                 .routes(routes!(routes::jobs))
                 .routes(routes!(routes::nodes))
                 .routes(routes!(schedule::list))
@@ -281,6 +283,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         last: Mutex<Option<(PortQuery, PageRequest)>>,
+        /// One host's history, oldest first (position = index).
+        history: Vec<portwatch_events::Event>,
     }
 
     impl ReadModel for Recorder {
@@ -319,6 +323,29 @@ mod tests {
                 })
             }
             .boxed()
+        }
+        fn observations<'a>(
+            &'a self,
+            ip: std::net::IpAddr,
+            after: Option<&'a EventCursor>,
+            max: usize,
+        ) -> ReadFuture<'a, Vec<StoredEvent>> {
+            let before = after.map_or(self.history.len(), |c| c.at as usize);
+            let found = self.history[..before]
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, e)| e.observation.ip() == ip)
+                .take(max)
+                .map(|(i, e)| StoredEvent {
+                    at: EventCursor {
+                        at: i as i64,
+                        id: String::new(),
+                    },
+                    event: Ok(e.clone()),
+                })
+                .collect();
+            async move { Ok(found) }.boxed()
         }
         fn jobs(&self, _: usize) -> ReadFuture<'_, Vec<JobView>> {
             async { Ok(Vec::new()) }.boxed()
@@ -467,6 +494,99 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_ports_history_is_walked_page_by_page_without_gaps_or_repeats() {
+        use portwatch_events::{Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Task};
+        let origin = Origin {
+            node: "n1".into(),
+            job: JobId::new(),
+            task: Task::FullPorts,
+        };
+        let t0 = chrono::Utc::now();
+        // 3000 scans, of two hosts in turn; 10.0.0.1's cover 6379 every third time and
+        // find it open every sixth: 500 of its 1500 scans concern the port.
+        let history: Vec<Event> = (0..3000)
+            .map(|i| {
+                let ip = if i % 2 == 0 { "10.0.0.1" } else { "10.0.0.2" };
+                let covered = if (i / 2) % 3 == 0 { "1-65535" } else { "1-1024" };
+                let open = if (i / 2) % 6 == 0 {
+                    vec![22, 6379]
+                } else {
+                    vec![22]
+                };
+                Event::new(
+                    &origin,
+                    t0 + chrono::Duration::seconds(i),
+                    Observation::HostScan(HostScan {
+                        ip: ip.parse().unwrap(),
+                        proto: portwatch_events::Proto::Tcp,
+                        started_at: t0,
+                        covered: PortSet::parse(covered).unwrap(),
+                        open,
+                        counts: OutcomeCounts::default(),
+                        wildcard: false,
+                        unverified: 0,
+                    }),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, bool)> = history
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(i, _)| i % 2 == 0 && (i / 2) % 3 == 0)
+            .map(|(i, e)| (e.id.to_string(), (i / 2) % 6 == 0))
+            .collect();
+        assert_eq!(expected.len(), 500);
+        let app = app(Arc::new(Recorder {
+            history,
+            ..Recorder::default()
+        }));
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let uri = match &cursor {
+                Some(c) => format!("/api/v1/events?ip=10.0.0.1&port=6379&limit=70&cursor={c}"),
+                None => "/api/v1/events?ip=10.0.0.1&port=6379&limit=70".to_string(),
+            };
+            let (status, next, body) = get(&app, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let page = body.as_array().unwrap();
+            assert!(page.len() <= 70);
+            for e in page {
+                assert_eq!(e["kind"], "host_scan");
+                assert_eq!(e["event"]["ip"], "10.0.0.1");
+                seen.push((
+                    e["id"].as_str().unwrap().to_string(),
+                    e["port_open"].as_bool().unwrap(),
+                ));
+            }
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert!(cursor.is_none(), "the walk ends");
+        assert_eq!(seen, expected, "every event of the port once, newest first");
+        // Without a port: every event of the host, and nothing of the other.
+        let (_, _, body) = get(&app, "/api/v1/events?ip=10.0.0.2&limit=1000").await;
+        assert_eq!(body.as_array().unwrap().len(), 1000);
+        assert!(body.as_array().unwrap().iter().all(|e| e["port_open"].is_null()));
+        for (uri, word) in [
+            ("/api/v1/events", "ip: required"),
+            ("/api/v1/events?ip=10.0.0.1&port=0", "port"),
+            ("/api/v1/events?ip=10.0.0.1&port=70000", "port"),
+            ("/api/v1/events?ip=10.0.0.1&proto=sctp", "proto"),
+            ("/api/v1/events?ip=10.0.0.1&kind=scan", "kind"),
+            ("/api/v1/events?ip=10.0.0.1&limit=1001", "limit"),
+            ("/api/v1/events?ip=10.0.0.1&cursor=abc", "cursor"),
+        ] {
+            let (status, _, body) = get(&app, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert!(body["error"].as_str().unwrap().contains(word), "{uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
     async fn bad_parameters_are_named_and_a_store_fault_is_503() {
         let app = app(Arc::new(Recorder::default()));
         for (uri, word) in [
@@ -500,6 +620,7 @@ mod tests {
         "/api/v1/hosts",
         "/api/v1/episodes",
         "/api/v1/alerts",
+        "/api/v1/events",
         "/api/v1/jobs",
         "/api/v1/nodes",
         "/api/v1/schedule",
@@ -582,9 +703,14 @@ mod tests {
                 ]
                 .contains(p)
         }) {
+            // The one read with a required parameter.
+            let uri = match *path {
+                "/api/v1/events" => "/api/v1/events?ip=10.0.0.1",
+                other => other,
+            };
             let response = app
                 .clone()
-                .oneshot(Request::get(*path).body(Body::empty()).unwrap())
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -125,36 +125,68 @@ impl Params {
     }
 
     pub(crate) fn limit(&self) -> Result<usize, ApiError> {
+        self.limit_within(DEFAULT_LIMIT, MAX_PAGE)
+    }
+
+    /// `limit`: 1 to `max`, `default` when absent.
+    pub(crate) fn limit_within(&self, default: usize, max: usize) -> Result<usize, ApiError> {
         match self.get("limit") {
-            None => Ok(DEFAULT_LIMIT),
+            None => Ok(default),
             Some(v) => v
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "limit: expected a number from 1 to {MAX_PAGE}, got `{v}`"
-                    ))
+                    ApiError::bad_request(format!("limit: expected a number from 1 to {max}, got `{v}`"))
                 }),
+        }
+    }
+
+    /// `port`: 1 to 65535.
+    pub(crate) fn port(&self) -> Result<Option<u16>, ApiError> {
+        self.get("port")
+            .map(|v| {
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ApiError::bad_request(format!("port: expected 1 to 65535, got `{v}`")))
+            })
+            .transpose()
+    }
+
+    /// `proto`: tcp or udp.
+    pub(crate) fn proto(&self) -> Result<Option<portwatch_events::Proto>, ApiError> {
+        self.parsed("proto")
+    }
+
+    /// A parameter whose values are the names of an enumeration (its serde names).
+    pub(crate) fn parsed<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                serde_json::from_value(serde_json::Value::String(v.to_string()))
+                    .map_err(|e| ApiError::bad_request(format!("{name}: `{v}`: {e}")))
+            })
+            .transpose()
+    }
+
+    /// `cursor`: the `X-Next-Cursor` of the previous page, as given.
+    pub(crate) fn cursor(&self) -> Result<Option<&str>, ApiError> {
+        match self.get("cursor") {
+            None => Ok(None),
+            Some(c) if !c.is_empty() && c.len() <= 512 && c.chars().all(|ch| ch.is_ascii_graphic()) => {
+                Ok(Some(c))
+            }
+            Some(c) => Err(ApiError::bad_request(format!(
+                "cursor: `{c}` is not a cursor this API gave out"
+            ))),
         }
     }
 
     /// `limit` and `cursor` (the `X-Next-Cursor` of the previous page).
     pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
-        let after = match self.get("cursor") {
-            None => None,
-            Some(c) if !c.is_empty() && c.len() <= 512 && c.chars().all(|ch| ch.is_ascii_graphic()) => {
-                Some(c.to_string())
-            }
-            Some(c) => {
-                return Err(ApiError::bad_request(format!(
-                    "cursor: `{c}` is not a cursor this API gave out"
-                )))
-            }
-        };
         Ok(PageRequest {
             limit: Some(self.limit()?),
-            after,
+            after: self.cursor()?.map(str::to_string),
         })
     }
 }

@@ -81,6 +81,50 @@ pub struct Health {
     pub projection_lag: Option<u64>,
 }
 
+/// A position in one host's history of observations, newest first: a number the
+/// store orders by (the embedded log's offset, or the time in milliseconds in
+/// ClickHouse) and a tie-breaker (the event id where the number may repeat). The
+/// API gives it out as `NUMBER~TIEBREAKER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    /// What the store orders by, descending.
+    pub at: i64,
+    /// Breaks ties of `at`, descending; empty where `at` is unique.
+    pub id: String,
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}~{}", self.at, self.id)
+    }
+}
+
+impl std::str::FromStr for EventCursor {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (at, id) = text.split_once('~').ok_or(())?;
+        let id_ok = id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        match at.parse() {
+            Ok(at) if id_ok => Ok(Self {
+                at,
+                id: id.to_string(),
+            }),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One recorded observation event of a host, where it sits in the host's history,
+/// and the event (or why its record does not decode).
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its position; the next page starts after it.
+    pub at: EventCursor,
+    /// The event as recorded.
+    pub event: Result<portwatch_events::Event, String>,
+}
+
 /// The reads behind the API.
 pub trait ReadModel: Send + Sync {
     /// Port rows, one page.
@@ -95,6 +139,14 @@ pub trait ReadModel: Send + Sync {
     ) -> ReadFuture<'a, Page<Episode>>;
     /// Alerts, one page.
     fn alerts<'a>(&'a self, query: &'a AlertQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<Alert>>;
+    /// One host's observation events as recorded, newest first: at most `max`, all
+    /// after `after` in that order when given.
+    fn observations<'a>(
+        &'a self,
+        ip: std::net::IpAddr,
+        after: Option<&'a EventCursor>,
+        max: usize,
+    ) -> ReadFuture<'a, Vec<StoredEvent>>;
     /// The most recent jobs, newest first.
     fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>>;
     /// Probe nodes, by name.

@@ -22,7 +22,7 @@ type Q = Query<HashMap<String, String>>;
 pub const NEXT_CURSOR: &str = "x-next-cursor";
 
 /// A page as a JSON array, with its successor's cursor in `X-Next-Cursor`.
-fn paged<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> impl IntoResponse {
+pub(crate) fn paged<T: serde::Serialize>(items: Vec<T>, next: Option<String>) -> impl IntoResponse {
     let mut headers = HeaderMap::new();
     if let Some(value) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
         headers.insert(NEXT_CURSOR, value);

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS events (
     kind      TEXT NOT NULL,
     body      TEXT NOT NULL
 );
+-- One host's history (the console's exposure history), newest first.
+CREATE INDEX IF NOT EXISTS events_by_key ON events (key, offset);
 CREATE TABLE IF NOT EXISTS decisions (
     offset    INTEGER PRIMARY KEY AUTOINCREMENT,
     id        TEXT NOT NULL UNIQUE,
@@ -116,6 +118,35 @@ impl EmbeddedLog {
             )
             .map_err(|e| self.sqlite_err(e))?;
         Ok(n == 1)
+    }
+}
+
+impl EmbeddedLog {
+    /// The records of one partition key (a host's address), newest first: at most
+    /// `max` of them, all before `before` when given.
+    pub fn of_key(&self, key: &str, before: Option<Offset>, max: usize) -> Result<Vec<Record>, LogError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT offset, body FROM events WHERE key = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3",
+            )
+            .map_err(|e| self.sqlite_err(e))?;
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![key, before, max], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.sqlite_err(e))?;
+        rows.map(|row| {
+            let (offset, body) = row.map_err(|e| self.sqlite_err(e))?;
+            Ok(Record {
+                partition: 0,
+                offset: offset as Offset,
+                event: Event::from_json(&body),
+            })
+        })
+        .collect()
     }
 }
 
@@ -301,6 +332,28 @@ mod tests {
             log.read(3, 0, 1),
             Err(LogError::NoSuchPartition { partition: 3, .. })
         ));
+    }
+
+    #[test]
+    fn one_hosts_records_newest_first_in_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path().join("events.db")).expect("open");
+        let events: Vec<Event> = (0..7)
+            .map(|i| event(if i % 2 == 0 { "127.0.0.1" } else { "127.0.0.2" }))
+            .collect();
+        log.append(&events).expect("append");
+        let first = log.of_key("127.0.0.1", None, 3).expect("first page");
+        let ids = |rs: &[Record]| {
+            rs.iter()
+                .map(|r| r.event.clone().expect("decodes").id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&first), vec![events[6].id, events[4].id, events[2].id]);
+        let rest = log
+            .of_key("127.0.0.1", first.last().map(|r| r.offset), 3)
+            .expect("next page");
+        assert_eq!(ids(&rest), vec![events[0].id]);
+        assert!(log.of_key("127.0.0.9", None, 3).expect("nobody").is_empty());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use futures::FutureExt;
-use portwatch_api::{Health, JobView, NodeView, ReadError, ReadFuture, ReadModel};
-use portwatch_ingest::EventLog;
+use portwatch_api::{EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent};
+use portwatch_ingest::EmbeddedLog;
 use portwatch_projections::{Alert, Episode, HostRow, PortRow};
 use portwatch_stores::{
     AlertQuery, ClickHouseStore, EmbeddedStore, EpisodeQuery, HostQuery, JobRow, Page, PageRequest,
@@ -21,7 +21,7 @@ pub struct EmbeddedRead {
     /// Read-only view of the state store.
     pub store: Arc<EmbeddedStore>,
     /// The event log.
-    pub log: Arc<dyn EventLog>,
+    pub log: Arc<EmbeddedLog>,
     /// Recent jobs.
     pub board: Arc<JobBoard>,
     /// This node's name.
@@ -99,6 +99,33 @@ impl ReadModel for EmbeddedRead {
     fn alerts<'a>(&'a self, query: &'a AlertQuery, page: &'a PageRequest) -> ReadFuture<'a, Page<Alert>> {
         let (query, page) = (query.clone(), page.clone());
         blocking(&self.store, move |s| s.alerts(&query, &page))
+    }
+
+    fn observations<'a>(
+        &'a self,
+        ip: std::net::IpAddr,
+        after: Option<&'a EventCursor>,
+        max: usize,
+    ) -> ReadFuture<'a, Vec<StoredEvent>> {
+        let log = self.log.clone();
+        let before = after.map(|c| u64::try_from(c.at).unwrap_or(0));
+        async move {
+            let records = tokio::task::spawn_blocking(move || log.of_key(&ip.to_string(), before, max))
+                .await
+                .map_err(ReadError::from_display)?
+                .map_err(ReadError::from_display)?;
+            Ok(records
+                .into_iter()
+                .map(|r| StoredEvent {
+                    at: EventCursor {
+                        at: i64::try_from(r.offset).unwrap_or(i64::MAX),
+                        id: String::new(),
+                    },
+                    event: r.event.map_err(|e| e.to_string()),
+                })
+                .collect())
+        }
+        .boxed()
     }
 
     fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>> {
@@ -254,6 +281,29 @@ impl ReadModel for ClickHouseRead {
                 .alerts(query, page)
                 .await
                 .map_err(ReadError::from_display)
+        }
+        .boxed()
+    }
+
+    fn observations<'a>(
+        &'a self,
+        ip: std::net::IpAddr,
+        after: Option<&'a EventCursor>,
+        max: usize,
+    ) -> ReadFuture<'a, Vec<StoredEvent>> {
+        async move {
+            let rows = self
+                .store
+                .observations(&ip.to_string(), after.map(|c| (c.at, c.id.as_str())), max as u64)
+                .await
+                .map_err(ReadError::from_display)?;
+            Ok(rows
+                .into_iter()
+                .map(|(at, id, body)| StoredEvent {
+                    event: portwatch_events::Event::from_json(&body).map_err(|e| e.to_string()),
+                    at: EventCursor { at, id },
+                })
+                .collect())
         }
         .boxed()
     }

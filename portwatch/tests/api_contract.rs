@@ -441,6 +441,30 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         );
     }
 
+    // The raw history of one port, from the embedded log and from ClickHouse's
+    // observations: each deployment recorded its own scans, so the events differ,
+    // but not their shape or what they say; and walking the pages gives the answer.
+    let history = "/api/v1/events?ip=127.0.1.2&port=6379";
+    let mut shapes = Vec::new();
+    for api in [EMBEDDED_API, CONTROL_API] {
+        let all = get(&stack, api, &format!("{history}&limit=1000")).body;
+        let all = all.as_array().unwrap().clone();
+        let scan = all
+            .iter()
+            .find(|e| e["kind"] == "host_scan" && e["port_open"] == true)
+            .unwrap_or_else(|| panic!("{api}: no scan saw 127.0.1.2:6379 open: {all:?}"));
+        assert!(scan["summary"].as_str().unwrap().contains("6379"), "{scan}");
+        assert!(all.iter().all(|e| e["event"]["ip"] == "127.0.1.2"), "{api}");
+        shapes.push(shape(scan));
+        let (paged, pages) = walk(&stack, api, history, 4);
+        assert!(pages > 1, "{api}: {} events in one page of 4", paged.len());
+        assert_eq!(paged, all, "{api}: the pages are the whole history");
+    }
+    assert_eq!(
+        shapes[0], shapes[1],
+        "an event's shape differs between the deployments"
+    );
+
     // The same schedule, the same shapes of jobs, nodes and health.
     let (e, c) = (
         get(&stack, EMBEDDED_API, "/api/v1/schedule"),
@@ -493,6 +517,10 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         "/api/v1/episodes?open=maybe",
         "/api/v1/alerts?owner=",
         "/api/v1/hosts?cursor=%01",
+        "/api/v1/events",
+        "/api/v1/events?ip=127.0.1.2&port=0",
+        "/api/v1/events?ip=127.0.1.2&kind=scan",
+        "/api/v1/events?ip=127.0.1.2&cursor=abc",
     ] {
         let (e, c) = (get(&stack, EMBEDDED_API, path), get(&stack, CONTROL_API, path));
         assert_eq!(e.status, 400, "{path}: {}", e.body);

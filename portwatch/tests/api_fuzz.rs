@@ -114,6 +114,8 @@ listen = "{API}"
             "--report-junit-path",
         ])
         .arg(&junit)
+        // Its cache (`.schemathesis/`) goes with the test's directory, not the tree.
+        .current_dir(dir.path())
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .expect("run schemathesis");

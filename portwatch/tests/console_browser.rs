@@ -129,12 +129,14 @@ listen = "{API}"
         "127.0.0.4:5432",
         &shots,
     );
-    on_record(&ns, API, &admin, &steps, "127.0.0.4/32");
+    on_record(&ns, API, &admin, &steps, "127.0.0.4:5432");
     assert_eq!(up.stop(), Some(0));
 }
 
 /// What the browser did is on record in the API, by the right people.
-fn on_record(ns: &Netns, api: &str, admin: &str, steps: &[serde_json::Value], net: &str) {
+fn on_record(ns: &Netns, api: &str, admin: &str, steps: &[serde_json::Value], new_port: &str) {
+    let (ip, port) = new_port.split_once(':').expect("ip:port");
+    let net = format!("{ip}/32");
     let filed = steps
         .iter()
         .find(|s| s["step"] == "filed")
@@ -150,7 +152,43 @@ fn on_record(ns: &Netns, api: &str, admin: &str, steps: &[serde_json::Value], ne
     assert_eq!(approval["state"], "approved");
     assert_eq!(approval["requested_by"], "olga");
     assert_eq!(approval["decision"]["by"], "arno");
-    assert_eq!(approval["net"], net);
+    assert_eq!(approval["net"], net.as_str());
+    // The history page showed the port's observations; the API has its scans, each
+    // saying whether it saw the port open, the newest first, and one that did.
+    let history = steps
+        .iter()
+        .find(|s| s["step"] == "history shows the observations")
+        .expect("the history step");
+    assert!(history["open"].as_u64() > Some(0), "{history}");
+    let (status, scans) = ns.api(
+        api,
+        "GET",
+        &format!("/api/v1/events?ip={ip}&port={port}&kind=host_scan&limit=1000"),
+        admin,
+        "",
+    );
+    assert_eq!(status, 200, "{scans}");
+    let scans = scans.as_array().expect("a list");
+    assert!(
+        scans.iter().any(|e| e["port_open"] == true),
+        "no scan saw {new_port} open"
+    );
+    assert!(scans
+        .iter()
+        .all(|e| e["event"]["ip"] == ip && e["port_open"].is_boolean()));
+    // Newest first: by time in ClickHouse, by arrival in the embedded log (a scan is
+    // recorded as it completes, so within the batching of the appender).
+    let times: Vec<chrono::DateTime<chrono::Utc>> = scans
+        .iter()
+        .filter_map(|e| e["ts"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(times.len(), scans.len());
+    assert!(
+        times
+            .windows(2)
+            .all(|w| w[0] + chrono::Duration::seconds(2) >= w[1]),
+        "newest first: {times:?}"
+    );
     for page in [
         "login",
         "dashboard",
@@ -233,6 +271,6 @@ fn the_same_console_drives_the_control_plane_on_kafka_and_clickhouse() {
         "127.0.1.4:5432",
         &shots,
     );
-    on_record(&stack.ns, api, &admin, &steps, "127.0.1.4/32");
+    on_record(&stack.ns, api, &admin, &steps, "127.0.1.4:5432");
     assert_eq!(control.stop(), Some(0));
 }

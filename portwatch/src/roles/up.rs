@@ -91,7 +91,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
 
     let read = Arc::new(EmbeddedRead {
         store: reader_store.clone(),
-        log: log.clone(),
+        log: embedded_log.clone(),
         board: board.clone(),
         node: cfg.node.clone(),
         zone: crate::config::DEFAULT_ZONE.to_string(),

@@ -188,8 +188,27 @@ try {
     await loaded();
     await shot(name);
   }
+  // The history of the new port: its observations as recorded, the same as the API's,
+  // newest first, and at least one that saw it open.
   await page.goto(`${URL}/#/history?ip=${NEW_IP}&port=${NEW_PORT}`);
   await loaded();
+  const history = await page.evaluate(async ([ip, port]) => {
+    const shown = [...document.querySelectorAll('[data-test=events] tbody tr')]
+      .map((tr) => ({ id: tr.dataset.id, seen: tr.children[2].textContent }));
+    const r = await fetch(`/api/v1/events?ip=${ip}&port=${port}&limit=50`);
+    return { shown, api: await r.json() };
+  }, [NEW_IP, NEW_PORT]);
+  const apiIds = history.api.map((e) => e.id);
+  // The page may have loaded a moment before the API call, when a newer scan came in.
+  const offset = apiIds.indexOf(history.shown[0] && history.shown[0].id);
+  if (!history.shown.length || offset < 0 || offset > 5
+    || history.shown.some((e, i) => i + offset < apiIds.length && e.id !== apiIds[i + offset])) {
+    throw new Error(`the history's observations differ from the API's: ${JSON.stringify({ shown: history.shown.slice(0, 5), api: apiIds.slice(0, 5) })}`);
+  }
+  if (!history.shown.some((e) => e.seen === 'open')) throw new Error('no observation on the history page saw the port open');
+  if (history.api.some((e) => e.event.ip !== NEW_IP)) throw new Error('an observation of another host in the history');
+  step('history shows the observations', { shown: history.shown.length, open: history.shown.filter((e) => e.seen === 'open').length,
+    first: history.api[0] && history.api[0].summary });
   await shot('history');
   await signOut();
   await signIn(env('PW_ADMIN'), 'ada');

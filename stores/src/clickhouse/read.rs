@@ -95,6 +95,39 @@ impl ClickHouseStore {
             .await
     }
 
+    /// One host's raw observations, newest first (by time, then id): at most
+    /// `max`, all before `before` (a `ts_ms` and an event id) when given. Each is
+    /// its time in milliseconds, its id and its JSON body as recorded.
+    pub async fn observations(
+        &self,
+        ip: &str,
+        before: Option<(i64, &str)>,
+        max: u64,
+    ) -> Result<Vec<(i64, String, String)>, ClickHouseError> {
+        #[derive(Debug, Row, Deserialize)]
+        struct Stored {
+            ts_ms: i64,
+            id: String,
+            body: String,
+        }
+        let (at, id) = before.unwrap_or((i64::MAX, ""));
+        let rows = self
+            .client
+            .query(
+                "SELECT ?fields FROM observations FINAL WHERE ip = ? AND (ts_ms < ? OR (ts_ms = ? AND id < ?)) \
+                 ORDER BY ts_ms DESC, id DESC LIMIT ?",
+            )
+            .bind(ip)
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .bind(max)
+            .fetch_all::<Stored>()
+            .await
+            .map_err(self.err("reading observations"))?;
+        Ok(rows.into_iter().map(|r| (r.ts_ms, r.id, r.body)).collect())
+    }
+
     /// Probe nodes, by name.
     pub async fn nodes(&self) -> Result<Vec<ProbeNodeRow>, ClickHouseError> {
         self.client
