@@ -1,7 +1,9 @@
 //! An admin changes a task's cadence through the API: the running scheduler follows
 //! within seconds, the change is on record (who, when, over which configured
-//! cadence), survives a restart, and `off` stops the task. Real `portwatch up`, a
-//! loopback fleet in the test's namespace.
+//! cadence), survives a restart, and `off` stops the task. The same flow against
+//! real `portwatch up` and against `portwatch control` on tansu + ClickHouse (the
+//! change travels as a record of the Kafka decisions topic, a probe node runs the
+//! jobs), each with a loopback fleet in the test's namespace.
 
 #![allow(clippy::print_stderr)]
 
@@ -9,9 +11,110 @@ mod support;
 
 use std::time::Duration;
 
+use support::scaleout::{stack_config, Stack};
 use support::{tempdir, wait_for, write_config, Netns, Proc};
 
 const API: &str = "127.0.0.1:18097";
+
+/// The flow, on a deployment serving `api` whose every task is off, with a Redis
+/// on 127.0.x.2:6379 inside its assets; `restart` stops and starts the process that
+/// runs the scheduler (and waits until it serves again).
+fn set_follow_keep_stop(ns: &Netns, api: &str, admin: &str, operator: &str, mut restart: impl FnMut()) {
+    let jobs = || -> Option<Vec<serde_json::Value>> {
+        let bearer = format!("Bearer {admin}");
+        let answer = ns.http(
+            "GET",
+            api,
+            "/api/v1/jobs?limit=10000",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+        (answer.status == 200).then(|| rows.as_array().cloned().unwrap_or_default())
+    };
+    wait_for(Duration::from_secs(30), jobs).expect("the API serves jobs");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        jobs().map(|j| j.len()),
+        Some(0),
+        "every task is off: nothing runs"
+    );
+
+    // An operator may not; an admin may.
+    let body = r#"{"every":"1s"}"#;
+    let (status, _) = ns.api(api, "PUT", "/api/v1/schedule/high_risk_ports", operator, body);
+    assert_eq!(status, 403);
+    let (status, schedule) = ns.api(api, "PUT", "/api/v1/schedule/high_risk_ports", admin, body);
+    assert_eq!(status, 200, "{schedule}");
+    let task = |schedule: &serde_json::Value| {
+        schedule
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["task"] == "high_risk_ports").cloned())
+            .expect("the task")
+    };
+    let set = task(&schedule);
+    assert_eq!(
+        (set["cadence"].as_str(), set["configured"].as_str()),
+        (Some("1s"), None),
+        "the config has it off: {set}"
+    );
+    assert_eq!(set["set_by"], "ada");
+    let changed = std::time::Instant::now();
+    let seen = wait_for(Duration::from_secs(30), || {
+        let (status, rows) = ns.api(api, "GET", "/api/v1/ports", admin, "");
+        (status == 200
+            && rows
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["port"] == 6379)))
+        .then_some(())
+    });
+    assert!(seen.is_some(), "the task never ran at its new cadence");
+    eprintln!("the fleet's port found {:?} after the change", changed.elapsed());
+    let ran = jobs().expect("jobs");
+    assert!(ran.iter().all(|j| j["task"] == "high_risk_ports"), "{ran:?}");
+
+    // It survives a restart: the journal holds it, the config still says off.
+    let restarted = chrono::Utc::now();
+    restart();
+    let (_, schedule) = ns.api(api, "GET", "/api/v1/schedule", admin, "");
+    let kept = task(&schedule);
+    assert_eq!(
+        (kept["cadence"].as_str(), &kept["set_by"]),
+        (Some("1s"), &set["set_by"])
+    );
+    assert_eq!(kept["set_at"], set["set_at"]);
+    let newer = wait_for(Duration::from_secs(20), || {
+        jobs()?
+            .iter()
+            .filter_map(|j| {
+                j["started_at"]
+                    .as_str()?
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .ok()
+            })
+            .any(|at| at > restarted)
+            .then_some(())
+    });
+    assert!(newer.is_some(), "no job after the restart");
+
+    // Off stops it.
+    let (status, _) = ns.api(
+        api,
+        "PUT",
+        "/api/v1/schedule/high_risk_ports",
+        admin,
+        r#"{"every":"off"}"#,
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    let settled = jobs().expect("jobs").len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        jobs().map(|j| j.len()),
+        Some(settled),
+        "jobs still start after off"
+    );
+}
 
 #[test]
 fn a_cadence_set_by_an_admin_is_followed_recorded_and_kept() {
@@ -57,81 +160,62 @@ listen = "{API}"
     let operator = ns.token(cfg, "olga", "operator");
     let start = |log: &str| Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &dir.path().join(log)));
     let mut up = start("up.log");
-    let jobs = || -> Option<usize> {
-        let bearer = format!("Bearer {admin}");
-        let answer = ns.http(
-            "GET",
-            API,
-            "/api/v1/jobs",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
-        (answer.status == 200).then(|| rows.as_array().map_or(0, Vec::len))
-    };
-    wait_for(Duration::from_secs(20), jobs).expect("up serves");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(jobs(), Some(0), "every task is off: nothing runs");
+    set_follow_keep_stop(&ns, API, &admin, &operator, || {
+        assert_eq!(up.stop(), Some(0));
+        up = start("up2.log");
+        assert!(
+            wait_for(Duration::from_secs(20), || ns.http_get(API, "/healthz")).is_some(),
+            "up serves again"
+        );
+    });
+    assert_eq!(up.stop(), Some(0));
+}
 
-    // An operator may not; an admin may.
-    let body = r#"{"every":"1s"}"#;
-    let (status, _) = ns.api(API, "PUT", "/api/v1/schedule/high_risk_ports", &operator, body);
-    assert_eq!(status, 403);
-    let (status, schedule) = ns.api(API, "PUT", "/api/v1/schedule/high_risk_ports", &admin, body);
-    assert_eq!(status, 200, "{schedule}");
-    let task = schedule
+#[test]
+fn the_control_plane_follows_a_cadence_set_by_an_admin_through_kafka() {
+    let config = stack_config(
+        "high_risk_ports = \"off\"\nservice_detection = \"off\"\nadmin_panels = \"off\"",
+        "",
+    );
+    let stack = Stack::start("sched-so", &config);
+    let _redis = stack.ns.serve("127.0.1.2:6379");
+    let api = support::scaleout::API;
+    let mut control = stack.spawn(&["control"], "control.log");
+    let _a = stack.spawn_probe("a");
+    let _b = stack.spawn_probe("b");
+    let _projector = stack.spawn(&["project"], "project.log");
+    // The control plane creates the topics (the decisions topic the tokens go to).
+    wait_for(Duration::from_secs(60), || stack.ns.http_get(api, "/healthz"))
+        .unwrap_or_else(|| panic!("control plane not up; log:\n{}", stack.log("control.log")));
+    let admin = stack.token("ada", "admin");
+    let operator = stack.token("olga", "operator");
+    for token in [&admin, &operator] {
+        let known = wait_for(Duration::from_secs(20), || {
+            let (status, _) = stack.ns.api(api, "GET", "/api/v1/whoami", token, "");
+            (status == 200).then_some(())
+        });
+        assert!(known.is_some(), "token never reached the control plane");
+    }
+    let mut restarts = 0;
+    set_follow_keep_stop(&stack.ns, api, &admin, &operator, || {
+        assert_eq!(control.stop(), Some(0));
+        restarts += 1;
+        control = stack.spawn(&["control"], &format!("control{restarts}.log"));
+        assert!(
+            wait_for(Duration::from_secs(60), || stack.ns.http_get(api, "/healthz")).is_some(),
+            "control serves again; log:\n{}",
+            stack.log(&format!("control{restarts}.log"))
+        );
+    });
+    // The jobs ran on the probe nodes of both zones.
+    let (_, jobs) = stack.ns.api(api, "GET", "/api/v1/jobs?limit=10000", &admin, "");
+    let zones: std::collections::BTreeSet<&str> = jobs
         .as_array()
-        .and_then(|t| t.iter().find(|t| t["task"] == "high_risk_ports").cloned())
-        .expect("the task");
-    assert_eq!(
-        (task["cadence"].as_str(), task["configured"].as_str()),
-        (Some("1s"), None)
-    );
-    assert_eq!(task["set_by"], "ada");
-    let seen = wait_for(Duration::from_secs(15), || {
-        let (status, rows) = ns.api(API, "GET", "/api/v1/ports", &admin, "");
-        (status == 200
-            && rows
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["port"] == 6379)))
-        .then_some(())
-    });
-    assert!(seen.is_some(), "the task never ran at its new cadence");
-    let ran = jobs().expect("jobs");
-    assert!(ran >= 1);
-
-    // It survives a restart: the journal holds it, the config still says off.
-    assert_eq!(up.stop(), Some(0));
-    let restarted = chrono::Utc::now();
-    let mut up = start("up2.log");
-    wait_for(Duration::from_secs(20), jobs).expect("up serves again");
-    let newer = wait_for(Duration::from_secs(15), || {
-        let (_, rows) = ns.api(API, "GET", "/api/v1/jobs", &admin, "");
-        rows.as_array()?
-            .iter()
-            .filter_map(|j| {
-                j["started_at"]
-                    .as_str()?
-                    .parse::<chrono::DateTime<chrono::Utc>>()
-                    .ok()
-            })
-            .any(|at| at > restarted)
-            .then_some(())
-    });
-    assert!(newer.is_some(), "no job after the restart");
-
-    // Off stops it.
-    let (status, _) = ns.api(
-        API,
-        "PUT",
-        "/api/v1/schedule/high_risk_ports",
-        &admin,
-        r#"{"every":"off"}"#,
-    );
-    assert_eq!(status, 200);
-    std::thread::sleep(Duration::from_secs(3));
-    let settled = jobs().expect("jobs");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(jobs(), Some(settled), "jobs still start after off");
-    assert_eq!(up.stop(), Some(0));
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["state"] == "done")
+        .filter_map(|j| j["zone"].as_str())
+        .collect();
+    assert_eq!(zones, std::collections::BTreeSet::from(["a", "b"]));
+    assert_eq!(control.stop(), Some(0));
 }
