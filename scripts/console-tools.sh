@@ -4,7 +4,8 @@
 #   - schemathesis (PyPI, pinned) in a virtual environment: schema-driven fuzzing of
 #     the served OpenAPI document; chdb-core (PyPI, pinned: ClickHouse 26.x
 #     in-process) in the same environment, to run the Grafana panels' SQL on a
-#     current ClickHouse beside the Debian 18.16 server;
+#     current ClickHouse beside the Debian 18.16 server; openapi-spec-validator
+#     (PyPI, pinned) in the same environment, to validate the OpenAPI document;
 #   - Debian's chromium and playwright-core (npm, pinned; it drives the installed
 #     browser and downloads none): the console's browser tests.
 #
@@ -17,6 +18,7 @@ VENV="$TOOLS/venv"
 SCHEMATHESIS="schemathesis==4.32.5"
 PLAYWRIGHT="playwright-core@1.65.1"
 CHDB="chdb-core==26.9.0"
+VALIDATOR="openapi-spec-validator==0.9.0"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -30,6 +32,10 @@ install() {
     if ! "$VENV/bin/pip" show chdb-core 2>/dev/null | grep -q "^Version: ${CHDB#*==}$"; then
         log "installing $CHDB (PyPI) into $VENV"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check "$CHDB"
+    fi
+    if ! "$VENV/bin/pip" show openapi-spec-validator 2>/dev/null | grep -q "^Version: ${VALIDATOR#*==}$"; then
+        log "installing $VALIDATOR (PyPI) into $VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "$VALIDATOR"
     fi
     if ! command -v chromium >/dev/null 2>&1; then
         log "installing chromium (Debian)"

@@ -127,7 +127,7 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Approval, ApiError> {
 }
 
 /// Approvals, with their state now.
-#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", responses(
+#[utoipa::path(get, operation_id = "list_approvals", path = "/api/v1/approvals", tag = "approvals", responses(
     (status = 200, description = "By id.", body = [ApprovalView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
@@ -138,7 +138,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 
 /// File an approval request (operator): an exposure the business needs, with its
 /// reason, owner and a mandatory expiry.
-#[utoipa::path(post, path = "/api/v1/approvals", tag = "approvals", request_body = NewApproval, responses(
+#[utoipa::path(post, operation_id = "request_approval", path = "/api/v1/approvals", tag = "approvals", request_body = NewApproval, responses(
     (status = 201, description = "Filed, pending.", body = ApprovalView),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
     (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
@@ -229,7 +229,7 @@ async fn decide(
 
 /// Grant a pending approval (approver; never the requester): binds it to what each
 /// open port in scope serves now.
-#[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "approvals",
+#[utoipa::path(post, operation_id = "approve_approval", path = "/api/v1/approvals/{id}/approve", tag = "approvals",
     params(("id" = String, Path, description = "The approval.")),
     request_body(content = Option<Verdict>, description = "An optional note."),
     responses(
@@ -249,7 +249,7 @@ pub(crate) async fn approve(
 }
 
 /// Reject a pending approval (approver; never the requester).
-#[utoipa::path(post, path = "/api/v1/approvals/{id}/reject", tag = "approvals",
+#[utoipa::path(post, operation_id = "reject_approval", path = "/api/v1/approvals/{id}/reject", tag = "approvals",
     params(("id" = String, Path, description = "The approval.")),
     request_body(content = Option<Verdict>, description = "An optional note."),
     responses(

@@ -61,7 +61,7 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
 }
 
 /// Blocks, with their state.
-#[utoipa::path(get, path = "/api/v1/blocks", tag = "blocks", responses(
+#[utoipa::path(get, operation_id = "list_blocks", path = "/api/v1/blocks", tag = "blocks", responses(
     (status = 200, description = "By id.", body = [BlockView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
@@ -70,7 +70,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 }
 
 /// Propose blocking an open exposure (operator); a second person confirms it.
-#[utoipa::path(post, path = "/api/v1/blocks", tag = "blocks", request_body = NewBlock, responses(
+#[utoipa::path(post, operation_id = "propose_block", path = "/api/v1/blocks", tag = "blocks", request_body = NewBlock, responses(
     (status = 201, description = "Proposed; waiting for a second person.", body = BlockView),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
     (status = 409, description = "The port is not an open exposure, or has a block already.", body = ErrorBody),
@@ -162,7 +162,7 @@ pub(crate) async fn propose(
 
 /// Confirm a proposed block (approver; never the proposer); the controller then
 /// applies it.
-#[utoipa::path(post, path = "/api/v1/blocks/{id}/confirm", tag = "blocks",
+#[utoipa::path(post, operation_id = "confirm_block", path = "/api/v1/blocks/{id}/confirm", tag = "blocks",
     params(("id" = String, Path, description = "The block.")),
     responses(
         (status = 200, description = "Confirmed.", body = BlockView),
@@ -201,7 +201,7 @@ pub(crate) async fn confirm(
 }
 
 /// End a block before its time (operator); the controller removes its rule.
-#[utoipa::path(post, path = "/api/v1/blocks/{id}/rollback", tag = "blocks",
+#[utoipa::path(post, operation_id = "rollback_block", path = "/api/v1/blocks/{id}/rollback", tag = "blocks",
     params(("id" = String, Path, description = "The block.")),
     responses(
         (status = 200, description = "Ending.", body = BlockView),

@@ -192,7 +192,7 @@ fn render(doc: &Value) -> String {
 }
 
 /// The API's documentation, for people.
-#[utoipa::path(get, path = "/api/v1/docs", tag = "service", responses(
+#[utoipa::path(get, operation_id = "docs_page", path = "/api/v1/docs", tag = "service", responses(
     (status = 200, description = "Every operation and schema of this API, as HTML.", content_type = "text/html", body = String),
 ))]
 pub(crate) async fn page() -> impl IntoResponse {

@@ -664,8 +664,14 @@ mod tests {
         documented.sort_unstable();
         contract.sort_unstable();
         assert_eq!(documented, contract);
+        let mut ids = std::collections::BTreeSet::new();
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default();
+                assert!(
+                    ids.insert(id),
+                    "{method} {path}: operationId `{id}` is used twice"
+                );
                 let public = CONTRACT[..5].contains(&path.as_str());
                 assert_eq!(op["x-portwatch-role"].is_null(), public, "{method} {path}");
                 assert_eq!(

@@ -39,7 +39,7 @@ fn effective(configured: &[ScheduledTask], ledger: &Ledger) -> Vec<ScheduledTask
 }
 
 /// The monitoring tasks and their cadences.
-#[utoipa::path(get, path = "/api/v1/schedule", tag = "tasks", params(NoParams), responses(
+#[utoipa::path(get, operation_id = "list_schedule", path = "/api/v1/schedule", tag = "tasks", params(NoParams), responses(
     (status = 200, description = "Every task: the cadence it runs at, the config's, and who changed it.", body = [ScheduledTask]),
     (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
 ))]
@@ -75,7 +75,7 @@ fn check(every: &str) -> Result<String, String> {
 
 /// Change a task's cadence (admin); recorded in the journal, followed by the
 /// scheduler within a second.
-#[utoipa::path(put, path = "/api/v1/schedule/{task}", tag = "tasks",
+#[utoipa::path(put, operation_id = "set_cadence", path = "/api/v1/schedule/{task}", tag = "tasks",
     params(("task" = String, Path, description = "The task, e.g. full_ports.")),
     request_body = NewCadence,
     responses(

@@ -33,7 +33,7 @@ pub(crate) struct SessionView {
 }
 
 /// Sign in with an API token: opens a session and sets its cookie.
-#[utoipa::path(post, path = "/api/v1/session", tag = "users", request_body = Login, security(()),
+#[utoipa::path(post, operation_id = "sign_in", path = "/api/v1/session", tag = "users", request_body = Login, security(()),
     responses(
         (status = 200, description = "Signed in; the cookie is set.", body = SessionView),
         (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
@@ -66,7 +66,7 @@ pub(crate) async fn login(
 }
 
 /// The session of the cookie: who, their role now, and the CSRF token.
-#[utoipa::path(get, path = "/api/v1/session", tag = "users", security(()),
+#[utoipa::path(get, operation_id = "current_session", path = "/api/v1/session", tag = "users", security(()),
     responses(
         (status = 200, description = "Signed in.", body = SessionView),
         (status = 401, description = "No session (none, ended, or its token revoked).", body = ErrorBody),
@@ -99,7 +99,7 @@ pub(crate) async fn current(State(ctx): State<ApiContext>, req: Request) -> Resp
 }
 
 /// Sign out: ends the session and clears its cookie.
-#[utoipa::path(delete, path = "/api/v1/session", tag = "users", security(()),
+#[utoipa::path(delete, operation_id = "sign_out", path = "/api/v1/session", tag = "users", security(()),
     responses((status = 204, description = "Signed out (or was not signed in).")))]
 pub(crate) async fn logout(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
     if let Some(cookie) = cookie_of(&headers) {

@@ -114,7 +114,7 @@ pub fn issue(
 
 /// Issue a token (admin); the user is created with the role if new, the role
 /// changed if given and different.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "users", request_body = NewToken, responses(
+#[utoipa::path(post, operation_id = "create_token", path = "/api/v1/tokens", tag = "users", request_body = NewToken, responses(
     (status = 201, description = "The token, shown this once; only its hash is kept.", body = IssuedToken),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
     (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
@@ -151,7 +151,7 @@ pub(crate) async fn create(
 }
 
 /// Every token (admin): ids, users, roles, issue and revocation times; never secrets.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "users", responses(
+#[utoipa::path(get, operation_id = "list_tokens", path = "/api/v1/tokens", tag = "users", responses(
     (status = 200, description = "By id.", body = [TokenView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
@@ -172,7 +172,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 }
 
 /// Revoke a token (admin).
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "users",
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/api/v1/tokens/{id}", tag = "users",
     params(("id" = String, Path, description = "The token's id.")),
     responses(
         (status = 204, description = "Revoked (or already revoked)."),

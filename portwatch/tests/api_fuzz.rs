@@ -17,17 +17,54 @@ use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
 
 const API: &str = "127.0.0.1:18095";
 
-fn schemathesis() -> PathBuf {
+/// A program of the tools' Python environment.
+fn tool(name: &str) -> PathBuf {
     let tools = std::env::var_os("PORTWATCH_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tools")));
-    let st = tools.join("venv/bin/st");
+    let program = tools.join("venv/bin").join(name);
     assert!(
-        st.exists(),
+        program.exists(),
         "{} missing: the test command runs `scripts/console-tools.sh install`",
-        st.display()
+        program.display()
     );
-    st
+    program
+}
+
+fn schemathesis() -> PathBuf {
+    tool("st")
+}
+
+/// openapi-spec-validator (PyPI) on a document: its verdict line, or why it failed.
+fn validate(document: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new(tool("openapi-spec-validator"))
+        .args(["--schema", "3.1", "--validation-errors", "all"])
+        .arg(document)
+        .output()
+        .expect("run openapi-spec-validator");
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The committed document, and one spoiled on purpose to show that the validator
+/// reads what it is given (two operations sharing an id is what it once found here).
+#[test]
+fn the_committed_document_validates_and_a_broken_one_does_not() {
+    let committed = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../api/openapi.json"));
+    let verdict = validate(&committed).unwrap_or_else(|e| panic!("api/openapi.json does not validate:\n{e}"));
+    assert!(verdict.contains("OK"), "{verdict}");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&committed).expect("read")).expect("json");
+    doc["paths"]["/api/v1/blocks"]["get"]["operationId"] = "list_approvals".into();
+    let dir = tempdir();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, doc.to_string()).expect("write");
+    let refusal = validate(&broken).expect_err("a duplicate operationId is refused");
+    assert!(refusal.contains("list_approvals"), "{refusal}");
 }
 
 #[test]
@@ -87,6 +124,15 @@ listen = "{API}"
         "the fleet never showed; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+
+    // The document the server serves validates (OpenAPI 3.1), as served.
+    let served = ns.http_get(API, "/api/v1/openapi.json").expect("the document");
+    assert_eq!(served.0, 200);
+    let document = dir.path().join("openapi.json");
+    std::fs::write(&document, &served.1).expect("write");
+    let verdict =
+        validate(&document).unwrap_or_else(|e| panic!("the served document does not validate:\n{e}"));
+    eprintln!("openapi-spec-validator: {}", verdict.trim());
 
     let junit = dir.path().join("junit.xml");
     let out = ns
