@@ -133,16 +133,14 @@ pages.login = {
 pages.dashboard = {
   title: 'Dashboard',
   load: async () => {
-    const [month, day, nodes, jobs, schedule] = await Promise.all([
+    const [month, day, nodes, tasks] = await Promise.all([
       get('/api/v1/report?by=risk&days=30'), get('/api/v1/report?by=risk&days=1'),
-      get('/api/v1/nodes'), get('/api/v1/jobs?limit=200'), get('/api/v1/schedule'),
+      get('/api/v1/nodes'), get('/api/v1/tasks'),
     ]);
     const g30 = Object.fromEntries(month.groups.map((g) => [g.key, g]));
     const g1 = Object.fromEntries(day.groups.map((g) => [g.key, g]));
     const newDay = day.groups.reduce((n, g) => n + g.episodes, 0);
     const openNow = month.open_now.reduce((n, o) => n + o.unremediated, 0);
-    const lastJob = {};
-    for (const j of jobs) if (!lastJob[j.task]) lastJob[j.task] = j;
     const max = Math.max(1, ...month.convergence.map((d) => d.open_unremediated));
     const w = 16;
     return [
@@ -174,21 +172,40 @@ pages.dashboard = {
             i % 5 === 0 ? svg('text', { x: 30 + i * w, y: 122 }, d.day.slice(5)) : null);
         }),
         svg('text', { x: 0, y: 12 }, String(max))),
-      h('h2', {}, 'Task health'),
-      table(['task', 'cadence', 'last job', 'state', 'hosts', 'open found', 'error'],
-        schedule.map((t) => {
-          const j = lastJob[t.task];
-          return h('tr', {}, h('td', {}, t.task), h('td', {}, t.cadence || 'off'),
-            h('td', {}, j ? when(j.updated_at) : '–'),
-            h('td', { class: j && j.state === 'failed' ? 'bad' : '' }, j ? j.state : ''),
-            h('td', { class: 'num' }, j ? j.hosts_done ?? '' : ''), h('td', { class: 'num' }, j ? j.open_found ?? '' : ''),
-            h('td', {}, j ? j.error || '' : ''));
-        })),
+      h('h2', {}, 'Task health (last 24 h)'),
+      taskHealthTable(tasks),
       h('h2', {}, 'Probe nodes'),
       nodesTable(nodes),
     ];
   },
 };
+
+// Each task per zone: its newest job, how long the newest finished one took and
+// how much of its targets it covered, its runs and failures in the period, its
+// last failure.
+function taskHealthTable(tasks) {
+  const rows = [];
+  for (const t of tasks) {
+    const zones = t.zones.length ? t.zones : [null];
+    zones.forEach((z, i) => {
+      const j = z && z.last;
+      const done = z && z.last_finished;
+      const f = z && z.last_failure;
+      rows.push(h('tr', { 'data-task': t.task, 'data-zone': z ? z.zone : '' },
+        h('td', {}, i === 0 ? t.task : ''), h('td', {}, i === 0 ? t.cadence || 'off' : ''), h('td', {}, z ? z.zone : ''),
+        h('td', {}, j ? when(j.started_at) : 'never ran',
+          j ? h('span', { class: j.state === 'failed' ? 'bad' : j.state === 'done' ? 'ok' : 'muted' }, ` ${j.state}`) : null),
+        h('td', {}, done ? when(done.updated_at) : ''),
+        h('td', { class: 'num' }, z && z.duration_secs !== null ? secs(z.duration_secs) : ''),
+        h('td', { class: 'num', 'data-field': 'coverage' }, z && z.coverage !== null ? `${Math.round(z.coverage * 100)} %` : ''),
+        h('td', { class: 'num', 'data-field': 'runs' }, z ? z.runs : ''),
+        h('td', { class: z && z.failed ? 'num bad' : 'num', 'data-field': 'failed' }, z ? z.failed : ''),
+        h('td', {}, f ? `${when(f.updated_at)}: ${f.error || 'failed'}` : '')));
+    });
+  }
+  return table(['task', 'runs every', 'zone', 'newest job', 'last finished', 'took', 'coverage', 'runs', 'failed', 'last failure'],
+    rows, { 'data-test': 'task-health' });
+}
 
 function nodesTable(nodes) {
   return table(['node', 'zone', 'health', 'last heartbeat', 'running job', 'spooled', 'spool refused'],
@@ -376,8 +393,11 @@ pages.tasks = {
       await refresh();
     }, 'Save', { 'data-test': 'cadence-form' })) : null,
   load: async () => {
-    const [schedule, jobs, nodes] = await Promise.all([get('/api/v1/schedule'), get('/api/v1/jobs?limit=100'), get('/api/v1/nodes')]);
+    const [schedule, tasks, jobs, nodes] = await Promise.all([get('/api/v1/schedule'), get('/api/v1/tasks'),
+      get('/api/v1/jobs?limit=100'), get('/api/v1/nodes')]);
     return [
+      h('h2', {}, 'Task health (last 24 h)'),
+      taskHealthTable(tasks),
       h('h2', {}, 'Configuration of the tasks'),
       table(['task', 'runs every', 'configured', 'changed by', 'in this build'], schedule.map((t) => h('tr', { 'data-task': t.task }, h('td', {}, t.task),
         h('td', { 'data-field': 'cadence' }, t.cadence || 'off'), h('td', {}, t.configured || 'off'),

@@ -46,7 +46,9 @@ pub use auth::Auth;
 
 pub use error::{ApiError, ErrorBody};
 pub use params::DEFAULT_LIMIT;
-pub use read::{EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent};
+pub use read::{
+    EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent, TaskRuns,
+};
 pub use routes::NEXT_CURSOR;
 pub use views::ScheduledTask;
 
@@ -136,6 +138,7 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::jobs))
                 .routes(routes!(routes::nodes))
                 .routes(routes!(schedule::list))
+                .routes(routes!(schedule::health))
                 .routes(routes!(tokens::whoami))
                 .routes(routes!(report::report))
                 .routes(routes!(approvals::list))
@@ -348,6 +351,9 @@ mod tests {
             async move { Ok(found) }.boxed()
         }
         fn jobs(&self, _: usize) -> ReadFuture<'_, Vec<JobView>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn task_runs(&self, _: portwatch_events::Timestamp) -> ReadFuture<'_, Vec<TaskRuns>> {
             async { Ok(Vec::new()) }.boxed()
         }
         fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>> {
@@ -625,6 +631,7 @@ mod tests {
         "/api/v1/nodes",
         "/api/v1/schedule",
         "/api/v1/schedule/{task}",
+        "/api/v1/tasks",
         "/api/v1/report",
         "/api/v1/whoami",
         "/api/v1/approvals",

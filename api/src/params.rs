@@ -55,14 +55,7 @@ impl Params {
 
     /// `days`: the period, 1 to 366 days back from now (default 30).
     pub(crate) fn days(&self) -> Result<i64, ApiError> {
-        match self.get("days") {
-            None => Ok(30),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|d| (1..=366).contains(d))
-                .ok_or_else(|| ApiError::bad_request(format!("days `{text}`: a number from 1 to 366"))),
-        }
+        Ok(self.number("days", 1, 366)?.unwrap_or(30))
     }
 
     pub(crate) fn ip(&self) -> Result<Option<IpAddr>, ApiError> {
@@ -140,6 +133,22 @@ impl Params {
                     ApiError::bad_request(format!("limit: expected a number from 1 to {max}, got `{v}`"))
                 }),
         }
+    }
+
+    /// A whole number from `min` to `max`.
+    pub(crate) fn number(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{name}: expected a number from {min} to {max}, got `{v}`"
+                        ))
+                    })
+            })
+            .transpose()
     }
 
     /// `port`: 1 to 65535.

@@ -72,6 +72,27 @@ pub struct NodeView {
     pub spool_overflow: u64,
 }
 
+/// One task's jobs in one zone: how many were issued in a period and how many of
+/// them failed, its newest job, its newest done one and its newest failure
+/// (whenever they were).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TaskRuns {
+    /// The task.
+    pub task: portwatch_events::Task,
+    /// The zone whose probes ran them (`default` in the embedded deployment).
+    pub zone: String,
+    /// Jobs issued in the period.
+    pub runs: u64,
+    /// Of those, failed (an embedded job cut short by a stop counts).
+    pub failed: u64,
+    /// The newest job.
+    pub last: Option<JobView>,
+    /// The newest job that finished well.
+    pub last_done: Option<JobView>,
+    /// The newest failed job.
+    pub last_failure: Option<JobView>,
+}
+
 /// Health of the deployment's state.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -149,6 +170,9 @@ pub trait ReadModel: Send + Sync {
     ) -> ReadFuture<'a, Vec<StoredEvent>>;
     /// The most recent jobs, newest first.
     fn jobs(&self, limit: usize) -> ReadFuture<'_, Vec<JobView>>;
+    /// Each scheduled task's jobs per zone since `since`, with its newest job and
+    /// newest failure; tasks that never ran are left out.
+    fn task_runs(&self, since: Timestamp) -> ReadFuture<'_, Vec<TaskRuns>>;
     /// Probe nodes, by name.
     fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>>;
     /// Health.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{NoParams, Params};
+use crate::read::{JobView, TaskRuns};
 use crate::views::ScheduledTask;
 use crate::{record, ApiContext};
 
@@ -121,9 +122,161 @@ pub(crate) async fn set(
     Ok(Json(effective(&ctx.schedule, state.ledger())))
 }
 
+/// The period of `GET /api/v1/tasks`.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct TaskParams {
+    /// Count the jobs of the last this many hours (default 24).
+    #[param(minimum = 1, maximum = 720)]
+    hours: Option<u32>,
+}
+
+/// One task in one zone: its jobs in the period, the newest one, and the figures
+/// of the newest one that finished.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ZoneHealth {
+    /// The zone (`default` in the embedded deployment).
+    pub zone: String,
+    /// Jobs issued in the period.
+    pub runs: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// The newest job (it may still be queued or running).
+    pub last: Option<JobView>,
+    /// The newest job that finished, well or not.
+    pub last_finished: Option<JobView>,
+    /// How long that one took, in seconds.
+    pub duration_secs: Option<f64>,
+    /// The share of its targets that one finished (0 to 1), where it says.
+    pub coverage: Option<f64>,
+    /// The newest failed job, whenever it was.
+    pub last_failure: Option<JobView>,
+}
+
+/// A task: the cadence it runs at and, per zone, how its jobs went.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TaskHealth {
+    /// The task.
+    pub task: Task,
+    /// The cadence it runs at, or none when it does not run.
+    pub cadence: Option<String>,
+    /// Its jobs per zone, by zone; empty when it never ran.
+    pub zones: Vec<ZoneHealth>,
+}
+
+fn zone_health(runs: TaskRuns) -> ZoneHealth {
+    let last_finished = match (runs.last_done, &runs.last_failure) {
+        (Some(done), Some(failed)) if failed.started_at > done.started_at => Some(failed.clone()),
+        (None, failed) => failed.clone(),
+        (done, _) => done,
+    };
+    let duration_secs = last_finished
+        .as_ref()
+        .and_then(|j| Some((j.updated_at? - j.started_at?).num_milliseconds().max(0) as f64 / 1000.0));
+    let coverage = last_finished
+        .as_ref()
+        .filter(|j| j.targets > 0)
+        .and_then(|j| Some((j.hosts_done? as f64 / j.targets as f64).min(1.0)));
+    ZoneHealth {
+        zone: runs.zone,
+        runs: runs.runs,
+        failed: runs.failed,
+        last: runs.last,
+        last_finished,
+        duration_secs,
+        coverage,
+        last_failure: runs.last_failure,
+    }
+}
+
+/// How each task is doing: its cadence and, per zone, its jobs in the period, its
+/// last run (when, how long, how much of its targets) and its last failure.
+#[utoipa::path(get, operation_id = "task_health", path = "/api/v1/tasks", tag = "tasks", params(TaskParams), responses(
+    (status = 200, description = "Every scheduled task, in policy order.", body = [TaskHealth]),
+    (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
+    (status = 503, description = "The store did not answer.", body = ErrorBody),
+))]
+pub(crate) async fn health(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<TaskHealth>>, ApiError> {
+    let p = Params::of::<TaskParams>(q)?;
+    let hours = p.number("hours", 1, 720)?.unwrap_or(24);
+    let runs = ctx
+        .read
+        .task_runs(Utc::now() - chrono::Duration::hours(hours))
+        .await?;
+    let schedule = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        effective(&ctx.schedule, state.ledger())
+    };
+    let mut by_task: HashMap<Task, Vec<ZoneHealth>> = HashMap::new();
+    for r in runs {
+        by_task.entry(r.task).or_default().push(zone_health(r));
+    }
+    Ok(Json(
+        schedule
+            .into_iter()
+            .map(|t| {
+                let mut zones = by_task.remove(&t.task).unwrap_or_default();
+                zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+                TaskHealth {
+                    task: t.task,
+                    cadence: t.cadence,
+                    zones,
+                }
+            })
+            .collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(state: &str, started: i64, updated: i64, targets: u64, hosts: Option<u64>) -> JobView {
+        let at = |s| chrono::TimeZone::timestamp_opt(&Utc, 1_800_000_000 + s, 0).single();
+        JobView {
+            id: "j".into(),
+            task: "full_ports".into(),
+            state: state.into(),
+            zone: "a".into(),
+            node: None,
+            targets,
+            hosts_done: hosts,
+            open_found: None,
+            error: None,
+            started_at: at(started),
+            updated_at: at(updated),
+        }
+    }
+
+    #[test]
+    fn the_newest_finished_run_gives_the_duration_and_coverage() {
+        let runs = |last, done, failure| TaskRuns {
+            task: Task::FullPorts,
+            zone: "a".into(),
+            runs: 3,
+            failed: 1,
+            last: Some(last),
+            last_done: done,
+            last_failure: failure,
+        };
+        let done = job("done", 0, 30, 8, Some(6));
+        let z = zone_health(runs(job("running", 40, 50, 8, Some(2)), Some(done.clone()), None));
+        assert_eq!(z.last_finished.as_ref(), Some(&done), "not the one in flight");
+        assert_eq!((z.duration_secs, z.coverage), (Some(30.0), Some(0.75)));
+        let failed = job("failed", 35, 39, 8, None);
+        let z = zone_health(runs(failed.clone(), Some(done.clone()), Some(failed.clone())));
+        assert_eq!(z.last_finished, Some(failed), "failed after the last done");
+        assert_eq!((z.duration_secs, z.coverage), (Some(4.0), None));
+        let older_failure = job("failed", -100, -90, 8, None);
+        let z = zone_health(runs(done.clone(), Some(done.clone()), Some(older_failure)));
+        assert_eq!(z.last_finished, Some(done));
+        let z = zone_health(runs(job("queued", 90, 90, 8, None), None, None));
+        assert_eq!((z.last_finished, z.duration_secs, z.coverage), (None, None, None));
+    }
 
     #[test]
     fn cadences_are_checked_and_written_canonically() {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use futures::FutureExt;
-use portwatch_api::{EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent};
+use portwatch_api::{
+    EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent, TaskRuns,
+};
 use portwatch_ingest::EmbeddedLog;
 use portwatch_projections::{Alert, Episode, HostRow, PortRow};
 use portwatch_stores::{
@@ -51,6 +53,26 @@ fn blocking<'a, T: Send + 'static, E: std::fmt::Display + Send + 'static>(
             .map_err(ReadError::from_display)
     }
     .boxed()
+}
+
+/// A job as the state store keeps it, or none (with a warning) if it does not decode.
+fn stored_job(text: &str) -> Option<JobRecord> {
+    serde_json::from_str::<JobRecord>(text)
+        .map_err(|err| tracing::warn!(error = %err, "unreadable job row skipped"))
+        .ok()
+}
+
+/// A stored job recorded running but not on this run's board: the process that ran
+/// it stopped first (its events up to then are recorded), so it failed.
+fn interrupted_unless_live(mut r: JobRecord, live: &[JobRecord]) -> JobRecord {
+    if let Some(now) = live.iter().find(|l| l.job == r.job) {
+        return now.clone();
+    }
+    if r.state == JobState::Running {
+        r.state = JobState::Failed;
+        r.error = Some("interrupted: portwatch stopped before the job finished".into());
+    }
+    r
 }
 
 impl EmbeddedRead {
@@ -140,18 +162,10 @@ impl ReadModel for EmbeddedRead {
                 .map_err(ReadError::from_display)?;
             let mut records = live;
             for text in stored {
-                match serde_json::from_str::<JobRecord>(&text) {
-                    Ok(mut r) if !records.iter().any(|l| l.job == r.job) => {
-                        // Not on this run's board yet still running: the process that
-                        // ran it stopped first (its events up to then are recorded).
-                        if r.state == JobState::Running {
-                            r.state = JobState::Failed;
-                            r.error = Some("interrupted: portwatch stopped before the job finished".into());
-                        }
-                        records.push(r);
+                if let Some(r) = stored_job(&text) {
+                    if !records.iter().any(|l| l.job == r.job) {
+                        records.push(interrupted_unless_live(r, &records));
                     }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "unreadable job row skipped"),
                 }
             }
             records.sort_by_key(|r| std::cmp::Reverse(r.started_at));
@@ -159,6 +173,43 @@ impl ReadModel for EmbeddedRead {
                 .into_iter()
                 .take(limit)
                 .map(|r| self.job_view(r))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn task_runs(&self, since: portwatch_events::Timestamp) -> ReadFuture<'_, Vec<TaskRuns>> {
+        let live = self.board.list();
+        let store = self.store.clone();
+        async move {
+            let names: Vec<&'static str> = portwatch_events::Task::SCHEDULED
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            let stored = tokio::task::spawn_blocking(move || store.task_runs(&names, since))
+                .await
+                .map_err(ReadError::from_display)?
+                .map_err(ReadError::from_display)?;
+            Ok(portwatch_events::Task::SCHEDULED
+                .iter()
+                .zip(stored)
+                .filter(|(_, s)| s.last.is_some())
+                .map(|(&task, s)| {
+                    let view = |text: Option<String>| {
+                        text.as_deref()
+                            .and_then(stored_job)
+                            .map(|r| self.job_view(interrupted_unless_live(r, &live)))
+                    };
+                    TaskRuns {
+                        task,
+                        zone: self.zone.clone(),
+                        runs: s.runs,
+                        failed: s.failed,
+                        last: view(s.last),
+                        last_done: view(s.last_done),
+                        last_failure: view(s.last_failed),
+                    }
+                })
                 .collect())
         }
         .boxed()
@@ -316,6 +367,49 @@ impl ReadModel for ClickHouseRead {
                 .await
                 .map_err(ReadError::from_display)?;
             Ok(rows.into_iter().map(job_view).collect())
+        }
+        .boxed()
+    }
+
+    fn task_runs(&self, since: portwatch_events::Timestamp) -> ReadFuture<'_, Vec<TaskRuns>> {
+        async move {
+            let since = u32::try_from(since.timestamp().max(0)).unwrap_or(u32::MAX);
+            let rows = self
+                .store
+                .task_runs(since)
+                .await
+                .map_err(ReadError::from_display)?;
+            let by_key = |rows: Vec<JobRow>| -> std::collections::HashMap<(String, String), JobRow> {
+                rows.into_iter()
+                    .map(|j| ((j.task.clone(), j.zone.clone()), j))
+                    .collect()
+            };
+            let (mut done, mut failures) = (by_key(rows.last_done), by_key(rows.last_failed));
+            let counts: std::collections::HashMap<(String, String), (u64, u64)> = rows
+                .counts
+                .into_iter()
+                .map(|c| ((c.task, c.zone), (c.runs, c.failed)))
+                .collect();
+            Ok(rows
+                .last
+                .into_iter()
+                .filter_map(|j| {
+                    let task = portwatch_events::Task::SCHEDULED
+                        .into_iter()
+                        .find(|t| t.as_str() == j.task)?;
+                    let key = (j.task.clone(), j.zone.clone());
+                    let (runs, failed) = counts.get(&key).copied().unwrap_or_default();
+                    Some(TaskRuns {
+                        task,
+                        zone: j.zone.clone(),
+                        runs,
+                        failed,
+                        last_done: done.remove(&key).map(job_view),
+                        last_failure: failures.remove(&key).map(job_view),
+                        last: Some(job_view(j)),
+                    })
+                })
+                .collect())
         }
         .boxed()
     }

@@ -465,6 +465,27 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         "an event's shape differs between the deployments"
     );
 
+    // Task health: every task in both, in the same order; the one that ran has a
+    // zone entry of the same shape in both (the embedded process is zone default).
+    let (e, c) = (
+        get(&stack, EMBEDDED_API, "/api/v1/tasks").body,
+        get(&stack, CONTROL_API, "/api/v1/tasks").body,
+    );
+    let names =
+        |v: &Value| -> Vec<Value> { v.as_array().unwrap().iter().map(|t| t["task"].clone()).collect() };
+    assert_eq!(names(&e), names(&c));
+    let ran = |v: &Value| -> Value {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task"] == "high_risk_ports")
+            .and_then(|t| t["zones"].as_array()?.first().cloned())
+            .unwrap_or_else(|| panic!("high_risk_ports never ran: {v}"))
+    };
+    let (ez, cz) = (ran(&e), ran(&c));
+    assert_eq!(shape(&ez), shape(&cz), "{ez} / {cz}");
+    assert!(ez["runs"].as_u64() > Some(0) && cz["runs"].as_u64() > Some(0));
+
     // The same schedule, the same shapes of jobs, nodes and health.
     let (e, c) = (
         get(&stack, EMBEDDED_API, "/api/v1/schedule"),
@@ -521,6 +542,7 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         "/api/v1/events?ip=127.0.1.2&port=0",
         "/api/v1/events?ip=127.0.1.2&kind=scan",
         "/api/v1/events?ip=127.0.1.2&cursor=abc",
+        "/api/v1/tasks?hours=0",
     ] {
         let (e, c) = (get(&stack, EMBEDDED_API, path), get(&stack, CONTROL_API, path));
         assert_eq!(e.status, 400, "{path}: {}", e.body);

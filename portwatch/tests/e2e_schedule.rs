@@ -116,6 +116,46 @@ fn set_follow_keep_stop(ns: &Netns, api: &str, admin: &str, operator: &str, mut 
     );
 }
 
+/// The task health of high_risk_ports agrees with the job list: per zone, its runs
+/// and failures are the jobs listed, its last run is the newest listed. Its zones.
+fn task_health_agrees_with_the_jobs(ns: &Netns, api: &str, admin: &str) -> Vec<serde_json::Value> {
+    let (status, jobs) = ns.api(api, "GET", "/api/v1/jobs?limit=10000", admin, "");
+    assert_eq!(status, 200);
+    let jobs = jobs.as_array().expect("jobs").clone();
+    // Every job keeps what it was issued with, whichever process recorded its end
+    // (a control plane restarted in between once wrote rows with no task).
+    for j in &jobs {
+        assert!(
+            j["task"] == "high_risk_ports" && j["started_at"].is_string() && j["targets"].as_u64() > Some(0),
+            "{j}"
+        );
+    }
+    let (status, tasks) = ns.api(api, "GET", "/api/v1/tasks?hours=1", admin, "");
+    assert_eq!(status, 200, "{tasks}");
+    let tasks = tasks.as_array().expect("tasks");
+    assert_eq!(tasks.len(), 9, "every scheduled task: {tasks:?}");
+    for t in tasks.iter().filter(|t| t["task"] != "high_risk_ports") {
+        assert_eq!(t["zones"], serde_json::json!([]), "never ran: {t}");
+    }
+    let task = tasks
+        .iter()
+        .find(|t| t["task"] == "high_risk_ports")
+        .expect("the task");
+    assert_eq!(task["cadence"], serde_json::Value::Null, "off again: {task}");
+    let zones = task["zones"].as_array().expect("zones").clone();
+    assert!(!zones.is_empty(), "{task}");
+    for z in &zones {
+        let listed: Vec<&serde_json::Value> = jobs.iter().filter(|j| j["zone"] == z["zone"]).collect();
+        let failed = listed.iter().filter(|j| j["state"] == "failed").count();
+        assert_eq!(z["runs"].as_u64(), Some(listed.len() as u64), "{z}");
+        assert_eq!(z["failed"].as_u64(), Some(failed as u64), "{z}");
+        assert_eq!(z["last"]["id"], listed[0]["id"], "the newest job: {z}");
+        assert!(z["duration_secs"].as_f64().is_some_and(|d| d >= 0.0), "{z}");
+    }
+    eprintln!("task health: {}", serde_json::Value::Array(zones.clone()));
+    zones
+}
+
 #[test]
 fn a_cadence_set_by_an_admin_is_followed_recorded_and_kept() {
     let ns = Netns::new("sched");
@@ -168,6 +208,14 @@ listen = "{API}"
             "up serves again"
         );
     });
+    // One zone, every job done, all of its targets covered.
+    let zones = task_health_agrees_with_the_jobs(&ns, API, &admin);
+    assert_eq!(zones.len(), 1);
+    assert_eq!(
+        (&zones[0]["zone"], &zones[0]["failed"], &zones[0]["coverage"]),
+        (&"default".into(), &0.into(), &1.0.into()),
+        "{zones:?}"
+    );
     assert_eq!(up.stop(), Some(0));
 }
 
@@ -181,8 +229,34 @@ fn the_control_plane_follows_a_cadence_set_by_an_admin_through_kafka() {
     let _redis = stack.ns.serve("127.0.1.2:6379");
     let api = support::scaleout::API;
     let mut control = stack.spawn(&["control"], "control.log");
-    let _a = stack.spawn_probe("a");
-    let _b = stack.spawn_probe("b");
+    // Zone b's probe node was given a scope without zone b's addresses (a
+    // misconfiguration): it refuses every job, and the task health says so.
+    let narrow = stack.path("probe-b.toml");
+    let b_asset = "[[assets]]\ncidr = \"127.0.2.0/24\"\nzone = \"b\"\n";
+    assert!(config.contains(b_asset));
+    std::fs::write(&narrow, config.replace(b_asset, "")).expect("write");
+    let probes = |round: u32| -> [Proc; 2] {
+        let b_data = stack.path("probe-b");
+        let b_log = stack.path(&format!("probe-b{round}.log"));
+        [
+            stack.spawn_probe("a"),
+            Proc(stack.ns.spawn_portwatch(
+                &[
+                    "--config",
+                    narrow.to_str().expect("utf8"),
+                    "--data",
+                    b_data.to_str().expect("utf8"),
+                    "probe",
+                    "--zone",
+                    "b",
+                    "--node",
+                    "probe-b",
+                ],
+                &b_log,
+            )),
+        ]
+    };
+    let mut nodes = probes(0);
     let _projector = stack.spawn(&["project"], "project.log");
     // The control plane creates the topics (the decisions topic the tokens go to).
     wait_for(Duration::from_secs(60), || stack.ns.http_get(api, "/healthz"))
@@ -198,8 +272,16 @@ fn the_control_plane_follows_a_cadence_set_by_an_admin_through_kafka() {
     }
     let mut restarts = 0;
     set_follow_keep_stop(&stack.ns, api, &admin, &operator, || {
+        // The probe nodes stop first: the jobs the control plane issues meanwhile
+        // wait in the jobs topic, and the probes run them and report them done to
+        // the next control plane, which did not issue them.
+        for node in &mut nodes {
+            assert_eq!(node.stop(), Some(0));
+        }
+        std::thread::sleep(Duration::from_secs(2));
         assert_eq!(control.stop(), Some(0));
         restarts += 1;
+        nodes = probes(restarts);
         control = stack.spawn(&["control"], &format!("control{restarts}.log"));
         assert!(
             wait_for(Duration::from_secs(60), || stack.ns.http_get(api, "/healthz")).is_some(),
@@ -207,15 +289,23 @@ fn the_control_plane_follows_a_cadence_set_by_an_admin_through_kafka() {
             stack.log(&format!("control{restarts}.log"))
         );
     });
-    // The jobs ran on the probe nodes of both zones.
-    let (_, jobs) = stack.ns.api(api, "GET", "/api/v1/jobs?limit=10000", &admin, "");
-    let zones: std::collections::BTreeSet<&str> = jobs
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .filter(|j| j["state"] == "done")
-        .filter_map(|j| j["zone"].as_str())
-        .collect();
-    assert_eq!(zones, std::collections::BTreeSet::from(["a", "b"]));
+    // Zone a's node ran every job over all of its targets; zone b's refused each.
+    let zones = task_health_agrees_with_the_jobs(&stack.ns, api, &admin);
+    let zone = |name: &str| {
+        zones
+            .iter()
+            .find(|z| z["zone"] == name)
+            .unwrap_or_else(|| panic!("no zone {name}: {zones:?}"))
+    };
+    let (a, b) = (zone("a"), zone("b"));
+    assert_eq!(
+        (&a["failed"], &a["coverage"], &a["last"]["state"]),
+        (&0.into(), &1.0.into(), &"done".into()),
+        "{a}"
+    );
+    assert!(a["last_failure"].is_null(), "{a}");
+    assert!(b["runs"].as_u64() > Some(0) && b["failed"] == b["runs"], "{b}");
+    let error = b["last_failure"]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("refused: "), "{b}");
     assert_eq!(control.stop(), Some(0));
 }

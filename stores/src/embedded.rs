@@ -22,7 +22,7 @@ use crate::query::{
 };
 
 /// Schema version of the embedded store (`PRAGMA user_version`).
-pub const STORE_SCHEMA_VERSION: i64 = 3;
+pub const STORE_SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -125,6 +125,15 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_started ON jobs (started_at);
 ",
     ),
+    (
+        4,
+        // Each task's runs, failures and last job (the console's task health)
+        // without reading every job.
+        "
+CREATE INDEX jobs_task ON jobs (json_extract(data, '$.task'), started_at);
+CREATE INDEX jobs_task_state ON jobs (json_extract(data, '$.task'), json_extract(data, '$.state'), started_at);
+",
+    ),
 ];
 
 /// Errors of the store.
@@ -220,6 +229,25 @@ pub struct StoredJob {
     pub started_at: portwatch_events::Timestamp,
     /// The job as JSON.
     pub data: String,
+}
+
+/// One task's jobs as the store has them: how many started since a time, how many
+/// of those failed, its last job, its last done one and its last failed one (JSON,
+/// as put).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTaskRuns {
+    /// The task.
+    pub task: String,
+    /// Jobs started since the time asked.
+    pub runs: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Its newest job.
+    pub last: Option<String>,
+    /// Its newest job that finished well, whenever it was.
+    pub last_done: Option<String>,
+    /// Its newest failed job, whenever it was.
+    pub last_failed: Option<String>,
 }
 
 /// Projected state in one SQLite file.
@@ -485,6 +513,19 @@ impl EmbeddedStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Record every job still recorded running as failed with `reason`: called on
+    /// start, before this process runs any, the jobs of a process that stopped.
+    /// How many there were.
+    pub fn interrupt_running_jobs(&self, reason: &str) -> Result<usize, StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET data = json_set(data, '$.state', 'failed', '$.error', ?1) \
+                 WHERE json_extract(data, '$.state') = 'running'",
+                params![reason],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// The most recent jobs' JSON, newest first.
     pub fn recent_jobs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
@@ -497,6 +538,63 @@ impl EmbeddedStore {
             })
             .map_err(|e| self.err(e))?;
         rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// For each of `tasks`: its jobs since `since`, its last job and its last failed
+    /// one (by the task indexes: the cost does not grow with the jobs kept).
+    pub fn task_runs(
+        &self,
+        tasks: &[&str],
+        since: portwatch_events::Timestamp,
+    ) -> Result<Vec<StoredTaskRuns>, StoreError> {
+        let conn = self.conn();
+        let since = since.to_rfc3339();
+        let mut out = Vec::with_capacity(tasks.len());
+        for &task in tasks {
+            let (runs, failed) = conn
+                .prepare_cached(
+                    "SELECT COUNT(*), \
+                            COALESCE(SUM(json_extract(data, '$.state') = 'failed'), 0) \
+                     FROM jobs WHERE json_extract(data, '$.task') = ?1 AND started_at >= ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![task, since], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            // The newest job of the task, of it in a state when given.
+            let newest = |state: Option<&str>| {
+                let sql = match state {
+                    None => {
+                        "SELECT data FROM jobs WHERE json_extract(data, '$.task') = ?1 \
+                         ORDER BY started_at DESC, id DESC LIMIT 1"
+                    }
+                    Some(_) => {
+                        "SELECT data FROM jobs WHERE json_extract(data, '$.task') = ?1 \
+                         AND json_extract(data, '$.state') = ?2 ORDER BY started_at DESC, id DESC LIMIT 1"
+                    }
+                };
+                conn.prepare_cached(sql)
+                    .and_then(|mut stmt| match state {
+                        None => stmt.query_row(params![task], |r| r.get::<_, String>(0)),
+                        Some(state) => stmt.query_row(params![task, state], |r| r.get::<_, String>(0)),
+                    })
+                    .optional()
+                    .map_err(|e| self.err(e))
+            };
+            let (last, last_done, last_failed) =
+                (newest(None)?, newest(Some("done"))?, newest(Some("failed"))?);
+            out.push(StoredTaskRuns {
+                task: task.to_string(),
+                runs: runs as u64,
+                failed: failed as u64,
+                last,
+                last_done,
+                last_failed,
+            });
+        }
+        Ok(out)
     }
 
     /// Everything, in canonical order (for comparisons with a rebuild).
@@ -724,16 +822,18 @@ mod tests {
         assert_eq!(store.snapshot().expect("snapshot"), Snapshot::default());
     }
 
+    /// A fixed time, `s` seconds on.
+    fn at(s: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc
+            .timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("ts")
+    }
+
     #[test]
     fn jobs_are_kept_newest_first_and_replaced_by_id() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path().join("state.db")).expect("open");
-        let at = |s: i64| {
-            chrono::Utc
-                .timestamp_opt(1_800_000_000 + s, 0)
-                .single()
-                .expect("ts")
-        };
         let job = |id: &str, s: i64, state: &str| StoredJob {
             id: id.into(),
             started_at: at(s),
@@ -746,6 +846,80 @@ mod tests {
         let jobs = store.recent_jobs(10).expect("jobs");
         assert_eq!(jobs, [job("b", 10, "running").data, job("a", 0, "done").data]);
         assert_eq!(store.recent_jobs(1).expect("jobs").len(), 1);
+    }
+
+    #[test]
+    fn each_tasks_runs_failures_and_last_jobs_come_from_its_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path().join("state.db")).expect("open");
+        let job = |id: &str, task: &str, s: i64, state: &str| StoredJob {
+            id: id.into(),
+            started_at: at(s),
+            data: format!("{{\"id\":\"{id}\",\"task\":\"{task}\",\"state\":\"{state}\"}}"),
+        };
+        store
+            .put_jobs(&[
+                job("a", "full_ports", 0, "failed"),
+                job("b", "full_ports", 100, "done"),
+                job("c", "full_ports", 200, "failed"),
+                job("d", "full_ports", 300, "running"),
+                job("e", "liveness", 50, "done"),
+            ])
+            .expect("put");
+        let runs = store
+            .task_runs(&["full_ports", "liveness", "admin_panels"], at(100))
+            .expect("runs");
+        assert_eq!(
+            runs[0],
+            StoredTaskRuns {
+                task: "full_ports".into(),
+                runs: 3,
+                failed: 1,
+                last: Some(job("d", "full_ports", 300, "running").data),
+                last_done: Some(job("b", "full_ports", 100, "done").data),
+                last_failed: Some(job("c", "full_ports", 200, "failed").data),
+            }
+        );
+        assert_eq!(
+            (runs[1].runs, runs[1].last.is_some()),
+            (0, true),
+            "ran before the period"
+        );
+        assert_eq!(
+            runs[2],
+            StoredTaskRuns {
+                task: "admin_panels".into(),
+                runs: 0,
+                failed: 0,
+                last: None,
+                last_done: None,
+                last_failed: None
+            }
+        );
+        // A stop cuts the running one short.
+        assert_eq!(store.interrupt_running_jobs("stopped").expect("interrupt"), 1);
+        let runs = store.task_runs(&["full_ports"], at(100)).expect("runs");
+        assert_eq!((runs[0].runs, runs[0].failed), (3, 2));
+        let last: serde_json::Value =
+            serde_json::from_str(runs[0].last.as_deref().expect("last")).expect("json");
+        assert_eq!(
+            (&last["state"], &last["error"], &last["id"]),
+            (&"failed".into(), &"stopped".into(), &"d".into())
+        );
+        assert_eq!(runs[0].last, runs[0].last_failed);
+        // The reads use the task indexes.
+        let conn = store.conn();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT data FROM jobs WHERE json_extract(data, '$.task') = 'x' \
+                 AND json_extract(data, '$.state') = 'failed' ORDER BY started_at DESC, id DESC LIMIT 1",
+            )
+            .expect("plan")
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(plan.iter().any(|l| l.contains("jobs_task_state")), "{plan:?}");
     }
 
     #[test]

@@ -20,9 +20,9 @@ mod sink;
 pub use batch::{Batch, Versioned};
 pub use clickhouse::{
     latest_schema_version, statements, Checkpoint, CheckpointRef, ClickHouseError, ClickHouseSettings,
-    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow,
+    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows,
     MIGRATIONS as CLICKHOUSE_MIGRATIONS,
 };
-pub use embedded::{EmbeddedStore, Rows, StoreError, StoredJob, STORE_SCHEMA_VERSION};
+pub use embedded::{EmbeddedStore, Rows, StoreError, StoredJob, StoredTaskRuns, STORE_SCHEMA_VERSION};
 pub use query::{AlertQuery, EpisodeQuery, HostQuery, IpRange, Page, PageRequest, PortQuery, MAX_PAGE};
 pub use sink::{ClickHouseSink, EmbeddedSink, SinkError, StateSink};

@@ -104,16 +104,11 @@ impl Issuer {
                 issued_at: Utc::now(),
             };
             let body = serde_json::to_string(&order).unwrap_or_default();
-            if let Err(err) = self.producer.send(&zone, &body).await {
-                metrics::counter!("portwatch_jobs_issue_failed_total").increment(1);
-                tracing::error!(zone = %zone, task = %spec.task, error = %err, "cannot issue job; the next run of the task retries");
-                continue;
-            }
-            metrics::counter!("portwatch_jobs_issued_total", "task" => spec.task.as_str()).increment(1);
-            tracing::info!(job = %order.id, zone = %zone, task = %spec.task, targets = ips.len(), ports = spec.ports.len(), "job issued");
+            // Known before it is sent: a probe node may take it, run it and report
+            // it done before the send returns.
             let row = JobRow {
                 id: order.id.to_string(),
-                zone,
+                zone: zone.clone(),
                 task: spec.task.as_str().to_string(),
                 state: "queued".into(),
                 node: String::new(),
@@ -127,14 +122,30 @@ impl Issuer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(order.id, row.clone());
+            if let Err(err) = self.producer.send(&zone, &body).await {
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&order.id);
+                metrics::counter!("portwatch_jobs_issue_failed_total").increment(1);
+                tracing::error!(zone = %zone, task = %spec.task, error = %err, "cannot issue job; the next run of the task retries");
+                continue;
+            }
+            metrics::counter!("portwatch_jobs_issued_total", "task" => spec.task.as_str()).increment(1);
+            tracing::info!(job = %order.id, zone = %zone, task = %spec.task, targets = ips.len(), ports = spec.ports.len(), "job issued");
+            // (If it is already done, that row has a later version and stays.)
             if let Err(err) = self.store.write_jobs(&[row]).await {
                 tracing::warn!(error = %err, "cannot record job in clickhouse");
             }
         }
     }
 
-    /// Apply a control message to the job it names; the updated row, if any.
-    pub(crate) fn job_update(&self, msg: &Control) -> Option<JobRow> {
+    /// Apply a control message to the job it names; the updated row, if any. A job
+    /// this process did not issue (an earlier control plane did, before a restart)
+    /// is read from ClickHouse first, so that its task, zone, targets and issue time
+    /// are kept; a finished job is forgotten here once updated (its row is in
+    /// ClickHouse), so the map holds only the jobs in flight.
+    pub(crate) async fn job_update(&self, msg: &Control) -> Option<JobRow> {
         let (job, state, detail) = match &msg.kind {
             ControlKind::JobLeased { job, .. } => (*job, "leased", serde_json::json!({})),
             ControlKind::JobFinished { job, hosts, open } => {
@@ -143,8 +154,24 @@ impl Issuer {
             ControlKind::JobFailed { job, error } => (*job, "failed", serde_json::json!({"error": error})),
             ControlKind::NodeHeartbeat { .. } => return None,
         };
+        let known = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&job);
+        let stored = if known {
+            None
+        } else {
+            match self.store.job(&job.to_string()).await {
+                Ok(row) => row,
+                Err(err) => {
+                    tracing::warn!(job = %job, error = %err, "cannot read the job's row; updating what the message says");
+                    None
+                }
+            }
+        };
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let row = jobs.entry(job).or_insert_with(|| JobRow {
+        let mut row = jobs.remove(&job).or(stored).unwrap_or_else(|| JobRow {
             id: job.to_string(),
             zone: msg.zone.clone(),
             task: String::new(),
@@ -164,6 +191,9 @@ impl Issuer {
             .ver
             .max(u64::try_from(msg.at.timestamp_millis()).unwrap_or(0))
             .max(now_ms());
-        Some(row.clone())
+        if state == "leased" {
+            jobs.insert(job, row.clone());
+        }
+        Some(row)
     }
 }

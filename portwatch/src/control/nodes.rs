@@ -61,7 +61,7 @@ pub async fn follow_control(
                 tracing::warn!(error = %err, "cannot record heartbeat");
             }
         }
-        if let Some(row) = issuer.job_update(&control) {
+        if let Some(row) = issuer.job_update(&control).await {
             if let Err(err) = issuer.store().write_jobs(&[row]).await {
                 tracing::warn!(error = %err, "cannot record job state");
             }

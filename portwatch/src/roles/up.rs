@@ -74,7 +74,17 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let pinger = Arc::new(cfg.scan.pinger().context("scan.mode")?);
     // The board writes jobs to the state store through its own connection (the
     // projector's is busy folding), so `/api/v1/jobs` outlives a restart.
-    let (board, job_writer) = JobBoard::persistent(Arc::new(EmbeddedStore::open(cfg.state_path())?));
+    let job_store = Arc::new(EmbeddedStore::open(cfg.state_path())?);
+    // Jobs a previous process left running ended with it.
+    let interrupted =
+        job_store.interrupt_running_jobs("interrupted: portwatch stopped before the job finished")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            jobs = interrupted,
+            "jobs cut short by the last stop are recorded as failed"
+        );
+    }
+    let (board, job_writer) = JobBoard::persistent(job_store);
     let board = Arc::new(board);
     let appender = Appender::new(log.clone(), notify.clone());
     let ctx = JobContext {

@@ -186,6 +186,25 @@ try {
   for (const name of ['panels', 'hosts', 'tasks', 'alerts', 'blocks']) {
     await page.goto(`${URL}/#/${name}`);
     await loaded();
+    if (name === 'tasks') {
+      // The task health shows the running task in each zone the API names, with
+      // its runs, and every task, run or not.
+      const health = await page.evaluate(async () => {
+        const rows = [...document.querySelectorAll('[data-test=task-health] tbody tr')]
+          .map((tr) => ({ task: tr.dataset.task, zone: tr.dataset.zone, runs: tr.querySelector('[data-field=runs]').textContent }));
+        const api = await (await fetch('/api/v1/tasks')).json();
+        return { rows, api };
+      });
+      const running = health.api.find((t) => t.task === 'high_risk_ports');
+      const shown = health.rows.filter((r) => r.task === 'high_risk_ports');
+      const tasksShown = new Set(health.rows.map((r) => r.task));
+      if (!running || !running.zones.length || shown.length !== running.zones.length
+        || shown.some((r, i) => r.zone !== running.zones[i].zone || !(Number(r.runs) > 0))
+        || tasksShown.size !== health.api.length) {
+        throw new Error(`the task health differs from the API's: ${JSON.stringify({ shown, running, tasks: [...tasksShown] })}`);
+      }
+      step('task health shown', { zones: shown.map((r) => r.zone), runs: shown.map((r) => Number(r.runs)) });
+    }
     await shot(name);
   }
   // The history of the new port: its observations as recorded, the same as the API's,

@@ -19,7 +19,7 @@ mod write;
 use clickhouse::Client;
 
 pub use migrate::{latest_schema_version, statements, MigrateReport, MIGRATIONS};
-pub use rows::{Checkpoint, CheckpointRef, JobRow, ObservationRow, ProbeNodeRow};
+pub use rows::{Checkpoint, CheckpointRef, JobRow, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows};
 
 /// How to reach ClickHouse.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use portwatch_events::Timestamp;
 use portwatch_projections::{sort_alerts, sort_episodes, Alert, Episode, HostRow, PortRow, Snapshot};
 use serde::Deserialize;
 
-use super::rows::{JobRow, JsonRow, ProbeNodeRow};
+use super::rows::{JobRow, JsonRow, ProbeNodeRow, TaskJobCounts, TaskRunRows};
 use super::{ClickHouseError, ClickHouseStore};
 use crate::query::{
     alert_key, episode_key, host_key, port_key, AlertQuery, EpisodeQuery, Filter, HostQuery, Page,
@@ -145,6 +145,51 @@ impl ClickHouseStore {
             .fetch_all::<JobRow>()
             .await
             .map_err(self.err("reading jobs"))
+    }
+
+    /// One job's row, if there is one.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRow>, ClickHouseError> {
+        self.client
+            .query("SELECT ?fields FROM jobs FINAL WHERE id = ? LIMIT 1")
+            .bind(id)
+            .fetch_optional::<JobRow>()
+            .await
+            .map_err(self.err("reading jobs"))
+    }
+
+    /// Per task and zone: jobs issued since `since` (seconds) and how many of them
+    /// failed; the newest job of each task and zone; the newest done and the newest
+    /// failed one.
+    pub async fn task_runs(&self, since: u32) -> Result<TaskRunRows, ClickHouseError> {
+        let counts = self
+            .client
+            .query(
+                "SELECT task, zone, count() AS runs, countIf(state = 'failed') AS failed \
+                 FROM jobs FINAL WHERE issued_at >= toDateTime(?) GROUP BY task, zone \
+                 SETTINGS optimize_move_to_prewhere = 0",
+            )
+            .bind(since)
+            .fetch_all::<TaskJobCounts>()
+            .await
+            .map_err(self.err("reading jobs"))?;
+        // The newest job of each task and zone, of those in `state` when given.
+        let newest = |state: Option<&'static str>| async move {
+            let filter = state.map_or(String::new(), |s| format!(" WHERE state = '{s}'"));
+            self.client
+                .query(&format!(
+                    "SELECT ?fields FROM jobs FINAL{filter} ORDER BY task, zone, issued_at DESC, id DESC \
+                     LIMIT 1 BY task, zone SETTINGS optimize_move_to_prewhere = 0"
+                ))
+                .fetch_all::<JobRow>()
+                .await
+                .map_err(self.err("reading jobs"))
+        };
+        Ok(TaskRunRows {
+            counts,
+            last: newest(None).await?,
+            last_done: newest(Some("done")).await?,
+            last_failed: newest(Some("failed")).await?,
+        })
     }
 
     /// The whole projected state.

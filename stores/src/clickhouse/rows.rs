@@ -220,6 +220,32 @@ pub struct JobRow {
     pub ver: u64,
 }
 
+/// How many jobs of one task a zone was issued in a period, and how many failed.
+#[derive(Debug, Clone, Row, Deserialize, PartialEq, Eq)]
+pub struct TaskJobCounts {
+    /// Task.
+    pub task: String,
+    /// Zone.
+    pub zone: String,
+    /// Jobs issued.
+    pub runs: u64,
+    /// Of those, failed.
+    pub failed: u64,
+}
+
+/// What the task health reads from `jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskRunRows {
+    /// Per task and zone, in the period.
+    pub counts: Vec<TaskJobCounts>,
+    /// The newest job of each task and zone.
+    pub last: Vec<JobRow>,
+    /// The newest done job of each task and zone.
+    pub last_done: Vec<JobRow>,
+    /// The newest failed job of each task and zone.
+    pub last_failed: Vec<JobRow>,
+}
+
 /// A probe node row, as the control plane writes it from heartbeats.
 #[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
 pub struct ProbeNodeRow {
