@@ -71,6 +71,8 @@ pub struct ApiContext {
     pub schedule: Arc<Vec<ScheduledTask>>,
     /// Prometheus renderer for `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Every episode's MTTD/MTTR figures, shared with the reporter.
+    pub figures: Arc<report::Figures>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -288,6 +290,8 @@ mod tests {
         last: Mutex<Option<(PortQuery, PageRequest)>>,
         /// One host's history, oldest first (position = index).
         history: Vec<portwatch_events::Event>,
+        /// How many times every episode was read (each report computation does).
+        episode_reads: std::sync::atomic::AtomicUsize,
     }
 
     impl ReadModel for Recorder {
@@ -310,6 +314,8 @@ mod tests {
             .boxed()
         }
         fn episodes<'a>(&'a self, _: &'a EpisodeQuery, _: &'a PageRequest) -> ReadFuture<'a, Page<Episode>> {
+            self.episode_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async {
                 Ok(Page {
                     items: Vec::new(),
@@ -415,21 +421,29 @@ mod tests {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
+        let notifier = Arc::new(RwLock::new(portwatch_projections::Notifier::new(
+            portwatch_projections::NotifyPolicy {
+                group_wait: chrono::Duration::seconds(10),
+                group_interval: chrono::Duration::minutes(5),
+                repeat_interval: chrono::Duration::hours(4),
+                escalate_after: None,
+                baseline: true,
+            },
+        )));
+        let assets = Arc::new(assets);
+        let figures = Arc::new(report::Figures::new(
+            read.clone(),
+            notifier.clone(),
+            assets.clone(),
+            report::FIGURES_MAX_AGE,
+        ));
         ApiContext {
             read,
-            notifier: Arc::new(RwLock::new(portwatch_projections::Notifier::new(
-                portwatch_projections::NotifyPolicy {
-                    group_wait: chrono::Duration::seconds(10),
-                    group_interval: chrono::Duration::minutes(5),
-                    repeat_interval: chrono::Duration::hours(4),
-                    escalate_after: None,
-                    baseline: true,
-                },
-            ))),
+            notifier,
             journal: Arc::new(MemoryJournal::default()),
             auth: Arc::new(Auth::new(anonymous_read)),
             max_block: std::time::Duration::from_secs(7 * 24 * 3600),
-            assets: Arc::new(assets),
+            assets,
             schedule: Arc::new(vec![ScheduledTask {
                 task: portwatch_events::Task::FullPorts,
                 cadence: Some("1day".into()),
@@ -439,6 +453,7 @@ mod tests {
                 implemented: true,
             }]),
             metrics,
+            figures,
         }
     }
 
@@ -590,6 +605,41 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
             assert!(body["error"].as_str().unwrap().contains(word), "{uri}: {body}");
         }
+    }
+
+    #[tokio::test]
+    async fn report_figures_are_computed_once_for_many_requests_and_refreshed_behind_them() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let read = Arc::new(Recorder::default());
+        let ctx = context(read.clone(), true);
+        let figures = Arc::new(report::Figures::new(
+            read.clone(),
+            ctx.notifier.clone(),
+            ctx.assets.clone(),
+            std::time::Duration::from_millis(300),
+        ));
+        // Many requests at once: one computation.
+        let answers = futures::future::join_all((0..20).map(|_| figures.current())).await;
+        assert!(answers.iter().all(Result::is_ok));
+        assert_eq!(read.episode_reads.load(SeqCst), 1);
+        // Young figures are served as they are.
+        figures.current().await.unwrap();
+        assert_eq!(read.episode_reads.load(SeqCst), 1);
+        // Older ones are served at once and computed again behind the answer, once.
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        for _ in 0..5 {
+            figures.current().await.unwrap();
+        }
+        for _ in 0..100 {
+            if read.episode_reads.load(SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(read.episode_reads.load(SeqCst), 2);
+        // The reporter's pass always computes.
+        figures.refresh().await.unwrap();
+        assert_eq!(read.episode_reads.load(SeqCst), 3);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! period, from the deployment's episodes and port rows and the journal's decisions.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
@@ -22,7 +24,7 @@ use crate::ApiContext;
 
 /// MTTD, time to notify, MTTR and the convergence trend over the last days.
 #[utoipa::path(get, path = "/api/v1/report", tag = "report", params(ReportParams), responses(
-    (status = 200, description = "Groups and the daily trend.", body = Report),
+    (status = 200, description = "Groups and the daily trend, from figures at most 5 s old (they are computed once for every request meanwhile).", body = Report),
     (status = 400, description = "A parameter is wrong; the message names it.", body = ErrorBody),
     (status = 503, description = "The store did not answer.", body = ErrorBody),
 ))]
@@ -32,7 +34,7 @@ pub(crate) async fn report(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = Params::of::<ReportParams>(q)?;
     let (by, days) = (p.by()?, p.days()?);
-    let reports = episode_reports(&*ctx.read, &ctx.notifier, &ctx.assets).await?;
+    let reports = ctx.figures.current().await?;
     let until = Utc::now();
     let since = until - chrono::Duration::days(days);
     Ok(Json(Report {
@@ -64,10 +66,107 @@ pub struct Report {
     pub open_now: Vec<OpenNow>,
 }
 
-/// The figures of every episode of `read`, with the decisions `notifier` has folded:
-/// what the report serves, and what the deployment publishes for `/metrics` and the
-/// dashboards.
-pub async fn episode_reports(
+/// How old the figures the report serves may be before they are computed again:
+/// the console asks for them every few seconds, and computing them reads every
+/// episode and port row.
+pub const FIGURES_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Figures older than this are not served while new ones are computed; the request
+/// waits for them.
+const FIGURES_STALE_LIMIT: Duration = Duration::from_secs(60);
+
+type Computed = (Instant, Arc<Vec<EpisodeReport>>);
+
+/// Every episode's figures, computed by one computation at a time for every
+/// request, and by the deployment's reporter (which publishes them to `/metrics`
+/// and the dashboards) whenever it runs. A request gets figures at most
+/// [`FIGURES_MAX_AGE`] old at once; older ones (up to [`FIGURES_STALE_LIMIT`]) are
+/// served while new ones are computed behind the answer. How long a computation
+/// takes is the `portwatch_report_compute_seconds` gauge.
+pub struct Figures {
+    read: Arc<dyn ReadModel>,
+    notifier: Arc<RwLock<Notifier>>,
+    assets: Arc<Assets>,
+    max_age: Duration,
+    last: RwLock<Option<Computed>>,
+    computing: tokio::sync::Mutex<()>,
+    refreshing: AtomicBool,
+}
+
+impl std::fmt::Debug for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Figures")
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Figures {
+    /// The figures of `read` with the decisions `notifier` folds and `assets`' owners.
+    pub fn new(
+        read: Arc<dyn ReadModel>,
+        notifier: Arc<RwLock<Notifier>>,
+        assets: Arc<Assets>,
+        max_age: Duration,
+    ) -> Self {
+        Self {
+            read,
+            notifier,
+            assets,
+            max_age,
+            last: RwLock::new(None),
+            computing: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    fn cached(&self) -> Option<Computed> {
+        self.last.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The figures to answer a request with (see [`Figures`]).
+    pub async fn current(self: &Arc<Self>) -> Result<Arc<Vec<EpisodeReport>>, ReadError> {
+        match self.cached() {
+            Some((at, figures)) if at.elapsed() < self.max_age => Ok(figures),
+            Some((at, figures)) if at.elapsed() < FIGURES_STALE_LIMIT => {
+                if !self.refreshing.swap(true, Ordering::AcqRel) {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.fresher_than(me.max_age).await {
+                            tracing::warn!(error = %e, "report figures not computed; the next request retries");
+                        }
+                        me.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                Ok(figures)
+            }
+            _ => self.fresher_than(self.max_age).await,
+        }
+    }
+
+    /// Figures computed now (the reporter's pass).
+    pub async fn refresh(&self) -> Result<Arc<Vec<EpisodeReport>>, ReadError> {
+        self.fresher_than(Duration::ZERO).await
+    }
+
+    /// Figures younger than `age`: those at hand, or computed once whoever asks.
+    async fn fresher_than(&self, age: Duration) -> Result<Arc<Vec<EpisodeReport>>, ReadError> {
+        let _one = self.computing.lock().await;
+        if let Some((at, figures)) = self.cached() {
+            if at.elapsed() < age {
+                return Ok(figures);
+            }
+        }
+        let started = Instant::now();
+        let figures = Arc::new(episode_reports(&*self.read, &self.notifier, &self.assets).await?);
+        metrics::gauge!("portwatch_report_compute_seconds").set(started.elapsed().as_secs_f64());
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), figures.clone()));
+        Ok(figures)
+    }
+}
+
+/// The figures of every episode of `read`, with the decisions `notifier` has folded.
+async fn episode_reports(
     read: &dyn ReadModel,
     notifier: &RwLock<Notifier>,
     assets: &Assets,

@@ -1,7 +1,7 @@
 //! The report's figures where Prometheus and the dashboards read them, the same in
-//! both deployments: every [`EVERY`] the episodes' figures are computed as
-//! `/api/v1/report` computes them (the deployment's read model and the journal's
-//! decisions), the per-risk-class gauges on `/metrics` are set, and (scale-out) the
+//! both deployments: every [`EVERY`] the episodes' figures are computed, the same
+//! computation `/api/v1/report` serves from (the deployment's read model and the
+//! journal's decisions), the per-risk-class gauges on `/metrics` are set, and (scale-out) the
 //! episodes whose figures changed are written to ClickHouse's `episode_reports`, and
 //! the notifications whose deliveries changed to `deliveries`.
 //!
@@ -18,10 +18,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use portwatch_api::ReadModel;
+use portwatch_api::report::Figures;
 use portwatch_events::{RiskClass, Timestamp};
 use portwatch_projections::report::{aggregate, By, EpisodeReport, Group};
-use portwatch_projections::{Assets, NotificationRecord, Notifier};
+use portwatch_projections::{NotificationRecord, Notifier};
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -78,9 +78,8 @@ fn changed<'a>(
 /// Recompute every [`EVERY`] until `stop`; with `sink`, keep `episode_reports` and
 /// `deliveries` up to date (a failed write is tried again at the next pass).
 pub async fn run(
-    read: Arc<dyn ReadModel>,
+    figures: Arc<Figures>,
     notifier: Arc<RwLock<Notifier>>,
-    assets: Arc<Assets>,
     sink: Option<ClickHouseStore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -93,7 +92,7 @@ pub async fn run(
         ver
     };
     loop {
-        match portwatch_api::report::episode_reports(&*read, &notifier, &assets).await {
+        match figures.refresh().await {
             Ok(reports) => {
                 set_gauges(&reports, Utc::now());
                 if let Some(store) = &sink {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use portwatch_api::report::{Figures, FIGURES_MAX_AGE};
 use portwatch_api::{ApiContext, Auth, ReadModel, ScheduledTask};
 use portwatch_events::Task;
 use portwatch_ingest::Journal;
@@ -40,15 +41,23 @@ pub fn context(
     notifier: Arc<RwLock<Notifier>>,
     metrics: PrometheusHandle,
 ) -> ApiContext {
+    let assets = Arc::new(cfg.asset_map());
+    let figures = Arc::new(Figures::new(
+        read.clone(),
+        notifier.clone(),
+        assets.clone(),
+        FIGURES_MAX_AGE,
+    ));
     ApiContext {
         read,
         notifier,
         journal,
         auth: Arc::new(Auth::new(cfg.anonymous_read)),
         max_block: cfg.control.max_duration,
-        assets: Arc::new(cfg.asset_map()),
+        assets,
         schedule: Arc::new(schedule(cfg)),
         metrics,
+        figures,
     }
 }
 

@@ -206,13 +206,21 @@ fn a_confirmed_block_closes_the_port_is_verified_and_rolls_back_on_its_own() {
         .unwrap_or_else(|| panic!("6379 not seen open again; log:\n{}", read(&log)));
     assert_eq!(block(&ns, &operator, &id)["ending"][0], "expired");
 
-    // The report counts the blocked exposure as remediated, the reopened one as open.
-    let (status, report) = ns.api(API, "GET", "/api/v1/report?by=risk&days=1", &operator, "");
-    assert_eq!(status, 200, "{report}");
-    let group = report["groups"]
-        .as_array()
-        .and_then(|g| g.iter().find(|g| g["key"] == "high_risk_port").cloned())
-        .unwrap_or_else(|| panic!("no high_risk_port group: {report}"));
+    // The report counts the blocked exposure as remediated, the reopened one as open
+    // (its figures may be a few seconds old: FIGURES_MAX_AGE).
+    let group = || {
+        let (status, report) = ns.api(API, "GET", "/api/v1/report?by=risk&days=1", &operator, "");
+        assert_eq!(status, 200, "{report}");
+        report["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["key"] == "high_risk_port").cloned())
+            .unwrap_or_else(|| panic!("no high_risk_port group: {report}"))
+    };
+    let group = wait_for(Duration::from_secs(15), || {
+        let g = group();
+        (g["episodes"] == 2).then_some(g)
+    })
+    .unwrap_or_else(group);
     assert_eq!(group["episodes"], 2, "{group}");
     assert_eq!(group["open"], 1, "{group}");
     assert!(group["mttr_p50_secs"].as_i64().is_some_and(|s| s >= 0), "{group}");

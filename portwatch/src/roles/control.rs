@@ -66,18 +66,15 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let journal: Arc<dyn Journal> = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
     let notifications = crate::notifier::state(&cfg);
     let first_token = crate::notifier::bootstrap(&cfg, &journal, &notifications).await?;
-    let server = crate::serve::bind(
-        cfg.api_listen,
-        crate::serve::context(
-            &cfg,
-            read.clone(),
-            journal.clone(),
-            notifications.clone(),
-            metrics,
-        ),
-        stop.clone(),
-    )
-    .await?;
+    let ctx = crate::serve::context(
+        &cfg,
+        read.clone(),
+        journal.clone(),
+        notifications.clone(),
+        metrics,
+    );
+    let figures = ctx.figures.clone();
+    let server = crate::serve::bind(cfg.api_listen, ctx, stop.clone()).await?;
     if let Some(token) = first_token {
         crate::notifier::show_first_token(&token, cfg.api_listen);
     }
@@ -99,9 +96,8 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         stop.clone(),
     ));
     let reporter = tokio::spawn(crate::reporter::run(
-        read.clone(),
+        figures,
         notifications.clone(),
-        Arc::new(cfg.asset_map()),
         Some(store.clone()),
         stop.clone(),
     ));

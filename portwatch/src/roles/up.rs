@@ -109,18 +109,15 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let notifications = notifier::state(&cfg);
     let journal: Arc<dyn Journal> = embedded_log.clone();
     let first_token = notifier::bootstrap(&cfg, &journal, &notifications).await?;
-    let server = serve::bind(
-        cfg.api_listen,
-        serve::context(
-            &cfg,
-            read.clone(),
-            journal.clone(),
-            notifications.clone(),
-            metrics,
-        ),
-        stop_rx.clone(),
-    )
-    .await?;
+    let api = serve::context(
+        &cfg,
+        read.clone(),
+        journal.clone(),
+        notifications.clone(),
+        metrics,
+    );
+    let figures = api.figures.clone();
+    let server = serve::bind(cfg.api_listen, api, stop_rx.clone()).await?;
     if let Some(token) = first_token {
         notifier::show_first_token(&token, cfg.api_listen);
     }
@@ -142,9 +139,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         stop_rx.clone(),
     ));
     let reporter = tokio::spawn(crate::reporter::run(
-        read.clone(),
+        figures,
         notifications.clone(),
-        Arc::new(cfg.asset_map()),
         None,
         stop_rx.clone(),
     ));
