@@ -891,9 +891,48 @@ mod tests {
             call(&app, "GET", "/api/v1/ports", Some(&viewer), "").await.0,
             StatusCode::UNAUTHORIZED
         );
+        // The last admin is not demoted (nobody could manage users then); once
+        // another admin exists, they may be.
+        let (status, refusal) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            r#"{"user":"root","role":"viewer"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
+        assert!(
+            refusal["error"].as_str().unwrap().contains("last admin"),
+            "{refusal}"
+        );
+        let (status, ada) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            r#"{"user":"ada","role":"admin"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let ada = ada["token"].as_str().unwrap().to_string();
+        let (status, demoted) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            r#"{"user":"root","role":"approver"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, demoted["role"].as_str()),
+            (StatusCode::CREATED, Some("approver"))
+        );
         // Nothing secret is listed, and every change is journalled with its author.
-        let (_, listed) = call(&app, "GET", "/api/v1/tokens", Some(&admin), "").await;
-        assert_eq!(listed.as_array().unwrap().len(), 2);
+        let (status, _) = call(&app, "GET", "/api/v1/tokens", Some(&admin), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "root is an approver now");
+        let (_, listed) = call(&app, "GET", "/api/v1/tokens", Some(&ada), "").await;
+        assert_eq!(listed.as_array().unwrap().len(), 4);
         assert!(!listed.to_string().contains("argon2"), "{listed}");
         let state = ctx.notifier.read().unwrap();
         assert!(state

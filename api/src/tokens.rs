@@ -112,11 +112,27 @@ pub fn issue(
     Ok((decisions, token, id, role))
 }
 
+/// Why giving `user` (whose role is `current`) the role `role` is refused when
+/// `admins` users are admins: it would leave nobody able to manage users through
+/// the API (`portwatch token create` on the machine would be the way back).
+fn last_admin_demoted(
+    current: Option<Role>,
+    role: Option<Role>,
+    admins: usize,
+    user: &str,
+) -> Option<String> {
+    let demoted = current == Some(Role::Admin) && role.is_some_and(|r| r != Role::Admin);
+    (demoted && admins <= 1).then(|| {
+        format!("`{user}` is the last admin: make someone else admin first, so that somebody can still manage users")
+    })
+}
+
 /// Issue a token (admin); the user is created with the role if new, the role
-/// changed if given and different.
+/// changed if given and different. The last admin cannot be given another role.
 #[utoipa::path(post, operation_id = "create_token", path = "/api/v1/tokens", tag = "users", request_body = NewToken, responses(
     (status = 201, description = "The token, shown this once; only its hash is kept.", body = IssuedToken),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 409, description = "The change would leave no admin.", body = ErrorBody),
     (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
 ))]
 pub(crate) async fn create(
@@ -131,10 +147,17 @@ pub(crate) async fn create(
         .map(str::parse::<Role>)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("role: {e}")))?;
-    let current = {
+    let (current, admins) = {
         let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
-        state.ledger().role(&body.user)
+        let users = state.ledger().users();
+        (
+            state.ledger().role(&body.user),
+            users.values().filter(|r| **r == Role::Admin).count(),
+        )
     };
+    if let Some(reason) = last_admin_demoted(current, role, admins, &body.user) {
+        return Err(ApiError::conflict(reason));
+    }
     let (decisions, token, id, role) =
         issue(current, &body.user, role, &me.user).map_err(ApiError::bad_request)?;
     record(&ctx, decisions).await?;
