@@ -62,17 +62,11 @@ fn stored_job(text: &str) -> Option<JobRecord> {
         .ok()
 }
 
-/// A stored job recorded running but not on this run's board: the process that ran
-/// it stopped first (its events up to then are recorded), so it failed.
-fn interrupted_unless_live(mut r: JobRecord, live: &[JobRecord]) -> JobRecord {
-    if let Some(now) = live.iter().find(|l| l.job == r.job) {
-        return now.clone();
-    }
-    if r.state == JobState::Running {
-        r.state = JobState::Failed;
-        r.error = Some("interrupted: portwatch stopped before the job finished".into());
-    }
-    r
+/// A stored job as the board has it now, if the board still holds it (the store is
+/// written behind the board). Jobs a stopped process left running were recorded
+/// failed when this one started (`EmbeddedStore::interrupt_running_jobs`).
+fn as_live(r: JobRecord, live: &[JobRecord]) -> JobRecord {
+    live.iter().find(|l| l.job == r.job).cloned().unwrap_or(r)
 }
 
 impl EmbeddedRead {
@@ -164,7 +158,7 @@ impl ReadModel for EmbeddedRead {
             for text in stored {
                 if let Some(r) = stored_job(&text) {
                     if !records.iter().any(|l| l.job == r.job) {
-                        records.push(interrupted_unless_live(r, &records));
+                        records.push(r);
                     }
                 }
             }
@@ -198,7 +192,7 @@ impl ReadModel for EmbeddedRead {
                     let view = |text: Option<String>| {
                         text.as_deref()
                             .and_then(stored_job)
-                            .map(|r| self.job_view(interrupted_unless_live(r, &live)))
+                            .map(|r| self.job_view(as_live(r, &live)))
                     };
                     TaskRuns {
                         task,

@@ -309,3 +309,97 @@ fn the_control_plane_follows_a_cadence_set_by_an_admin_through_kafka() {
     assert!(error.starts_with("refused: "), "{b}");
     assert_eq!(control.stop(), Some(0));
 }
+
+/// A job `up` was running when it was killed ends with it: the next start records it
+/// failed ("interrupted"), the job list and the task health say so, and nothing
+/// shows it running forever.
+#[test]
+fn a_job_cut_short_by_a_kill_is_recorded_failed_at_the_next_start() {
+    let ns = Netns::new("sched-kill");
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // All 65,535 ports of 8 addresses at 2,000 probes a second: a job of minutes.
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[scope]
+allow_reserved = true
+
+[[assets]]
+cidr = "127.0.0.0/29"
+
+[scan]
+rate = 2000
+timeout = "300ms"
+
+[schedule]
+liveness = "off"
+full_ports = "1h"
+high_risk_ports = "off"
+port_recheck = "off"
+offline_high_risk_ports = "off"
+all_assets_full_ports = "off"
+service_detection = "off"
+admin_panels = "off"
+
+[store]
+path = "{}"
+
+[api]
+listen = "{API}"
+"#,
+            data.display()
+        ),
+    );
+    let cfg = cfg.to_str().expect("utf8");
+    let admin = ns.token(cfg, "ada", "admin");
+    let start = |log: &str| Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &dir.path().join(log)));
+    let jobs = || -> Option<Vec<serde_json::Value>> {
+        let bearer = format!("Bearer {admin}");
+        let answer = ns.http(
+            "GET",
+            API,
+            "/api/v1/jobs",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )?;
+        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+        rows.as_array().cloned()
+    };
+    let mut up = start("up.log");
+    let running = wait_for(Duration::from_secs(30), || {
+        jobs()?
+            .into_iter()
+            .find(|j| j["task"] == "full_ports" && j["state"] == "running" && j["hosts_done"] == 0)
+    })
+    .expect("a full_ports job running");
+    // The board writes its jobs to the store behind it: give it a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    up.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = up.0.wait();
+
+    let mut up = start("up2.log");
+    let listed = wait_for(Duration::from_secs(30), || {
+        jobs()?.into_iter().find(|j| j["id"] == running["id"])
+    })
+    .expect("the job is still listed");
+    assert_eq!(listed["state"], "failed", "{listed}");
+    assert!(
+        listed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("interrupted"),
+        "{listed}"
+    );
+    let (status, tasks) = ns.api(API, "GET", "/api/v1/tasks", &admin, "");
+    assert_eq!(status, 200);
+    let full = tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["task"] == "full_ports"))
+        .and_then(|t| t["zones"].get(0).cloned())
+        .unwrap_or_else(|| panic!("full_ports never ran: {tasks}"));
+    assert!(full["failed"].as_u64() >= Some(1), "{full}");
+    assert_eq!(full["last_failure"]["id"], running["id"], "{full}");
+    assert_eq!(up.stop(), Some(0));
+}
