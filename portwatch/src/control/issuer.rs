@@ -62,6 +62,10 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
+/// A job in flight that no probe node reported on for this long is kept only in
+/// ClickHouse.
+const FORGET_AFTER_SECS: u32 = 3600;
+
 fn now_secs() -> u32 {
     u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX)
 }
@@ -118,10 +122,14 @@ impl Issuer {
                 detail: "{}".into(),
                 ver: now_ms(),
             };
-            self.jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(order.id, row.clone());
+            {
+                let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                // Jobs nobody reported on for an hour (a zone without probe nodes)
+                // are forgotten here; a late report reads the job from ClickHouse.
+                let stale = row.updated_at.saturating_sub(FORGET_AFTER_SECS);
+                jobs.retain(|_, j| j.updated_at >= stale);
+                jobs.insert(order.id, row.clone());
+            }
             if let Err(err) = self.producer.send(&zone, &body).await {
                 self.jobs
                     .lock()
@@ -144,7 +152,8 @@ impl Issuer {
     /// this process did not issue (an earlier control plane did, before a restart)
     /// is read from ClickHouse first, so that its task, zone, targets and issue time
     /// are kept; a finished job is forgotten here once updated (its row is in
-    /// ClickHouse), so the map holds only the jobs in flight.
+    /// ClickHouse), so the map holds only the jobs in flight (and not those no node
+    /// reported on for [`FORGET_AFTER_SECS`]).
     pub(crate) async fn job_update(&self, msg: &Control) -> Option<JobRow> {
         let (job, state, detail) = match &msg.kind {
             ControlKind::JobLeased { job, .. } => (*job, "leased", serde_json::json!({})),
