@@ -458,7 +458,7 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
 }
 
 #[test]
-fn retention_drops_old_observation_partitions_only() {
+fn retention_drops_old_observation_partitions_and_jobs_only() {
     // Default [clickhouse] retention_months = 13.
     let stack = Stack::start("so-ret", &stack_config("high_risk_ports = \"off\"", ""));
     let migrate = stack.portwatch(&["migrate", "--topics"]);
@@ -471,10 +471,17 @@ fn retention_drops_old_observation_partitions_only() {
             .unwrap();
     };
     insert("old", "2020-01-15 00:00:00");
-    insert(
-        "recent",
-        &chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-    );
+    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    insert("recent", &now);
+    // Jobs too: one issued in 2020, one now.
+    for (id, at) in [("old-job", "2020-01-15 00:00:00"), ("recent-job", now.as_str())] {
+        stack
+            .sql(&format!(
+                "INSERT INTO jobs (id, zone, task, state, issued_at, updated_at, ver) \
+                 VALUES ('{id}', 'a', 'full_ports', 'done', toDateTime('{at}', 'UTC'), toDateTime('{at}', 'UTC'), 1)"
+            ))
+            .unwrap();
+    }
     let mut control = stack.spawn(&["control"], "control.log");
     let dropped = wait_for(Duration::from_secs(30), || {
         (stack.sql_u64("SELECT count() FROM observations WHERE id = 'old'") == 0).then_some(())
@@ -489,6 +496,18 @@ fn retention_drops_old_observation_partitions_only() {
         1
     );
     assert!(stack.log("control.log").contains("202001"));
+    let deleted = wait_for(Duration::from_secs(30), || {
+        (stack.sql_u64("SELECT count() FROM jobs WHERE id = 'old-job'") == 0).then_some(())
+    });
+    assert!(
+        deleted.is_some(),
+        "old job not deleted:\n{}",
+        stack.log("control.log")
+    );
+    assert_eq!(
+        stack.sql_u64("SELECT count() FROM jobs WHERE id = 'recent-job'"),
+        1
+    );
     assert_eq!(control.stop(), Some(0));
 }
 

@@ -21,8 +21,8 @@ use crate::control::scheduler::Scheduler;
 use crate::read_model::ClickHouseRead;
 use crate::{InputError, Shutdown};
 
-/// Retention by partition drop: at start and then daily, drop the monthly
-/// partitions of raw observations older than `keep_months`.
+/// Retention: at start and then daily, drop the monthly partitions of raw
+/// observations older than `keep_months`, and delete the jobs issued before then.
 async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Receiver<bool>) {
     loop {
         match store.drop_old_observations(keep_months, Utc::now()).await {
@@ -31,6 +31,11 @@ async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Re
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "retention pass failed; next one in a day"),
+        }
+        match store.delete_old_jobs(keep_months, Utc::now()).await {
+            Ok(0) => {}
+            Ok(jobs) => tracing::info!(jobs, keep_months, "retention: deleting old jobs"),
+            Err(err) => tracing::warn!(error = %err, "job retention failed; next pass in a day"),
         }
         if !super::pause(&mut stop, Duration::from_secs(24 * 3600)).await {
             return;

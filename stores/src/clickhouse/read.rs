@@ -261,4 +261,31 @@ impl ClickHouseStore {
         }
         Ok(dropped)
     }
+
+    /// Delete the jobs issued more than `keep_months` months before `now` (the jobs
+    /// table is keyed by id, not partitioned by time, so this is a mutation, asked
+    /// for only when there is something to delete). How many there were.
+    pub async fn delete_old_jobs(&self, keep_months: u32, now: Timestamp) -> Result<u64, ClickHouseError> {
+        let cutoff = now
+            .checked_sub_months(chrono::Months::new(keep_months))
+            .unwrap_or(now)
+            .timestamp()
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        let old = self
+            .client
+            .query("SELECT count() FROM jobs WHERE issued_at < toDateTime(?)")
+            .bind(cutoff)
+            .fetch_one::<u64>()
+            .await
+            .map_err(self.err("counting old jobs"))?;
+        if old > 0 {
+            self.client
+                .query("ALTER TABLE jobs DELETE WHERE issued_at < toDateTime(?)")
+                .bind(cutoff)
+                .execute()
+                .await
+                .map_err(self.err("deleting old jobs"))?;
+        }
+        Ok(old)
+    }
 }
