@@ -111,6 +111,30 @@ impl Netns {
         cmd
     }
 
+    /// Run portwatch with `args` inside the namespace to completion; its output and
+    /// its own peak resident memory in MB. A python3 wrapper reads the peak with
+    /// getrusage(RUSAGE_CHILDREN) of its one child, so that the children of other
+    /// tests running meanwhile in this process do not count.
+    pub fn portwatch_peak_rss(&self, args: &[&str]) -> (Output, u64) {
+        const WRAPPER: &str = "import resource, subprocess, sys\n\
+r = subprocess.run(sys.argv[1:])\n\
+sys.stderr.write('\\npeak_rss_kb=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+sys.exit(r.returncode)\n";
+        let out = self
+            .command("python3")
+            .args(["-c", WRAPPER, bin()])
+            .args(args)
+            .output()
+            .expect("run portwatch under python3");
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        let kb: u64 = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("peak_rss_kb=")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak_rss_kb line: {text}"));
+        (out, kb / 1024)
+    }
+
     /// Run portwatch inside the namespace to completion.
     pub fn portwatch(&self, args: &[&str]) -> Output {
         self.command(bin()).args(args).output().expect("run portwatch")
