@@ -13,7 +13,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, stderr, stdout, tempdir, wait_for, Netns, Proc};
 
 const API: &str = "127.0.0.1:18095";
 
@@ -72,34 +72,12 @@ fn schema_driven_requests_find_no_server_error_and_no_ignored_auth() {
     let st = schemathesis();
     let ns = Netns::new("fuzz");
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let cfg = write_config(
+    let cfg = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "127.0.0.0/29"
-owner = "web-team"
-system = "shop"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-high_risk_ports = "1s"
-
-[store]
-path = "{}"
-
-[api]
-listen = "{API}"
-"#,
-            data.display()
-        ),
+        "[[assets]]\ncidr = \"127.0.0.0/29\"\nowner = \"web-team\"\nsystem = \"shop\"",
+        "high_risk_ports = \"1s\"",
+        API,
+        "",
     );
     let cfg = cfg.to_str().expect("utf8");
     let _redis = ns.serve("127.0.0.2:6379");
@@ -107,17 +85,9 @@ listen = "{API}"
     let admin = ns.token(cfg, "fuzz-admin", "admin");
     let log = dir.path().join("up.log");
     let mut up = Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &log));
-    let bearer = format!("Bearer {admin}");
     let seen = wait_for(Duration::from_secs(30), || {
-        let answer = ns.http(
-            "GET",
-            API,
-            "/api/v1/ports",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
-        (answer.status == 200 && rows.as_array().is_some_and(|r| r.len() == 2)).then_some(())
+        let rows = ns.get_json_as(API, "/api/v1/ports", &admin)?;
+        rows.as_array().is_some_and(|r| r.len() == 2).then_some(())
     });
     assert!(
         seen.is_some(),
@@ -184,16 +154,8 @@ listen = "{API}"
     // The server is still up and nothing it recorded is lost. (A fresh token: the
     // fuzzer may well have revoked or demoted the one it was given.)
     let auditor = ns.token(cfg, "auditor", "viewer");
-    let bearer = format!("Bearer {auditor}");
     let rows = wait_for(Duration::from_secs(10), || {
-        let answer = ns.http(
-            "GET",
-            API,
-            "/api/v1/ports",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        (answer.status == 200).then(|| serde_json::from_str::<serde_json::Value>(&answer.body).ok())?
+        ns.get_json_as(API, "/api/v1/ports", &auditor)
     })
     .expect("the server answers after the fuzzing");
     assert_eq!(rows.as_array().map(Vec::len), Some(2));

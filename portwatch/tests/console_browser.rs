@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::scaleout::{stack_config, Stack};
-use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, stderr, stdout, tempdir, wait_for, Netns, Proc};
 
 const API: &str = "127.0.0.1:18096";
 
@@ -67,34 +67,12 @@ fn drive(ns: &Netns, url: &str, tokens: [&str; 3], new_port: &str, shots: &Path)
 fn an_operator_files_a_new_port_and_an_approver_approves_it_in_the_browser() {
     let ns = Netns::new("console");
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let cfg = write_config(
+    let cfg = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "127.0.0.0/29"
-owner = "web-team"
-system = "shop"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-high_risk_ports = "1s"
-
-[store]
-path = "{}"
-
-[api]
-listen = "{API}"
-"#,
-            data.display()
-        ),
+        "[[assets]]\ncidr = \"127.0.0.0/29\"\nowner = \"web-team\"\nsystem = \"shop\"",
+        "high_risk_ports = \"1s\"",
+        API,
+        "",
     );
     let cfg = cfg.to_str().expect("utf8");
     let _redis = ns.serve("127.0.0.2:6379");
@@ -103,16 +81,9 @@ listen = "{API}"
     let admin = ns.token(cfg, "ada", "admin");
     let log = dir.path().join("up.log");
     let mut up = Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &log));
-    let bearer = format!("Bearer {admin}");
     wait_for(Duration::from_secs(30), || {
-        let answer = ns.http(
-            "GET",
-            API,
-            "/api/v1/ports",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        (answer.status == 200 && answer.body.contains("6379")).then_some(())
+        let ports = ns.get_json_as(API, "/api/v1/ports", &admin)?;
+        ports.to_string().contains("6379").then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -231,16 +202,9 @@ fn the_same_console_drives_the_control_plane_on_kafka_and_clickhouse() {
     let operator = stack.token("olga", "operator");
     let approver = stack.token("arno", "approver");
     let admin = stack.token("ada", "admin");
-    let bearer = format!("Bearer {admin}");
     wait_for(Duration::from_secs(60), || {
-        let answer = stack.ns.http(
-            "GET",
-            api,
-            "/api/v1/ports",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        (answer.status == 200 && answer.body.contains("6379")).then_some(())
+        let ports = stack.ns.get_json_as(api, "/api/v1/ports", &admin)?;
+        ports.to_string().contains("6379").then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -250,16 +214,8 @@ fn the_same_console_drives_the_control_plane_on_kafka_and_clickhouse() {
     });
     // Every token has reached the control plane (it follows the journal every second).
     for token in [&operator, &approver] {
-        let bearer = format!("Bearer {token}");
         wait_for(Duration::from_secs(20), || {
-            let answer = stack.ns.http(
-                "GET",
-                api,
-                "/api/v1/whoami",
-                &[("Authorization", bearer.as_str())],
-                "",
-            )?;
-            (answer.status == 200).then_some(())
+            stack.ns.get_json_as(api, "/api/v1/whoami", token)
         })
         .expect("token known to the control plane");
     }

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, stderr, stdout, tempdir, wait_for, Netns, Proc};
 
 const API: &str = "127.0.0.1:18082";
 const CADENCE_SECS: u64 = 3;
@@ -52,37 +52,12 @@ fn ids(alerts: &[serde_json::Value]) -> Vec<String> {
 fn opening_redis_raises_one_high_alert_that_rebuild_and_restart_keep() {
     let ns = Netns::new("alerts");
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let config = write_config(
+    let config = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "127.0.0.0/28"
-owner = "cache-team@example.com"
-system = "sessions"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-high_risk_ports = "{CADENCE_SECS}s"
-
-[store]
-path = "{}"
-
-[auth]
-anonymous_read = true
-
-[api]
-listen = "{API}"
-"#,
-            data.display()
-        ),
+        "[[assets]]\ncidr = \"127.0.0.0/28\"\nowner = \"cache-team@example.com\"\nsystem = \"sessions\"",
+        &format!("high_risk_ports = \"{CADENCE_SECS}s\""),
+        API,
+        "[auth]\nanonymous_read = true",
     );
     let cfg = config.to_str().expect("utf8");
     // Something else open from the start, so the first scans have work to record.

@@ -13,7 +13,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{stderr, stdout, tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, stderr, stdout, tempdir, wait_for, Netns, Proc};
 
 const API: &str = "127.0.0.1:18094";
 const HOST: &str = "127.0.0.8";
@@ -49,37 +49,12 @@ fn nft_set(ns: &Netns) -> String {
 fn start(tag: &str, control: &str) -> (Netns, tempfile::TempDir, Proc, String, String, std::path::PathBuf) {
     let ns = Netns::new(tag);
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let cfg = write_config(
+    let cfg = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "{HOST}/32"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-high_risk_ports = "1s"
-
-[store]
-path = "{data}"
-
-[api]
-listen = "{API}"
-
-[auth]
-anonymous_read = true
-
-{control}
-"#,
-            data = data.display()
-        ),
+        &format!("[[assets]]\ncidr = \"{HOST}/32\""),
+        "high_risk_ports = \"1s\"",
+        API,
+        &format!("[auth]\nanonymous_read = true\n\n{control}"),
     );
     let cfg = cfg.to_str().expect("utf8").to_string();
     let log = dir.path().join("up.log");

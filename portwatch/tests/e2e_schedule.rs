@@ -12,26 +12,22 @@ mod support;
 use std::time::Duration;
 
 use support::scaleout::{stack_config, Stack};
-use support::{tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, tempdir, wait_for, write_config, Netns, Proc, EVERY_TASK_OFF};
 
 const API: &str = "127.0.0.1:18097";
+
+/// The jobs `api` lists (newest first, up to 10,000), once it answers.
+fn listed_jobs(ns: &Netns, api: &str, admin: &str) -> Option<Vec<serde_json::Value>> {
+    ns.get_json_as(api, "/api/v1/jobs?limit=10000", admin)?
+        .as_array()
+        .cloned()
+}
 
 /// The flow, on a deployment serving `api` whose every task is off, with a Redis
 /// on 127.0.x.2:6379 inside its assets; `restart` stops and starts the process that
 /// runs the scheduler (and waits until it serves again).
 fn set_follow_keep_stop(ns: &Netns, api: &str, admin: &str, operator: &str, mut restart: impl FnMut()) {
-    let jobs = || -> Option<Vec<serde_json::Value>> {
-        let bearer = format!("Bearer {admin}");
-        let answer = ns.http(
-            "GET",
-            api,
-            "/api/v1/jobs?limit=10000",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
-        (answer.status == 200).then(|| rows.as_array().cloned().unwrap_or_default())
-    };
+    let jobs = || listed_jobs(ns, api, admin);
     wait_for(Duration::from_secs(30), jobs).expect("the API serves jobs");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -119,9 +115,7 @@ fn set_follow_keep_stop(ns: &Netns, api: &str, admin: &str, operator: &str, mut 
 /// The task health of high_risk_ports agrees with the job list: per zone, its runs
 /// and failures are the jobs listed, its last run is the newest listed. Its zones.
 fn task_health_agrees_with_the_jobs(ns: &Netns, api: &str, admin: &str) -> Vec<serde_json::Value> {
-    let (status, jobs) = ns.api(api, "GET", "/api/v1/jobs?limit=10000", admin, "");
-    assert_eq!(status, 200);
-    let jobs = jobs.as_array().expect("jobs").clone();
+    let jobs = listed_jobs(ns, api, admin).expect("jobs");
     // Every job keeps what it was issued with, whichever process recorded its end
     // (a control plane restarted in between once wrote rows with no task).
     for j in &jobs {
@@ -160,39 +154,12 @@ fn task_health_agrees_with_the_jobs(ns: &Netns, api: &str, admin: &str) -> Vec<s
 fn a_cadence_set_by_an_admin_is_followed_recorded_and_kept() {
     let ns = Netns::new("sched");
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let cfg = write_config(
+    let cfg = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "127.0.0.0/29"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-liveness = "off"
-full_ports = "off"
-high_risk_ports = "off"
-port_recheck = "off"
-offline_high_risk_ports = "off"
-all_assets_full_ports = "off"
-service_detection = "off"
-admin_panels = "off"
-
-[store]
-path = "{}"
-
-[api]
-listen = "{API}"
-"#,
-            data.display()
-        ),
+        "[[assets]]\ncidr = \"127.0.0.0/29\"",
+        EVERY_TASK_OFF,
+        API,
+        "",
     );
     let cfg = cfg.to_str().expect("utf8");
     let _redis = ns.serve("127.0.0.2:6379");
@@ -355,18 +322,7 @@ listen = "{API}"
     let cfg = cfg.to_str().expect("utf8");
     let admin = ns.token(cfg, "ada", "admin");
     let start = |log: &str| Proc(ns.spawn_portwatch(&["--config", cfg, "up"], &dir.path().join(log)));
-    let jobs = || -> Option<Vec<serde_json::Value>> {
-        let bearer = format!("Bearer {admin}");
-        let answer = ns.http(
-            "GET",
-            API,
-            "/api/v1/jobs",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )?;
-        let rows: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
-        rows.as_array().cloned()
-    };
+    let jobs = || listed_jobs(&ns, API, &admin);
     let mut up = start("up.log");
     let running = wait_for(Duration::from_secs(30), || {
         jobs()?

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::{stderr, tempdir, wait_for, write_config, Netns, Proc};
+use support::{loopback_up_config, stderr, tempdir, wait_for, Netns, Proc};
 
 const API: &str = "127.0.0.1:18081";
 
@@ -38,36 +38,12 @@ fn sigkill_mid_stream_then_restart_equals_rebuild() {
     let data = dir.path().join("data");
     // 64 hosts every second on the high-risk list plus liveness and rechecks: a
     // steady stream of appends and projection commits to be killed in the middle of.
-    let config = write_config(
+    let config = loopback_up_config(
         dir.path(),
-        &format!(
-            r#"
-[scope]
-allow_reserved = true
-
-[[assets]]
-cidr = "127.0.0.0/26"
-
-[scan]
-rate = 100000
-timeout = "300ms"
-
-[schedule]
-high_risk_ports = "1s"
-liveness = "1s"
-port_recheck = "1s"
-
-[store]
-path = "{}"
-
-[auth]
-anonymous_read = true
-
-[api]
-listen = "{API}"
-"#,
-            data.display()
-        ),
+        "[[assets]]\ncidr = \"127.0.0.0/26\"",
+        "high_risk_ports = \"1s\"\nliveness = \"1s\"\nport_recheck = \"1s\"",
+        API,
+        "[auth]\nanonymous_read = true",
     );
     let cfg = config.to_str().expect("utf8");
     let mut listeners = vec![

@@ -215,14 +215,31 @@ sys.exit(r.returncode)\n";
         token: &str,
         body: &str,
     ) -> (u16, serde_json::Value) {
+        self.try_api(api, method, path, token, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"))
+    }
+
+    /// Like [`Netns::api`], but `None` while nothing answers (for waits).
+    pub fn try_api(
+        &self,
+        api: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> Option<(u16, serde_json::Value)> {
         let bearer = format!("Bearer {token}");
-        let answer = self
-            .http(method, api, path, &[("Authorization", bearer.as_str())], body)
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-        (
+        let answer = self.http(method, api, path, &[("Authorization", bearer.as_str())], body)?;
+        Some((
             answer.status,
             serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null),
-        )
+        ))
+    }
+
+    /// GET `path` with `token`: its JSON once the API answers 200.
+    pub fn get_json_as(&self, api: &str, path: &str, token: &str) -> Option<serde_json::Value> {
+        self.try_api(api, "GET", path, token, "")
+            .and_then(|(status, body)| (status == 200).then_some(body))
     }
 
     /// A new token for `user` with `role`, made with `portwatch token create`
@@ -379,6 +396,49 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// Write a config file.
+/// `[schedule]` lines that turn every task off.
+pub const EVERY_TASK_OFF: &str = r#"liveness = "off"
+full_ports = "off"
+high_risk_ports = "off"
+port_recheck = "off"
+offline_high_risk_ports = "off"
+all_assets_full_ports = "off"
+service_detection = "off"
+admin_panels = "off""#;
+
+/// The config of a `portwatch up` watching a loopback fleet in a test's namespace:
+/// `assets` (its `[[assets]]` tables), fast scans (300 ms timeout), the `schedule`
+/// lines, its data in `dir/data`, its API on `api`, and `extra` TOML after those.
+/// Written into `dir`; its path.
+pub fn loopback_up_config(dir: &Path, assets: &str, schedule: &str, api: &str, extra: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"[scope]
+allow_reserved = true
+
+{assets}
+
+[scan]
+rate = 100000
+timeout = "300ms"
+
+[schedule]
+{schedule}
+
+[store]
+path = "{}"
+
+[api]
+listen = "{api}"
+
+{extra}
+"#,
+            dir.join("data").display()
+        ),
+    )
+}
+
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("portwatch.toml");
     std::fs::write(&path, text).expect("write config");
