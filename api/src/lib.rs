@@ -461,23 +461,46 @@ mod tests {
         router(context(read, true))
     }
 
-    async fn get(app: &Router, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+    /// `method uri` with `headers` and a JSON `body` (if any): the status, the
+    /// answer's headers and its body as JSON (null when it is not JSON).
+    async fn exchange(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json");
+        }
         let response = app
             .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
             .await
             .unwrap();
         let status = response.status();
-        let next = response
-            .headers()
-            .get(NEXT_CURSOR)
-            .map(|v| v.to_str().unwrap().to_string());
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (
             status,
-            next,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// A header of an answer, as text.
+    fn header(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+        headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    /// GET `uri`: the status, the next page's cursor and the body.
+    async fn get(app: &Router, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        let (status, headers, body) = exchange(app, "GET", uri, &[], "").await;
+        (status, header(&headers, NEXT_CURSOR), body)
     }
 
     #[tokio::test]
@@ -787,24 +810,10 @@ mod tests {
         token: Option<&str>,
         body: &str,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        if !body.is_empty() {
-            req = req.header("Content-Type", "application/json");
-        }
-        let response = app
-            .clone()
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
+        let (status, _, body) = exchange(app, method, uri, &headers, body).await;
+        (status, body)
     }
 
     #[tokio::test]
@@ -949,29 +958,8 @@ mod tests {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, Option<String>, serde_json::Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if !body.is_empty() {
-            req = req.header("Content-Type", "application/json");
-        }
-        let response = app
-            .clone()
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            cookie,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
+        let (status, answer, body) = exchange(app, method, uri, headers, body).await;
+        (status, header(&answer, "set-cookie"), body)
     }
 
     #[tokio::test]
