@@ -18,27 +18,8 @@ PORTS="${3:-100}"
 REQUESTS="${4:-200}"
 OPEN=$((HOSTS * PORTS))
 
-if [ "$(id -u)" -ne 0 ]; then echo "run as root (network namespace)" >&2; exit 1; fi
-bash scripts/services.sh install
-cargo build --release --locked -q -p portwatch -p portwatch-bench
-PW="$PWD/target/release/portwatch"
-BENCH="$PWD/target/release/pwbench"
-
-NS="pwt-pages-$$"
-TMP="$(mktemp -d)"
-cleanup() {
-    for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
-
-in_ns bash scripts/services.sh clickhouse "$TMP/clickhouse" 8123 >/dev/null
-in_ns bash scripts/services.sh broker "$TMP/broker" 9092 >/dev/null
-echo "ClickHouse $(in_ns curl -s 'http://127.0.0.1:8123/?query=SELECT%20version()'), tansu broker; $(nproc) cores" >&2
+source bench/lib.sh
+scaleout_lab pages
 
 cat >"$TMP/pw.toml" <<CFG
 [[assets]]
