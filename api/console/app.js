@@ -474,9 +474,33 @@ pages.users = {
   },
 };
 
+pages.audit = {
+  title: 'Audit',
+  role: 'admin',
+  tools: (q) => {
+    const f = h('form', { class: 'toolbar', 'data-test': 'audit-filters' },
+      h('label', {}, 'user', h('input', { name: 'user', value: q.user || '' })),
+      h('label', {}, 'kind', h('input', { name: 'kind', value: q.kind || '', placeholder: 'refused, approval_granted…' })),
+      h('label', {}, 'since', h('input', { name: 'since', value: q.since || '', placeholder: '24h or 2026-12-01T00:00:00Z' })),
+      h('button', { type: 'submit' }, 'Show'));
+    f.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      location.hash = `#/audit${query(Object.fromEntries(new FormData(f).entries()))}`;
+    });
+    return f;
+  },
+  load: async (q) => {
+    const rows = await get(`/api/v1/audit${query({ user: q.user, kind: q.kind, since: q.since, limit: 200 })}`);
+    return table(['at', 'kind', 'user', 'token', 'issued by', 'from', 'subject', 'rule'],
+      rows.map((e) => h('tr', { class: e.kind === 'refused' ? 'bad' : '' }, h('td', {}, when(e.at)), h('td', {}, e.kind), h('td', {}, e.user),
+        h('td', {}, e.token ? h('code', {}, e.token) : ''), h('td', {}, e.issuer || ''), h('td', {}, e.client || ''),
+        h('td', {}, h('code', {}, e.subject)), h('td', {}, e.rule || ''))), { 'data-test': 'audit' });
+  },
+};
+
 const NAV = [
   ['dashboard', 'Dashboard'], ['ports', 'Open ports'], ['panels', 'Admin panels'], ['hosts', 'Hosts'],
-  ['tasks', 'Tasks'], ['approvals', 'Approvals'], ['alerts', 'Alerts'], ['blocks', 'Blocks'], ['users', 'Users'],
+  ['tasks', 'Tasks'], ['approvals', 'Approvals'], ['alerts', 'Alerts'], ['blocks', 'Blocks'], ['users', 'Users'], ['audit', 'Audit'],
 ];
 
 // --- routing and refresh ------------------------------------------------------------

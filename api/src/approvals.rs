@@ -9,14 +9,14 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::{PortSet, Proto};
 use portwatch_projections::approvals::{parse_target, Approval, ApprovalState};
-use portwatch_projections::{ApprovalRequest, Bound, Decision, DecisionKind, Fingerprint, PortState};
+use portwatch_projections::{Actor, ApprovalRequest, Bound, Decision, DecisionKind, Fingerprint, PortState};
 use portwatch_stores::{IpRange, PageRequest, PortQuery};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{record, ApiContext};
+use crate::{record, refuse, ApiContext};
 
 /// Longest an approval may run: a year, so every approval is looked at again.
 pub const MAX_VALIDITY: chrono::Duration = chrono::Duration::days(366);
@@ -60,7 +60,7 @@ pub struct ApprovalView {
 }
 
 /// Check a request; the decision that files it.
-pub fn file(body: NewApproval, by: &str, now: chrono::DateTime<Utc>) -> Result<Decision, String> {
+pub fn file(body: NewApproval, by: &Actor, now: chrono::DateTime<Utc>) -> Result<Decision, String> {
     let net = parse_target(&body.target)?;
     let ports = PortSet::parse(&body.ports).map_err(|e| format!("ports: {e}"))?;
     let proto = match body.proto.as_deref() {
@@ -93,9 +93,8 @@ pub fn file(body: NewApproval, by: &str, now: chrono::DateTime<Utc>) -> Result<D
     }
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
-    Ok(Decision::new(
+    Ok(by.decide(
         now,
-        by,
         DecisionKind::ApprovalRequested(ApprovalRequest {
             approval_id: format!("ap_{}", hex::encode(id)),
             net,
@@ -149,7 +148,7 @@ pub(crate) async fn create(
     body: Result<Json<NewApproval>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
-    let decision = file(body, &me.user, Utc::now()).map_err(ApiError::bad_request)?;
+    let decision = file(body, &me.actor(), Utc::now()).map_err(ApiError::bad_request)?;
     let DecisionKind::ApprovalRequested(request) = &decision.what else {
         return Err(ApiError::unavailable("not a request".into()));
     };
@@ -179,11 +178,19 @@ async fn decide(
     grant: bool,
 ) -> Result<Json<ApprovalView>, ApiError> {
     let approval = find(ctx, id)?;
+    let action = if grant { "approve" } else { "reject" };
     if approval.requested_by == me.user {
-        return Err(ApiError::forbidden(format!(
-            "{} requested approval {id}; someone else must decide it",
-            me.user
-        )));
+        let why = format!("{} requested approval {id}; someone else must decide it", me.user);
+        return Err(refuse(ctx, me, action, id, why).await);
+    }
+    let second = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .ledger()
+            .second_person(&approval.requested_by, approval.requested_at, &me.actor())
+    };
+    if let Err(why) = second {
+        return Err(refuse(ctx, me, action, id, why).await);
     }
     if approval.decision.is_some() {
         return Err(ApiError::conflict(format!("approval {id} was decided already")));
@@ -222,7 +229,7 @@ async fn decide(
             note,
         }
     };
-    record(ctx, vec![Decision::new(Utc::now(), &me.user, what)]).await?;
+    record(ctx, vec![me.actor().decide(Utc::now(), what)]).await?;
     tracing::info!(by = %me.user, approval = %id, granted = grant, "approval decided");
     Ok(Json(view(&find(ctx, id)?)))
 }
@@ -235,6 +242,7 @@ async fn decide(
     responses(
         (status = 200, description = "Granted.", body = ApprovalView),
         (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 403, description = "The caller requested it, or does not count as a second person (two-person rule).", body = ErrorBody),
         (status = 404, description = "No approval with this id.", body = ErrorBody),
         (status = 409, description = "It was decided already.", body = ErrorBody),
         (status = 503, description = "The store or the journal did not answer; try again.", body = ErrorBody),
@@ -255,6 +263,7 @@ pub(crate) async fn approve(
     responses(
         (status = 200, description = "Rejected.", body = ApprovalView),
         (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 403, description = "The caller requested it, or does not count as a second person (two-person rule).", body = ErrorBody),
         (status = 404, description = "No approval with this id.", body = ErrorBody),
         (status = 409, description = "It was decided already.", body = ErrorBody),
         (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),

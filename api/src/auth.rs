@@ -39,6 +39,9 @@ pub const TOKEN_PREFIX: &str = "pwt_";
 pub struct Auth {
     /// Reads need no token (writes always do).
     pub anonymous_read: bool,
+    /// An admin may issue tokens for existing users other than themselves (such
+    /// tokens count for nobody's second confirmation).
+    pub admin_may_issue_for_others: bool,
     verified: Mutex<HashMap<[u8; 32], String>>,
     /// Console sessions.
     pub(crate) sessions: crate::session::Sessions,
@@ -49,9 +52,17 @@ impl Auth {
     pub fn new(anonymous_read: bool) -> Self {
         Self {
             anonymous_read,
+            admin_may_issue_for_others: false,
             verified: Mutex::new(HashMap::new()),
             sessions: crate::session::Sessions::default(),
         }
+    }
+
+    /// Whether admins may issue tokens for other existing users (`[auth]
+    /// admin_may_issue_for_others`).
+    pub fn issuing_for_others(mut self, allowed: bool) -> Self {
+        self.admin_may_issue_for_others = allowed;
+        self
     }
 }
 
@@ -64,6 +75,20 @@ pub struct Identity {
     pub role: Role,
     /// The token used, by id.
     pub token: Option<String>,
+    /// The address the request came from (for the audit).
+    #[serde(skip)]
+    pub client: Option<String>,
+}
+
+impl Identity {
+    /// The caller as the journal names who decided: user, token and address.
+    pub fn actor(&self) -> portwatch_projections::Actor {
+        portwatch_projections::Actor {
+            name: self.user.clone(),
+            token: self.token.clone(),
+            client: self.client.clone(),
+        }
+    }
 }
 
 /// A new token: (the token to hand out once, its id, the hash to journal).
@@ -135,6 +160,7 @@ pub(crate) fn identity_of_token(ctx: &ApiContext, token_id: &str) -> Option<Iden
         user: record.user.clone(),
         role: ledger.role(&record.user)?,
         token: Some(record.id.clone()),
+        client: None,
     })
 }
 
@@ -242,6 +268,7 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
                 user: "anonymous".into(),
                 role: Role::Viewer,
                 token: None,
+                client: None,
             },
             None => {
                 return Refused::unauthorized("this needs a token: Authorization: Bearer <token>")
@@ -249,6 +276,11 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
             }
         },
     };
+    let mut identity = identity;
+    identity.client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     if identity.role < min {
         return Refused {
             status: StatusCode::FORBIDDEN,

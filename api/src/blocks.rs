@@ -8,14 +8,14 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Proto;
 use portwatch_projections::blocks::{Block, BlockRequest, BlockState};
-use portwatch_projections::{Decision, DecisionKind, PortState};
+use portwatch_projections::{DecisionKind, PortState};
 use portwatch_stores::{PageRequest, PortQuery};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{record, ApiContext};
+use crate::{record, refuse, ApiContext};
 
 /// The body of `POST /api/v1/blocks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -149,11 +149,9 @@ pub(crate) async fn propose(
     let id = request.block_id.clone();
     record(
         &ctx,
-        vec![Decision::new(
-            Utc::now(),
-            &me.user,
-            DecisionKind::BlockProposed(request),
-        )],
+        vec![me
+            .actor()
+            .decide(Utc::now(), DecisionKind::BlockProposed(request))],
     )
     .await?;
     tracing::info!(by = %me.user, block = %id, "block proposed");
@@ -166,6 +164,7 @@ pub(crate) async fn propose(
     params(("id" = String, Path, description = "The block.")),
     responses(
         (status = 200, description = "Confirmed.", body = BlockView),
+        (status = 403, description = "The caller proposed it, or does not count as a second person (two-person rule).", body = ErrorBody),
         (status = 404, description = "No block with this id.", body = ErrorBody),
         (status = 409, description = "It is not waiting for confirmation.", body = ErrorBody),
         (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
@@ -177,10 +176,17 @@ pub(crate) async fn confirm(
 ) -> Result<impl IntoResponse, ApiError> {
     let block = find(&ctx, &id)?;
     if block.proposed_by == me.user {
-        return Err(ApiError::forbidden(format!(
-            "{} proposed block {id}; someone else must confirm it",
-            me.user
-        )));
+        let why = format!("{} proposed block {id}; someone else must confirm it", me.user);
+        return Err(refuse(&ctx, &me, "confirm_block", &id, why).await);
+    }
+    let second = {
+        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .ledger()
+            .second_person(&block.proposed_by, block.proposed_at, &me.actor())
+    };
+    if let Err(why) = second {
+        return Err(refuse(&ctx, &me, "confirm_block", &id, why).await);
     }
     if block.state() != BlockState::Proposed {
         return Err(ApiError::conflict(format!(
@@ -189,11 +195,9 @@ pub(crate) async fn confirm(
     }
     record(
         &ctx,
-        vec![Decision::new(
-            Utc::now(),
-            &me.user,
-            DecisionKind::BlockConfirmed { block_id: id.clone() },
-        )],
+        vec![me
+            .actor()
+            .decide(Utc::now(), DecisionKind::BlockConfirmed { block_id: id.clone() })],
     )
     .await?;
     tracing::info!(by = %me.user, block = %id, "block confirmed");
@@ -220,9 +224,8 @@ pub(crate) async fn rollback(
     }
     record(
         &ctx,
-        vec![Decision::new(
+        vec![me.actor().decide(
             Utc::now(),
-            &me.user,
             DecisionKind::BlockEnding {
                 block_id: id.clone(),
                 why: format!("rolled back by {}", me.user),

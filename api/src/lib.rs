@@ -11,6 +11,7 @@
 //! ([`openapi`]), served at `/api/v1/openapi.json`.
 
 pub mod approvals;
+pub mod audit;
 pub mod auth;
 pub mod blocks;
 mod console;
@@ -79,6 +80,33 @@ impl std::fmt::Debug for ApiContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiContext").finish_non_exhaustive()
     }
+}
+
+/// An attempt refused by a rule of the ledger (the two-person rule, who may issue
+/// whose tokens): journalled, so that the audit lists it with the token and address
+/// it came from, logged, and answered 403 naming the rule. If the journal does not
+/// take the record, the answer is 403 all the same.
+pub(crate) async fn refuse(
+    ctx: &ApiContext,
+    me: &auth::Identity,
+    action: &str,
+    subject: &str,
+    rule: String,
+) -> ApiError {
+    tracing::warn!(user = %me.user, token = ?me.token, client = ?me.client, action, subject, rule = %rule, "attempt refused");
+    metrics::counter!("portwatch_api_refused_total", "action" => action.to_string()).increment(1);
+    let decision = me.actor().decide(
+        chrono::Utc::now(),
+        portwatch_projections::DecisionKind::Refused {
+            action: action.to_string(),
+            subject: subject.to_string(),
+            rule: rule.clone(),
+        },
+    );
+    if let Err(e) = portwatch_notify::service::record(&ctx.journal, &ctx.notifier, vec![decision]).await {
+        tracing::error!(error = %e, "a refused attempt could not be journalled");
+    }
+    ApiError::forbidden(rule)
 }
 
 /// Journal a write's `decisions` and fold them, or answer 503 (nothing recorded).
@@ -165,6 +193,8 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
             OpenApiRouter::new()
                 .routes(routes!(tokens::list, tokens::create))
                 .routes(routes!(tokens::revoke))
+                .routes(routes!(tokens::set_role))
+                .routes(routes!(audit::list))
                 .routes(routes!(schedule::set)),
         ),
     ]
@@ -715,6 +745,8 @@ mod tests {
         "/api/v1/blocks/{id}/rollback",
         "/api/v1/tokens",
         "/api/v1/tokens/{id}",
+        "/api/v1/users/{user}",
+        "/api/v1/audit",
     ];
 
     /// `api/openapi.json` is the generated document, committed so that a change of
@@ -784,6 +816,7 @@ mod tests {
                 && ![
                     "/api/v1/hosts",
                     "/api/v1/tokens",
+                    "/api/v1/audit",
                     "/api/v1/whoami",
                     "/api/v1/session",
                 ]
@@ -819,7 +852,13 @@ mod tests {
     #[tokio::test]
     async fn tokens_and_roles_are_enforced_on_every_route() {
         let ctx = context(Arc::new(Recorder::default()), false);
-        let (decisions, admin, _, _) = tokens::issue(None, "root", Some(Role::Admin), "test").unwrap();
+        let (decisions, admin, _, _) = tokens::issue(
+            None,
+            "root",
+            Some(Role::Admin),
+            &portwatch_projections::Actor::system("test"),
+        )
+        .unwrap();
         portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
             .await
             .unwrap();
@@ -965,8 +1004,13 @@ mod tests {
     #[tokio::test]
     async fn a_console_session_needs_its_csrf_token_for_changes_and_ends_with_its_token() {
         let ctx = context(Arc::new(Recorder::default()), false);
-        let (decisions, token, token_id, _) =
-            tokens::issue(None, "olga", Some(Role::Operator), "test").unwrap();
+        let (decisions, token, token_id, _) = tokens::issue(
+            None,
+            "olga",
+            Some(Role::Operator),
+            &portwatch_projections::Actor::system("test"),
+        )
+        .unwrap();
         portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
             .await
             .unwrap();
@@ -1067,7 +1111,13 @@ mod tests {
         let ctx = context(Arc::new(Recorder::default()), false);
         let mut tokens_of = std::collections::BTreeMap::new();
         for (user, role) in [("ada", Role::Admin), ("olga", Role::Operator)] {
-            let (decisions, token, _, _) = tokens::issue(None, user, Some(role), "test").unwrap();
+            let (decisions, token, _, _) = tokens::issue(
+                None,
+                user,
+                Some(role),
+                &portwatch_projections::Actor::system("test"),
+            )
+            .unwrap();
             portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
                 .await
                 .unwrap();
@@ -1110,6 +1160,168 @@ mod tests {
         );
     }
 
+    /// An admin cannot be their own second person: not by minting a token for an
+    /// existing approver (refused; with `admin_may_issue_for_others` issued, but it
+    /// counts for nobody), not through an approver they create; each attempt is in
+    /// the audit with the token it came with and who issued that token.
+    #[tokio::test]
+    async fn an_admin_cannot_mint_their_own_second_person() {
+        let mut ctx = context(Arc::new(Recorder::default()), false);
+        let cli = portwatch_projections::Actor::system("cli:root");
+        let mut tokens_of = std::collections::BTreeMap::new();
+        for (user, role) in [
+            ("ada", Role::Admin),
+            ("bob", Role::Approver),
+            ("ops", Role::Approver),
+        ] {
+            let (decisions, token, _, _) = tokens::issue(None, user, Some(role), &cli).unwrap();
+            portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+                .await
+                .unwrap();
+            tokens_of.insert(user, token);
+        }
+        let app = router(ctx.clone());
+        let ada = tokens_of["ada"].clone();
+        let body = r#"{"target":"10.0.0.7","ports":"8443","service":"https","reason":"vendor portal","owner":"web-team","expires":"30d"}"#;
+        let (status, filed) = call(&app, "POST", "/api/v1/approvals", Some(&ada), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{filed}");
+        let approve = format!(
+            "/api/v1/approvals/{}/approve",
+            filed["approval_id"].as_str().unwrap()
+        );
+        // A token for bob, who exists: refused.
+        let (status, refused) = call(&app, "POST", "/api/v1/tokens", Some(&ada), r#"{"user":"bob"}"#).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+        assert!(
+            refused["error"].as_str().unwrap().contains("only they issue"),
+            "{refused}"
+        );
+        // System names are nobody's.
+        for name in ["allow-list", "notifier", "portwatch", "controller"] {
+            let (status, err) = call(
+                &app,
+                "POST",
+                "/api/v1/tokens",
+                Some(&ada),
+                &format!(r#"{{"user":"{name}","role":"approver"}}"#),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {err}");
+            assert!(err["error"].as_str().unwrap().contains(name), "{err}");
+        }
+        // A new approver ada makes: their approval of ada's request is refused.
+        let (status, carol) = call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            Some(&ada),
+            r#"{"user":"carol","role":"approver"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{carol}");
+        let (status, refused) =
+            call(&app, "POST", &approve, Some(carol["token"].as_str().unwrap()), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+        assert!(
+            refused["error"].as_str().unwrap().contains("two-person rule"),
+            "{refused}"
+        );
+        // Where the config lets admins issue for others, bob's minted token works but
+        // counts for nobody's second confirmation.
+        ctx.auth = Arc::new(Auth::new(false).issuing_for_others(true));
+        let app = router(ctx.clone());
+        let (status, minted) = call(&app, "POST", "/api/v1/tokens", Some(&ada), r#"{"user":"bob"}"#).await;
+        assert_eq!(status, StatusCode::CREATED, "{minted}");
+        let minted_token = minted["token"].as_str().unwrap();
+        let (status, me) = call(&app, "GET", "/api/v1/whoami", Some(minted_token), "").await;
+        assert_eq!((status, me["user"].as_str()), (StatusCode::OK, Some("bob")));
+        let (status, refused) = call(&app, "POST", &approve, Some(minted_token), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+        assert!(refused["error"].as_str().unwrap().contains("nobody"), "{refused}");
+        // bob with his own token, or ops, is a second person.
+        let (status, approved) = call(&app, "POST", &approve, Some(&tokens_of["bob"]), "").await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        // A role changes without a token.
+        let (status, user) = call(
+            &app,
+            "PUT",
+            "/api/v1/users/ops",
+            Some(&ada),
+            r#"{"role":"operator"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, user["role"].as_str()),
+            (StatusCode::OK, Some("operator")),
+            "{user}"
+        );
+        assert_eq!(
+            call(
+                &app,
+                "PUT",
+                "/api/v1/users/nobody",
+                Some(&ada),
+                r#"{"role":"operator"}"#
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        // The audit (admin only) lists the refused attempts with token and issuer.
+        assert_eq!(
+            call(&app, "GET", "/api/v1/audit", Some(&tokens_of["bob"]), "")
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, refusals) = call(&app, "GET", "/api/v1/audit?kind=refused", Some(&ada), "").await;
+        assert_eq!(status, StatusCode::OK, "{refusals}");
+        let refusals = refusals.as_array().unwrap();
+        let summary: Vec<(&str, &str, &str)> = refusals
+            .iter()
+            .map(|e| {
+                (
+                    e["user"].as_str().unwrap(),
+                    e["issuer"].as_str().unwrap_or("-"),
+                    e["rule"].as_str().unwrap(),
+                )
+            })
+            .map(|(u, i, r)| {
+                (
+                    u,
+                    i,
+                    if r.contains("two-person") {
+                        "two-person"
+                    } else {
+                        "issue"
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("bob", "ada", "two-person"),
+                ("carol", "ada", "two-person"),
+                ("ada", "cli:root", "issue")
+            ],
+            "newest first: {refusals:?}"
+        );
+        assert!(refusals.iter().all(|e| e["token"].is_string()), "{refusals:?}");
+        let (_, page) = call(&app, "GET", "/api/v1/audit?limit=2", Some(&ada), "").await;
+        assert_eq!(page.as_array().unwrap().len(), 2);
+        let (_, by_bob) = call(&app, "GET", "/api/v1/audit?user=bob&since=1h", Some(&ada), "").await;
+        assert!(by_bob.as_array().unwrap().iter().all(|e| e["user"] == "bob"));
+        assert!(by_bob
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "approval_granted"));
+        let (status, err) = call(&app, "GET", "/api/v1/audit?since=yesterday", Some(&ada), "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(err["error"].as_str().unwrap().contains("since"), "{err}");
+    }
+
     #[tokio::test]
     async fn approvals_are_filed_by_operators_and_decided_by_someone_else() {
         let ctx = context(Arc::new(Recorder::default()), false);
@@ -1120,7 +1332,13 @@ mod tests {
             ("vic", Role::Viewer),
             ("ada", Role::Approver),
         ] {
-            let (decisions, token, _, _) = tokens::issue(None, user, Some(role), "test").unwrap();
+            let (decisions, token, _, _) = tokens::issue(
+                None,
+                user,
+                Some(role),
+                &portwatch_projections::Actor::system("test"),
+            )
+            .unwrap();
             portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
                 .await
                 .unwrap();

@@ -45,6 +45,11 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// A free-text parameter, if given and not empty.
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
     /// `by`: risk (default), owner, system or day.
     pub(crate) fn by(&self) -> Result<portwatch_projections::report::By, ApiError> {
         self.get("by")

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Task;
-use portwatch_projections::{Decision, DecisionKind, Ledger};
+use portwatch_projections::{DecisionKind, Ledger};
 use serde::Deserialize;
 
 use crate::auth::Identity;
@@ -111,11 +111,9 @@ pub(crate) async fn set(
     tracing::info!(by = %me.user, task = %task, every = every.as_deref().unwrap_or("as configured"), "cadence changed");
     record(
         &ctx,
-        vec![Decision::new(
-            Utc::now(),
-            &me.user,
-            DecisionKind::ScheduleSet { task, every },
-        )],
+        vec![me
+            .actor()
+            .decide(Utc::now(), DecisionKind::ScheduleSet { task, every })],
     )
     .await?;
     let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());

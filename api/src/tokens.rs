@@ -6,7 +6,9 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Timestamp;
-use portwatch_projections::{Decision, DecisionKind, Role, TokenIssued};
+use portwatch_projections::{
+    is_system_actor, Actor, Decision, DecisionKind, Role, TokenIssued, SYSTEM_ACTORS,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{new_token, Identity};
@@ -52,13 +54,22 @@ pub(crate) struct TokenView {
     issued_at: Timestamp,
     /// Who issued it.
     issued_by: String,
+    /// Issued by someone else for a user who existed already: it works, but counts
+    /// for nobody's second confirmation.
+    delegated: bool,
     /// When it was revoked, if it was.
     #[schema(value_type = Option<String>, format = DateTime)]
     revoked_at: Option<Timestamp>,
 }
 
-/// Whether `name` is an acceptable user name.
+/// Whether `name` is an acceptable user name: not one the system acts under.
 pub fn check_user(name: &str) -> Result<(), String> {
+    if is_system_actor(name) {
+        return Err(format!(
+            "user `{name}`: a name portwatch acts under (one of {}) cannot be a user's",
+            SYSTEM_ACTORS.join(", ")
+        ));
+    }
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -79,7 +90,7 @@ pub fn issue(
     current: Option<Role>,
     user: &str,
     role: Option<Role>,
-    by: &str,
+    by: &Actor,
 ) -> Result<(Vec<Decision>, String, String, Role), String> {
     check_user(user)?;
     let role = match (current, role) {
@@ -90,9 +101,8 @@ pub fn issue(
     let now = Utc::now();
     let mut decisions = Vec::new();
     if current != Some(role) {
-        decisions.push(Decision::new(
+        decisions.push(by.decide(
             now,
-            by,
             DecisionKind::UserSet {
                 user: user.to_string(),
                 role,
@@ -100,9 +110,8 @@ pub fn issue(
         ));
     }
     let (token, id, hash) = new_token()?;
-    decisions.push(Decision::new(
+    decisions.push(by.decide(
         now,
-        by,
         DecisionKind::TokenIssued(TokenIssued {
             token_id: id.clone(),
             user: user.to_string(),
@@ -110,6 +119,14 @@ pub fn issue(
         }),
     ));
     Ok((decisions, token, id, role))
+}
+
+/// `user`'s role, if they exist, and how many admins there are.
+fn role_and_admins(ctx: &ApiContext, user: &str) -> (Option<Role>, usize) {
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let ledger = state.ledger();
+    let admins = ledger.users().values().filter(|r| **r == Role::Admin).count();
+    (ledger.role(user), admins)
 }
 
 /// Why giving `user` (whose role is `current`) the role `role` is refused when
@@ -132,6 +149,7 @@ fn last_admin_demoted(
 #[utoipa::path(post, operation_id = "create_token", path = "/api/v1/tokens", tag = "users", request_body = NewToken, responses(
     (status = 201, description = "The token, shown this once; only its hash is kept.", body = IssuedToken),
     (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 403, description = "The user exists and is not the caller: only they issue their own tokens.", body = ErrorBody),
     (status = 409, description = "The change would leave no admin.", body = ErrorBody),
     (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
 ))]
@@ -147,19 +165,24 @@ pub(crate) async fn create(
         .map(str::parse::<Role>)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("role: {e}")))?;
-    let (current, admins) = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
-        let users = state.ledger().users();
-        (
-            state.ledger().role(&body.user),
-            users.values().filter(|r| **r == Role::Admin).count(),
-        )
-    };
+    let (current, admins) = role_and_admins(&ctx, &body.user);
     if let Some(reason) = last_admin_demoted(current, role, admins, &body.user) {
         return Err(ApiError::conflict(reason));
     }
+    // A token for somebody else who exists already would let an admin act as them
+    // (and be their own second person): refused unless the config allows it, and
+    // even then the token counts for nobody's second confirmation (the ledger marks
+    // it delegated).
+    if current.is_some() && body.user != me.user && !ctx.auth.admin_may_issue_for_others {
+        let why = format!(
+            "`{}` exists: only they issue their own tokens (PUT /api/v1/users/{} changes their role; [auth] admin_may_issue_for_others = true allows it)",
+            body.user, body.user
+        );
+        return Err(crate::refuse(&ctx, &me, "issue_token", &body.user, why).await);
+    }
+    check_user(&body.user).map_err(ApiError::bad_request)?;
     let (decisions, token, id, role) =
-        issue(current, &body.user, role, &me.user).map_err(ApiError::bad_request)?;
+        issue(current, &body.user, role, &me.actor()).map_err(ApiError::bad_request)?;
     record(&ctx, decisions).await?;
     tracing::info!(by = %me.user, user = %body.user, role = role.as_str(), token = %id, "token issued");
     Ok((
@@ -188,6 +211,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
             role: ledger.role(&t.user),
             issued_at: t.issued_at,
             issued_by: t.issued_by.clone(),
+            delegated: t.delegated,
             revoked_at: t.revoked_at,
         })
         .collect();
@@ -217,11 +241,9 @@ pub(crate) async fn revoke(
         Some(false) => {
             record(
                 &ctx,
-                vec![Decision::new(
-                    Utc::now(),
-                    &me.user,
-                    DecisionKind::TokenRevoked { token_id: id.clone() },
-                )],
+                vec![me
+                    .actor()
+                    .decide(Utc::now(), DecisionKind::TokenRevoked { token_id: id.clone() })],
             )
             .await?;
             tracing::info!(by = %me.user, token = %id, "token revoked");
@@ -236,4 +258,87 @@ pub(crate) async fn revoke(
 ))]
 pub(crate) async fn whoami(Extension(me): Extension<Identity>) -> impl IntoResponse {
     Json(me)
+}
+
+/// The body of `PUT /api/v1/users/{user}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRole {
+    /// Their role from now on.
+    #[schema(value_type = Role)]
+    role: String,
+}
+
+/// A user on record.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct UserView {
+    /// The user's name.
+    user: String,
+    /// Their role.
+    role: Role,
+    /// Who created them.
+    created_by: String,
+    /// Who gave them this role.
+    role_by: String,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    role_at: Timestamp,
+}
+
+/// Change an existing user's role (admin); no token is issued. The last admin
+/// cannot be given another role.
+#[utoipa::path(put, operation_id = "set_user_role", path = "/api/v1/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "The user.")),
+    request_body = NewRole,
+    responses(
+        (status = 200, description = "The user now.", body = UserView),
+        (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+        (status = 409, description = "The change would leave no admin.", body = ErrorBody),
+        (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
+))]
+pub(crate) async fn set_role(
+    State(ctx): State<ApiContext>,
+    Extension(me): Extension<Identity>,
+    Path(user): Path<String>,
+    body: Result<Json<NewRole>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
+    let role = body
+        .role
+        .parse::<Role>()
+        .map_err(|e| ApiError::bad_request(format!("role: {e}")))?;
+    let (current, admins) = role_and_admins(&ctx, &user);
+    let Some(current) = current else {
+        return Err(ApiError::not_found(format!("no user `{user}`")));
+    };
+    if let Some(reason) = last_admin_demoted(Some(current), Some(role), admins, &user) {
+        return Err(ApiError::conflict(reason));
+    }
+    if current != role {
+        record(
+            &ctx,
+            vec![me.actor().decide(
+                Utc::now(),
+                DecisionKind::UserSet {
+                    user: user.clone(),
+                    role,
+                },
+            )],
+        )
+        .await?;
+        tracing::info!(by = %me.user, user = %user, role = role.as_str(), "role changed");
+    }
+    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let record = state
+        .ledger()
+        .user_record(&user)
+        .ok_or_else(|| ApiError::not_found(format!("no user `{user}`")))?;
+    Ok(Json(UserView {
+        user: user.clone(),
+        role: record.role,
+        created_by: record.created_by.clone(),
+        role_by: record.role_by.clone(),
+        role_at: record.role_at,
+    }))
 }

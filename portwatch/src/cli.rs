@@ -138,6 +138,17 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
 
+    /// Every decision on record, newest first: who made it, with which token, who
+    /// issued that token, from where; refused attempts with the rule that refused
+    /// them. The same entries as GET /api/v1/audit.
+    ///
+    /// Examples:
+    ///   portwatch audit
+    ///   portwatch audit --kind refused --since 24h --json
+    ///   portwatch audit --user ada --kafka -c scaleout.toml
+    #[command(verbatim_doc_comment)]
+    Audit(AuditArgs),
+
     /// Manage API tokens: `token create` issues one (shown once, stored hashed).
     ///
     /// Examples:
@@ -489,6 +500,33 @@ pub struct TokenCreateArgs {
     /// embedded one.
     #[arg(long)]
     pub kafka: bool,
+}
+
+/// `audit` flags.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only decisions made by this user (or system name).
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Only decisions of this kind (approval_granted, refused, token_issued, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+
+    /// Only decisions at or after this time (RFC 3339) or within this long (24h).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+
+    /// Read the scale-out journal (Kafka's decisions topic) instead of the embedded one.
+    #[arg(long)]
+    pub kafka: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `rebuild` flags.

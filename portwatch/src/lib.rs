@@ -123,6 +123,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Migrate(args) => roles::migrate::run(&cfg, &args).await,
         Command::Rebuild(args) => projector::rebuild(&cfg, &args.to).await,
         Command::Token(cli::TokenCommand::Create(args)) => commands::token::create(&cfg, &args).await,
+        Command::Audit(args) => commands::token::audit(&cfg, &args).await,
         Command::Approval(args) => commands::approval::run(&cfg, &args).await,
         Command::Report(args) => commands::report::run(&cfg, &args),
         Command::CheckConfig => commands::query::check_config(&cfg),

@@ -200,7 +200,7 @@ pub async fn bootstrap(
         None,
         "admin",
         Some(portwatch_projections::Role::Admin),
-        "portwatch",
+        &portwatch_projections::Actor::system("portwatch"),
     )
     .map_err(anyhow::Error::msg)?;
     portwatch_notify::service::record(journal, state, decisions).await?;

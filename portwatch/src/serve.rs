@@ -52,7 +52,7 @@ pub fn context(
         read,
         notifier,
         journal,
-        auth: Arc::new(Auth::new(cfg.anonymous_read)),
+        auth: Arc::new(Auth::new(cfg.anonymous_read).issuing_for_others(cfg.admin_may_issue_for_others)),
         max_block: cfg.control.max_duration,
         assets,
         schedule: Arc::new(schedule(cfg)),
@@ -78,7 +78,7 @@ pub async fn bind(
     })?;
     let app = portwatch_api::router(ctx);
     Ok(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

@@ -132,6 +132,45 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The names the system acts under in the journal. No user may take one, so that a
+/// user's decision never reads like portwatch's own.
+pub const SYSTEM_ACTORS: [&str; 5] = ["portwatch", "controller", "notifier", "allow-list", "anonymous"];
+
+/// Whether `name` is one the system acts under (`cli:*` and `channel:*` included).
+pub fn is_system_actor(name: &str) -> bool {
+    SYSTEM_ACTORS.contains(&name) || name.starts_with("cli:") || name.starts_with("channel:")
+}
+
+/// Who makes a decision: a user through one of their tokens (from an address), or
+/// the system under one of its names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Actor {
+    /// The user or system name.
+    pub name: String,
+    /// The token the user decided with, by id.
+    pub token: Option<String>,
+    /// The client's address, for decisions made through the API.
+    pub client: Option<String>,
+}
+
+impl Actor {
+    /// The system, or the shell, acting as `name` (no token).
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            name: name.to_string(),
+            ..Actor::default()
+        }
+    }
+
+    /// A decision made by this actor at `at`.
+    pub fn decide(&self, at: Timestamp, what: DecisionKind) -> Decision {
+        let mut d = Decision::new(at, &self.name, what);
+        d.token.clone_from(&self.token);
+        d.client.clone_from(&self.client);
+        d
+    }
+}
+
 /// An API token as journalled: never the token itself, only a hash of its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenIssued {
@@ -279,6 +318,72 @@ pub enum DecisionKind {
         /// The block.
         block_id: String,
     },
+    /// An attempt a rule refused: on the record, with no effect.
+    Refused {
+        /// What was attempted (`approve`, `confirm_block`, `issue_token`, ...).
+        action: String,
+        /// What it was about (an approval, a block, a user).
+        subject: String,
+        /// The rule that refused it, in words.
+        rule: String,
+    },
+}
+
+impl DecisionKind {
+    /// The kind's name, as in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DecisionKind::ScheduleSet { .. } => "schedule_set",
+            DecisionKind::UserSet { .. } => "user_set",
+            DecisionKind::TokenIssued(_) => "token_issued",
+            DecisionKind::TokenRevoked { .. } => "token_revoked",
+            DecisionKind::Notified { .. } => "notified",
+            DecisionKind::Silenced { .. } => "silenced",
+            DecisionKind::Delivery(_) => "delivery",
+            DecisionKind::ApprovalRequested(_) => "approval_requested",
+            DecisionKind::ApprovalGranted { .. } => "approval_granted",
+            DecisionKind::ApprovalRejected { .. } => "approval_rejected",
+            DecisionKind::ApprovalLapsed { .. } => "approval_lapsed",
+            DecisionKind::ApprovalWarned { .. } => "approval_warned",
+            DecisionKind::ApprovalExpired { .. } => "approval_expired",
+            DecisionKind::BlockProposed(_) => "block_proposed",
+            DecisionKind::BlockConfirmed { .. } => "block_confirmed",
+            DecisionKind::BlockApplied { .. } => "block_applied",
+            DecisionKind::BlockFailed { .. } => "block_failed",
+            DecisionKind::BlockVerified { .. } => "block_verified",
+            DecisionKind::BlockEnding { .. } => "block_ending",
+            DecisionKind::BlockRemoved { .. } => "block_removed",
+            DecisionKind::Refused { .. } => "refused",
+        }
+    }
+
+    /// What the decision is about, for the audit: an approval, a block, a user, a
+    /// token, a task, a notification.
+    pub fn subject(&self) -> String {
+        match self {
+            DecisionKind::ScheduleSet { task, .. } => task.as_str().to_string(),
+            DecisionKind::UserSet { user, .. } => user.clone(),
+            DecisionKind::TokenIssued(t) => format!("{} ({})", t.token_id, t.user),
+            DecisionKind::TokenRevoked { token_id } => token_id.clone(),
+            DecisionKind::Notified { notification } => notification.id.clone(),
+            DecisionKind::Silenced { alerts, .. } => alerts.first().map(|a| a.id.clone()).unwrap_or_default(),
+            DecisionKind::Delivery(d) => format!("{} via {}", d.notification, d.channel),
+            DecisionKind::ApprovalRequested(r) => r.approval_id.clone(),
+            DecisionKind::ApprovalGranted { approval_id, .. }
+            | DecisionKind::ApprovalRejected { approval_id, .. }
+            | DecisionKind::ApprovalLapsed { approval_id, .. }
+            | DecisionKind::ApprovalWarned { approval_id }
+            | DecisionKind::ApprovalExpired { approval_id } => approval_id.clone(),
+            DecisionKind::BlockProposed(b) => b.block_id.clone(),
+            DecisionKind::BlockConfirmed { block_id }
+            | DecisionKind::BlockApplied { block_id, .. }
+            | DecisionKind::BlockFailed { block_id, .. }
+            | DecisionKind::BlockVerified { block_id }
+            | DecisionKind::BlockEnding { block_id, .. }
+            | DecisionKind::BlockRemoved { block_id } => block_id.clone(),
+            DecisionKind::Refused { subject, .. } => subject.clone(),
+        }
+    }
 }
 
 /// One decision record: who decided what, when.
@@ -293,6 +398,12 @@ pub struct Decision {
     pub at: Timestamp,
     /// Who: `notifier`, a channel's deliverer, or a user.
     pub by: String,
+    /// The token a user decided with, by id (none for the system and the shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The address the decision came from, for decisions made through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// What.
     #[serde(flatten)]
     pub what: DecisionKind,
@@ -336,12 +447,17 @@ impl Decision {
             DecisionKind::BlockVerified { block_id } => format!("verified:{block_id}"),
             DecisionKind::BlockEnding { block_id, .. } => format!("ending:{block_id}"),
             DecisionKind::BlockRemoved { block_id } => format!("removed:{block_id}"),
+            DecisionKind::Refused { action, subject, .. } => {
+                format!("refused:{by}:{action}:{subject}:{}", at.timestamp_micros())
+            }
         };
         Decision {
             v: SCHEMA_VERSION,
             id,
             at,
             by: by.to_string(),
+            token: None,
+            client: None,
             what,
         }
     }
@@ -407,8 +523,54 @@ pub struct TokenRecord {
     pub issued_at: Timestamp,
     /// Who issued it.
     pub issued_by: String,
+    /// The token its issuer used, by id (none when the system or the shell issued it).
+    pub issued_with: Option<String>,
+    /// Issued by someone else for a user who existed already: it works, but counts
+    /// for nobody's second confirmation.
+    pub delegated: bool,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+}
+
+/// Who created a user and who last set their role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRecord {
+    /// Their role now.
+    pub role: Role,
+    /// Who created them.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// Who gave them their role now.
+    pub role_by: String,
+    /// When.
+    pub role_at: Timestamp,
+}
+
+/// One decision as the audit shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Its place in the journal's order (0 first).
+    pub seq: u64,
+    /// The decision's id.
+    pub id: String,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// What kind of decision (`approval_granted`, `refused`, ...).
+    pub kind: String,
+    /// Who: a user or a system name.
+    pub user: String,
+    /// The token they decided with, by id.
+    pub token: Option<String>,
+    /// Who issued that token.
+    pub issuer: Option<String>,
+    /// The address the decision came from.
+    pub client: Option<String>,
+    /// What it is about.
+    pub subject: String,
+    /// For a refused attempt, the rule that refused it.
+    pub rule: Option<String>,
 }
 
 /// The journal of decisions, folded.
@@ -419,6 +581,8 @@ pub struct Ledger {
     /// The alerts recorded about each exposure (told or silenced), by episode.
     episode_alerts: HashMap<String, Vec<Alert>>,
     users: BTreeMap<String, Role>,
+    user_records: BTreeMap<String, UserRecord>,
+    audit: Vec<AuditEntry>,
     schedule: BTreeMap<Task, ScheduleChange>,
     tokens: BTreeMap<String, TokenRecord>,
     applied: HashSet<String>,
@@ -446,6 +610,25 @@ impl Ledger {
             return false;
         }
         self.decisions += 1;
+        self.audit.push(AuditEntry {
+            seq: self.audit.len() as u64,
+            id: d.id.clone(),
+            at: d.at,
+            kind: d.what.name().to_string(),
+            user: d.by.clone(),
+            token: d.token.clone(),
+            issuer: d
+                .token
+                .as_deref()
+                .and_then(|t| self.tokens.get(t))
+                .map(|t| t.issued_by.clone()),
+            client: d.client.clone(),
+            subject: d.what.subject(),
+            rule: match &d.what {
+                DecisionKind::Refused { rule, .. } => Some(rule.clone()),
+                _ => None,
+            },
+        });
         match &d.what {
             DecisionKind::Notified { notification: n } => self.notified(n),
             DecisionKind::Silenced { reason, alerts } => {
@@ -577,7 +760,21 @@ impl Ledger {
             }
             DecisionKind::UserSet { user, role } => {
                 self.users.insert(user.clone(), *role);
+                let record = self
+                    .user_records
+                    .entry(user.clone())
+                    .or_insert_with(|| UserRecord {
+                        role: *role,
+                        created_by: d.by.clone(),
+                        created_at: d.at,
+                        role_by: d.by.clone(),
+                        role_at: d.at,
+                    });
+                record.role = *role;
+                record.role_by.clone_from(&d.by);
+                record.role_at = d.at;
             }
+            DecisionKind::Refused { .. } => {}
             DecisionKind::ScheduleSet { task, every } => {
                 match every {
                     Some(every) => self.schedule.insert(
@@ -592,6 +789,10 @@ impl Ledger {
                 };
             }
             DecisionKind::TokenIssued(t) => {
+                // A token for a user who had one already, issued by another user: it
+                // works, but it is not that user's own doing.
+                let existing = self.tokens.values().any(|x| x.user == t.user);
+                let delegated = existing && d.by != t.user && !is_system_actor(&d.by);
                 self.tokens
                     .entry(t.token_id.clone())
                     .or_insert_with(|| TokenRecord {
@@ -600,6 +801,8 @@ impl Ledger {
                         hash: t.hash.clone(),
                         issued_at: d.at,
                         issued_by: d.by.clone(),
+                        issued_with: d.token.clone(),
+                        delegated,
                         revoked_at: None,
                     });
             }
@@ -742,6 +945,80 @@ impl Ledger {
         self.tokens.values()
     }
 
+    /// Who created `user` and who set their role, if the user exists.
+    pub fn user_record(&self, user: &str) -> Option<&UserRecord> {
+        self.user_records.get(user)
+    }
+
+    /// Every decision folded, in the journal's order.
+    pub fn audit(&self) -> &[AuditEntry] {
+        &self.audit
+    }
+
+    /// The two-person rule: whether `decider`, deciding with the token it names,
+    /// counts as a person other than `requester`, who asked at `asked_at`. It does
+    /// only if it is another user, its token is its own (not issued for it by
+    /// someone else), no token in the chain that issued its token was issued by the
+    /// requester (an admin cannot mint their own second person), and the requester
+    /// has neither created the decider nor given them their role since asking.
+    /// `Err` says which part failed.
+    pub fn second_person(&self, requester: &str, asked_at: Timestamp, decider: &Actor) -> Result<(), String> {
+        let who = &decider.name;
+        if who == requester {
+            return Err(format!(
+                "{who} made the request; someone else must decide it (two-person rule)"
+            ));
+        }
+        let Some(token_id) = decider.token.as_deref() else {
+            return Err(format!(
+                "{who} decided without a token; a second person decides with their own token (two-person rule)"
+            ));
+        };
+        let Some(token) = self.tokens.get(token_id) else {
+            return Err(format!("token {token_id} is not on record (two-person rule)"));
+        };
+        if token.user != *who {
+            return Err(format!(
+                "token {token_id} is {}'s, not {who}'s (two-person rule)",
+                token.user
+            ));
+        }
+        if token.delegated {
+            return Err(format!(
+                "token {token_id} was issued to {who} by {}: a token issued for someone else counts for nobody's second confirmation (two-person rule)",
+                token.issued_by
+            ));
+        }
+        // Walk the issuers: a token made with a token the requester issued is the
+        // requester's doing too. Bounded: ids are unique, so a chain has no loop
+        // longer than the tokens on record.
+        let mut link = Some(token);
+        for _ in 0..=self.tokens.len() {
+            let Some(t) = link else { break };
+            if t.issued_by == requester {
+                return Err(format!(
+                    "token {token_id} of {who} was issued by {requester} (through token {}), who made the request: an admin cannot approve through a token they minted (two-person rule)",
+                    t.id
+                ));
+            }
+            link = t.issued_with.as_deref().and_then(|id| self.tokens.get(id));
+        }
+        if let Some(u) = self.user_records.get(who) {
+            if u.created_by == requester && u.created_at >= asked_at {
+                return Err(format!(
+                    "{who} was created by {requester} after the request: a user the requester made since counts for no second confirmation (two-person rule)"
+                ));
+            }
+            if u.role_by == requester && u.role_at >= asked_at {
+                return Err(format!(
+                    "{who} was given the role {} by {requester} after the request (two-person rule)",
+                    u.role.as_str()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the alert was told or silenced already.
     pub fn settled(&self, alert_id: &str) -> bool {
         self.settled.contains(alert_id)
@@ -777,6 +1054,122 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
+
+    /// A user with `role` and a token `token`, made by `by` (with `with`, its token) at `s`.
+    fn user(ledger: &mut Ledger, s: i64, by: &Actor, name: &str, token: &str) {
+        let at = Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts");
+        if ledger.role(name).is_none() {
+            ledger.apply(&by.decide(
+                at,
+                DecisionKind::UserSet {
+                    user: name.into(),
+                    role: Role::Admin,
+                },
+            ));
+        }
+        ledger.apply(&by.decide(
+            at,
+            DecisionKind::TokenIssued(TokenIssued {
+                token_id: token.into(),
+                user: name.into(),
+                hash: String::new(),
+            }),
+        ));
+    }
+
+    fn with(name: &str, token: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            token: Some(token.into()),
+            client: Some("192.0.2.9".into()),
+        }
+    }
+
+    #[test]
+    fn a_second_person_is_nobody_the_requester_minted() {
+        let cli = Actor::system("cli:root");
+        let at = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts");
+        let mut l = Ledger::new();
+        user(&mut l, 0, &cli, "ada", "t-ada");
+        user(&mut l, 0, &cli, "bob", "t-bob");
+        // ada made carol before asking, through the API: carol's token passed
+        // through ada's hands.
+        user(&mut l, 10, &with("ada", "t-ada"), "carol", "t-carol");
+        // carol made herself a new token with the one ada gave her: still ada's doing.
+        user(&mut l, 20, &with("carol", "t-carol"), "carol", "t-carol2");
+        let asked = at(100);
+        // bob decides with his own token: a second person.
+        assert_eq!(l.second_person("ada", asked, &with("bob", "t-bob")), Ok(()));
+        // ada herself, any token.
+        assert!(l.second_person("ada", asked, &with("ada", "t-ada")).is_err());
+        // ada mints a token for bob (an existing user): delegated, counts for nobody.
+        user(&mut l, 200, &with("ada", "t-ada"), "bob", "t-bob-by-ada");
+        let e = l
+            .second_person("ada", asked, &with("bob", "t-bob-by-ada"))
+            .expect_err("minted for bob");
+        assert!(
+            e.contains("two-person rule") && e.contains("issued to bob by ada"),
+            "{e}"
+        );
+        let e = l
+            .second_person("zed", asked, &with("bob", "t-bob-by-ada"))
+            .expect_err("nobody's");
+        assert!(e.contains("nobody"), "{e}");
+        // carol's tokens descend from ada's.
+        for t in ["t-carol", "t-carol2"] {
+            let e = l.second_person("ada", asked, &with("carol", t)).expect_err(t);
+            assert!(e.contains("issued by ada"), "{t}: {e}");
+        }
+        // A user ada creates after asking, even with a token from the shell.
+        user(&mut l, 300, &with("ada", "t-ada"), "dan", "t-dan-api");
+        user(&mut l, 301, &cli, "dan", "t-dan");
+        let e = l
+            .second_person("ada", asked, &with("dan", "t-dan"))
+            .expect_err("created since");
+        assert!(e.contains("created by ada after the request"), "{e}");
+        // Another person's request is not affected by ada's doings with dan.
+        assert_eq!(l.second_person("bob", asked, &with("dan", "t-dan")), Ok(()));
+        // A token that is someone else's, or unknown, or none.
+        assert!(l.second_person("ada", asked, &with("bob", "t-dan")).is_err());
+        assert!(l.second_person("ada", asked, &with("bob", "nope")).is_err());
+        assert!(l.second_person("ada", asked, &Actor::system("bob")).is_err());
+        // The audit has every decision with its token and the token's issuer.
+        let minted = l
+            .audit()
+            .iter()
+            .find(|e| e.subject.starts_with("t-bob-by-ada"))
+            .expect("on record");
+        assert_eq!(
+            (
+                minted.user.as_str(),
+                minted.token.as_deref(),
+                minted.issuer.as_deref()
+            ),
+            ("ada", Some("t-ada"), Some("cli:root"))
+        );
+        assert_eq!(minted.client.as_deref(), Some("192.0.2.9"));
+        assert!(l.token("t-bob-by-ada").is_some_and(|t| t.delegated));
+        assert!(
+            !l.token("t-carol").is_some_and(|t| t.delegated),
+            "a new user's first token"
+        );
+        assert!(!l.token("t-carol2").is_some_and(|t| t.delegated), "one's own");
+    }
+
+    #[test]
+    fn system_names_are_the_systems() {
+        for name in [
+            "portwatch",
+            "controller",
+            "notifier",
+            "allow-list",
+            "cli:root",
+            "channel:soc",
+        ] {
+            assert!(is_system_actor(name), "{name}");
+        }
+        assert!(!is_system_actor("ada"));
+    }
 
     #[test]
     fn every_kind_of_decision_survives_its_json() {

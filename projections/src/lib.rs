@@ -42,8 +42,9 @@ pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
 pub use approvals::{Approval, ApprovalRequest, ApprovalState, Bound, Fingerprint};
 pub use assets::{Asset, AssetMatch, Assets};
 pub use ledger::{
-    AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, DeliveryState, Ledger, NotificationRecord, Role,
-    ScheduleChange, SilenceReason, TokenIssued, TokenRecord,
+    is_system_actor, Actor, AttemptOutcome, AuditEntry, Decision, DecisionKind, DeliveryAttempt,
+    DeliveryState, Ledger, NotificationRecord, Role, ScheduleChange, SilenceReason, TokenIssued, TokenRecord,
+    UserRecord, SYSTEM_ACTORS,
 };
 pub use notice::{Notification, NotificationKind};
 pub use notifications::{Notifier, NotifyPolicy, Tick};

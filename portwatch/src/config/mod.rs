@@ -132,6 +132,9 @@ pub struct RawApi {
 pub struct RawAuth {
     /// Reads (GET) need no token. Writes always do. Default: false.
     pub anonymous_read: Option<bool>,
+    /// An admin may issue a token for an existing user other than themselves. Such a
+    /// token works, but counts for nobody's second confirmation. Default: false.
+    pub admin_may_issue_for_others: Option<bool>,
 }
 
 /// `[control]`: active control (blocks).
@@ -343,6 +346,8 @@ pub struct Config {
     pub alerts: alerts::AlertSettings,
     /// Reads need no token.
     pub anonymous_read: bool,
+    /// Admins may issue tokens for other existing users (`[auth]`).
+    pub admin_may_issue_for_others: bool,
     /// Active control.
     pub control: ControlSettings,
 }
@@ -482,6 +487,7 @@ impl RawConfig {
             service,
             alerts,
             anonymous_read: self.auth.anonymous_read.unwrap_or(false),
+            admin_may_issue_for_others: self.auth.admin_may_issue_for_others.unwrap_or(false),
             control: self.control.validate(&at)?,
         })
     }
