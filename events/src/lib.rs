@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod control;
+pub mod redact;
 
 pub use ports::{PortSet, PortSetError};
 pub use risk::RiskClass;

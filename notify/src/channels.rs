@@ -107,7 +107,12 @@ pub fn request(channel: &HttpChannel, n: &Notification, now_ms: i64) -> HttpRequ
     let body = serde_json::to_vec(&body).unwrap_or_default();
     if channel.kind == HttpKind::Webhook {
         if let Some(secret) = &channel.secret {
-            headers.push(("X-Portwatch-Signature".to_string(), sign::webhook(secret, &body)));
+            let secs = now_ms.div_euclid(1000);
+            headers.push(("X-Portwatch-Timestamp".to_string(), secs.to_string()));
+            headers.push((
+                "X-Portwatch-Signature".to_string(),
+                sign::webhook(secret, secs, &body),
+            ));
         }
     }
     HttpRequest { url, headers, body }

@@ -173,7 +173,9 @@ impl Senders {
         Sent {
             ok,
             status,
-            error,
+            // Error texts name the URL, which for the chat robots is the credential:
+            // hidden before anyone (the journal, the log, the API) sees it.
+            error: error.map(|e| portwatch_events::redact::text(&e)),
             elapsed: started.elapsed(),
         }
     }

@@ -13,10 +13,15 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// The generic webhook's `X-Portwatch-Signature` value: `sha256=<hex HMAC-SHA256 of
-/// the raw body with the channel secret>`.
-pub fn webhook(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), body)))
+/// The generic webhook's `X-Portwatch-Signature` value: `sha256=<hex HMAC-SHA256,
+/// keyed with the channel secret, of "{timestamp}." followed by the raw body>`, where
+/// `timestamp` (seconds since the epoch) is sent as `X-Portwatch-Timestamp`. Signing
+/// the time lets a receiver refuse a replayed request: a valid signature over an old
+/// timestamp is no longer accepted.
+pub fn webhook(secret: &str, timestamp_s: i64, body: &[u8]) -> String {
+    let mut message = format!("{timestamp_s}.").into_bytes();
+    message.extend_from_slice(body);
+    format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), &message)))
 }
 
 /// DingTalk's signed robots: HMAC-SHA256 of `"{timestamp_ms}\n{secret}"` keyed with
@@ -41,8 +46,13 @@ mod tests {
     fn hmac_matches_rfc_4231_case_2() {
         // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
         assert_eq!(
-            webhook("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // The webhook's: over "1801000000." and the body (computed with Python's hmac).
+        assert_eq!(
+            webhook("change-me", 1_801_000_000, br#"{"a":1}"#),
+            "sha256=59c946af8727e92b411a4d56eeb2dcf237ff110932dedac0a96a0609b17e1c89"
         );
     }
 

@@ -99,7 +99,17 @@ fn generic_webhook_is_the_notification_signed() {
         .find(|(k, _)| k == "X-Portwatch-Signature")
         .map(|(_, v)| v.clone())
         .unwrap();
-    assert_eq!(signature, portwatch_notify::sign::webhook("change-me", &req.body));
+    let timestamp = req
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Portwatch-Timestamp")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(timestamp, (NOW_MS / 1000).to_string());
+    assert_eq!(
+        signature,
+        portwatch_notify::sign::webhook("change-me", NOW_MS / 1000, &req.body)
+    );
     assert_eq!(got["body"]["notification"]["alerts"].as_array().unwrap().len(), 3);
     assert_eq!(got["body"]["notification"]["owner"], "db-team@example.com");
 }

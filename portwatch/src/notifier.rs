@@ -211,13 +211,37 @@ pub async fn bootstrap(
 /// Who grants the allow-list's approvals, in the journal.
 pub const ALLOW_LIST: &str = "allow-list";
 
-/// Show the first admin token on stdout (never in the log).
-pub fn show_first_token(token: &str, listen: std::net::SocketAddr) {
+/// Keep the first admin token in `<data>/admin-token`, readable by this account only
+/// (0600), and show it on stdout; never in the log. Services started without a
+/// terminal find it in the file; delete the file once the token is stored elsewhere.
+pub fn show_first_token(
+    token: &str,
+    listen: std::net::SocketAddr,
+    data: &std::path::Path,
+) -> anyhow::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data)
+        .map_err(|e| anyhow::anyhow!("store.path: cannot create {}: {e}", data.display()))?;
+    let path = data.join("admin-token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    // A file made earlier by someone else keeps its mode on open: set it.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "\nportwatch: first start. The admin's API token, shown this once (only its hash is kept):\n\n    {token}\n\nUse it as `Authorization: Bearer <token>` on http://{listen}/api/v1/ ; make more with\n`portwatch token create --user NAME --role viewer|operator|approver|admin`.\n"
+        "\nportwatch: first start. The admin's API token, shown this once (only its hash is kept; also in {}, mode 0600):\n\n    {token}\n\nUse it as `Authorization: Bearer <token>` on http://{listen}/api/v1/ ; make more with\n`portwatch token create --user NAME --role viewer|operator|approver|admin`.\n",
+        path.display()
     );
     let _ = out.flush();
+    tracing::info!(path = %path.display(), "first admin token written (mode 0600)");
+    Ok(())
 }

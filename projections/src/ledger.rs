@@ -740,7 +740,7 @@ impl Ledger {
             }
             DecisionKind::BlockFailed { block_id, error } => {
                 if let Some(b) = self.blocks.get_mut(block_id) {
-                    b.error = Some(error.clone());
+                    b.error = Some(portwatch_events::redact::text(error));
                 }
             }
             DecisionKind::BlockVerified { block_id } => {
@@ -832,7 +832,8 @@ impl Ledger {
                     state.attempts = state.attempts.max(a.attempt);
                     state.last_at = d.at;
                     state.last_status = a.status;
-                    state.last_error = a.error.clone();
+                    // Journals written before errors were redacted at the source.
+                    state.last_error = a.error.as_deref().map(portwatch_events::redact::text);
                 }
             }
         }

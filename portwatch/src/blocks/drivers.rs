@@ -1,6 +1,7 @@
 //! The drivers a block can be applied with: nftables on this machine, a configured
 //! command, or an HTTP call to a firewall's or agent's API.
 
+use portwatch_events::redact;
 use portwatch_projections::blocks::BlockRequest;
 
 use super::nftables::Nftables;
@@ -73,7 +74,7 @@ impl Driver {
                 if !dry_run {
                     post(client, url, &body).await?;
                 }
-                Ok(format!("POST {url} {body}"))
+                Ok(format!("POST {} {body}", redact::url(url)))
             }
         }
     }
@@ -115,17 +116,20 @@ async fn run(argv: &[String]) -> Result<(), String> {
     .map_err(|e| e.to_string())?
 }
 
+/// POST `body` to the firewall's `url`; errors name the URL with its secrets hidden
+/// (they are journalled and shown).
 async fn post(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<(), String> {
+    let shown = redact::url(url);
     let response = client
         .post(url)
         .timeout(std::time::Duration::from_secs(10))
         .json(body)
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| redact::text(&format!("{shown}: {e}")))?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("{url}: HTTP {}", response.status()))
+        Err(format!("{shown}: HTTP {}", response.status()))
     }
 }

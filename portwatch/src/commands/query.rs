@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use portwatch_api::views::{alert_views, port_views, WithAsset};
+use portwatch_events::redact;
 use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
 use portwatch_projections::{Decision, Ledger, PortState};
 use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
@@ -390,12 +391,12 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
         writeln!(out, "channels: none (alerts are recorded, nobody is notified)")?;
     }
     for c in &cfg.alerts.channels {
-        // Where it goes, never its secret.
+        // Where it goes, never its secret (a robot's URL is its credential).
         let target = match &c.sender {
-            portwatch_notify::Sender::Http(h) => h.url.clone(),
-            portwatch_notify::Sender::Email(e) => format!("{} -> {}", e.url, e.to.join(", ")),
+            portwatch_notify::Sender::Http(h) => redact::url(&h.url),
+            portwatch_notify::Sender::Email(e) => format!("{} -> {}", redact::url(&e.url), e.to.join(", ")),
             portwatch_notify::Sender::Syslog(s) => format!("{:?} {}", s.transport, s.addr),
-            portwatch_notify::Sender::Alertmanager(url) => url.clone(),
+            portwatch_notify::Sender::Alertmanager(url) => redact::url(url),
         };
         writeln!(
             out,
@@ -423,7 +424,10 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     writeln!(
         out,
         "  clickhouse: {} database={} validation={} retention={} months",
-        so.clickhouse.url, so.clickhouse.database, so.clickhouse.validation, so.retention_months
+        redact::url(&so.clickhouse.url),
+        so.clickhouse.database,
+        so.clickhouse.validation,
+        so.retention_months
     )?;
     writeln!(
         out,

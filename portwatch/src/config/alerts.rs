@@ -290,13 +290,22 @@ fn channel(
         .url
         .clone()
         .ok_or_else(|| at.invalid(&key("url"), "(missing)", "every channel needs a url"))?;
-    let parsed =
-        url::Url::parse(&url).map_err(|e| at.invalid(&key("url"), &format!("{url:?}"), &e.to_string()))?;
+    let parsed = url::Url::parse(&url).map_err(|e| {
+        at.invalid(
+            &key("url"),
+            &format!("{:?}", portwatch_events::redact::url(&url)),
+            &e.to_string(),
+        )
+    })?;
     let scheme_is = |schemes: &[&str], expected: &str| {
         if schemes.contains(&parsed.scheme()) && parsed.host().is_some() {
             Ok(())
         } else {
-            Err(at.invalid(&key("url"), &format!("{url:?}"), &format!("expected {expected}")))
+            Err(at.invalid(
+                &key("url"),
+                &format!("{:?}", portwatch_events::redact::url(&url)),
+                &format!("expected {expected}"),
+            ))
         }
     };
     let secret = match (&raw.secret, &raw.secret_file) {
@@ -364,6 +373,16 @@ fn channel(
                     "SMTP AUTH needs both username and secret (the password)",
                 ));
             }
+            // AUTH over a connection that may stay plain would send the password in
+            // the clear (opportunistic STARTTLS can be stripped on the way).
+            let starttls = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+            if raw.username.is_some() && parsed.scheme() == "smtp" && !starttls {
+                return Err(at.invalid(
+                    &key("url"),
+                    &format!("{:?}", portwatch_events::redact::url(&url)),
+                    "SMTP AUTH over plain smtp:// would send the password in the clear: use smtps:// or smtp://HOST:587?tls=required (STARTTLS)",
+                ));
+            }
             Sender::Email(EmailChannel {
                 url: url.clone(),
                 username: raw.username.clone(),
@@ -377,7 +396,7 @@ fn channel(
             let port = parsed.port().ok_or_else(|| {
                 at.invalid(
                     &key("url"),
-                    &format!("{url:?}"),
+                    &format!("{:?}", portwatch_events::redact::url(&url)),
                     "needs a port, e.g. udp://siem:514",
                 )
             })?;
@@ -583,6 +602,14 @@ severity = "high"
             ("[[channels]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://x\"\nrisk = [\"huge\"]\n", "channels[0].risk = \"huge\""),
             ("[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"smtp://mx\"\nfrom = \"pw@example.com\"\n", "channels[0].to = []"),
             ("[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"http://mx\"\n", "channels[0].url = \"http://mx\""),
+            (
+                "[[channels]]\nname = \"m\"\nkind = \"email\"\nurl = \"smtp://mx:25?tls=opportunistic\"\nfrom = \"pw@example.com\"\nto = [\"soc@example.com\"]\nusername = \"pw\"\nsecret = \"hunter2\"\n",
+                "channels[0].url = \"smtp://mx:25?tls=***\": SMTP AUTH over plain smtp://",
+            ),
+            (
+                "[[channels]]\nname = \"d\"\nkind = \"dingtalk\"\nurl = \"ftp://oapi/robot/send?access_token=SECRET\"\n",
+                "channels[0].url = \"ftp://oapi/robot/send?access_token=***\"",
+            ),
             ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem\"\n", "channels[0].url = \"udp://siem\""),
             ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem:514\"\nfacility = 40\n", "channels[0].facility = 40"),
             ("[[channels]]\nname = \"s\"\nkind = \"syslog\"\nurl = \"udp://siem:514\"\nca_file = \"/etc/hostname\"\n", "channels[0].ca_file"),

@@ -244,7 +244,7 @@ impl RawScaleOut {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 "clickhouse.url",
-                &format!("{url:?}"),
+                &format!("{:?}", portwatch_events::redact::url(&url)),
                 "must be an http:// or https:// URL",
             ));
         }

@@ -81,9 +81,9 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let figures = ctx.figures.clone();
     let server = crate::serve::bind(cfg.api_listen, ctx, stop.clone()).await?;
     if let Some(token) = first_token {
-        crate::notifier::show_first_token(&token, cfg.api_listen);
+        crate::notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
     }
-    tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %so.clickhouse.url, "control plane is up");
+    tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %portwatch_events::redact::url(&so.clickhouse.url), "control plane is up");
 
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
     let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));

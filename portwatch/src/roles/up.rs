@@ -119,7 +119,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let figures = api.figures.clone();
     let server = serve::bind(cfg.api_listen, api, stop_rx.clone()).await?;
     if let Some(token) = first_token {
-        notifier::show_first_token(&token, cfg.api_listen);
+        notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
     }
     tracing::info!(
         listen = %cfg.api_listen,

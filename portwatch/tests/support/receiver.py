@@ -9,7 +9,9 @@ With CERT and KEY it speaks HTTPS.
 Each line: path, headers, the body as text, the status answered, and whether each
 signature present is valid for SECRET, checked here with Python's hmac, as the
 services' own documentation does it, independently of portwatch's code:
-- signature_valid: X-Portwatch-Signature = "sha256=" + hex HMAC-SHA256(SECRET, raw body);
+- signature_valid: X-Portwatch-Signature = "sha256=" + hex HMAC-SHA256(SECRET,
+  X-Portwatch-Timestamp + "." + raw body), and that timestamp within 5 minutes of now
+  (older is a replay);
 - dingtalk_valid: query timestamp (ms) and sign = base64 HMAC-SHA256(SECRET, "ts\nSECRET");
 - feishu_valid: body timestamp (s) and sign = base64 HMAC-SHA256("ts\nSECRET", "").
 """
@@ -20,6 +22,7 @@ import hmac
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,13 +58,17 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             seen += 1
             status = 500 if seen <= fail_first else 200
-            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            # Signed over "{timestamp}." and the body; a stale timestamp (a replay) fails.
+            timestamp = self.headers.get("X-Portwatch-Timestamp", "")
+            fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
+            signed = timestamp.encode() + b"." + body
+            expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
             line = {
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"),
                 "status": status,
-                "signature_valid": hmac.compare_digest(expected, self.headers.get("X-Portwatch-Signature", "")),
+                "signature_valid": fresh and hmac.compare_digest(expected, self.headers.get("X-Portwatch-Signature", "")),
             }
             line.update(robot_signatures(self.path, body.decode("utf-8", "replace")))
             with open(log_path, "a") as f:

@@ -99,7 +99,17 @@ impl Stack {
     pub fn start(tag: &str, config: &str) -> Stack {
         let ns = Netns::new(tag);
         let dir = tempdir();
-        let config = write_config(dir.path(), config);
+        // The roles' data (the first admin token's file, spools) stays in the test's
+        // directory, never in the work tree.
+        let config = if config.contains("[store]") {
+            config.to_string()
+        } else {
+            format!(
+                "{config}\n[store]\npath = \"{}\"\n",
+                dir.path().join("data").display()
+            )
+        };
+        let config = write_config(dir.path(), &config);
         let mut stack = Stack {
             ns,
             dir,
