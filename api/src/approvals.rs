@@ -139,7 +139,7 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 /// reason, owner and a mandatory expiry.
 #[utoipa::path(post, operation_id = "request_approval", path = "/api/v1/approvals", tag = "approvals", request_body = NewApproval, responses(
     (status = 201, description = "Filed, pending.", body = ApprovalView),
-    (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
+    (status = 400, description = "The body is wrong, or breaks a limit (more than [approvals] max_addresses, outside the assets, service `unknown`); the message names it.", body = ErrorBody),
     (status = 503, description = "The journal did not take the change; try again.", body = ErrorBody),
 ))]
 pub(crate) async fn create(
@@ -152,6 +152,9 @@ pub(crate) async fn create(
     let DecisionKind::ApprovalRequested(request) = &decision.what else {
         return Err(ApiError::unavailable("not a request".into()));
     };
+    ctx.bounds
+        .approval(&ctx.assets, request)
+        .map_err(ApiError::bad_request)?;
     let id = request.approval_id.clone();
     record(&ctx, vec![decision]).await?;
     tracing::info!(by = %me.user, approval = %id, "approval requested");
@@ -194,6 +197,13 @@ async fn decide(
     }
     if approval.decision.is_some() {
         return Err(ApiError::conflict(format!("approval {id} was decided already")));
+    }
+    if grant {
+        // The limits again: the request may predate them, or have reached the
+        // journal some other way.
+        ctx.bounds
+            .approval(&ctx.assets, &approval.request)
+            .map_err(ApiError::bad_request)?;
     }
     let note = verdict.and_then(|v| v.note);
     let what = if grant {

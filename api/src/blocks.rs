@@ -8,6 +8,7 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Proto;
 use portwatch_projections::blocks::{Block, BlockRequest, BlockState};
+use portwatch_projections::bounds::BlockRefusal;
 use portwatch_projections::{DecisionKind, PortState};
 use portwatch_stores::{PageRequest, PortQuery};
 use rand::RngCore;
@@ -72,8 +73,8 @@ pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
 /// Propose blocking an open exposure (operator); a second person confirms it.
 #[utoipa::path(post, operation_id = "propose_block", path = "/api/v1/blocks", tag = "blocks", request_body = NewBlock, responses(
     (status = 201, description = "Proposed; waiting for a second person.", body = BlockView),
-    (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
-    (status = 409, description = "The port is not an open exposure, or has a block already.", body = ErrorBody),
+    (status = 400, description = "The body is wrong, or the address is outside the assets; the message names the field.", body = ErrorBody),
+    (status = 409, description = "The port is not an open exposure, has a block already, or is protected ([control] protect, the API's own port).", body = ErrorBody),
     (status = 503, description = "The store or the journal did not answer; try again.", body = ErrorBody),
 ))]
 pub(crate) async fn propose(
@@ -97,12 +98,28 @@ pub(crate) async fn propose(
     }
     let duration = humantime::parse_duration(&body.duration)
         .map_err(|_| ApiError::bad_request(format!("duration `{}`: e.g. 1h or 30m", body.duration)))?;
-    if duration.is_zero() || duration > ctx.max_block {
+    let max = std::time::Duration::from_secs(ctx.bounds.max_block_secs);
+    if duration.is_zero() || duration > max {
         return Err(ApiError::bad_request(format!(
             "duration `{}`: more than zero and at most {} ([control] max_duration)",
             body.duration,
-            humantime::format_duration(ctx.max_block)
+            humantime::format_duration(max)
         )));
+    }
+    // Inside the assets, never a protected port: before anything is looked up.
+    let mut request = BlockRequest {
+        block_id: String::new(),
+        ip,
+        proto,
+        port: body.port,
+        episode_id: String::new(),
+        reason: body.reason,
+        duration_secs: duration.as_secs(),
+    };
+    match ctx.bounds.block(&ctx.assets, &request) {
+        Ok(()) => {}
+        Err(BlockRefusal::OutOfBounds(why)) => return Err(ApiError::bad_request(why)),
+        Err(BlockRefusal::Protected(why)) => return Err(ApiError::conflict(why)),
     }
     // Only an open exposure can be blocked.
     let query = PortQuery {
@@ -137,15 +154,8 @@ pub(crate) async fn propose(
     }
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
-    let request = BlockRequest {
-        block_id: format!("bk_{}", hex::encode(id)),
-        ip,
-        proto,
-        port: body.port,
-        episode_id: row.episode_id.clone(),
-        reason: body.reason,
-        duration_secs: duration.as_secs(),
-    };
+    request.block_id = format!("bk_{}", hex::encode(id));
+    request.episode_id.clone_from(&row.episode_id);
     let id = request.block_id.clone();
     record(
         &ctx,

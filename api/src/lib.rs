@@ -64,8 +64,9 @@ pub struct ApiContext {
     pub journal: Arc<dyn Journal>,
     /// Token checks.
     pub auth: Arc<Auth>,
-    /// Longest block (`[control] max_duration`).
-    pub max_block: std::time::Duration,
+    /// The limits of approvals and blocks (`[approvals] max_addresses`, `[control]
+    /// max_duration` and `protect`).
+    pub bounds: Arc<portwatch_projections::bounds::Bounds>,
     /// Assets, for the asset match of findings and the `owner` filter.
     pub assets: Arc<Assets>,
     /// The schedule as configured.
@@ -472,7 +473,7 @@ mod tests {
             notifier,
             journal: Arc::new(MemoryJournal::default()),
             auth: Arc::new(Auth::new(anonymous_read)),
-            max_block: std::time::Duration::from_secs(7 * 24 * 3600),
+            bounds: Arc::new(portwatch_projections::bounds::Bounds::default()),
             assets,
             schedule: Arc::new(vec![ScheduledTask {
                 task: portwatch_events::Task::FullPorts,

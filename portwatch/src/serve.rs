@@ -33,6 +33,68 @@ pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
         .collect()
 }
 
+/// The addresses of this machine (of its network namespace): every interface's, and
+/// the whole network of a loopback interface (all of 127.0.0.0/8 is local on Linux).
+pub fn local_addresses() -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!(
+            "cannot list this machine's addresses; [control] protect covers only the addresses it names"
+        );
+        return nets;
+    };
+    for a in addrs {
+        let ip = a.address.as_ref().and_then(|s| {
+            s.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        });
+        let Some(ip) = ip else { continue };
+        let net = if ip.is_loopback() && ip.is_ipv4() {
+            ipnet::IpNet::new(ip, 8).map(|n| n.trunc()).ok()
+        } else {
+            Some(ipnet::IpNet::from(ip))
+        };
+        nets.extend(net);
+    }
+    nets.sort();
+    nets.dedup();
+    nets
+}
+
+/// The limits of approvals and blocks: the config's, with the API's own port added
+/// to `[control] protect`, and entries without addresses meaning this machine's.
+pub fn bounds(cfg: &Config) -> portwatch_projections::bounds::Bounds {
+    use portwatch_projections::bounds::{Bounds, Protected};
+    let local = local_addresses();
+    let api_ip = ipnet::IpNet::from(cfg.api_listen.ip());
+    let mut protect: Vec<Protected> = cfg
+        .control
+        .protect
+        .iter()
+        .map(|p| Protected {
+            nets: p.net.map_or_else(|| local.clone(), |n| vec![n]),
+            port: p.port,
+            entry: p.text.clone(),
+        })
+        .collect();
+    // The API's own port, on the address it listens on and on this machine's.
+    let mut nets = local;
+    if !cfg.api_listen.ip().is_unspecified() {
+        nets.push(api_ip);
+    }
+    protect.push(Protected {
+        nets,
+        port: cfg.api_listen.port(),
+        entry: format!("{} (the API's own port, always protected)", cfg.api_listen.port()),
+    });
+    Bounds {
+        max_addresses: u128::from(cfg.approvals_max_addresses),
+        max_block_secs: cfg.control.max_duration.as_secs(),
+        protect,
+    }
+}
+
 /// The API context of `cfg` over `read`, with the journal and its fold.
 pub fn context(
     cfg: &Config,
@@ -53,7 +115,7 @@ pub fn context(
         notifier,
         journal,
         auth: Arc::new(Auth::new(cfg.anonymous_read).issuing_for_others(cfg.admin_may_issue_for_others)),
-        max_block: cfg.control.max_duration,
+        bounds: Arc::new(bounds(cfg)),
         assets,
         schedule: Arc::new(schedule(cfg)),
         metrics,

@@ -88,6 +88,8 @@ pub struct Block {
     /// When it was confirmed.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<Timestamp>,
+    /// The token the second person confirmed with, by id (checked again at apply time).
+    pub confirmed_with: Option<String>,
     /// As applied.
     pub applied: Option<Applied>,
     /// The driver's last error, if it failed.

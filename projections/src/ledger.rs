@@ -717,6 +717,7 @@ impl Ledger {
                     proposed_at: d.at,
                     confirmed_by: None,
                     confirmed_at: None,
+                    confirmed_with: None,
                     applied: None,
                     error: None,
                     verified_at: None,
@@ -729,6 +730,7 @@ impl Ledger {
                     if b.confirmed_by.is_none() {
                         b.confirmed_by = Some(d.by.clone());
                         b.confirmed_at = Some(d.at);
+                        b.confirmed_with.clone_from(&d.token);
                     }
                 }
             }
@@ -1018,6 +1020,36 @@ impl Ledger {
             }
         }
         Ok(())
+    }
+
+    /// What the block controller checks again before it applies `block`, whatever
+    /// the API checked when it was decided (the records may have reached the
+    /// journal some other way): a proposer with at least the operator role, a
+    /// confirmer with at least the approver role who counts as a second person,
+    /// and the limits. `Err` says what failed.
+    pub fn check_block(
+        &self,
+        block: &crate::blocks::Block,
+        bounds: &crate::bounds::Bounds,
+        assets: &crate::Assets,
+    ) -> Result<(), String> {
+        let proposer = &block.proposed_by;
+        if self.role(proposer).is_none_or(|r| r < Role::Operator) {
+            return Err(format!("{proposer}, who proposed it, is not an operator"));
+        }
+        let Some(confirmer) = &block.confirmed_by else {
+            return Err("nobody confirmed it".to_string());
+        };
+        if self.role(confirmer).is_none_or(|r| r < Role::Approver) {
+            return Err(format!("{confirmer}, who confirmed it, is not an approver"));
+        }
+        let actor = Actor {
+            name: confirmer.clone(),
+            token: block.confirmed_with.clone(),
+            client: None,
+        };
+        self.second_person(proposer, block.proposed_at, &actor)?;
+        bounds.block(assets, &block.request).map_err(|e| e.to_string())
     }
 
     /// Whether the alert was told or silenced already.

@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod assets;
 pub mod blocks;
+pub mod bounds;
 pub mod lapses;
 pub mod ledger;
 pub mod notice;

@@ -39,6 +39,9 @@ pub struct RawApprovals {
     /// A TOML file of `[[allow]]` entries: approvals of known business services,
     /// granted on start (each bound by its service, with a fixed expiry).
     pub allow_list: Option<String>,
+    /// Most addresses one approval may name (its network inside the assets).
+    /// Default: 256.
+    pub max_addresses: Option<u64>,
 }
 
 /// One `[[allow]]` entry of the allow-list file.

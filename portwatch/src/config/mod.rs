@@ -157,6 +157,47 @@ pub struct RawControl {
     pub hook: Option<String>,
     /// Longest block. Default: "7d".
     pub max_duration: Option<String>,
+    /// Ports no block may cover: `"22"` (that port on every address of the machine
+    /// that applies blocks), `"10.0.0.5:443"`, `"10.0.0.0/24:8080"`,
+    /// `"[2001:db8::1]:22"`. The API's own port is always protected. Default: ["22"].
+    pub protect: Option<Vec<String>>,
+}
+
+/// A `[control] protect` entry, checked: where (none: every address of the machine
+/// that applies blocks) and which port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectEntry {
+    /// The addresses; none: this machine's.
+    pub net: Option<ipnet::IpNet>,
+    /// The port.
+    pub port: u16,
+    /// As written.
+    pub text: String,
+}
+
+impl ProtectEntry {
+    /// Parse `22`, `10.0.0.5:443`, `10.0.0.0/24:8080` or `[2001:db8::1]:22`.
+    pub fn parse(text: &str) -> Result<ProtectEntry, String> {
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port `{p}`: 1 to 65535"))
+        };
+        let (net, p) = match text.rsplit_once(':') {
+            None => (None, text),
+            Some((addr, p)) => {
+                let addr = addr.trim_start_matches('[').trim_end_matches(']');
+                let net = portwatch_projections::approvals::parse_target(addr)?;
+                (Some(net), p)
+            }
+        };
+        Ok(ProtectEntry {
+            net,
+            port: port(p)?,
+            text: text.to_string(),
+        })
+    }
 }
 
 /// How blocks are applied.
@@ -183,6 +224,8 @@ pub struct ControlSettings {
     pub hook: String,
     /// Longest block.
     pub max_duration: Duration,
+    /// Ports no block may cover (the API's own added by the binary).
+    pub protect: Vec<ProtectEntry>,
 }
 
 impl RawControl {
@@ -238,12 +281,19 @@ impl RawControl {
         let text = self.max_duration.unwrap_or_else(|| "7d".into());
         let max_duration = parse_duration(&text)
             .map_err(|e| at.invalid("control.max_duration", &format!("{text:?}"), &e))?;
+        let protect = self
+            .protect
+            .unwrap_or_else(|| vec!["22".to_string()])
+            .iter()
+            .map(|p| ProtectEntry::parse(p).map_err(|e| at.invalid("control.protect", &format!("{p:?}"), &e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ControlSettings {
             dry_run: self.dry_run.unwrap_or(true),
             driver,
             table,
             hook,
             max_duration,
+            protect,
         })
     }
 }
@@ -350,6 +400,8 @@ pub struct Config {
     pub admin_may_issue_for_others: bool,
     /// Active control.
     pub control: ControlSettings,
+    /// Most addresses one approval may name.
+    pub approvals_max_addresses: u64,
 }
 
 impl Config {
@@ -467,6 +519,11 @@ impl RawConfig {
             projector: self.projector,
         }
         .validate(origin)?;
+        let approvals_max_addresses = match self.approvals.max_addresses {
+            Some(0) => return Err(at.invalid("approvals.max_addresses", "0", "at least 1")),
+            Some(n) => n,
+            None => 256,
+        };
         let alerts = alerts::validate(self.alerts, self.channels, self.approvals, &node, &at)?;
 
         Ok(Config {
@@ -489,6 +546,7 @@ impl RawConfig {
             anonymous_read: self.auth.anonymous_read.unwrap_or(false),
             admin_may_issue_for_others: self.auth.admin_may_issue_for_others.unwrap_or(false),
             control: self.control.validate(&at)?,
+            approvals_max_addresses,
         })
     }
 }

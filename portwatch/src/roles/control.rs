@@ -79,6 +79,10 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         metrics,
     );
     let figures = ctx.figures.clone();
+    let limits = crate::blocks::Limits {
+        bounds: ctx.bounds.clone(),
+        assets: ctx.assets.clone(),
+    };
     let server = crate::serve::bind(cfg.api_listen, ctx, stop.clone()).await?;
     if let Some(token) = first_token {
         crate::notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
@@ -95,6 +99,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     ));
     let controller = tokio::spawn(crate::blocks::run(
         cfg.control.clone(),
+        limits,
         journal.clone(),
         notifications.clone(),
         read.clone(),

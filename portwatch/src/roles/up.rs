@@ -117,6 +117,10 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         metrics,
     );
     let figures = api.figures.clone();
+    let limits = crate::blocks::Limits {
+        bounds: api.bounds.clone(),
+        assets: api.assets.clone(),
+    };
     let server = serve::bind(cfg.api_listen, api, stop_rx.clone()).await?;
     if let Some(token) = first_token {
         notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
@@ -133,6 +137,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let projector_task = tokio::spawn(projector.run(drain_rx));
     let controller = tokio::spawn(crate::blocks::run(
         cfg.control.clone(),
+        limits,
         journal.clone(),
         notifications.clone(),
         read.clone(),
