@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
@@ -35,16 +35,28 @@ use crate::ApiContext;
 pub const TOKEN_PREFIX: &str = "pwt_";
 
 /// How requests are authenticated.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Auth {
     /// Reads need no token (writes always do).
     pub anonymous_read: bool,
     /// An admin may issue tokens for existing users other than themselves (such
     /// tokens count for nobody's second confirmation).
     pub admin_may_issue_for_others: bool,
+    /// Session cookies carry `Secure`: the server serves HTTPS, or listens beyond
+    /// loopback (then only a TLS proxy in front makes sense). Decided by how the
+    /// server is set up, never by request headers.
+    pub secure_cookies: bool,
     verified: Mutex<HashMap<[u8; 32], String>>,
     /// Console sessions.
     pub(crate) sessions: crate::session::Sessions,
+    /// Failed authentications and the cost of verifying.
+    pub(crate) throttle: crate::throttle::Throttle,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth::new(false)
+    }
 }
 
 impl Auth {
@@ -53,9 +65,30 @@ impl Auth {
         Self {
             anonymous_read,
             admin_may_issue_for_others: false,
+            secure_cookies: false,
             verified: Mutex::new(HashMap::new()),
             sessions: crate::session::Sessions::default(),
+            // An unknown id is verified against the hash of a secret nobody has,
+            // so that it costs what a known one does.
+            throttle: crate::throttle::Throttle::new(
+                hash_secret("no token has this secret").unwrap_or_default(),
+                crate::throttle::FAILURES_PER_MINUTE,
+            ),
         }
+    }
+
+    /// Failed authentications allowed per client address and per token id a minute
+    /// (`[auth] failures_per_minute`) before 429.
+    pub fn failures_per_minute(mut self, n: u32) -> Self {
+        self.throttle =
+            crate::throttle::Throttle::new(hash_secret("no token has this secret").unwrap_or_default(), n);
+        self
+    }
+
+    /// Whether session cookies are `Secure` (see [`Auth::secure_cookies`]).
+    pub fn secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
     }
 
     /// Whether admins may issue tokens for other existing users (`[auth]
@@ -126,6 +159,7 @@ fn split(token: &str) -> Option<(&str, &str)> {
 pub struct Refused {
     status: StatusCode,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl Refused {
@@ -133,6 +167,18 @@ impl Refused {
         Self {
             status: StatusCode::UNAUTHORIZED,
             message: message.to_string(),
+            retry_after: None,
+        }
+    }
+
+    fn throttled(wait: crate::throttle::RetryAfter) -> Self {
+        let secs = crate::throttle::retry_after_secs(wait);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "too many failed authentications from this address or for this token; retry in {secs} s"
+            ),
+            retry_after: Some(secs),
         }
     }
 }
@@ -140,6 +186,11 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -164,16 +215,40 @@ pub(crate) fn identity_of_token(ctx: &ApiContext, token_id: &str) -> Option<Iden
     })
 }
 
-/// Who `token` belongs to, if it is valid and not revoked.
-pub(crate) async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, Refused> {
+/// Who `token` belongs to, if it is valid and not revoked. Attempts from `client`
+/// are throttled once too many failed (429): see `throttle.rs`.
+pub(crate) async fn identify(
+    ctx: &ApiContext,
+    token: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<Identity, Refused> {
     let invalid = || Refused::unauthorized("invalid or revoked token");
-    let (id, secret) = split(token).ok_or_else(invalid)?;
+    let throttle = &ctx.auth.throttle;
+    let Some((id, secret)) = split(token) else {
+        throttle.check(client, "malformed").map_err(Refused::throttled)?;
+        throttle.failed(client, "malformed", "not a token's shape");
+        return Err(invalid());
+    };
+    throttle.check(client, id).map_err(Refused::throttled)?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let record = {
+    let lookup = || {
         let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
         state.ledger().token(id).cloned()
     };
-    let record = record.filter(|r| r.revoked_at.is_none()).ok_or_else(invalid)?;
+    let mut record = lookup();
+    if record.is_none() {
+        // Made a moment ago from the shell? Read the journal's newest records first
+        // (bounded by the throttle above, like every failure).
+        ctx.read_journal().await;
+        record = lookup();
+    }
+    let Some(record) = record.filter(|r| r.revoked_at.is_none()) else {
+        // Unknown or revoked: the same verification as a known id, so that the
+        // answer's time tells nothing.
+        throttle.verify(None, secret).await;
+        throttle.failed(client, id, "unknown or revoked token id");
+        return Err(invalid());
+    };
     let known = ctx
         .auth
         .verified
@@ -182,17 +257,8 @@ pub(crate) async fn identify(ctx: &ApiContext, token: &str) -> Result<Identity, 
         .get(&digest)
         .is_some_and(|known| known == id);
     if !known {
-        let (hash, secret) = (record.hash.clone(), secret.to_string());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
-        if !ok {
+        if !throttle.verify(Some(record.hash.clone()), secret).await {
+            throttle.failed(client, id, "wrong secret");
             return Err(invalid());
         }
         ctx.auth
@@ -255,8 +321,12 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
                 .or_else(|| v.strip_prefix("bearer "))
                 .map(str::trim)
         });
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let identity = match bearer {
-        Some(Some(token)) => match identify(&ctx, token).await {
+        Some(Some(token)) => match identify(&ctx, token, client).await {
             Ok(identity) => identity,
             Err(refused) => return refused.into_response(),
         },
@@ -277,10 +347,7 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
         },
     };
     let mut identity = identity;
-    identity.client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    identity.client = client.map(|ip| ip.to_string());
     if identity.role < min {
         return Refused {
             status: StatusCode::FORBIDDEN,
@@ -292,6 +359,7 @@ pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Nex
                 req.uri().path(),
                 min.as_str()
             ),
+            retry_after: None,
         }
         .into_response();
     }
@@ -314,6 +382,8 @@ pub(crate) fn guard(
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
     use super::*;
 
     #[test]

@@ -23,8 +23,10 @@ pub mod read;
 pub mod report;
 mod routes;
 mod schedule;
+pub mod server;
 pub mod session;
 mod signin;
+mod throttle;
 pub mod tokens;
 pub mod views;
 
@@ -75,6 +77,22 @@ pub struct ApiContext {
     pub metrics: PrometheusHandle,
     /// Every episode's MTTD/MTTR figures, shared with the reporter.
     pub figures: Arc<report::Figures>,
+    /// How far the API itself has read the journal (see [`ApiContext::read_journal`]).
+    pub journal_read: Arc<tokio::sync::Mutex<u64>>,
+}
+
+impl ApiContext {
+    /// Fold what the journal holds beyond what this API has read: a token made a
+    /// moment ago by `portwatch token create` works at the very next request,
+    /// without waiting for the notifier's next pass. Records are folded by id, so
+    /// reading some the notifier folded too is harmless.
+    pub async fn read_journal(&self) {
+        let mut offset = self.journal_read.lock().await;
+        match portwatch_ledger::catch_up(&self.journal, &self.notifier, *offset).await {
+            Ok(next) => *offset = next,
+            Err(e) => tracing::warn!(error = %e, "the journal could not be read"),
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -104,7 +122,7 @@ pub(crate) async fn refuse(
             rule: rule.clone(),
         },
     );
-    if let Err(e) = portwatch_notify::service::record(&ctx.journal, &ctx.notifier, vec![decision]).await {
+    if let Err(e) = portwatch_ledger::record(&ctx.journal, &ctx.notifier, vec![decision]).await {
         tracing::error!(error = %e, "a refused attempt could not be journalled");
     }
     ApiError::forbidden(rule)
@@ -115,7 +133,7 @@ pub(crate) async fn record(
     ctx: &ApiContext,
     decisions: Vec<portwatch_projections::Decision>,
 ) -> Result<(), ApiError> {
-    portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+    portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
         .await
         .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
@@ -215,6 +233,27 @@ fn error_response(description: &str) -> RefOr<Response> {
         .into()
 }
 
+/// 429: too many failed authentications; with `Retry-After`.
+fn throttled_response() -> RefOr<Response> {
+    let mut response = ResponseBuilder::new()
+        .description("Too many failed authentications from this address or for this token ([auth] failures_per_minute); retry after `Retry-After` seconds.")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build();
+    response.headers.insert(
+        "Retry-After".into(),
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))
+            .description(Some("Seconds to wait."))
+            .build(),
+    );
+    response.into()
+}
+
 /// Mark every operation of `doc` with who may call it: public ones need no token;
 /// the others name their role (`x-portwatch-role`), need the bearer token, and can
 /// answer 401 and 403.
@@ -246,6 +285,7 @@ fn annotate(doc: &mut utoipa::openapi::OpenApi, role: Option<Role>) {
                     role.as_str()
                 ))
             });
+            responses.entry("429".into()).or_insert_with(throttled_response);
         }
     }
 }
@@ -485,6 +525,7 @@ mod tests {
             }]),
             metrics,
             figures,
+            journal_read: Arc::new(tokio::sync::Mutex::new(0)),
         }
     }
 
@@ -860,7 +901,7 @@ mod tests {
             &portwatch_projections::Actor::system("test"),
         )
         .unwrap();
-        portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
             .await
             .unwrap();
         let app = router(ctx.clone());
@@ -1012,7 +1053,7 @@ mod tests {
             &portwatch_projections::Actor::system("test"),
         )
         .unwrap();
-        portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
             .await
             .unwrap();
         let app = router(ctx.clone());
@@ -1086,7 +1127,7 @@ mod tests {
             StatusCode::FORBIDDEN
         );
         // Revoking the token ends the session at its next request.
-        portwatch_notify::service::record(
+        portwatch_ledger::record(
             &ctx.journal,
             &ctx.notifier,
             vec![portwatch_projections::Decision::new(
@@ -1119,7 +1160,7 @@ mod tests {
                 &portwatch_projections::Actor::system("test"),
             )
             .unwrap();
-            portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
                 .await
                 .unwrap();
             tokens_of.insert(user, token);
@@ -1176,7 +1217,7 @@ mod tests {
             ("ops", Role::Approver),
         ] {
             let (decisions, token, _, _) = tokens::issue(None, user, Some(role), &cli).unwrap();
-            portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
                 .await
                 .unwrap();
             tokens_of.insert(user, token);
@@ -1340,7 +1381,7 @@ mod tests {
                 &portwatch_projections::Actor::system("test"),
             )
             .unwrap();
-            portwatch_notify::service::record(&ctx.journal, &ctx.notifier, decisions)
+            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
                 .await
                 .unwrap();
             tokens_of.insert(user, token);

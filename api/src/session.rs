@@ -29,6 +29,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most (the oldest go first): a bound on memory.
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one token opens at most (its oldest goes first), so that one token
+/// cannot fill the table and sign everyone else out.
+pub(crate) const MAX_PER_TOKEN: usize = 16;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
@@ -60,6 +63,16 @@ impl Sessions {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         open.retain(|_, s| s.expires > now);
+        let mine: Vec<([u8; 32], Instant)> = open
+            .iter()
+            .filter(|(_, s)| s.token_id == token_id)
+            .map(|(k, s)| (*k, s.expires))
+            .collect();
+        if mine.len() >= MAX_PER_TOKEN {
+            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, e)| *e) {
+                open.remove(oldest);
+            }
+        }
         if open.len() >= MAX_SESSIONS {
             if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k) {
                 open.remove(&oldest);
@@ -107,29 +120,10 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether the request reached us over plain HTTP on a loopback address, where a
-/// `Secure` cookie would lock out a proxy-less local console.
-pub(crate) fn plain_loopback(headers: &HeaderMap) -> bool {
-    if headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-    {
-        return false;
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let name = host
-        .strip_prefix('[')
-        .and_then(|h| h.split(']').next())
-        .unwrap_or_else(|| host.rsplit_once(':').map_or(host, |(h, _)| h));
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-pub(crate) fn set_cookie(value: &str, max_age: u64, headers: &HeaderMap) -> HeaderValue {
-    let secure = if plain_loopback(headers) { "" } else { "; Secure" };
+/// The `Set-Cookie` of a session; `Secure` as the server is set up (it serves
+/// HTTPS, or listens beyond loopback), never as a request's headers claim.
+pub(crate) fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -150,25 +144,17 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_found_among_others_and_secure_off_loopback() {
+    fn the_cookie_is_found_among_others_and_secure_as_the_server_is_set_up() {
         let h = headers(&[("cookie", "a=1; portwatch_session=abc; b=2")]);
         assert_eq!(cookie_of(&h).as_deref(), Some("abc"));
         assert_eq!(cookie_of(&headers(&[("cookie", "portwatch_sessionx=1")])), None);
-        for host in ["127.0.0.1:7678", "localhost:7678", "[::1]:7678", "localhost"] {
-            assert!(plain_loopback(&headers(&[("host", host)])), "{host}");
-        }
-        for host in ["10.0.0.5:7678", "portwatch.example.org", "[2001:db8::1]:443"] {
-            assert!(!plain_loopback(&headers(&[("host", host)])), "{host}");
-        }
-        assert!(!plain_loopback(&headers(&[
-            ("host", "127.0.0.1:7678"),
-            ("x-forwarded-proto", "https")
-        ])));
-        let c = set_cookie("v", 60, &headers(&[("host", "10.0.0.5")]));
+        let c = set_cookie("v", 60, true);
         let c = c.to_str().expect("ascii");
         for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/", "Max-Age=60"] {
             assert!(c.contains(flag), "{c}");
         }
+        let plain = set_cookie("v", 60, false);
+        assert!(!plain.to_str().expect("ascii").contains("Secure"), "{plain:?}");
     }
 
     #[test]
@@ -183,5 +169,28 @@ mod tests {
         assert!(sessions.get(&cookie).is_none());
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn one_token_holds_a_bounded_number_of_sessions() {
+        let sessions = Sessions::default();
+        let other = sessions.open("t2").0;
+        let first = sessions.open("t1").0;
+        for _ in 0..MAX_PER_TOKEN {
+            sessions.open("t1");
+        }
+        assert!(
+            sessions.get(&first).is_none(),
+            "the token's oldest session made room"
+        );
+        let held = sessions
+            .open
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|s| s.token_id == "t1")
+            .count();
+        assert_eq!(held, MAX_PER_TOKEN);
+        assert!(sessions.get(&other).is_some(), "another token's session stays");
     }
 }

@@ -38,14 +38,15 @@ pub(crate) struct SessionView {
         (status = 200, description = "Signed in; the cookie is set.", body = SessionView),
         (status = 400, description = "The body is wrong; the message names the field.", body = ErrorBody),
         (status = 401, description = "Not a valid token.", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts from this address or for this token; see Retry-After.", body = ErrorBody),
 ))]
 pub(crate) async fn login(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
-    let who = match identify(&ctx, body.token.trim()).await {
+    let who = match identify(&ctx, body.token.trim(), client.map(|c| c.0 .0.ip())).await {
         Ok(who) => who,
         Err(refused) => return Ok(refused.into_response()),
     };
@@ -60,7 +61,7 @@ pub(crate) async fn login(
     .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&cookie, LIFETIME.as_secs(), &headers),
+        set_cookie(&cookie, LIFETIME.as_secs(), ctx.auth.secure_cookies),
     );
     Ok(response)
 }
@@ -108,6 +109,6 @@ pub(crate) async fn logout(State(ctx): State<ApiContext>, headers: HeaderMap) ->
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie("", 0, &headers));
+        .insert(header::SET_COOKIE, set_cookie("", 0, ctx.auth.secure_cookies));
     response
 }

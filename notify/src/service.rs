@@ -70,33 +70,7 @@ pub fn backoff(timing: &Timing, failed: u32) -> Duration {
     timing.retry_initial.saturating_mul(factor).min(timing.retry_max)
 }
 
-/// Fold every journal record from offset `from` on into `state`; the offset after
-/// the last one. Records this build cannot decode are skipped (and said).
-pub async fn catch_up(
-    journal: &Arc<dyn Journal>,
-    state: &RwLock<Notifier>,
-    mut from: u64,
-) -> Result<u64, LogError> {
-    loop {
-        let j = journal.clone();
-        let records = tokio::task::spawn_blocking(move || j.read_decisions(from, 1000))
-            .await
-            .unwrap_or_else(|_| Ok(Vec::new()))?;
-        if records.is_empty() {
-            return Ok(from);
-        }
-        let mut state = write(state);
-        for r in &records {
-            from = r.offset + 1;
-            match Decision::from_json(&r.body) {
-                Ok(d) => {
-                    state.apply(&d);
-                }
-                Err(e) => tracing::warn!(offset = r.offset, error = %e, "journal record skipped"),
-            }
-        }
-    }
-}
+pub use portwatch_ledger::{catch_up, record};
 
 /// The notifier of one deployment: it follows the journal (so the API sees
 /// decisions made elsewhere: tokens issued from the command line) and, with
@@ -132,33 +106,6 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Journal `decisions` (durably, off the async threads), then fold them into
-/// `state`: a decision counts once it is journalled, never before.
-pub async fn record(
-    journal: &Arc<dyn Journal>,
-    state: &RwLock<Notifier>,
-    decisions: Vec<Decision>,
-) -> Result<(), LogError> {
-    if decisions.is_empty() {
-        return Ok(());
-    }
-    let records: Vec<(String, String)> = decisions.iter().map(|d| (d.id.clone(), d.to_json())).collect();
-    let j = journal.clone();
-    tokio::task::spawn_blocking(move || j.append_decisions(&records))
-        .await
-        .unwrap_or_else(|e| {
-            Err(LogError::Io {
-                path: "journal".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        })?;
-    let mut state = write(state);
-    for d in &decisions {
-        state.apply(d);
-    }
-    Ok(())
 }
 
 impl Service {

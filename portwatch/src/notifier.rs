@@ -159,7 +159,7 @@ pub async fn bootstrap(
     journal: &Arc<dyn Journal>,
     state: &Arc<RwLock<Notifier>>,
 ) -> anyhow::Result<Option<String>> {
-    portwatch_notify::service::catch_up(journal, state, 0).await?;
+    portwatch_ledger::catch_up(journal, state, 0).await?;
     let seeds: Vec<Decision> = {
         let state = state.read().unwrap_or_else(|p| p.into_inner());
         let now = chrono::Utc::now();
@@ -185,7 +185,7 @@ pub async fn bootstrap(
     };
     if !seeds.is_empty() {
         tracing::info!(approvals = seeds.len() / 2, "allow-list approvals granted");
-        portwatch_notify::service::record(journal, state, seeds).await?;
+        portwatch_ledger::record(journal, state, seeds).await?;
     }
     let empty = state
         .read()
@@ -203,7 +203,7 @@ pub async fn bootstrap(
         &portwatch_projections::Actor::system("portwatch"),
     )
     .map_err(anyhow::Error::msg)?;
-    portwatch_notify::service::record(journal, state, decisions).await?;
+    portwatch_ledger::record(journal, state, decisions).await?;
     tracing::info!(user = "admin", token = %id, "first start: admin token issued");
     Ok(Some(token))
 }

@@ -114,22 +114,66 @@ pub fn context(
         read,
         notifier,
         journal,
-        auth: Arc::new(Auth::new(cfg.anonymous_read).issuing_for_others(cfg.admin_may_issue_for_others)),
+        auth: Arc::new(
+            Auth::new(cfg.anonymous_read)
+                .failures_per_minute(cfg.auth_failures_per_minute)
+                .issuing_for_others(cfg.admin_may_issue_for_others)
+                .secure_cookies(cfg.api.tls.is_some() || !cfg.api_listen.ip().is_loopback()),
+        ),
         bounds: Arc::new(bounds(cfg)),
         assets,
         schedule: Arc::new(schedule(cfg)),
         metrics,
         figures,
+        journal_read: Arc::new(tokio::sync::Mutex::new(0)),
     }
 }
 
-/// Bind `listen` now (so that a busy port is an error at start), and return the
-/// server future, which runs until `stop` is set.
+/// The API server's limits: the config's, with connections capped at a quarter of
+/// the open-file limit, so that however many clients come, the scanner keeps the
+/// descriptors it needs (its raw sockets, its connect probes).
+pub fn server_limits(cfg: &Config) -> portwatch_api::server::Limits {
+    let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let cap = usize::try_from(nofile / 4).unwrap_or(usize::MAX).max(8);
+    let max_connections = cfg.api.max_connections.min(cap);
+    if max_connections < cfg.api.max_connections {
+        tracing::warn!(
+            configured = cfg.api.max_connections,
+            serving = max_connections,
+            open_file_limit = nofile,
+            "api.max_connections capped at a quarter of the open-file limit (the rest is the scanner's)"
+        );
+    }
+    portwatch_api::server::Limits {
+        header_timeout: cfg.api.header_timeout,
+        request_timeout: cfg.api.request_timeout,
+        max_connections,
+        per_client: (max_connections / 4).clamp(1, 32),
+    }
+}
+
+/// Bind `listen` now (so that a busy port is an error at start, as is a bad
+/// certificate), and return the server future, which runs until `stop` is set.
 pub async fn bind(
     listen: SocketAddr,
+    cfg: &Config,
     ctx: ApiContext,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let tls = match &cfg.api.tls {
+        None => None,
+        Some((cert, key)) => {
+            let read = |p: &std::path::Path, k: &str| {
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("api.{k}: cannot read {}: {e}", p.display()))
+            };
+            let acceptor =
+                portwatch_api::server::tls_acceptor(&read(cert, "tls_cert")?, &read(key, "tls_key")?)
+                    .map_err(|e| anyhow::anyhow!("api.{e}"))?;
+            Some(acceptor)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             " (another program listens there: set [api] listen in the config or pass --listen IP:PORT)"
@@ -138,12 +182,16 @@ pub async fn bind(
         };
         anyhow::anyhow!("api.listen: cannot listen on {listen}: {e}{hint}")
     })?;
+    let limits = server_limits(cfg);
+    tracing::info!(
+        listen = %listen,
+        https = tls.is_some(),
+        max_connections = limits.max_connections,
+        per_client = limits.per_client,
+        header_timeout = ?limits.header_timeout,
+        request_timeout = ?limits.request_timeout,
+        "API serving"
+    );
     let app = portwatch_api::router(ctx);
-    Ok(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    })
+    Ok(portwatch_api::server::serve(listener, app, limits, tls, stop))
 }

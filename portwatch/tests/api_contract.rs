@@ -314,7 +314,13 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         Proc(stack.ns.spawn_portwatch(&full, &stack.path(log)))
     };
     let _up = serve(&["--data", data, "up", "--listen", EMBEDDED_API], "up-frozen.log");
-    let _control = serve(&["control"], "control-frozen.log");
+    // The control plane's files (the ledger key, the first admin token): the
+    // stack's, in the test's directory.
+    let control_data = stack.path("data");
+    let _control = serve(
+        &["--data", control_data.to_str().expect("utf8"), "control"],
+        "control-frozen.log",
+    );
     for api in [EMBEDDED_API, CONTROL_API] {
         assert!(
             wait_for(Duration::from_secs(30), || stack.ns.get_json(api, "/healthz")).is_some(),

@@ -24,11 +24,22 @@ fn read(path: &Path) -> String {
 }
 
 /// Append decision records to the embedded journal as another writer would (the
-/// table `decisions` of `events.db`), with Python's sqlite3.
-fn write_into_journal(events_db: &Path, records: &[serde_json::Value]) {
+/// table `decisions` of `events.db`), with Python's sqlite3; sealed with the key in
+/// `key_file` (a writer who holds it: a compromised portwatch), or not at all.
+fn write_into_journal(events_db: &Path, key_file: Option<&Path>, records: &[serde_json::Value]) {
+    let key = key_file.map(|f| portwatch_ledger::Key::load_or_create(f).expect("ledger key"));
     let rows: Vec<(String, String)> = records
         .iter()
-        .map(|r| (r["id"].as_str().expect("id").to_string(), r.to_string()))
+        .map(|r| {
+            let body = match &key {
+                Some(key) => portwatch_ledger::seal(
+                    key,
+                    &portwatch_projections::Decision::from_json(&r.to_string()).expect("a decision"),
+                ),
+                None => r.to_string(),
+            };
+            (r["id"].as_str().expect("id").to_string(), body)
+        })
         .collect();
     let script = r#"
 import json, sqlite3, sys
@@ -114,12 +125,14 @@ fn approvals_and_blocks_keep_their_bounds_at_decision_and_at_apply_time() {
     }
 
     // A block of the API's port that reached the journal anyway, proposed by an
-    // operator and confirmed by a real second person with their own token.
+    // operator and confirmed by a real second person with their own token, sealed
+    // with the ledger's key (what only a compromised portwatch could write).
     let now = chrono::Utc::now().to_rfc3339();
     let v = portwatch_events::SCHEMA_VERSION;
     let id = "bk_0000000000forged";
     write_into_journal(
         &dir.path().join("data/events.db"),
+        Some(&dir.path().join("data/ledger.key")),
         &[
             serde_json::json!({
                 "v": v, "id": format!("block:{id}"), "at": now, "by": "olga", "token": olga_token,

@@ -400,13 +400,27 @@ fn both_deployments_report_the_hand_computed_figures_of_a_scripted_history() {
         .map(|e| portwatch_events::Event::from_json(e).unwrap_or_else(|err| panic!("{e}: {err}")))
         .collect();
 
+    // Decisions are journalled sealed with the deployment's ledger key (made here
+    // first, found by the deployment where its config says).
+    let sealed = |key_file: &std::path::Path| -> Vec<(String, String)> {
+        let key = portwatch_ledger::Key::load_or_create(key_file).unwrap();
+        decisions
+            .iter()
+            .map(|(id, body)| {
+                let d = portwatch_projections::Decision::from_json(body)
+                    .unwrap_or_else(|e| panic!("{body}: {e}"));
+                (id.clone(), portwatch_ledger::seal(&key, &d))
+            })
+            .collect()
+    };
+
     // --- embedded: the log and the journal of `up`'s data directory ---------------
     let data = stack.path("embedded");
     {
         use portwatch_ingest::{EventLog, Journal};
         let log = portwatch_ingest::EmbeddedLog::open(data.join("events.db")).unwrap();
         log.append(&parsed).unwrap();
-        log.append_decisions(&decisions).unwrap();
+        log.append_decisions(&sealed(&data.join("ledger.key"))).unwrap();
     }
 
     // --- scale-out: the observations and decisions topics -------------------------
@@ -422,7 +436,11 @@ fn both_deployments_report_the_hand_computed_figures_of_a_scripted_history() {
         consumer: BTreeMap::new(),
     };
     let produced = {
-        let (settings, parsed, decisions) = (settings.clone(), parsed.clone(), decisions.clone());
+        let (settings, parsed, decisions) = (
+            settings.clone(),
+            parsed.clone(),
+            sealed(&stack.path("data/ledger.key")),
+        );
         stack.ns.within(move || -> Result<(), String> {
             use portwatch_ingest::{EventLog, Journal};
             let timeout = Duration::from_secs(10);

@@ -404,6 +404,10 @@ pub struct Decision {
     /// The address the decision came from, for decisions made through the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// HMAC-SHA256 of the record without this field, keyed with the ledger's key
+    /// (`portwatch_ledger`): a record without a valid one never takes effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     /// What.
     #[serde(flatten)]
     pub what: DecisionKind,
@@ -458,6 +462,7 @@ impl Decision {
             by: by.to_string(),
             token: None,
             client: None,
+            mac: None,
             what,
         }
     }

@@ -137,7 +137,7 @@ impl Controller<'_> {
                             block_id: req.block_id.clone(),
                             why: format!("refused at apply time: {why}"),
                         };
-                        portwatch_notify::service::record(
+                        portwatch_ledger::record(
                             journal,
                             state,
                             vec![Decision::new(now, CONTROLLER, decision)],
@@ -188,7 +188,7 @@ impl Controller<'_> {
                     DecisionKind::BlockVerified { block_id: id }
                 }
             };
-            portwatch_notify::service::record(journal, state, vec![Decision::new(now, CONTROLLER, decision)])
+            portwatch_ledger::record(journal, state, vec![Decision::new(now, CONTROLLER, decision)])
                 .await
                 .map_err(|e| e.to_string())?;
         }

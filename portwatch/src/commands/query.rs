@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use portwatch_api::views::{alert_views, port_views, WithAsset};
 use portwatch_events::redact;
-use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
+use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_projections::{Decision, Ledger, PortState};
 use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageRequest, PortQuery};
 
@@ -226,7 +226,7 @@ pub(crate) fn ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     if !path.exists() {
         return Ok(ledger);
     }
-    let log = EmbeddedLog::open(path)?;
+    let log = cfg.sealed(std::sync::Arc::new(EmbeddedLog::open(path)?))?;
     let mut from = 0;
     loop {
         let records = log.read_decisions(from, 10_000)?;

@@ -15,12 +15,13 @@ use crate::InputError;
 
 /// The deployment's journal: the embedded log, or Kafka's decisions topic.
 fn journal(cfg: &Config, kafka: bool) -> anyhow::Result<Arc<dyn Journal>> {
-    Ok(if kafka {
+    let inner: Arc<dyn Journal> = if kafka {
         let so = &cfg.scaleout;
         Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?)
     } else {
         Arc::new(EmbeddedLog::open(cfg.events_path())?)
-    })
+    };
+    cfg.sealed(inner)
 }
 
 /// Print the audit: the journal folded, newest first, filtered.
@@ -33,7 +34,7 @@ pub async fn audit(cfg: &Config, args: &AuditArgs) -> anyhow::Result<()> {
         .map_err(|e| InputError(format!("--{e}")))?;
     let journal = journal(cfg, args.kafka)?;
     let state = Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())));
-    portwatch_notify::service::catch_up(&journal, &state, 0).await?;
+    portwatch_ledger::catch_up(&journal, &state, 0).await?;
     let query = portwatch_api::audit::AuditQuery {
         user: args.user.clone(),
         kind: args.kind.clone(),
@@ -81,7 +82,7 @@ pub async fn create(cfg: &Config, args: &TokenCreateArgs) -> anyhow::Result<()> 
     portwatch_api::tokens::check_user(&args.user).map_err(|e| InputError(format!("--user: {e}")))?;
     let journal = journal(cfg, args.kafka)?;
     let state = Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())));
-    portwatch_notify::service::catch_up(&journal, &state, 0).await?;
+    portwatch_ledger::catch_up(&journal, &state, 0).await?;
     let current = state
         .read()
         .unwrap_or_else(|p| p.into_inner())
@@ -95,7 +96,7 @@ pub async fn create(cfg: &Config, args: &TokenCreateArgs) -> anyhow::Result<()> 
         &portwatch_projections::Actor::system(&by),
     )
     .map_err(InputError)?;
-    portwatch_notify::service::record(&journal, &state, decisions).await?;
+    portwatch_ledger::record(&journal, &state, decisions).await?;
     tracing::info!(user = %args.user, role = role.as_str(), token = %id, by = %by, "token issued");
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;

@@ -124,6 +124,30 @@ pub struct RawStore {
 pub struct RawApi {
     /// Listen address. Default: "127.0.0.1:7678".
     pub listen: Option<String>,
+    /// Longest wait for a request's head (and a TLS handshake). Default: "10s".
+    pub header_timeout: Option<String>,
+    /// Longest time to answer a request, its body included. Default: "30s".
+    pub request_timeout: Option<String>,
+    /// Most connections served at once; at most a quarter of the open-file limit,
+    /// so that the scanner keeps the rest. Default: 256.
+    pub max_connections: Option<usize>,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`).
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
+}
+
+/// Checked `[api]` (beside `listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Longest wait for a request's head.
+    pub header_timeout: Duration,
+    /// Longest time to answer a request.
+    pub request_timeout: Duration,
+    /// Most connections at once (before the open-file limit's cap).
+    pub max_connections: usize,
+    /// Certificate and key files, for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[auth]`
@@ -135,6 +159,9 @@ pub struct RawAuth {
     /// An admin may issue a token for an existing user other than themselves. Such a
     /// token works, but counts for nobody's second confirmation. Default: false.
     pub admin_may_issue_for_others: Option<bool>,
+    /// Failed authentications allowed per client address and per token id a minute;
+    /// past them, 429 with Retry-After. Default: 10.
+    pub failures_per_minute: Option<u32>,
 }
 
 /// `[control]`: active control (blocks).
@@ -298,6 +325,16 @@ impl RawControl {
     }
 }
 
+/// `[ledger]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// The key that seals every decision record (HMAC-SHA256), created 0600 on first
+    /// start. Every process that writes or reads decisions needs the same file: `up`,
+    /// `control`, `token create`, `audit`. Default: "<store.path>/ledger.key".
+    pub key_file: Option<String>,
+}
+
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,6 +393,9 @@ pub struct RawConfig {
     /// `[control]`
     #[serde(default)]
     pub control: RawControl,
+    /// `[ledger]`
+    #[serde(default)]
+    pub ledger: RawLedger,
 }
 
 /// Where the config came from.
@@ -388,6 +428,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// API address.
     pub api_listen: SocketAddr,
+    /// The API server's limits and TLS.
+    pub api: ApiSettings,
     /// Kafka, ClickHouse, probe node and projector settings (scale-out roles).
     pub scaleout: ScaleOut,
     /// Service and admin panel detection.
@@ -398,10 +440,14 @@ pub struct Config {
     pub anonymous_read: bool,
     /// Admins may issue tokens for other existing users (`[auth]`).
     pub admin_may_issue_for_others: bool,
+    /// Failed authentications allowed a minute (`[auth]`).
+    pub auth_failures_per_minute: u32,
     /// Active control.
     pub control: ControlSettings,
     /// Most addresses one approval may name.
     pub approvals_max_addresses: u64,
+    /// The ledger's key (`[ledger] key_file`), if set; else in the store's directory.
+    pub ledger_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -434,7 +480,25 @@ impl Config {
         raw.validate(source, &origin)
     }
 
-    /// The database file of the event log.
+    /// The deployment's journal of decisions, sealed with the ledger's key (made on
+    /// first use): `inner` is the embedded log or the Kafka topic.
+    pub fn sealed(
+        &self,
+        inner: std::sync::Arc<dyn portwatch_ingest::Journal>,
+    ) -> anyhow::Result<std::sync::Arc<dyn portwatch_ingest::Journal>> {
+        let key = portwatch_ledger::Key::load_or_create(&self.ledger_key_path())?;
+        Ok(portwatch_ledger::Sealed::wrap(inner, key))
+    }
+
+    /// The ledger's key file: `[ledger] key_file`, or `ledger.key` in the store's
+    /// directory (which `--data` moves).
+    pub fn ledger_key_path(&self) -> PathBuf {
+        self.ledger_key_file
+            .clone()
+            .unwrap_or_else(|| self.store_path.join("ledger.key"))
+    }
+
+    /// The embedded event log's file.
     pub fn events_path(&self) -> PathBuf {
         self.store_path.join("events.db")
     }
@@ -511,6 +575,41 @@ impl RawConfig {
             )
         })?;
 
+        let timeout = |key: &str, value: Option<String>, default: &str| {
+            let text = value.unwrap_or_else(|| default.to_string());
+            parse_duration(&text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(key, &format!("{text:?}"), "a duration such as 10s"))
+        };
+        let api = ApiSettings {
+            header_timeout: timeout("api.header_timeout", self.api.header_timeout, "10s")?,
+            request_timeout: timeout("api.request_timeout", self.api.request_timeout, "30s")?,
+            max_connections: match self.api.max_connections {
+                Some(0) => return Err(invalid("api.max_connections", "0", "at least 1")),
+                Some(n) => n,
+                None => 256,
+            },
+            tls: match (self.api.tls_cert, self.api.tls_key) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+                (Some(c), None) => {
+                    return Err(invalid(
+                        "api.tls_key",
+                        "(missing)",
+                        &format!("tls_cert {c:?} needs its key"),
+                    ))
+                }
+                (None, Some(k)) => {
+                    return Err(invalid(
+                        "api.tls_cert",
+                        "(missing)",
+                        &format!("tls_key {k:?} needs its certificate"),
+                    ))
+                }
+            },
+        };
+
         let service = self.service.validate(origin, &scan.high_risk_ports)?;
         let scaleout = scaleout::RawScaleOut {
             kafka: self.kafka,
@@ -519,6 +618,13 @@ impl RawConfig {
             projector: self.projector,
         }
         .validate(origin)?;
+        let ledger_key_file = match self.ledger.key_file {
+            Some(f) if f.trim().is_empty() => {
+                return Err(at.invalid("ledger.key_file", "\"\"", "a file path"))
+            }
+            Some(f) => Some(PathBuf::from(f)),
+            None => None,
+        };
         let approvals_max_addresses = match self.approvals.max_addresses {
             Some(0) => return Err(at.invalid("approvals.max_addresses", "0", "at least 1")),
             Some(n) => n,
@@ -540,13 +646,20 @@ impl RawConfig {
             },
             store_path,
             api_listen,
+            api,
             scaleout,
             service,
             alerts,
             anonymous_read: self.auth.anonymous_read.unwrap_or(false),
             admin_may_issue_for_others: self.auth.admin_may_issue_for_others.unwrap_or(false),
+            auth_failures_per_minute: match self.auth.failures_per_minute {
+                Some(0) => return Err(invalid("auth.failures_per_minute", "0", "at least 1")),
+                Some(n) => n,
+                None => 10,
+            },
             control: self.control.validate(&at)?,
             approvals_max_addresses,
+            ledger_key_file,
         })
     }
 }

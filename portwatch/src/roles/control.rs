@@ -68,7 +68,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         store: store.clone(),
         stale_after_secs: so.probe.heartbeat.as_secs() * 3,
     });
-    let journal: Arc<dyn Journal> = Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?);
+    let journal: Arc<dyn Journal> = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
     let notifications = crate::notifier::state(&cfg);
     let first_token = crate::notifier::bootstrap(&cfg, &journal, &notifications).await?;
     let ctx = crate::serve::context(
@@ -83,7 +83,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         bounds: ctx.bounds.clone(),
         assets: ctx.assets.clone(),
     };
-    let server = crate::serve::bind(cfg.api_listen, ctx, stop.clone()).await?;
+    let server = crate::serve::bind(cfg.api_listen, &cfg, ctx, stop.clone()).await?;
     if let Some(token) = first_token {
         crate::notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
     }

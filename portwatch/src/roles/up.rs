@@ -107,7 +107,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         zone: crate::config::DEFAULT_ZONE.to_string(),
     });
     let notifications = notifier::state(&cfg);
-    let journal: Arc<dyn Journal> = embedded_log.clone();
+    let journal: Arc<dyn Journal> = cfg.sealed(embedded_log.clone())?;
     let first_token = notifier::bootstrap(&cfg, &journal, &notifications).await?;
     let api = serve::context(
         &cfg,
@@ -121,7 +121,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         bounds: api.bounds.clone(),
         assets: api.assets.clone(),
     };
-    let server = serve::bind(cfg.api_listen, api, stop_rx.clone()).await?;
+    let server = serve::bind(cfg.api_listen, &cfg, api, stop_rx.clone()).await?;
     if let Some(token) = first_token {
         notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
     }
