@@ -19,7 +19,6 @@ mod docs;
 mod error;
 mod events;
 mod params;
-pub mod read;
 pub mod report;
 mod routes;
 mod schedule;
@@ -49,7 +48,9 @@ pub use auth::Auth;
 
 pub use error::{ApiError, ErrorBody};
 pub use params::DEFAULT_LIMIT;
-pub use read::{
+/// The read model lives with the stores; the API answers from it.
+pub use portwatch_stores::read;
+pub use portwatch_stores::{
     EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent, TaskRuns,
 };
 pub use routes::NEXT_CURSOR;

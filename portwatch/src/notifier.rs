@@ -7,12 +7,12 @@ use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
 use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_notify::{AlertSource, Service, Timing};
 use portwatch_projections::{Alert, Decision, DecisionKind, Notifier, PortRow, PortState};
 use portwatch_projector::AlertOutlet;
+use portwatch_stores::ReadModel;
 use portwatch_stores::{AlertQuery, IpRange, PageRequest, PortQuery};
 use tokio::sync::{mpsc, watch};
 

@@ -1,18 +1,17 @@
-//! The two deployments' read models: the adapters between the one API and each
-//! deployment's store. Everything else about the API is shared (`portwatch_api`).
+//! The two deployments' read models (`portwatch_stores::ReadModel`): the adapters
+//! between the readers (the API, the scheduler, the block controller, the notifier)
+//! and each deployment's store and job board.
 
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use futures::FutureExt;
-use portwatch_api::{
-    EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent, TaskRuns,
-};
 use portwatch_ingest::EmbeddedLog;
 use portwatch_projections::{Alert, Episode, HostRow, PortRow};
 use portwatch_stores::{
-    AlertQuery, ClickHouseStore, EmbeddedStore, EpisodeQuery, HostQuery, JobRow, Page, PageRequest,
-    PortQuery, ProbeNodeRow,
+    AlertQuery, ClickHouseStore, EmbeddedStore, EpisodeQuery, EventCursor, Health, HostQuery, JobRow,
+    JobView, NodeView, Page, PageRequest, PortQuery, ProbeNodeRow, ReadError, ReadFuture, ReadModel,
+    StoredEvent, TaskRuns,
 };
 
 use crate::control::jobs::{JobBoard, JobRecord, JobState};

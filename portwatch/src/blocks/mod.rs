@@ -11,11 +11,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use portwatch_api::ReadModel;
 use portwatch_ingest::Journal;
 use portwatch_projections::blocks::{due, Applied, BlockAction, BlockState};
 use portwatch_projections::bounds::Bounds;
 use portwatch_projections::{Assets, Decision, DecisionKind, Notifier};
+use portwatch_stores::ReadModel;
 use portwatch_stores::{PageRequest, PortQuery};
 use tokio::sync::watch;
 

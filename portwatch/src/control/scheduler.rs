@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use portwatch_api::ReadModel;
 use portwatch_events::{JobId, PortSet, Proto, Task};
 use portwatch_projections::{Notifier, PortRow, PortState};
+use portwatch_stores::ReadModel;
 use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;

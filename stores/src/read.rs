@@ -1,11 +1,13 @@
-//! The read model: what the API needs from a deployment. The embedded deployment
-//! answers from SQLite and its own job board, the scale-out one from ClickHouse;
-//! both answer the same queries (`portwatch_stores::query`) with the same rows.
+//! The read model: what every reader of projected state (the API, the scheduler,
+//! the block controller, the notifier, the reporter) needs from a deployment, on the
+//! store's side beside [`crate::StateSink`]. The embedded deployment answers from
+//! SQLite and its own job board, the scale-out one from ClickHouse; both answer the
+//! same queries ([`crate::query`]) with the same rows.
 
+use crate::{AlertQuery, EpisodeQuery, HostQuery, Page, PageRequest, PortQuery};
 use futures::future::BoxFuture;
 use portwatch_events::Timestamp;
 use portwatch_projections::{Alert, Episode, HostRow, PortRow};
-use portwatch_stores::{AlertQuery, EpisodeQuery, HostQuery, Page, PageRequest, PortQuery};
 use serde::Serialize;
 
 /// A read that could not be answered: the store is down or failed.
