@@ -14,7 +14,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{loopback_up_config, stderr, stdout, tempdir, wait_for, Netns, Proc};
+use support::{loopback_up_config, stdout, tempdir, wait_for, Netns, Proc};
 
 const HOST: &str = "127.0.0.8";
 const API_PORT: u16 = 18095;
@@ -23,37 +23,18 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Append decision records to the embedded journal as another writer would (the
-/// table `decisions` of `events.db`), with Python's sqlite3; sealed with the key in
-/// `key_file` (a writer who holds it: a compromised portwatch), or not at all.
-fn write_into_journal(events_db: &Path, key_file: Option<&Path>, records: &[serde_json::Value]) {
-    let key = key_file.map(|f| portwatch_ledger::Key::load_or_create(f).expect("ledger key"));
+/// Append decision records to the embedded journal as another writer would, sealed
+/// with the key in `key_file` (a writer who holds it: a compromised portwatch).
+fn write_into_journal(events_db: &Path, key_file: &Path, records: &[serde_json::Value]) {
+    let key = portwatch_ledger::Key::load_or_create(key_file).expect("ledger key");
     let rows: Vec<(String, String)> = records
         .iter()
         .map(|r| {
-            let body = match &key {
-                Some(key) => portwatch_ledger::seal(
-                    key,
-                    &portwatch_projections::Decision::from_json(&r.to_string()).expect("a decision"),
-                ),
-                None => r.to_string(),
-            };
-            (r["id"].as_str().expect("id").to_string(), body)
+            let d = portwatch_projections::Decision::from_json(&r.to_string()).expect("a decision");
+            (d.id.clone(), portwatch_ledger::seal(&key, &d))
         })
         .collect();
-    let script = r#"
-import json, sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-with db:
-    for id, body in json.loads(sys.argv[2]):
-        db.execute("INSERT INTO decisions (id, body) VALUES (?, ?)", (id, body))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, events_db.to_str().expect("utf8")])
-        .arg(serde_json::to_string(&rows).expect("json"))
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "{}", stderr(&out));
+    support::write_into_journal(events_db, &rows);
 }
 
 #[test]
@@ -132,7 +113,7 @@ fn approvals_and_blocks_keep_their_bounds_at_decision_and_at_apply_time() {
     let id = "bk_0000000000forged";
     write_into_journal(
         &dir.path().join("data/events.db"),
-        Some(&dir.path().join("data/ledger.key")),
+        &dir.path().join("data/ledger.key"),
         &[
             serde_json::json!({
                 "v": v, "id": format!("block:{id}"), "at": now, "by": "olga", "token": olga_token,

@@ -142,21 +142,7 @@ fn embedded_forged_decisions_grant_nothing() {
         &ns,
         API,
         &tokens,
-        |records| {
-            let script = r#"
-import json, sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-with db:
-    for id, body in json.loads(sys.argv[2]):
-        db.execute("INSERT INTO decisions (id, body) VALUES (?, ?)", (id, body))
-"#;
-            let out = std::process::Command::new("python3")
-                .args(["-c", script, events_db.to_str().expect("utf8")])
-                .arg(serde_json::to_string(&records).expect("json"))
-                .output()
-                .expect("python3");
-            assert!(out.status.success(), "{}", stderr(&out));
-        },
+        |records| support::write_into_journal(&events_db, &records),
         || std::fs::read_to_string(&log).unwrap_or_default(),
     );
     // The shell's fold refuses them as well.

@@ -73,6 +73,17 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Run it; one JSON object of results.
 pub(crate) async fn run(a: Attack) -> anyhow::Result<serde_json::Value> {
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string();
+    let valid = format!(
+        "GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        a.token
+    );
+    // The bystander has used its token before, as a working client has.
+    let (status, _) = request(a.bystander, a.api, &valid).await;
+    anyhow::ensure!(
+        status == Some(200),
+        "the valid token does not work before the attack: {status:?}"
+    );
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     // 1. Half-sent heads, held open until the end.
@@ -81,20 +92,28 @@ pub(crate) async fn run(a: Attack) -> anyhow::Result<serde_json::Value> {
         tokio::spawn(async move {
             let mut held = Vec::new();
             let (mut opened, mut failed) = (0usize, 0usize);
-            for _ in 0..a.half {
-                match tokio::time::timeout(Duration::from_secs(2), connect_from(a.attacker, a.api)).await {
-                    Ok(Ok(mut s)) => {
-                        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaa")
-                            .await
-                            .is_ok()
-                        {
+            // 100 at a time, and never past the deadline (a server out of
+            // descriptors leaves connects hanging in its full backlog).
+            let one = || async {
+                let mut s = tokio::time::timeout(Duration::from_secs(2), connect_from(a.attacker, a.api))
+                    .await
+                    .ok()?
+                    .ok()?;
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaa")
+                    .await
+                    .ok()?;
+                Some(s)
+            };
+            while opened + failed < a.half && Instant::now() < deadline {
+                let batch = (a.half - opened - failed).min(100);
+                for s in futures::future::join_all((0..batch).map(|_| one())).await {
+                    match s {
+                        Some(s) => {
                             opened += 1;
                             held.push(s);
-                        } else {
-                            failed += 1;
                         }
+                        None => failed += 1,
                     }
-                    _ => failed += 1,
                 }
             }
             // How many the server still holds open at the end (it closed the rest).
@@ -137,11 +156,6 @@ pub(crate) async fn run(a: Attack) -> anyhow::Result<serde_json::Value> {
         })
     };
     // 3. The bystander.
-    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string();
-    let valid = format!(
-        "GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        a.token
-    );
     let (mut health_ms, mut valid_ms) = (Vec::new(), Vec::new());
     let (mut health_bad, mut valid_bad) = (0usize, 0usize);
     while Instant::now() < deadline {
