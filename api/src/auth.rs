@@ -80,8 +80,7 @@ impl Auth {
     /// Failed authentications allowed per client address and per token id a minute
     /// (`[auth] failures_per_minute`) before 429.
     pub fn failures_per_minute(mut self, n: u32) -> Self {
-        self.throttle =
-            crate::throttle::Throttle::new(hash_secret("no token has this secret").unwrap_or_default(), n);
+        self.throttle = self.throttle.with_failures_per_minute(n);
         self
     }
 

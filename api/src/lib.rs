@@ -879,6 +879,17 @@ mod tests {
         }
     }
 
+    /// A token for the new `user` with `role`, issued from the shell (`cli:test`)
+    /// and journalled: (the token, its id).
+    async fn token_for(ctx: &ApiContext, user: &str, role: Role) -> (String, String) {
+        let shell = portwatch_projections::Actor::system("cli:test");
+        let (decisions, token, id, _) = tokens::issue(None, user, Some(role), &shell).unwrap();
+        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
+            .await
+            .unwrap();
+        (token, id)
+    }
+
     async fn call(
         app: &Router,
         method: &str,
@@ -895,16 +906,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_and_roles_are_enforced_on_every_route() {
         let ctx = context(Arc::new(Recorder::default()), false);
-        let (decisions, admin, _, _) = tokens::issue(
-            None,
-            "root",
-            Some(Role::Admin),
-            &portwatch_projections::Actor::system("test"),
-        )
-        .unwrap();
-        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-            .await
-            .unwrap();
+        let (admin, _) = token_for(&ctx, "root", Role::Admin).await;
         let app = router(ctx.clone());
 
         // Public paths need nothing; reads need a token when reads are not anonymous.
@@ -1029,7 +1031,7 @@ mod tests {
         assert!(state
             .ledger()
             .tokens()
-            .all(|t| t.issued_by == "test" || t.issued_by == "root"));
+            .all(|t| t.issued_by == "cli:test" || t.issued_by == "root"));
     }
 
     /// A request with `headers`; the status, the Set-Cookie header and the body.
@@ -1047,16 +1049,7 @@ mod tests {
     #[tokio::test]
     async fn a_console_session_needs_its_csrf_token_for_changes_and_ends_with_its_token() {
         let ctx = context(Arc::new(Recorder::default()), false);
-        let (decisions, token, token_id, _) = tokens::issue(
-            None,
-            "olga",
-            Some(Role::Operator),
-            &portwatch_projections::Actor::system("test"),
-        )
-        .unwrap();
-        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-            .await
-            .unwrap();
+        let (token, token_id) = token_for(&ctx, "olga", Role::Operator).await;
         let app = router(ctx.clone());
         let host = ("Host", "127.0.0.1:7678");
         // A wrong token opens nothing.
@@ -1154,17 +1147,7 @@ mod tests {
         let ctx = context(Arc::new(Recorder::default()), false);
         let mut tokens_of = std::collections::BTreeMap::new();
         for (user, role) in [("ada", Role::Admin), ("olga", Role::Operator)] {
-            let (decisions, token, _, _) = tokens::issue(
-                None,
-                user,
-                Some(role),
-                &portwatch_projections::Actor::system("test"),
-            )
-            .unwrap();
-            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-                .await
-                .unwrap();
-            tokens_of.insert(user, token);
+            tokens_of.insert(user, token_for(&ctx, user, role).await.0);
         }
         let app = router(ctx.clone());
         let put = |token: &str, task: &str, body: &str| {
@@ -1210,18 +1193,13 @@ mod tests {
     #[tokio::test]
     async fn an_admin_cannot_mint_their_own_second_person() {
         let mut ctx = context(Arc::new(Recorder::default()), false);
-        let cli = portwatch_projections::Actor::system("cli:root");
         let mut tokens_of = std::collections::BTreeMap::new();
         for (user, role) in [
             ("ada", Role::Admin),
             ("bob", Role::Approver),
             ("ops", Role::Approver),
         ] {
-            let (decisions, token, _, _) = tokens::issue(None, user, Some(role), &cli).unwrap();
-            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-                .await
-                .unwrap();
-            tokens_of.insert(user, token);
+            tokens_of.insert(user, token_for(&ctx, user, role).await.0);
         }
         let app = router(ctx.clone());
         let ada = tokens_of["ada"].clone();
@@ -1346,7 +1324,7 @@ mod tests {
             [
                 ("bob", "ada", "two-person"),
                 ("carol", "ada", "two-person"),
-                ("ada", "cli:root", "issue")
+                ("ada", "cli:test", "issue")
             ],
             "newest first: {refusals:?}"
         );
@@ -1375,17 +1353,7 @@ mod tests {
             ("vic", Role::Viewer),
             ("ada", Role::Approver),
         ] {
-            let (decisions, token, _, _) = tokens::issue(
-                None,
-                user,
-                Some(role),
-                &portwatch_projections::Actor::system("test"),
-            )
-            .unwrap();
-            portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-                .await
-                .unwrap();
-            tokens_of.insert(user, token);
+            tokens_of.insert(user, token_for(&ctx, user, role).await.0);
         }
         let app = router(ctx.clone());
         let body = r#"{"target":"10.0.0.0/24","ports":"8080","service":"http","reason":"shop admin behind SSO","owner":"web-team","expires":"30d"}"#;

@@ -63,21 +63,20 @@ impl Sessions {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         open.retain(|_, s| s.expires > now);
-        let mine: Vec<([u8; 32], Instant)> = open
-            .iter()
-            .filter(|(_, s)| s.token_id == token_id)
-            .map(|(k, s)| (*k, s.expires))
-            .collect();
-        if mine.len() >= MAX_PER_TOKEN {
-            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, e)| *e) {
-                open.remove(oldest);
-            }
-        }
-        if open.len() >= MAX_SESSIONS {
-            if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k) {
+        // The oldest of the sessions `of` picks goes when there are `max` of them.
+        let make_room = |open: &mut HashMap<[u8; 32], Session>, max: usize, of: &dyn Fn(&Session) -> bool| {
+            let held = open.values().filter(|s| of(s)).count();
+            let oldest = open
+                .iter()
+                .filter(|(_, s)| of(s))
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest.filter(|_| held >= max) {
                 open.remove(&oldest);
             }
-        }
+        };
+        make_room(&mut open, MAX_PER_TOKEN, &|s| s.token_id == token_id);
+        make_room(&mut open, MAX_SESSIONS, &|_| true);
         open.insert(
             key(&cookie),
             Session {

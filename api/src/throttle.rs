@@ -67,6 +67,12 @@ impl Throttle {
             dummy: dummy_hash,
         }
     }
+
+    /// The same throttle allowing `per_minute` failures (the dummy hash kept: it
+    /// costs an argon2 computation to make).
+    pub(crate) fn with_failures_per_minute(self, per_minute: u32) -> Self {
+        Throttle::new(self.dummy, per_minute)
+    }
 }
 
 fn client_key(ip: Option<IpAddr>) -> String {

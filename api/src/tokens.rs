@@ -180,7 +180,6 @@ pub(crate) async fn create(
         );
         return Err(crate::refuse(&ctx, &me, "issue_token", &body.user, why).await);
     }
-    check_user(&body.user).map_err(ApiError::bad_request)?;
     let (decisions, token, id, role) =
         issue(current, &body.user, role, &me.actor()).map_err(ApiError::bad_request)?;
     record(&ctx, decisions).await?;

@@ -137,7 +137,7 @@ impl Bounds {
 
     /// Whether a block keeps the limits.
     pub fn block(&self, assets: &Assets, b: &BlockRequest) -> Result<(), BlockRefusal> {
-        if !inside_assets(assets, &IpNet::from(b.ip)) {
+        if assets.lookup(b.ip).is_none() {
             return Err(BlockRefusal::OutOfBounds(format!(
                 "ip `{}`: not inside the assets ([[assets]]); only monitored addresses can be blocked",
                 b.ip

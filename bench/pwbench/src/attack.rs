@@ -11,16 +11,32 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// What the attack is.
-#[derive(Debug, Clone)]
+/// What the attack is (the command line of `pwbench attack`).
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Attack {
+    /// The API's address (IP:PORT).
+    #[arg(long)]
     pub(crate) api: SocketAddr,
+    /// A valid token (its id is the one guessed at).
+    #[arg(long)]
     pub(crate) token: String,
+    /// Half-sent requests held open.
+    #[arg(long, default_value_t = 3000)]
     pub(crate) half: usize,
+    /// Wrong secrets sent.
+    #[arg(long, default_value_t = 1000)]
     pub(crate) wrong: usize,
+    /// How long the bystander measures.
+    #[arg(long, default_value_t = 30)]
     pub(crate) seconds: u64,
+    /// The half-sent requests' source address.
+    #[arg(long, default_value = "127.0.0.66")]
     pub(crate) attacker: IpAddr,
+    /// The wrong secrets' source address.
+    #[arg(long, default_value = "127.0.0.77")]
     pub(crate) guesser: IpAddr,
+    /// The bystander's source address.
+    #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bystander: IpAddr,
 }
 

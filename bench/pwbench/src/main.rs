@@ -135,29 +135,7 @@ enum Cmd {
     },
     /// An unauthenticated attack on a running API (half-sent requests, wrong
     /// secrets), timed from a bystander.
-    Attack {
-        /// The API's address (IP:PORT).
-        #[arg(long)]
-        api: std::net::SocketAddr,
-        /// A valid token (its id is the one guessed at).
-        #[arg(long)]
-        token: String,
-        #[arg(long, default_value_t = 3000)]
-        half: usize,
-        #[arg(long, default_value_t = 1000)]
-        wrong: usize,
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        /// The half-sent requests' source address.
-        #[arg(long, default_value = "127.0.0.66")]
-        attacker: std::net::IpAddr,
-        /// The wrong secrets' source address.
-        #[arg(long, default_value = "127.0.0.77")]
-        guesser: std::net::IpAddr,
-        /// The bystander's source address.
-        #[arg(long, default_value = "127.0.0.1")]
-        bystander: std::net::IpAddr,
-    },
+    Attack(attack::Attack),
     /// Time the open-ports page's requests against a running API.
     Pages {
         /// Base URL of the API.
@@ -455,30 +433,7 @@ async fn main() -> anyhow::Result<()> {
                 "seconds": started.elapsed().as_secs_f64(),
             }));
         }
-        Cmd::Attack {
-            api,
-            token,
-            half,
-            wrong,
-            seconds,
-            attacker,
-            guesser,
-            bystander,
-        } => {
-            line(
-                attack::run(attack::Attack {
-                    api,
-                    token,
-                    half,
-                    wrong,
-                    seconds,
-                    attacker,
-                    guesser,
-                    bystander,
-                })
-                .await?,
-            );
-        }
+        Cmd::Attack(a) => line(attack::run(a).await?),
         Cmd::Pages {
             api,
             token,
