@@ -116,7 +116,7 @@ fn view(a: &Approval) -> ApprovalView {
 }
 
 fn find(ctx: &ApiContext, id: &str) -> Result<Approval, ApiError> {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     state
         .ledger()
         .approvals()
@@ -130,7 +130,7 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Approval, ApiError> {
     (status = 200, description = "By id.", body = [ApprovalView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     let views: Vec<ApprovalView> = state.ledger().approvals().values().map(view).collect();
     Json(views)
 }
@@ -187,7 +187,7 @@ async fn decide(
         return Err(refuse(ctx, me, action, id, why).await);
     }
     let second = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         state
             .ledger()
             .second_person(&approval.requested_by, approval.requested_at, &me.actor())
@@ -225,7 +225,7 @@ async fn decide(
                 ip: r.ip,
                 proto: r.proto,
                 port: r.port,
-                seen: Fingerprint::of(r),
+                seen: Fingerprint::from(r),
             })
             .collect();
         DecisionKind::ApprovalGranted {

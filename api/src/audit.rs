@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use portwatch_projections::{AuditEntry, Ledger};
+use portwatch_ledger::audit::{page, parse_since, AuditQuery};
+use portwatch_projections::AuditEntry;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ErrorBody};
@@ -39,57 +40,6 @@ pub(crate) struct AuditParams {
     cursor: Option<String>,
 }
 
-/// What an audit read asks for.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct AuditQuery {
-    /// Only this user's decisions.
-    pub user: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only at or after this time.
-    pub since: Option<portwatch_events::Timestamp>,
-    /// Only entries before this place in the journal (the cursor).
-    pub before: Option<u64>,
-    /// At most this many.
-    pub limit: usize,
-}
-
-/// `since`: an RFC 3339 time, or a duration back from `now`.
-pub fn parse_since(v: &str, now: portwatch_events::Timestamp) -> Result<portwatch_events::Timestamp, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let back = humantime::parse_duration(v)
-        .ok()
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .ok_or_else(|| format!("since: `{v}` is neither an RFC 3339 time nor a duration such as 24h"))?;
-    Ok(now - back)
-}
-
-/// One page of the audit, newest first, and the cursor of the next one.
-pub fn page(ledger: &Ledger, q: &AuditQuery) -> (Vec<AuditEntry>, Option<String>) {
-    let entries = ledger.audit();
-    let end = q
-        .before
-        .map_or(entries.len(), |b| (b as usize).min(entries.len()));
-    let mut out = Vec::new();
-    for e in entries[..end].iter().rev() {
-        if q.user.as_deref().is_some_and(|u| u != e.user)
-            || q.kind.as_deref().is_some_and(|k| k != e.kind)
-            || q.since.is_some_and(|s| e.at < s)
-        {
-            continue;
-        }
-        if out.len() == q.limit {
-            // One more exists: the next page starts below the last one shown.
-            let next = out.last().map(|last: &AuditEntry| last.seq.to_string());
-            return (out, next);
-        }
-        out.push(e.clone());
-    }
-    (out, None)
-}
-
 /// Every decision on record, newest first: who (user, token, the token's issuer,
 /// address), what, about what; refused attempts with their rule.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "users", params(AuditParams), responses(
@@ -116,13 +66,10 @@ pub(crate) async fn list(
             .text("since")
             .map(|v| parse_since(v, chrono::Utc::now()))
             .transpose()
-            .map_err(ApiError::bad_request)?,
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
         before,
         limit: p.limit_within(DEFAULT_AUDIT, MAX_AUDIT)?,
     };
-    let (items, next) = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
-        page(state.ledger(), &query)
-    };
+    let (items, next) = page(ctx.ledger.read().ledger(), &query);
     Ok(paged(items, next))
 }

@@ -15,24 +15,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::Argon2;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portwatch_projections::Role;
-use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ErrorBody;
 use crate::session;
 use crate::ApiContext;
-
-/// Prefix of every token.
-pub const TOKEN_PREFIX: &str = "pwt_";
 
 /// How requests are authenticated.
 #[derive(Debug)]
@@ -71,7 +65,7 @@ impl Auth {
             // An unknown id is verified against the hash of a secret nobody has,
             // so that it costs what a known one does.
             throttle: crate::throttle::Throttle::new(
-                hash_secret("no token has this secret").unwrap_or_default(),
+                portwatch_ledger::tokens::hash_secret("no token has this secret").unwrap_or_default(),
                 crate::throttle::FAILURES_PER_MINUTE,
             ),
         }
@@ -121,36 +115,6 @@ impl Identity {
             client: self.client.clone(),
         }
     }
-}
-
-/// A new token: (the token to hand out once, its id, the hash to journal).
-pub fn new_token() -> Result<(String, String, String), String> {
-    let mut id = [0u8; 8];
-    let mut secret = [0u8; 32];
-    let mut rng = rand::rng();
-    rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut secret);
-    let (id, secret) = (hex::encode(id), hex::encode(secret));
-    let hash = hash_secret(&secret)?;
-    Ok((format!("{TOKEN_PREFIX}{id}_{secret}"), id, hash))
-}
-
-/// The argon2id PHC string of `secret`.
-pub fn hash_secret(secret: &str) -> Result<String, String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// `(id, secret)` of a token, if it has the token's shape.
-fn split(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix(TOKEN_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    (id.len() == 16 && secret.len() == 64).then_some((id, secret))
 }
 
 /// Why a request was refused.
@@ -203,7 +167,7 @@ impl IntoResponse for Refused {
 /// The holder of the token with id `token_id`, while it is not revoked and its user
 /// has a role.
 pub(crate) fn identity_of_token(ctx: &ApiContext, token_id: &str) -> Option<Identity> {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     let ledger = state.ledger();
     let record = ledger.token(token_id).filter(|r| r.revoked_at.is_none())?;
     Some(Identity {
@@ -223,7 +187,7 @@ pub(crate) async fn identify(
 ) -> Result<Identity, Refused> {
     let invalid = || Refused::unauthorized("invalid or revoked token");
     let throttle = &ctx.auth.throttle;
-    let Some((id, secret)) = split(token) else {
+    let Some((id, secret)) = portwatch_ledger::tokens::split(token) else {
         throttle.check(client, "malformed").map_err(Refused::throttled)?;
         throttle.failed(client, "malformed", "not a token's shape");
         return Err(invalid());
@@ -243,7 +207,7 @@ pub(crate) async fn identify(
         throttle.check(client, id).map_err(Refused::throttled)?;
     }
     let lookup = || {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         state.ledger().token(id).cloned()
     };
     let mut record = lookup();
@@ -382,27 +346,4 @@ pub(crate) fn guard(
         let ctx = ctx.clone();
         async move { gate(ctx, min, req, next).await }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-
-    use super::*;
-
-    #[test]
-    fn tokens_have_their_shape_and_only_their_secret_verifies() {
-        let (token, id, hash) = new_token().expect("token");
-        let (got_id, secret) = split(&token).expect("shape");
-        assert_eq!(got_id, id);
-        assert!(!hash.contains(secret), "the hash is not the secret");
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        let parsed = PasswordHash::new(&hash).expect("phc");
-        assert!(Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok());
-        assert!(Argon2::default().verify_password(b"guess", &parsed).is_err());
-        assert!(split("pwt_short_x").is_none());
-        assert!(split("Bearer x").is_none());
-    }
 }

@@ -7,8 +7,9 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Proto;
-use portwatch_projections::blocks::{Block, BlockRequest, BlockState};
+use portwatch_projections::blocks::{Block, BlockState};
 use portwatch_projections::bounds::BlockRefusal;
+use portwatch_projections::BlockRequest;
 use portwatch_projections::{DecisionKind, PortState};
 use portwatch_stores::{PageRequest, PortQuery};
 use rand::RngCore;
@@ -52,7 +53,7 @@ fn view(b: &Block) -> BlockView {
 }
 
 fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     state
         .ledger()
         .blocks()
@@ -66,7 +67,7 @@ fn find(ctx: &ApiContext, id: &str) -> Result<Block, ApiError> {
     (status = 200, description = "By id.", body = [BlockView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     Json(state.ledger().blocks().values().map(view).collect::<Vec<_>>())
 }
 
@@ -135,7 +136,7 @@ pub(crate) async fn propose(
     // One block per port at a time: two would share the one firewall element, and
     // ending either would lift both.
     let pending = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         state
             .ledger()
             .blocks()
@@ -190,7 +191,7 @@ pub(crate) async fn confirm(
         return Err(refuse(&ctx, &me, "confirm_block", &id, why).await);
     }
     let second = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         state
             .ledger()
             .second_person(&block.proposed_by, block.proposed_at, &me.actor())

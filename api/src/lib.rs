@@ -29,12 +29,11 @@ mod throttle;
 pub mod tokens;
 pub mod views;
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portwatch_ingest::Journal;
-use portwatch_projections::{Assets, Notifier, Role};
+use portwatch_projections::{Assets, Role};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -61,10 +60,9 @@ pub use views::ScheduledTask;
 pub struct ApiContext {
     /// The deployment's read model.
     pub read: Arc<dyn ReadModel>,
-    /// The journal folded: notifications and their deliveries, users and tokens.
-    pub notifier: Arc<RwLock<Notifier>>,
-    /// Where writes are recorded (the journal of decisions).
-    pub journal: Arc<dyn Journal>,
+    /// The ledger: where writes are recorded (the journal of decisions) and what it
+    /// folds to (users and tokens, approvals, blocks, notifications).
+    pub ledger: portwatch_ledger::Handle,
     /// Token checks.
     pub auth: Arc<Auth>,
     /// The limits of approvals and blocks (`[approvals] max_addresses`, `[control]
@@ -78,8 +76,6 @@ pub struct ApiContext {
     pub metrics: PrometheusHandle,
     /// Every episode's MTTD/MTTR figures, shared with the reporter.
     pub figures: Arc<report::Figures>,
-    /// How far the API itself has read the journal (see [`ApiContext::read_journal`]).
-    pub journal_read: Arc<tokio::sync::Mutex<u64>>,
 }
 
 impl ApiContext {
@@ -88,10 +84,8 @@ impl ApiContext {
     /// without waiting for the notifier's next pass. Records are folded by id, so
     /// reading some the notifier folded too is harmless.
     pub async fn read_journal(&self) {
-        let mut offset = self.journal_read.lock().await;
-        match portwatch_ledger::catch_up(&self.journal, &self.notifier, *offset).await {
-            Ok(next) => *offset = next,
-            Err(e) => tracing::warn!(error = %e, "the journal could not be read"),
+        if let Err(e) = self.ledger.catch_up().await {
+            tracing::warn!(error = %e, "the journal could not be read");
         }
     }
 }
@@ -123,7 +117,7 @@ pub(crate) async fn refuse(
             rule: rule.clone(),
         },
     );
-    if let Err(e) = portwatch_ledger::record(&ctx.journal, &ctx.notifier, vec![decision]).await {
+    if let Err(e) = ctx.ledger.record(vec![decision]).await {
         tracing::error!(error = %e, "a refused attempt could not be journalled");
     }
     ApiError::forbidden(rule)
@@ -134,7 +128,8 @@ pub(crate) async fn record(
     ctx: &ApiContext,
     decisions: Vec<portwatch_projections::Decision>,
 ) -> Result<(), ApiError> {
-    portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
+    ctx.ledger
+        .record(decisions)
         .await
         .map_err(|e| ApiError::unavailable(format!("the journal did not take the change: {e}")))
 }
@@ -452,7 +447,7 @@ mod tests {
     #[derive(Default)]
     struct MemoryJournal(Mutex<Vec<(String, String)>>);
 
-    impl Journal for MemoryJournal {
+    impl portwatch_ingest::Journal for MemoryJournal {
         fn append_decisions(&self, records: &[(String, String)]) -> Result<(), portwatch_ingest::LogError> {
             let mut all = self.0.lock().unwrap();
             for r in records {
@@ -493,26 +488,26 @@ mod tests {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        let notifier = Arc::new(RwLock::new(portwatch_projections::Notifier::new(
-            portwatch_projections::NotifyPolicy {
+        let ledger = portwatch_ledger::Handle::new(
+            Arc::new(MemoryJournal::default()),
+            portwatch_projections::Notifier::new(portwatch_projections::NotifyPolicy {
                 group_wait: chrono::Duration::seconds(10),
                 group_interval: chrono::Duration::minutes(5),
                 repeat_interval: chrono::Duration::hours(4),
                 escalate_after: None,
                 baseline: true,
-            },
-        )));
+            }),
+        );
         let assets = Arc::new(assets);
         let figures = Arc::new(report::Figures::new(
             read.clone(),
-            notifier.clone(),
+            ledger.clone(),
             assets.clone(),
             report::FIGURES_MAX_AGE,
         ));
         ApiContext {
             read,
-            notifier,
-            journal: Arc::new(MemoryJournal::default()),
+            ledger,
             auth: Arc::new(Auth::new(anonymous_read)),
             bounds: Arc::new(portwatch_projections::bounds::Bounds::default()),
             assets,
@@ -526,7 +521,6 @@ mod tests {
             }]),
             metrics,
             figures,
-            journal_read: Arc::new(tokio::sync::Mutex::new(0)),
         }
     }
 
@@ -710,7 +704,7 @@ mod tests {
         let ctx = context(read.clone(), true);
         let figures = Arc::new(report::Figures::new(
             read.clone(),
-            ctx.notifier.clone(),
+            ctx.ledger.clone(),
             ctx.assets.clone(),
             std::time::Duration::from_millis(300),
         ));
@@ -883,11 +877,9 @@ mod tests {
     /// and journalled: (the token, its id).
     async fn token_for(ctx: &ApiContext, user: &str, role: Role) -> (String, String) {
         let shell = portwatch_projections::Actor::system("cli:test");
-        let (decisions, token, id, _) = tokens::issue(None, user, Some(role), &shell).unwrap();
-        portwatch_ledger::record(&ctx.journal, &ctx.notifier, decisions)
-            .await
-            .unwrap();
-        (token, id)
+        let issued = portwatch_ledger::tokens::issue(None, user, Some(role), &shell).unwrap();
+        ctx.ledger.record(issued.decisions).await.unwrap();
+        (issued.token, issued.id)
     }
 
     async fn call(
@@ -1027,7 +1019,7 @@ mod tests {
         let (_, listed) = call(&app, "GET", "/api/v1/tokens", Some(&ada), "").await;
         assert_eq!(listed.as_array().unwrap().len(), 4);
         assert!(!listed.to_string().contains("argon2"), "{listed}");
-        let state = ctx.notifier.read().unwrap();
+        let state = ctx.ledger.read();
         assert!(state
             .ledger()
             .tokens()
@@ -1121,17 +1113,14 @@ mod tests {
             StatusCode::FORBIDDEN
         );
         // Revoking the token ends the session at its next request.
-        portwatch_ledger::record(
-            &ctx.journal,
-            &ctx.notifier,
-            vec![portwatch_projections::Decision::new(
+        ctx.ledger
+            .record(vec![portwatch_projections::Decision::new(
                 chrono::Utc::now(),
                 "test",
                 portwatch_projections::DecisionKind::TokenRevoked { token_id },
-            )],
-        )
-        .await
-        .unwrap();
+            )])
+            .await
+            .unwrap();
         assert_eq!(
             raw(&app, "GET", "/api/v1/ports", &[cookie], "").await.0,
             StatusCode::UNAUTHORIZED

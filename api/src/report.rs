@@ -14,7 +14,7 @@ use portwatch_events::Timestamp;
 use portwatch_projections::report::{
     aggregate, convergence, episodes, open_now, risk_by_port, By, Day, EpisodeReport, Group, OpenNow,
 };
-use portwatch_projections::{Assets, Notifier};
+use portwatch_projections::Assets;
 use portwatch_stores::{EpisodeQuery, PageRequest, PortQuery};
 
 use crate::error::{ApiError, ErrorBody};
@@ -85,7 +85,7 @@ type Computed = (Instant, Arc<Vec<EpisodeReport>>);
 /// takes is the `portwatch_report_compute_seconds` gauge.
 pub struct Figures {
     read: Arc<dyn ReadModel>,
-    notifier: Arc<RwLock<Notifier>>,
+    ledger: portwatch_ledger::Handle,
     assets: Arc<Assets>,
     max_age: Duration,
     last: RwLock<Option<Computed>>,
@@ -102,16 +102,16 @@ impl std::fmt::Debug for Figures {
 }
 
 impl Figures {
-    /// The figures of `read` with the decisions `notifier` folds and `assets`' owners.
+    /// The figures of `read` with the decisions `ledger` folds and `assets`' owners.
     pub fn new(
         read: Arc<dyn ReadModel>,
-        notifier: Arc<RwLock<Notifier>>,
+        ledger: portwatch_ledger::Handle,
         assets: Arc<Assets>,
         max_age: Duration,
     ) -> Self {
         Self {
             read,
-            notifier,
+            ledger,
             assets,
             max_age,
             last: RwLock::new(None),
@@ -158,23 +158,22 @@ impl Figures {
             }
         }
         let started = Instant::now();
-        let figures = Arc::new(episode_reports(&*self.read, &self.notifier, &self.assets).await?);
+        let figures = Arc::new(episode_reports(&*self.read, &self.ledger, &self.assets).await?);
         metrics::gauge!("portwatch_report_compute_seconds").set(started.elapsed().as_secs_f64());
         *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), figures.clone()));
         Ok(figures)
     }
 }
 
-/// The figures of every episode of `read`, with the decisions `notifier` has folded.
+/// The figures of every episode of `read`, with the decisions `ledger` has folded.
 async fn episode_reports(
     read: &dyn ReadModel,
-    notifier: &RwLock<Notifier>,
+    ledger: &portwatch_ledger::Handle,
     assets: &Assets,
 ) -> Result<Vec<EpisodeReport>, ReadError> {
     let all = PageRequest::all();
     let list = read.episodes(&EpisodeQuery::default(), &all).await?.items;
     let rows = read.ports(&PortQuery::default(), &all).await?.items;
     let risk_of = risk_by_port(&rows);
-    let state = notifier.read().unwrap_or_else(|p| p.into_inner());
-    Ok(episodes(&list, &risk_of, assets, state.ledger()))
+    Ok(episodes(&list, &risk_of, assets, ledger.read().ledger()))
 }

@@ -72,7 +72,7 @@ pub(crate) async fn ports(State(ctx): State<ApiContext>, Query(q): Q) -> Result<
     let approved = p.flag("approved")?;
     let Page { items, next } = ctx.read.ports(&query, &p.page()?).await?;
     let mut views = {
-        let notifier = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let notifier = ctx.ledger.read();
         port_views(items, &ctx.assets, notifier.ledger())
     };
     if let Some(approved) = approved {
@@ -137,7 +137,7 @@ pub(crate) async fn alerts(
     };
     let Page { items, next } = ctx.read.alerts(&query, &p.page()?).await?;
     let views = {
-        let notifier = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let notifier = ctx.ledger.read();
         alert_views(items, &ctx.assets, notifier.ledger())
     };
     Ok(paged(views, next))

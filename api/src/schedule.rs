@@ -49,7 +49,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<ScheduledTask>>, ApiError> {
     Params::of::<NoParams>(q)?;
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     Ok(Json(effective(&ctx.schedule, state.ledger())))
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn set(
             .decide(Utc::now(), DecisionKind::ScheduleSet { task, every })],
     )
     .await?;
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     Ok(Json(effective(&ctx.schedule, state.ledger())))
 }
 
@@ -206,7 +206,7 @@ pub(crate) async fn health(
         .task_runs(Utc::now() - chrono::Duration::hours(hours))
         .await?;
     let schedule = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         effective(&ctx.schedule, state.ledger())
     };
     let mut by_task: HashMap<Task, Vec<ZoneHealth>> = HashMap::new();

@@ -6,12 +6,12 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use chrono::Utc;
 use portwatch_events::Timestamp;
-use portwatch_projections::{
-    is_system_actor, Actor, Decision, DecisionKind, Role, TokenIssued, SYSTEM_ACTORS,
-};
+use portwatch_projections::{DecisionKind, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{new_token, Identity};
+use portwatch_ledger::tokens::{self, Issued, TokenError};
+
+use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
 use crate::{record, ApiContext};
 
@@ -62,68 +62,9 @@ pub(crate) struct TokenView {
     revoked_at: Option<Timestamp>,
 }
 
-/// Whether `name` is an acceptable user name: not one the system acts under.
-pub fn check_user(name: &str) -> Result<(), String> {
-    if is_system_actor(name) {
-        return Err(format!(
-            "user `{name}`: a name portwatch acts under (one of {}) cannot be a user's",
-            SYSTEM_ACTORS.join(", ")
-        ));
-    }
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "user `{name}`: 1 to 64 letters, digits, '.', '_', '-' or '@'"
-        ))
-    }
-}
-
-/// The decisions that give `user` a new token (and, if `role` is given and differs,
-/// that role), by `by`; and the token to show once.
-pub fn issue(
-    current: Option<Role>,
-    user: &str,
-    role: Option<Role>,
-    by: &Actor,
-) -> Result<(Vec<Decision>, String, String, Role), String> {
-    check_user(user)?;
-    let role = match (current, role) {
-        (_, Some(r)) => r,
-        (Some(r), None) => r,
-        (None, None) => return Err(format!("user `{user}` does not exist yet: give their role")),
-    };
-    let now = Utc::now();
-    let mut decisions = Vec::new();
-    if current != Some(role) {
-        decisions.push(by.decide(
-            now,
-            DecisionKind::UserSet {
-                user: user.to_string(),
-                role,
-            },
-        ));
-    }
-    let (token, id, hash) = new_token()?;
-    decisions.push(by.decide(
-        now,
-        DecisionKind::TokenIssued(TokenIssued {
-            token_id: id.clone(),
-            user: user.to_string(),
-            hash,
-        }),
-    ));
-    Ok((decisions, token, id, role))
-}
-
 /// `user`'s role, if they exist, and how many admins there are.
 fn role_and_admins(ctx: &ApiContext, user: &str) -> (Option<Role>, usize) {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     let ledger = state.ledger();
     let admins = ledger.users().values().filter(|r| **r == Role::Admin).count();
     (ledger.role(user), admins)
@@ -180,8 +121,15 @@ pub(crate) async fn create(
         );
         return Err(crate::refuse(&ctx, &me, "issue_token", &body.user, why).await);
     }
-    let (decisions, token, id, role) =
-        issue(current, &body.user, role, &me.actor()).map_err(ApiError::bad_request)?;
+    let Issued {
+        decisions,
+        token,
+        id,
+        role,
+    } = tokens::issue(current, &body.user, role, &me.actor()).map_err(|e| match e {
+        TokenError::Hash(_) => ApiError::unavailable(e.to_string()),
+        _ => ApiError::bad_request(e.to_string()),
+    })?;
     record(&ctx, decisions).await?;
     tracing::info!(by = %me.user, user = %body.user, role = role.as_str(), token = %id, "token issued");
     Ok((
@@ -200,7 +148,7 @@ pub(crate) async fn create(
     (status = 200, description = "By id.", body = [TokenView]),
 ))]
 pub(crate) async fn list(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     let ledger = state.ledger();
     let tokens: Vec<TokenView> = ledger
         .tokens()
@@ -231,7 +179,7 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let known = {
-        let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+        let state = ctx.ledger.read();
         state.ledger().token(&id).map(|t| t.revoked_at.is_some())
     };
     match known {
@@ -328,7 +276,7 @@ pub(crate) async fn set_role(
         .await?;
         tracing::info!(by = %me.user, user = %user, role = role.as_str(), "role changed");
     }
-    let state = ctx.notifier.read().unwrap_or_else(|p| p.into_inner());
+    let state = ctx.ledger.read();
     let record = state
         .ledger()
         .user_record(&user)

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod alert;
 pub mod control;
+pub mod decision;
 pub mod redact;
 
 pub use ports::{PortSet, PortSetError};

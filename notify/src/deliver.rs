@@ -8,6 +8,7 @@ use portwatch_projections::{Notification, NotificationKind, Severity};
 use crate::channels::{request, HttpChannel, HttpRequest};
 use crate::email::EmailChannel;
 use crate::syslog::SyslogChannel;
+use crate::NotifyError;
 
 /// Which notifications a channel takes. Empty lists match everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,19 +125,24 @@ pub struct Senders {
 
 impl Senders {
     /// Clients for `channels`.
-    pub fn new(channels: &[Channel]) -> Result<Self, String> {
+    pub fn new(channels: &[Channel]) -> Result<Self, NotifyError> {
         let mut private = std::collections::BTreeMap::new();
         for c in channels {
             if let (Some(pem), Sender::Http(_) | Sender::Alertmanager(_)) = (&c.ca_pem, &c.sender) {
-                let certs =
-                    crate::trust::parse_pem(pem).map_err(|e| format!("channel {}: ca_file: {e}", c.name))?;
-                private.insert(c.name.clone(), crate::trust::http_client(&certs)?);
+                let client = portwatch_trust::parse_pem(pem)
+                    .and_then(|certs| portwatch_trust::http_client(&certs))
+                    .map_err(|e| NotifyError::Channel {
+                        channel: c.name.clone(),
+                        reason: format!("ca_file: {e}"),
+                    })?;
+                private.insert(c.name.clone(), client);
             }
         }
-        Ok(Self {
-            http: crate::trust::http_client(&[])?,
-            private,
-        })
+        let http = portwatch_trust::http_client(&[]).map_err(|e| NotifyError::Channel {
+            channel: "(every)".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { http, private })
     }
 
     fn client(&self, channel: &Channel) -> &reqwest::Client {

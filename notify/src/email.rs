@@ -102,7 +102,7 @@ fn tls(url: &str, ca_pem: &[u8]) -> Result<Option<Tls>, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
     let host = parsed.host_str().ok_or("url: no host")?.to_string();
     let mut params = TlsParameters::builder(host);
-    for cert in crate::trust::parse_pem(ca_pem)? {
+    for cert in portwatch_trust::parse_pem(ca_pem).map_err(|e| e.to_string())? {
         params =
             params.add_root_certificate(Certificate::from_der(cert.to_vec()).map_err(|e| e.to_string())?);
     }

@@ -18,10 +18,28 @@ pub mod format;
 pub mod service;
 pub mod sign;
 pub mod syslog;
-pub mod trust;
 
 pub use channels::{request, HttpChannel, HttpKind, HttpRequest};
 pub use deliver::{Channel, Route, Sender, Senders};
 pub use email::EmailChannel;
-pub use service::{AlertSource, Service, Timing};
+pub use service::{Service, Timing};
 pub use syslog::{SyslogChannel, Transport};
+
+/// What keeps the notifier from working.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A channel cannot be set up (its CA bundle, its TLS or HTTP client).
+    #[error("channel {channel}: {reason}")]
+    Channel {
+        /// The channel's name.
+        channel: String,
+        /// Why.
+        reason: String,
+    },
+    /// The read model did not answer (retried at the next pass).
+    #[error("alerts cannot be read: {0}")]
+    Read(#[from] portwatch_stores::ReadError),
+    /// The journal did not take or give records (retried at the next pass).
+    #[error("the journal: {0}")]
+    Journal(#[from] portwatch_ingest::LogError),
+}

@@ -10,27 +10,21 @@
 //! channel where its journal says; a notification is sent again only if the process
 //! died between sending and journalling, and then with the same idempotency key.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::BoxFuture;
-use portwatch_ingest::{Journal, LogError};
+use portwatch_ingest::LogError;
+use portwatch_ledger::Handle;
 use portwatch_projections::{
-    Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, Notifier, PortRow,
+    Alert, Assets, AttemptOutcome, Decision, DecisionKind, DeliveryAttempt, Notification, PortRow, PortState,
     Tick,
 };
+use portwatch_stores::{AlertQuery, IpRange, PageRequest, PortQuery, ReadError, ReadModel};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::deliver::{Channel, Senders};
-
-/// Where the notifier reads alerts and port state.
-pub trait AlertSource: Send + Sync {
-    /// Every alert on record.
-    fn alerts(&self) -> BoxFuture<'_, Result<Vec<Alert>, String>>;
-    /// The open ports inside `nets` (the scopes of the approvals in force).
-    fn open_ports<'a>(&'a self, nets: &'a [ipnet::IpNet]) -> BoxFuture<'a, Result<Vec<PortRow>, String>>;
-}
+use crate::NotifyError;
 
 /// How often the notifier decides and how long deliveries are tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +64,17 @@ pub fn backoff(timing: &Timing, failed: u32) -> Duration {
     timing.retry_initial.saturating_mul(factor).min(timing.retry_max)
 }
 
-pub use portwatch_ledger::{catch_up, record};
-
 /// The notifier of one deployment: it follows the journal (so the API sees
 /// decisions made elsewhere: tokens issued from the command line) and, with
 /// channels configured, decides and delivers.
 pub struct Service {
-    journal: Arc<dyn Journal>,
-    source: Arc<dyn AlertSource>,
-    state: Arc<RwLock<Notifier>>,
+    ledger: Handle,
+    read: Arc<dyn ReadModel>,
     assets: Arc<Assets>,
     channels: Vec<Arc<Channel>>,
     senders: Senders,
     timing: Timing,
     decided: Arc<Notify>,
-    offset: u64,
     feed: Option<mpsc::UnboundedReceiver<Vec<Alert>>>,
     last_full: Option<std::time::Instant>,
 }
@@ -100,35 +90,24 @@ impl std::fmt::Debug for Service {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Service {
-    /// A notifier over `journal` and `source`, folding into `state` (which the API
-    /// reads for deliveries).
+    /// A notifier deciding through `ledger` (whose state the API reads for
+    /// deliveries) about the alerts of `read`.
     pub fn new(
-        journal: Arc<dyn Journal>,
-        source: Arc<dyn AlertSource>,
-        state: Arc<RwLock<Notifier>>,
+        ledger: Handle,
+        read: Arc<dyn ReadModel>,
         assets: Arc<Assets>,
         channels: Vec<Channel>,
         timing: Timing,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NotifyError> {
         Ok(Self {
-            journal,
-            source,
-            state,
+            ledger,
+            read,
             assets,
             senders: Senders::new(&channels)?,
             channels: channels.into_iter().map(Arc::new).collect(),
             timing,
             decided: Arc::new(Notify::new()),
-            offset: 0,
             feed: None,
             last_full: None,
         })
@@ -143,7 +122,7 @@ impl Service {
 
     /// The alerts to take in now: everything the store holds when due (or without a
     /// feed), else what the feed brought since the last pass.
-    async fn new_alerts(&mut self) -> Result<Vec<Alert>, String> {
+    async fn new_alerts(&mut self) -> Result<Vec<Alert>, ReadError> {
         let mut alerts = Vec::new();
         if let Some(feed) = &mut self.feed {
             while let Ok(batch) = feed.try_recv() {
@@ -155,7 +134,11 @@ impl Service {
                 .last_full
                 .is_none_or(|at| at.elapsed() >= self.timing.full_reload);
         if full_due {
-            alerts = self.source.alerts().await?;
+            alerts = self
+                .read
+                .alerts(&AlertQuery::default(), &PageRequest::all())
+                .await?
+                .items;
             self.last_full = Some(std::time::Instant::now());
         }
         Ok(alerts)
@@ -163,7 +146,7 @@ impl Service {
 
     /// Fold what the journal holds beyond what was folded.
     async fn follow(&mut self) -> Result<(), LogError> {
-        self.offset = catch_up(&self.journal, &self.state, self.offset).await?;
+        self.ledger.catch_up().await?;
         Ok(())
     }
 
@@ -173,8 +156,7 @@ impl Service {
         for channel in &self.channels {
             let worker = Worker {
                 channel: channel.clone(),
-                journal: self.journal.clone(),
-                state: self.state.clone(),
+                ledger: self.ledger.clone(),
                 senders: self.senders.clone(),
                 timing: self.timing.clone(),
                 decided: self.decided.clone(),
@@ -202,13 +184,13 @@ impl Service {
         }
     }
 
-    async fn decide(&mut self, ready: bool) -> Result<(), String> {
-        self.follow().await.map_err(|e| e.to_string())?;
+    async fn decide(&mut self, ready: bool) -> Result<(), NotifyError> {
+        self.follow().await?;
         if self.channels.is_empty() {
             return Ok(());
         }
         if !ready {
-            let state = read(&self.state);
+            let state = self.ledger.read();
             tracing::info!(
                 decisions = state.ledger().decisions(),
                 notifications = state.ledger().notifications().len(),
@@ -217,7 +199,7 @@ impl Service {
         }
         let alerts = self.new_alerts().await?;
         {
-            let mut state = write(&self.state);
+            let mut state = self.ledger.write();
             for a in &alerts {
                 state.observe(a);
             }
@@ -225,7 +207,7 @@ impl Service {
         // The open ports the approvals in force cover, to check what they serve.
         let now = Utc::now();
         let nets: Vec<ipnet::IpNet> = {
-            let state = read(&self.state);
+            let state = self.ledger.read();
             let mut nets: Vec<ipnet::IpNet> = state
                 .ledger()
                 .approvals()
@@ -240,12 +222,24 @@ impl Service {
         let rows = if nets.is_empty() {
             Vec::new()
         } else {
-            self.source.open_ports(&nets).await?
+            let query = PortQuery {
+                state: Some(PortState::Open),
+                within: Some(
+                    nets.iter()
+                        .map(|n| IpRange {
+                            lo: n.network(),
+                            hi: n.broadcast(),
+                        })
+                        .collect(),
+                ),
+                ..PortQuery::default()
+            };
+            self.read.ports(&query, &PageRequest::all()).await?.items
         };
         let by_port: std::collections::HashMap<(std::net::IpAddr, portwatch_events::Proto, u16), &PortRow> =
             rows.iter().map(|r| ((r.ip, r.proto, r.port), r)).collect();
         let decisions = {
-            let state = read(&self.state);
+            let state = self.ledger.read();
             let ledger = state.ledger();
             let suppressed = |a: &Alert| {
                 by_port.get(&(a.ip, a.proto, a.port)).is_some_and(|r| {
@@ -274,9 +268,7 @@ impl Service {
             .filter(|d| matches!(d.what, DecisionKind::Notified { .. }))
             .count();
         metrics::counter!("portwatch_notifications_total").increment(notified as u64);
-        record(&self.journal, &self.state, decisions)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.ledger.record(decisions).await?;
         self.decided.notify_waiters();
         Ok(())
     }
@@ -343,8 +335,7 @@ pub fn plan_deliveries(
 /// One channel's deliveries.
 struct Worker {
     channel: Arc<Channel>,
-    journal: Arc<dyn Journal>,
-    state: Arc<RwLock<Notifier>>,
+    ledger: Handle,
     senders: Senders,
     timing: Timing,
     decided: Arc<Notify>,
@@ -371,7 +362,7 @@ impl Worker {
     async fn pass(&mut self, stop: &mut watch::Receiver<bool>) -> Duration {
         let now = Utc::now();
         let Planned { due, stale, mut next } = {
-            let state = read(&self.state);
+            let state = self.ledger.read();
             plan_deliveries(
                 state.ledger().notifications(),
                 &self.channel,
@@ -400,7 +391,7 @@ impl Worker {
                     millis: 0,
                 }),
             );
-            if let Err(e) = record(&self.journal, &self.state, vec![decision]).await {
+            if let Err(e) = self.ledger.record(vec![decision]).await {
                 tracing::warn!(error = %e, "could not journal a stale notification; next pass");
             }
         }
@@ -446,7 +437,7 @@ impl Worker {
             );
             // Journalling is retried until it holds: the attempt happened.
             let mut delay = Duration::from_millis(200);
-            while let Err(e) = record(&self.journal, &self.state, vec![decision.clone()]).await {
+            while let Err(e) = self.ledger.record(vec![decision.clone()]).await {
                 tracing::warn!(error = %e, "delivery attempt not journalled yet; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

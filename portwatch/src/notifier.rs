@@ -3,61 +3,20 @@
 //! alerts through the deployment's read model and journalling decisions to the
 //! deployment's journal (the embedded log file, or the Kafka decisions topic).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use portwatch_ingest::Journal;
 use portwatch_ingest::{Acks, TopicConsumer};
-use portwatch_notify::{AlertSource, Service, Timing};
-use portwatch_projections::{Alert, Decision, DecisionKind, Notifier, PortRow, PortState};
+use portwatch_ledger::Handle;
+use portwatch_notify::{Service, Timing};
+use portwatch_projections::{Alert, Decision, DecisionKind, Notifier};
 use portwatch_projector::AlertOutlet;
 use portwatch_stores::ReadModel;
-use portwatch_stores::{AlertQuery, IpRange, PageRequest, PortQuery};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-
-/// Every alert of a read model.
-struct ReadAlerts(Arc<dyn ReadModel>);
-
-impl AlertSource for ReadAlerts {
-    fn alerts(&self) -> BoxFuture<'_, Result<Vec<Alert>, String>> {
-        async move {
-            let page = self
-                .0
-                .alerts(&AlertQuery::default(), &PageRequest::all())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(page.items)
-        }
-        .boxed()
-    }
-
-    fn open_ports<'a>(&'a self, nets: &'a [ipnet::IpNet]) -> BoxFuture<'a, Result<Vec<PortRow>, String>> {
-        async move {
-            let query = PortQuery {
-                state: Some(PortState::Open),
-                within: Some(
-                    nets.iter()
-                        .map(|n| IpRange {
-                            lo: n.network(),
-                            hi: n.broadcast(),
-                        })
-                        .collect(),
-                ),
-                ..PortQuery::default()
-            };
-            let page = self
-                .0
-                .ports(&query, &PageRequest::all())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(page.items)
-        }
-        .boxed()
-    }
-}
 
 /// The projector's outlet into the notifier (embedded: same process): each batch's
 /// new alerts, as soon as they are written.
@@ -110,9 +69,10 @@ pub async fn follow_alerts_topic(
     }
 }
 
-/// The shared notification state: the notifier folds into it, the API reads it.
-pub fn state(cfg: &Config) -> Arc<RwLock<Notifier>> {
-    Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())))
+/// The ledger of this process over `journal`: the notifier, the API, the block
+/// controller, the scheduler and the reporter record and read through it.
+pub fn ledger(cfg: &Config, journal: Arc<dyn Journal>) -> Handle {
+    Handle::new(journal, Notifier::new(cfg.alerts.policy.clone()))
 }
 
 /// Start the notifier; it runs until `stop` is set. It always follows the journal
@@ -121,9 +81,8 @@ pub fn state(cfg: &Config) -> Arc<RwLock<Notifier>> {
 /// configured later hears about the exposures still open.
 pub fn spawn(
     cfg: &Config,
-    journal: Arc<dyn Journal>,
+    ledger: Handle,
     read: Arc<dyn ReadModel>,
-    state: Arc<RwLock<Notifier>>,
     feed: mpsc::UnboundedReceiver<Vec<Alert>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -131,17 +90,15 @@ pub fn spawn(
         tracing::info!("no [[channels]] configured: alerts are recorded, nobody is notified");
     }
     let service = Service::new(
-        journal,
-        Arc::new(ReadAlerts(read)),
-        state,
+        ledger,
+        read,
         Arc::new(cfg.asset_map()),
         cfg.alerts.channels.clone(),
         Timing {
             warn_before: cfg.alerts.warn_before,
             ..Timing::default()
         },
-    )
-    .map_err(anyhow::Error::msg)?
+    )?
     .with_feed(feed);
     tracing::debug!(
         channels = cfg.alerts.channels.len(),
@@ -154,14 +111,10 @@ pub fn spawn(
 /// Fold the journal; grant the allow-list's approvals not on record yet; and on the
 /// very first start (no user on record) create the admin's first token: returned to
 /// be shown once; only its hash is journalled.
-pub async fn bootstrap(
-    cfg: &Config,
-    journal: &Arc<dyn Journal>,
-    state: &Arc<RwLock<Notifier>>,
-) -> anyhow::Result<Option<String>> {
-    portwatch_ledger::catch_up(journal, state, 0).await?;
+pub async fn bootstrap(cfg: &Config, ledger: &Handle) -> anyhow::Result<Option<String>> {
+    ledger.catch_up().await?;
     let seeds: Vec<Decision> = {
-        let state = state.read().unwrap_or_else(|p| p.into_inner());
+        let state = ledger.read();
         let now = chrono::Utc::now();
         cfg.alerts
             .allow
@@ -185,27 +138,21 @@ pub async fn bootstrap(
     };
     if !seeds.is_empty() {
         tracing::info!(approvals = seeds.len() / 2, "allow-list approvals granted");
-        portwatch_ledger::record(journal, state, seeds).await?;
+        ledger.record(seeds).await?;
     }
-    let empty = state
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .ledger()
-        .users()
-        .is_empty();
+    let empty = ledger.read().ledger().users().is_empty();
     if !empty {
         return Ok(None);
     }
-    let (decisions, token, id, _) = portwatch_api::tokens::issue(
+    let issued = portwatch_ledger::tokens::issue(
         None,
         "admin",
         Some(portwatch_projections::Role::Admin),
         &portwatch_projections::Actor::system("portwatch"),
-    )
-    .map_err(anyhow::Error::msg)?;
-    portwatch_ledger::record(journal, state, decisions).await?;
-    tracing::info!(user = "admin", token = %id, "first start: admin token issued");
-    Ok(Some(token))
+    )?;
+    ledger.record(issued.decisions).await?;
+    tracing::info!(user = "admin", token = %issued.id, "first start: admin token issued");
+    Ok(Some(issued.token))
 }
 
 /// Who grants the allow-list's approvals, in the journal.

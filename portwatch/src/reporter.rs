@@ -14,14 +14,14 @@
 //!   remediate (NaN while none has one).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use portwatch_api::report::Figures;
 use portwatch_events::{RiskClass, Timestamp};
 use portwatch_projections::report::{aggregate, By, EpisodeReport, Group};
-use portwatch_projections::{NotificationRecord, Notifier};
+use portwatch_projections::NotificationRecord;
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -79,7 +79,7 @@ fn changed<'a>(
 /// `deliveries` up to date (a failed write is tried again at the next pass).
 pub async fn run(
     figures: Arc<Figures>,
-    notifier: Arc<RwLock<Notifier>>,
+    ledger: portwatch_ledger::Handle,
     sink: Option<ClickHouseStore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -112,8 +112,8 @@ pub async fn run(
         }
         if let Some(store) = &sink {
             let fresh: Vec<NotificationRecord> = {
-                let state = notifier.read().unwrap_or_else(|p| p.into_inner());
-                state
+                ledger
+                    .read()
                     .ledger()
                     .notifications()
                     .iter()

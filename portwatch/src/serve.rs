@@ -2,14 +2,12 @@
 //! role's read model, with the config's assets and schedule.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use portwatch_api::report::{Figures, FIGURES_MAX_AGE};
 use portwatch_api::{ApiContext, Auth, ReadModel, ScheduledTask};
 use portwatch_events::Task;
-use portwatch_ingest::Journal;
-use portwatch_projections::Notifier;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -95,25 +93,23 @@ pub fn bounds(cfg: &Config) -> portwatch_projections::bounds::Bounds {
     }
 }
 
-/// The API context of `cfg` over `read`, with the journal and its fold.
+/// The API context of `cfg` over `read`, with the ledger.
 pub fn context(
     cfg: &Config,
     read: Arc<dyn ReadModel>,
-    journal: Arc<dyn Journal>,
-    notifier: Arc<RwLock<Notifier>>,
+    ledger: portwatch_ledger::Handle,
     metrics: PrometheusHandle,
 ) -> ApiContext {
     let assets = Arc::new(cfg.asset_map());
     let figures = Arc::new(Figures::new(
         read.clone(),
-        notifier.clone(),
+        ledger.clone(),
         assets.clone(),
         FIGURES_MAX_AGE,
     ));
     ApiContext {
         read,
-        notifier,
-        journal,
+        ledger,
         auth: Arc::new(
             Auth::new(cfg.anonymous_read)
                 .failures_per_minute(cfg.auth_failures_per_minute)
@@ -125,7 +121,6 @@ pub fn context(
         schedule: Arc::new(schedule(cfg)),
         metrics,
         figures,
-        journal_read: Arc::new(tokio::sync::Mutex::new(0)),
     }
 }
 

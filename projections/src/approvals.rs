@@ -15,10 +15,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use portwatch_events::{PortSet, Proto, Timestamp};
+use portwatch_events::{Proto, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::PortRow;
+use crate::{ApprovalRequest, Bound, Fingerprint};
 
 /// An approval's target: an address (a /32 or /128) or a CIDR network (host bits
 /// cleared).
@@ -32,85 +33,15 @@ pub fn parse_target(text: &str) -> Result<IpNet, String> {
     }
 }
 
-/// What a port was seen serving.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Fingerprint {
-    /// Service name, once identified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// Product.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product: Option<String>,
-    /// TLS certificate subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_subject: Option<String>,
-}
-
-impl Fingerprint {
+impl From<&PortRow> for Fingerprint {
     /// What `row` was last seen serving.
-    pub fn of(row: &PortRow) -> Fingerprint {
+    fn from(row: &PortRow) -> Fingerprint {
         Fingerprint {
             service: row.service.clone(),
             product: row.product.clone(),
             tls_subject: row.tls_subject.clone(),
         }
     }
-
-    /// `service/product [cert]`, or `unidentified`.
-    pub fn describe(&self) -> String {
-        let mut parts: Vec<&str> = [self.service.as_deref(), self.product.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        if parts.is_empty() {
-            parts.push("unidentified");
-        }
-        let mut out = parts.join(" ");
-        if let Some(cert) = &self.tls_subject {
-            out.push_str(&format!(" [{cert}]"));
-        }
-        out
-    }
-}
-
-/// One port's fingerprint when the approval was granted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Bound {
-    /// Host.
-    #[schema(value_type = String, example = "10.1.0.7")]
-    pub ip: IpAddr,
-    /// Protocol.
-    pub proto: Proto,
-    /// Port.
-    pub port: u16,
-    /// What it served.
-    #[serde(flatten)]
-    pub seen: Fingerprint,
-}
-
-/// What an operator asks to approve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApprovalRequest {
-    /// Its id.
-    pub approval_id: String,
-    /// Addresses (one address is a /32 or /128).
-    #[schema(value_type = String, example = "10.1.0.0/24")]
-    pub net: IpNet,
-    /// Ports.
-    #[schema(value_type = String, example = "22,80,8000-8100")]
-    pub ports: PortSet,
-    /// Protocol.
-    pub proto: Proto,
-    /// The service expected there (binds ports not identified when granted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// Why the business needs it.
-    pub reason: String,
-    /// Who answers for it.
-    pub owner: String,
-    /// When it stops holding (mandatory).
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: Timestamp,
 }
 
 /// Where an approval stands.
@@ -188,7 +119,7 @@ impl Approval {
     pub fn mismatch(&self, row: &PortRow) -> Option<String> {
         // Not looked at yet: nothing to compare (service detection is due).
         row.detected_at?;
-        let now = Fingerprint::of(row);
+        let now = Fingerprint::from(row);
         let expected = match self
             .bound
             .iter()

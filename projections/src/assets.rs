@@ -8,7 +8,8 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+
+use crate::AssetMatch;
 
 /// One asset range and who answers for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +22,6 @@ pub struct Asset {
     pub system: Option<String>,
     /// Network zone (which probe nodes reach it).
     pub zone: String,
-}
-
-/// The asset match a finding carries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AssetMatch {
-    /// Owner from the most specific matching asset.
-    pub owner: Option<String>,
-    /// System from that asset.
-    pub system: Option<String>,
-    /// Zone from that asset.
-    pub zone: Option<String>,
 }
 
 /// All assets, for lookups.

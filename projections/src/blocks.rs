@@ -8,47 +8,11 @@
 //! after the block was applied. Every step is a decision in the journal; this
 //! module is the pure part: the records, their state, and what is due.
 
-use std::net::IpAddr;
-
-use portwatch_events::{Proto, Timestamp};
+use portwatch_events::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::{Applied, BlockRequest};
 use crate::{PortRow, PortState};
-
-/// What an operator proposes to block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BlockRequest {
-    /// Its id.
-    pub block_id: String,
-    /// Host.
-    #[schema(value_type = String, example = "10.1.0.7")]
-    pub ip: IpAddr,
-    /// Protocol.
-    pub proto: Proto,
-    /// Port.
-    pub port: u16,
-    /// The exposure it is about.
-    pub episode_id: String,
-    /// Why.
-    pub reason: String,
-    /// How long it lasts once applied, in seconds.
-    pub duration_secs: u64,
-}
-
-/// A block as applied (or, in dry-run, as it would have been).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Applied {
-    /// When (named apart from the decision's own `at`, beside which it is written).
-    #[schema(value_type = String, format = DateTime)]
-    pub applied_at: Timestamp,
-    /// When it ends on its own.
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: Timestamp,
-    /// Rendered and checked only.
-    pub dry_run: bool,
-    /// What the driver did (the rule set, the command, the request).
-    pub rules: String,
-}
 
 /// Where a block stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -175,10 +139,11 @@ pub fn due<'a>(
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use portwatch_events::{Evidence, RiskClass};
+    use portwatch_events::{Evidence, Proto, RiskClass};
 
     use super::*;
-    use crate::ledger::{Decision, DecisionKind, Ledger};
+    use crate::ledger::Ledger;
+    use crate::{Decision, DecisionKind};
 
     fn at(s: i64) -> Timestamp {
         Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts")

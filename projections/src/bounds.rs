@@ -14,9 +14,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::approvals::ApprovalRequest;
-use crate::blocks::BlockRequest;
+use crate::ApprovalRequest;
 use crate::Assets;
+use crate::BlockRequest;
 
 /// Addresses an approval may name when the config does not say.
 pub const DEFAULT_MAX_ADDRESSES: u128 = 256;

@@ -7,9 +7,11 @@ use std::net::IpAddr;
 
 use portwatch_events::Timestamp;
 
-use crate::ledger::{Decision, DecisionKind, Ledger};
-use crate::notice::{message, NotificationKind, NOTIFIER};
+use crate::ledger::Ledger;
+use crate::notice::{message, NOTIFIER};
+use crate::NotificationKind;
 use crate::{Alert, AlertKind, Assets, PortRow};
+use crate::{Decision, DecisionKind};
 
 /// The approvals decisions due at `now`, given the open ports in the scopes of the
 /// granted approvals (`rows`): a warning `warn_before` the expiry, the expiry, and a
@@ -117,8 +119,9 @@ mod tests {
     use portwatch_events::{PortSet, Proto};
 
     use super::*;
-    use crate::approvals::{approved, ApprovalRequest, ApprovalState, Bound, Fingerprint};
+    use crate::approvals::{approved, ApprovalState};
     use crate::PortState;
+    use crate::{ApprovalRequest, Bound, Fingerprint};
 
     fn at(s: i64) -> Timestamp {
         Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts")
@@ -180,7 +183,7 @@ mod tests {
                         ip: r.ip,
                         proto: r.proto,
                         port: r.port,
-                        seen: Fingerprint::of(r),
+                        seen: Fingerprint::from(r),
                     })
                     .collect(),
                 note: None,

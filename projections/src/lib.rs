@@ -39,17 +39,20 @@ use portwatch_events::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{sort_alerts, Alert, AlertKind, Severity};
-pub use approvals::{Approval, ApprovalRequest, ApprovalState, Bound, Fingerprint};
-pub use assets::{Asset, AssetMatch, Assets};
+pub use approvals::{Approval, ApprovalState};
+pub use assets::{Asset, Assets};
 pub use ledger::{
-    is_system_actor, Actor, AttemptOutcome, AuditEntry, Decision, DecisionKind, DeliveryAttempt,
-    DeliveryState, Ledger, NotificationRecord, Role, ScheduleChange, SilenceReason, TokenIssued, TokenRecord,
-    UserRecord, SYSTEM_ACTORS,
+    AuditEntry, DeliveryState, Ledger, NotificationRecord, ScheduleChange, TokenRecord, UserRecord,
 };
-pub use notice::{Notification, NotificationKind};
 pub use notifications::{Notifier, NotifyPolicy, Tick};
 pub use policy::Policy;
+pub use portwatch_events::alert::{
+    sort_alerts, Alert, AlertKind, AssetMatch, Notification, NotificationKind, Severity,
+};
+pub use portwatch_events::decision::{
+    is_system_actor, Actor, Applied, ApprovalRequest, AttemptOutcome, BlockRequest, Bound, Decision,
+    DecisionKind, DeliveryAttempt, Fingerprint, Role, SilenceReason, TokenIssued, SYSTEM_ACTORS,
+};
 
 /// Tuning of the folds. Part of the projection's identity: replaying with another
 /// config gives another (equally valid) state.
@@ -512,11 +515,11 @@ impl State {
             if !ep.alerts.contains(&kind) {
                 ep.alerts.push(kind);
                 changes.push(Change::Episode(ep.clone()));
-                changes.push(Change::Alert(Alert::new(
+                changes.push(Change::Alert(alerts::raise(
                     kind,
                     risk,
                     ep,
-                    Alert::detection_time(row),
+                    alerts::detection_time(row),
                 )));
             }
         }
@@ -614,7 +617,7 @@ impl State {
                     let risk = self.cfg.policy.risk_of(&row);
                     changes.push(Change::Port(row));
                     changes.push(Change::Episode(episode.clone()));
-                    changes.push(Change::Alert(Alert::new(
+                    changes.push(Change::Alert(alerts::raise(
                         AlertKind::ExposureOpened,
                         risk,
                         &episode,
@@ -654,7 +657,7 @@ impl State {
                     ep.duration_secs = Some((first_miss - ep.opened_at).num_seconds());
                     ep.alerts.push(AlertKind::ExposureClosed);
                     let risk = cfg.policy.risk_of(row);
-                    changes.push(Change::Alert(Alert::new(
+                    changes.push(Change::Alert(alerts::raise(
                         AlertKind::ExposureClosed,
                         risk,
                         &ep,

@@ -16,9 +16,11 @@ use std::net::IpAddr;
 
 use portwatch_events::Timestamp;
 
-use crate::ledger::{Decision, DecisionKind, Ledger, SilenceReason};
-use crate::notice::{message, NotificationKind, NOTIFIER};
+use crate::ledger::Ledger;
+use crate::notice::{message, NOTIFIER};
+use crate::NotificationKind;
 use crate::{Alert, AlertKind, Severity};
+use crate::{Decision, DecisionKind, SilenceReason};
 
 /// When to tell people (Alertmanager's grouping, per host).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use portwatch_events::{Proto, RiskClass, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
-use crate::notice::NotificationKind;
+use crate::NotificationKind;
 use crate::{Assets, Episode, PortRow};
 
 /// How an exposure was remediated.
@@ -324,11 +324,11 @@ mod tests {
     use portwatch_events::PortSet;
 
     use super::*;
-    use crate::approvals::ApprovalRequest;
-    use crate::blocks::{Applied, BlockRequest};
-    use crate::ledger::{Decision, DecisionKind};
-    use crate::notice::Notification;
+    use crate::ApprovalRequest;
+    use crate::Notification;
     use crate::{Alert, AlertKind, Asset, AssetMatch, Severity};
+    use crate::{Applied, BlockRequest};
+    use crate::{Decision, DecisionKind};
 
     /// 2027-01-01 00:00 UTC plus `s` seconds.
     fn at(s: i64) -> Timestamp {

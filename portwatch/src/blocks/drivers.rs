@@ -2,7 +2,7 @@
 //! command, or an HTTP call to a firewall's or agent's API.
 
 use portwatch_events::redact;
-use portwatch_projections::blocks::BlockRequest;
+use portwatch_projections::BlockRequest;
 
 use super::nftables::Nftables;
 use crate::config::{ControlDriver, ControlSettings};
@@ -28,7 +28,10 @@ impl Driver {
                 hook: settings.hook.clone(),
             }),
             ControlDriver::Command(argv) => Driver::Command(argv.clone()),
-            ControlDriver::Http(url) => Driver::Http(url.clone(), portwatch_notify::trust::http_client(&[])?),
+            ControlDriver::Http(url) => Driver::Http(
+                url.clone(),
+                portwatch_trust::http_client(&[]).map_err(|e| e.to_string())?,
+            ),
         })
     }
 

@@ -7,14 +7,15 @@ pub mod drivers;
 pub mod nftables;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use portwatch_ingest::Journal;
-use portwatch_projections::blocks::{due, Applied, BlockAction, BlockState};
+use portwatch_ledger::Handle;
+use portwatch_projections::blocks::{due, BlockAction, BlockState};
 use portwatch_projections::bounds::Bounds;
-use portwatch_projections::{Assets, Decision, DecisionKind, Notifier};
+use portwatch_projections::Applied;
+use portwatch_projections::{Assets, Decision, DecisionKind};
 use portwatch_stores::ReadModel;
 use portwatch_stores::{PageRequest, PortQuery};
 use tokio::sync::watch;
@@ -40,8 +41,7 @@ pub struct Limits {
 pub async fn run(
     settings: ControlSettings,
     limits: Limits,
-    journal: Arc<dyn Journal>,
-    state: Arc<RwLock<Notifier>>,
+    ledger: Handle,
     read: Arc<dyn ReadModel>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -59,7 +59,7 @@ pub async fn run(
             limits: &limits,
             driver: &driver,
         };
-        if let Err(e) = controller.pass(&journal, &state, &read, &mut failed_at).await {
+        if let Err(e) = controller.pass(&ledger, &read, &mut failed_at).await {
             tracing::warn!(error = %e, "block controller pass failed; next one in a second");
         }
         tokio::select! {
@@ -79,16 +79,16 @@ struct Controller<'a> {
 impl Controller<'_> {
     async fn pass(
         &self,
-        journal: &Arc<dyn Journal>,
-        state: &Arc<RwLock<Notifier>>,
+        ledger: &Handle,
         read: &Arc<dyn ReadModel>,
         failed_at: &mut HashMap<String, Instant>,
     ) -> Result<(), String> {
         let (settings, driver) = (self.settings, self.driver);
         // Blocks with something left to do (not waiting for a second person, not over).
         let blocks: Vec<_> = {
-            let s = state.read().unwrap_or_else(|p| p.into_inner());
-            s.ledger()
+            ledger
+                .read()
+                .ledger()
                 .blocks()
                 .values()
                 .filter(|b| !matches!(b.state(), BlockState::Proposed | BlockState::RolledBack))
@@ -121,10 +121,10 @@ impl Controller<'_> {
                     // Everything the API checked, again: the records may have reached
                     // the journal some other way.
                     let refused = {
-                        let s = state.read().unwrap_or_else(|p| p.into_inner());
-                        let ledger = s.ledger();
-                        match ledger.blocks().get(&req.block_id) {
-                            Some(b) => ledger
+                        let s = ledger.read();
+                        let on_record = s.ledger();
+                        match on_record.blocks().get(&req.block_id) {
+                            Some(b) => on_record
                                 .check_block(b, &self.limits.bounds, &self.limits.assets)
                                 .err(),
                             None => Some("not on record".to_string()),
@@ -137,13 +137,10 @@ impl Controller<'_> {
                             block_id: req.block_id.clone(),
                             why: format!("refused at apply time: {why}"),
                         };
-                        portwatch_ledger::record(
-                            journal,
-                            state,
-                            vec![Decision::new(now, CONTROLLER, decision)],
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        ledger
+                            .record(vec![Decision::new(now, CONTROLLER, decision)])
+                            .await
+                            .map_err(|e| e.to_string())?;
                         continue;
                     }
                     let dry_run = settings.dry_run;
@@ -188,7 +185,8 @@ impl Controller<'_> {
                     DecisionKind::BlockVerified { block_id: id }
                 }
             };
-            portwatch_ledger::record(journal, state, vec![Decision::new(now, CONTROLLER, decision)])
+            ledger
+                .record(vec![Decision::new(now, CONTROLLER, decision)])
                 .await
                 .map_err(|e| e.to_string())?;
         }

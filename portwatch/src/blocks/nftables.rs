@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use portwatch_projections::blocks::BlockRequest;
+use portwatch_projections::BlockRequest;
 
 /// Where the rules go.
 #[derive(Debug, Clone, PartialEq, Eq)]

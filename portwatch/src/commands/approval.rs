@@ -29,7 +29,7 @@ pub async fn run(cfg: &Config, args: &ApprovalArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", cfg.api_listen));
     let base = base.trim_end_matches('/').to_string();
     let token = token(args)?;
-    let client = portwatch_notify::trust::http_client(&[]).map_err(anyhow::Error::msg)?;
+    let client = portwatch_trust::http_client(&[])?;
     let (method, path, body) = match &args.command {
         ApprovalCommand::List { .. } => (reqwest::Method::GET, "/api/v1/approvals".to_string(), None),
         ApprovalCommand::Request {

@@ -3,25 +3,29 @@
 //! `portwatch audit`, the journal's decisions with who made them.
 
 use std::io::Write;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use portwatch_ingest::{EmbeddedLog, Journal, KafkaJournal};
-use portwatch_projections::{Notifier, Role};
+use portwatch_ledger::{audit, tokens, Handle};
+use portwatch_projections::Role;
 
 use crate::cli::{AuditArgs, TokenCreateArgs};
 use crate::config::Config;
 use crate::output::{json_line, ts, Table};
 use crate::InputError;
 
-/// The deployment's journal: the embedded log, or Kafka's decisions topic.
-fn journal(cfg: &Config, kafka: bool) -> anyhow::Result<Arc<dyn Journal>> {
+/// The deployment's ledger (the embedded log, or Kafka's decisions topic), read to
+/// its end.
+async fn ledger(cfg: &Config, kafka: bool) -> anyhow::Result<Handle> {
     let inner: Arc<dyn Journal> = if kafka {
         let so = &cfg.scaleout;
         Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?)
     } else {
         Arc::new(EmbeddedLog::open(cfg.events_path())?)
     };
-    cfg.sealed(inner)
+    let ledger = crate::notifier::ledger(cfg, cfg.sealed(inner)?);
+    ledger.catch_up().await?;
+    Ok(ledger)
 }
 
 /// Print the audit: the journal folded, newest first, filtered.
@@ -29,21 +33,18 @@ pub async fn audit(cfg: &Config, args: &AuditArgs) -> anyhow::Result<()> {
     let since = args
         .since
         .as_deref()
-        .map(|v| portwatch_api::audit::parse_since(v, chrono::Utc::now()))
+        .map(|v| audit::parse_since(v, chrono::Utc::now()))
         .transpose()
         .map_err(|e| InputError(format!("--{e}")))?;
-    let journal = journal(cfg, args.kafka)?;
-    let state = Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())));
-    portwatch_ledger::catch_up(&journal, &state, 0).await?;
-    let query = portwatch_api::audit::AuditQuery {
+    let ledger = ledger(cfg, args.kafka).await?;
+    let query = audit::AuditQuery {
         user: args.user.clone(),
         kind: args.kind.clone(),
         since,
         before: None,
         limit: args.limit.max(1),
     };
-    let (entries, _) =
-        portwatch_api::audit::page(state.read().unwrap_or_else(|p| p.into_inner()).ledger(), &query);
+    let (entries, _) = audit::page(ledger.read().ledger(), &query);
     let mut out = std::io::stdout().lock();
     if args.output.json {
         for e in &entries {
@@ -79,27 +80,21 @@ pub async fn create(cfg: &Config, args: &TokenCreateArgs) -> anyhow::Result<()> 
         .map(str::parse::<Role>)
         .transpose()
         .map_err(|e| InputError(format!("--role: {e}")))?;
-    portwatch_api::tokens::check_user(&args.user).map_err(|e| InputError(format!("--user: {e}")))?;
-    let journal = journal(cfg, args.kafka)?;
-    let state = Arc::new(RwLock::new(Notifier::new(cfg.alerts.policy.clone())));
-    portwatch_ledger::catch_up(&journal, &state, 0).await?;
-    let current = state
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .ledger()
-        .role(&args.user);
+    tokens::check_user(&args.user).map_err(|e| InputError(format!("--user: {e}")))?;
+    let ledger = ledger(cfg, args.kafka).await?;
+    let current = ledger.read().ledger().role(&args.user);
     let by = format!("cli:{}", whoami());
-    let (decisions, token, id, role) = portwatch_api::tokens::issue(
+    let issued = tokens::issue(
         current,
         &args.user,
         role,
         &portwatch_projections::Actor::system(&by),
     )
-    .map_err(InputError)?;
-    portwatch_ledger::record(&journal, &state, decisions).await?;
-    tracing::info!(user = %args.user, role = role.as_str(), token = %id, by = %by, "token issued");
+    .map_err(|e| InputError(e.to_string()))?;
+    ledger.record(issued.decisions).await?;
+    tracing::info!(user = %args.user, role = issued.role.as_str(), token = %issued.id, by = %by, "token issued");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{token}")?;
+    writeln!(out, "{}", issued.token)?;
     Ok(())
 }
 

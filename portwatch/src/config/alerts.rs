@@ -434,8 +434,8 @@ fn channel(
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
-            portwatch_notify::trust::parse_pem(&pem)
-                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e))?;
+            portwatch_trust::parse_pem(&pem)
+                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
             Some(pem)
         }
     };

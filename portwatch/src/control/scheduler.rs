@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use portwatch_events::{JobId, PortSet, Proto, Task};
-use portwatch_projections::{Notifier, PortRow, PortState};
+use portwatch_projections::{PortRow, PortState};
 use portwatch_stores::ReadModel;
 use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
@@ -94,7 +94,7 @@ pub struct Scheduler {
     /// through the projector, and the cadence applies).
     detect_now: Arc<tokio::sync::Notify>,
     /// The journal folded: cadences admins changed.
-    ledger: Option<Arc<std::sync::RwLock<Notifier>>>,
+    ledger: Option<portwatch_ledger::Handle>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -228,7 +228,7 @@ impl Scheduler {
 
     /// Follow the cadences admins set (journal decisions folded into `ledger`)
     /// over the config's.
-    pub fn with_ledger(mut self, ledger: Arc<std::sync::RwLock<Notifier>>) -> Self {
+    pub fn with_ledger(mut self, ledger: portwatch_ledger::Handle) -> Self {
         self.ledger = Some(ledger);
         self
     }
@@ -237,8 +237,7 @@ impl Scheduler {
     /// when it is off.
     fn cadence(&self, task: Task) -> Option<Duration> {
         if let Some(state) = &self.ledger {
-            let state = state.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(change) = state.ledger().schedule().get(&task) {
+            if let Some(change) = state.read().ledger().schedule().get(&task) {
                 return match change.every.as_str() {
                     "off" => None,
                     every => humantime::parse_duration(every).ok(),

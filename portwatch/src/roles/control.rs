@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use portwatch_ingest::{Journal, KafkaJournal, TopicProducer};
+use portwatch_ingest::{KafkaJournal, TopicProducer};
 use portwatch_stores::ClickHouseStore;
 use tokio::sync::watch;
 
@@ -68,16 +68,10 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         store: store.clone(),
         stale_after_secs: so.probe.heartbeat.as_secs() * 3,
     });
-    let journal: Arc<dyn Journal> = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
-    let notifications = crate::notifier::state(&cfg);
-    let first_token = crate::notifier::bootstrap(&cfg, &journal, &notifications).await?;
-    let ctx = crate::serve::context(
-        &cfg,
-        read.clone(),
-        journal.clone(),
-        notifications.clone(),
-        metrics,
-    );
+    let journal = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
+    let ledger = crate::notifier::ledger(&cfg, journal);
+    let first_token = crate::notifier::bootstrap(&cfg, &ledger).await?;
+    let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics);
     let figures = ctx.figures.clone();
     let limits = crate::blocks::Limits {
         bounds: ctx.bounds.clone(),
@@ -100,28 +94,20 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let controller = tokio::spawn(crate::blocks::run(
         cfg.control.clone(),
         limits,
-        journal.clone(),
-        notifications.clone(),
+        ledger.clone(),
         read.clone(),
         stop.clone(),
     ));
     let reporter = tokio::spawn(crate::reporter::run(
         figures,
-        notifications.clone(),
+        ledger.clone(),
         Some(store.clone()),
         stop.clone(),
     ));
-    let notifier = crate::notifier::spawn(
-        &cfg,
-        journal,
-        read.clone(),
-        notifications.clone(),
-        alert_rx,
-        stop.clone(),
-    )?;
+    let notifier = crate::notifier::spawn(&cfg, ledger.clone(), read.clone(), alert_rx, stop.clone())?;
     let scheduler = tokio::spawn(
         Scheduler::new(cfg.clone(), read.clone(), issuer.clone())
-            .with_ledger(notifications)
+            .with_ledger(ledger)
             .run(stop.clone()),
     );
     server.await?;

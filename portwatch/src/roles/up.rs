@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use portwatch_ingest::{EmbeddedLog, EventLog, Journal};
+use portwatch_ingest::{EmbeddedLog, EventLog};
 use portwatch_stores::EmbeddedStore;
 use tokio::sync::{watch, Notify};
 
@@ -106,16 +106,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         node: cfg.node.clone(),
         zone: crate::config::DEFAULT_ZONE.to_string(),
     });
-    let notifications = notifier::state(&cfg);
-    let journal: Arc<dyn Journal> = cfg.sealed(embedded_log.clone())?;
-    let first_token = notifier::bootstrap(&cfg, &journal, &notifications).await?;
-    let api = serve::context(
-        &cfg,
-        read.clone(),
-        journal.clone(),
-        notifications.clone(),
-        metrics,
-    );
+    let ledger = notifier::ledger(&cfg, cfg.sealed(embedded_log.clone())?);
+    let first_token = notifier::bootstrap(&cfg, &ledger).await?;
+    let api = serve::context(&cfg, read.clone(), ledger.clone(), metrics);
     let figures = api.figures.clone();
     let limits = crate::blocks::Limits {
         bounds: api.bounds.clone(),
@@ -138,28 +131,20 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let controller = tokio::spawn(crate::blocks::run(
         cfg.control.clone(),
         limits,
-        journal.clone(),
-        notifications.clone(),
+        ledger.clone(),
         read.clone(),
         stop_rx.clone(),
     ));
     let reporter = tokio::spawn(crate::reporter::run(
         figures,
-        notifications.clone(),
+        ledger.clone(),
         None,
         stop_rx.clone(),
     ));
-    let notifier_task = notifier::spawn(
-        &cfg,
-        journal,
-        read.clone(),
-        notifications.clone(),
-        alert_rx,
-        stop_rx.clone(),
-    )?;
+    let notifier_task = notifier::spawn(&cfg, ledger.clone(), read.clone(), alert_rx, stop_rx.clone())?;
     let scheduler_task = tokio::spawn(
         Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx }))
-            .with_ledger(notifications)
+            .with_ledger(ledger)
             .run(stop_rx.clone()),
     );
 
