@@ -4,7 +4,8 @@
 Each file is a node; `use crate::a::b`, `use super::x` and paths written out in
 code (`crate::a::f()`), resolved to the file that defines the module, make the
 edges, within one crate (crates cannot form cycles: Cargo refuses them). A cycle of
-two or more files is printed and the exit code is 1. Parent modules declaring children (`mod x;`) are not edges: a
+two or more files is printed and the exit code is 1. So is an arrow the layering
+forbids (LAYERS below: which code may not name which crate). Parent modules declaring children (`mod x;`) are not edges: a
 module's file owning its children is layering, not a circle. Usage:
 
     python3 scripts/import-cycles.py [ROOT]
@@ -71,6 +72,41 @@ def targets(use, here, files):
     return out
 
 
+# Arrows the layering forbids: (the code, by path prefix, the crates it may not name).
+# The HTTP layer decides through the ledger, not the notifier; the block controller
+# and the scheduler read through the stores' read model and decide through the
+# ledger, so neither the notifier nor the HTTP crate is theirs to import.
+LAYERS = [
+    ("api/", ("portwatch_notify",)),
+    ("ledger/", ("portwatch_notify", "portwatch_api")),
+    ("notify/", ("portwatch_api",)),
+    ("portwatch/src/blocks/", ("portwatch_notify", "portwatch_api")),
+    ("portwatch/src/control/", ("portwatch_notify", "portwatch_api")),
+]
+CRATE_NAME = re.compile(r"\bportwatch_[a-z]+\b")
+
+
+def layering(root):
+    """Every forbidden arrow: (file, crate)."""
+    found = []
+    for prefix, banned in LAYERS:
+        top = os.path.join(root, prefix)
+        manifest = os.path.join(root, prefix.split("/")[0], "Cargo.toml")
+        deps = open(manifest, encoding="utf-8").read() if os.path.exists(manifest) else ""
+        if prefix.count("/") == 1:
+            for crate in banned:
+                if re.search(r"^" + crate.replace("_", "-") + r"\b", deps, re.M):
+                    found.append((os.path.relpath(manifest, root), crate))
+        for d, dirs, names in os.walk(top):
+            dirs[:] = [x for x in dirs if x not in ("target",)]
+            for n in names:
+                if n.endswith(".rs"):
+                    path = os.path.join(d, n)
+                    named = set(CRATE_NAME.findall(open(path, encoding="utf-8").read()))
+                    found += [(os.path.relpath(path, root), c) for c in banned if c in named]
+    return found
+
+
 def cycles(graph):
     index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
 
@@ -127,8 +163,11 @@ def main():
             bad += cycles(graph)
     for comp in bad:
         print("import circle: " + " <-> ".join(os.path.relpath(p, ROOT) for p in comp))
-    print(f"{crates} crates checked, {len(bad)} import circle(s)")
-    return 1 if bad else 0
+    arrows = layering(ROOT)
+    for path, crate in arrows:
+        print(f"forbidden arrow: {path} names {crate}")
+    print(f"{crates} crates checked, {len(bad)} import circle(s), {len(arrows)} forbidden arrow(s)")
+    return 1 if bad or arrows else 0
 
 
 def is_ancestor(candidate, path, src):

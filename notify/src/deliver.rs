@@ -1,13 +1,13 @@
 //! Channels: where a notification goes (its route) and how it gets there.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portwatch_events::RiskClass;
 use portwatch_projections::{Notification, NotificationKind, Severity};
 
-use crate::channels::{request, HttpChannel, HttpRequest};
-use crate::email::EmailChannel;
-use crate::syslog::SyslogChannel;
+use crate::kinds::{Context, Deliver};
 use crate::NotifyError;
 
 /// Which notifications a channel takes. Empty lists match everything.
@@ -55,37 +55,6 @@ impl Route {
     }
 }
 
-/// How a channel sends.
-#[derive(Debug, Clone)]
-pub enum Sender {
-    /// An HTTP POST (webhook, Slack, DingTalk, Feishu, WeCom).
-    Http(HttpChannel),
-    /// Email over SMTP.
-    Email(EmailChannel),
-    /// Syslog (RFC 5424, optionally CEF).
-    Syslog(SyslogChannel),
-    /// Prometheus Alertmanager at this base URL.
-    Alertmanager(String),
-}
-
-impl Sender {
-    /// The config name of its kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Sender::Http(h) => match h.kind {
-                crate::HttpKind::Webhook => "webhook",
-                crate::HttpKind::Slack => "slack",
-                crate::HttpKind::Dingtalk => "dingtalk",
-                crate::HttpKind::Feishu => "feishu",
-                crate::HttpKind::Wecom => "wecom",
-            },
-            Sender::Email(_) => "email",
-            Sender::Syslog(_) => "syslog",
-            Sender::Alertmanager(_) => "alertmanager",
-        }
-    }
-}
-
 /// One configured channel.
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -93,8 +62,8 @@ pub struct Channel {
     pub name: String,
     /// What it takes.
     pub route: Route,
-    /// How it sends.
-    pub sender: Sender,
+    /// How it sends (its kind's sender).
+    pub sender: Arc<dyn Deliver>,
     /// Longest wait for one attempt.
     pub timeout: Duration,
     /// Extra trusted CA certificates (PEM), for receivers behind a private CA;
@@ -109,26 +78,26 @@ pub struct Sent {
     pub ok: bool,
     /// Protocol status, when one came back.
     pub status: Option<u16>,
-    /// What went wrong.
+    /// What went wrong (credentials redacted).
     pub error: Option<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
 
 /// What the channels share: an HTTP client with the system's trust roots, and one
-/// per channel that trusts a private CA as well.
+/// per channel that trusts its private CA as well.
 #[derive(Debug, Clone)]
 pub struct Senders {
     http: reqwest::Client,
-    private: std::collections::BTreeMap<String, reqwest::Client>,
+    private: BTreeMap<String, reqwest::Client>,
 }
 
 impl Senders {
     /// Clients for `channels`.
     pub fn new(channels: &[Channel]) -> Result<Self, NotifyError> {
-        let mut private = std::collections::BTreeMap::new();
+        let mut private = BTreeMap::new();
         for c in channels {
-            if let (Some(pem), Sender::Http(_) | Sender::Alertmanager(_)) = (&c.ca_pem, &c.sender) {
+            if let Some(pem) = &c.ca_pem {
                 let client = portwatch_trust::parse_pem(pem)
                     .and_then(|certs| portwatch_trust::http_client(&certs))
                     .map_err(|e| NotifyError::Channel {
@@ -145,120 +114,24 @@ impl Senders {
         Ok(Self { http, private })
     }
 
-    fn client(&self, channel: &Channel) -> &reqwest::Client {
-        self.private.get(&channel.name).unwrap_or(&self.http)
-    }
-
     /// Send `n` over `channel` once.
     pub async fn send(&self, channel: &Channel, n: &Notification) -> Sent {
         let started = Instant::now();
-        let (ok, status, error) = match &channel.sender {
-            Sender::Http(http) => self.post(channel, http, n).await,
-            Sender::Email(email) => {
-                match crate::email::send(email, n, channel.timeout, channel.ca_pem.as_deref()).await {
-                    Ok(code) => (true, Some(code), None),
-                    Err((code, e)) => (false, code, Some(e)),
-                }
-            }
-            Sender::Syslog(syslog) => match crate::syslog::send(syslog, n, channel.timeout).await {
-                Ok(()) => (true, None, None),
-                Err(e) => (false, None, Some(e)),
-            },
-            Sender::Alertmanager(base) => {
-                let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-                let body = crate::alertmanager::body(n, chrono::Utc::now());
-                let req = HttpRequest {
-                    url,
-                    headers: vec![("Content-Type".into(), "application/json".into())],
-                    body: serde_json::to_vec(&body).unwrap_or_default(),
-                };
-                self.send_request(self.client(channel), req, None, channel.timeout)
-                    .await
-            }
+        let cx = Context {
+            http: self.private.get(&channel.name).unwrap_or(&self.http),
+            timeout: channel.timeout,
+            ca_pem: channel.ca_pem.as_deref(),
         };
+        let outcome = channel.sender.send(n, cx).await;
         Sent {
-            ok,
-            status,
+            ok: outcome.ok,
+            status: outcome.status,
             // Error texts name the URL, which for the chat robots is the credential:
             // hidden before anyone (the journal, the log, the API) sees it.
-            error: error.map(|e| portwatch_events::redact::text(&e)),
+            error: outcome.error.map(|e| portwatch_events::redact::text(&e)),
             elapsed: started.elapsed(),
         }
     }
-
-    async fn post(
-        &self,
-        channel: &Channel,
-        http: &HttpChannel,
-        n: &Notification,
-    ) -> (bool, Option<u16>, Option<String>) {
-        let req = request(http, n, chrono::Utc::now().timestamp_millis());
-        self.send_request(self.client(channel), req, Some(http), channel.timeout)
-            .await
-    }
-
-    async fn send_request(
-        &self,
-        client: &reqwest::Client,
-        req: HttpRequest,
-        channel: Option<&HttpChannel>,
-        timeout: Duration,
-    ) -> (bool, Option<u16>, Option<String>) {
-        let mut builder = client.post(&req.url).timeout(timeout).body(req.body);
-        for (k, v) in &req.headers {
-            builder = builder.header(k, v);
-        }
-        match builder.send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let ok = status.is_success();
-                // Read (a little of) the body: some robots answer 200 with an error.
-                let text = resp.text().await.unwrap_or_default();
-                let refused = ok && channel.is_some_and(|c| robot_refused(c, &text));
-                let error = if !ok || refused {
-                    Some(format!(
-                        "HTTP {status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ))
-                } else {
-                    None
-                };
-                (ok && !refused, Some(status.as_u16()), error)
-            }
-            Err(e) => (false, e.status().map(|s| s.as_u16()), Some(error_chain(&e))),
-        }
-    }
-}
-
-/// DingTalk, Feishu and WeCom answer HTTP 200 with a non-zero code in the body when
-/// they refuse a message (bad signature, rate limit).
-fn robot_refused(channel: &HttpChannel, body: &str) -> bool {
-    use crate::channels::HttpKind;
-    if !matches!(
-        channel.kind,
-        HttpKind::Dingtalk | HttpKind::Feishu | HttpKind::Wecom
-    ) {
-        return false;
-    }
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return false;
-    };
-    let code = v
-        .get("errcode")
-        .or_else(|| v.get("code"))
-        .or_else(|| v.get("StatusCode"));
-    code.and_then(serde_json::Value::as_i64).is_some_and(|c| c != 0)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,26 +4,22 @@
 //!
 //! A notification (`portwatch_projections::Notification`) reports a group of alerts
 //! about one host. This crate turns one into what each kind of channel expects:
-//! the shared words ([`format`]), the requests of the HTTP channels ([`channels`]:
-//! generic webhook, Slack, DingTalk, Feishu/Lark, WeCom) and their signatures
-//! ([`sign`]); these are pure. [`deliver`] sends over a channel, and [`service`] runs
+//! the shared words ([`format`]), the kinds of channel ([`kinds`]: generic webhook,
+//! Slack, DingTalk, Feishu/Lark, WeCom, email, syslog, Alertmanager; one file each,
+//! named once in its registry) and their signatures ([`sign`]). [`deliver`] routes
+//! and sends, and [`service`] runs
 //! the notification policy and one delivery worker per channel against the journal
 //! of decisions (cursors, retries, the delivery log).
 
-pub mod alertmanager;
-pub mod channels;
 pub mod deliver;
-pub mod email;
 pub mod format;
+pub mod kinds;
 pub mod service;
 pub mod sign;
-pub mod syslog;
 
-pub use channels::{request, HttpChannel, HttpKind, HttpRequest};
-pub use deliver::{Channel, Route, Sender, Senders};
-pub use email::EmailChannel;
+pub use deliver::{Channel, Route, Senders};
+pub use kinds::{Deliver, Kind, Spec, SpecError, KINDS};
 pub use service::{Service, Timing};
-pub use syslog::{SyslogChannel, Transport};
 
 /// What keeps the notifier from working.
 #[derive(Debug, thiserror::Error)]

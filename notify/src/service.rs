@@ -459,7 +459,9 @@ mod tests {
     use portwatch_projections::{AssetMatch, NotificationKind, NotificationRecord, Severity};
 
     use super::*;
-    use crate::{HttpChannel, HttpKind, Route, Sender};
+    use crate::kinds::webhook::Webhook;
+    use crate::kinds::HttpChannel;
+    use crate::Route;
 
     fn at(s: i64) -> chrono::DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + s, 0).single().expect("ts")
@@ -507,8 +509,8 @@ mod tests {
                 min_severity: Severity::High,
                 ..Route::default()
             },
-            sender: Sender::Http(HttpChannel {
-                kind: HttpKind::Webhook,
+            sender: Arc::new(HttpChannel {
+                robot: Webhook,
                 url: "http://127.0.0.1:9/".into(),
                 secret: None,
             }),

@@ -17,7 +17,10 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use portwatch_events::{Proto, RiskClass};
-use portwatch_notify::{request, HttpChannel, HttpKind};
+use std::sync::Arc;
+
+use portwatch_notify::kinds::{kind, HttpRequest};
+use portwatch_notify::{Deliver, Spec};
 use portwatch_projections::{Alert, AlertKind, AssetMatch, Notification, NotificationKind, Severity};
 
 const NOW_MS: i64 = 1_801_000_000_000;
@@ -58,7 +61,12 @@ fn notification() -> Notification {
     }
 }
 
-fn check(name: &str, channel: HttpChannel) -> serde_json::Value {
+/// The request of `channel`, as its kind renders it.
+fn request(channel: &Arc<dyn Deliver>, n: &Notification, now_ms: i64) -> HttpRequest {
+    channel.http_request(n, now_ms).expect("an HTTP kind")
+}
+
+fn check(name: &str, channel: Arc<dyn Deliver>) -> serde_json::Value {
     let req = request(&channel, &notification(), NOW_MS);
     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
     let got = serde_json::json!({ "url": req.url, "headers": req.headers, "body": body });
@@ -73,22 +81,32 @@ fn check(name: &str, channel: HttpChannel) -> serde_json::Value {
     got
 }
 
-fn channel(kind: HttpKind, url: &str, secret: Option<&str>) -> HttpChannel {
-    HttpChannel {
-        kind,
-        url: url.into(),
-        secret: secret.map(String::from),
-    }
+/// A channel of `name`'s kind, built as the config builds it (through the registry).
+fn channel(name: &str, url: &str, secret: Option<&str>) -> Arc<dyn Deliver> {
+    let written = url;
+    let url = url::Url::parse(url).unwrap();
+    let spec = Spec {
+        url: &url,
+        written,
+        secret,
+        username: None,
+        from: None,
+        to: &[],
+        cef: None,
+        facility: None,
+        node: "node-1",
+    };
+    kind(name).expect("registered").build(&spec).unwrap()
 }
 
 #[test]
 fn generic_webhook_is_the_notification_signed() {
     let got = check(
         "webhook",
-        channel(HttpKind::Webhook, "http://127.0.0.1:9999/hook", Some("change-me")),
+        channel("webhook", "http://127.0.0.1:9999/hook", Some("change-me")),
     );
     let req = request(
-        &channel(HttpKind::Webhook, "http://127.0.0.1:9999/hook", Some("change-me")),
+        &channel("webhook", "http://127.0.0.1:9999/hook", Some("change-me")),
         &notification(),
         NOW_MS,
     );
@@ -118,7 +136,7 @@ fn generic_webhook_is_the_notification_signed() {
 fn slack_text_and_blocks() {
     let got = check(
         "slack",
-        channel(HttpKind::Slack, "https://hooks.slack.com/services/T0/B0/x", None),
+        channel("slack", "https://hooks.slack.com/services/T0/B0/x", None),
     );
     assert!(got["body"]["text"].as_str().unwrap().contains("203.0.113.7"));
     assert_eq!(got["body"]["blocks"].as_array().unwrap().len(), 2);
@@ -129,7 +147,7 @@ fn dingtalk_markdown_signed_in_the_query() {
     let got = check(
         "dingtalk",
         channel(
-            HttpKind::Dingtalk,
+            "dingtalk",
             "https://oapi.dingtalk.com/robot/send?access_token=abc",
             Some("SECtest"),
         ),
@@ -150,7 +168,7 @@ fn feishu_text_signed_in_the_body() {
     let got = check(
         "feishu",
         channel(
-            HttpKind::Feishu,
+            "feishu",
             "https://open.feishu.cn/open-apis/bot/v2/hook/x",
             Some("test"),
         ),
@@ -168,7 +186,7 @@ fn wecom_markdown() {
     let got = check(
         "wecom",
         channel(
-            HttpKind::Wecom,
+            "wecom",
             "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x",
             None,
         ),

@@ -392,12 +392,7 @@ pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     }
     for c in &cfg.alerts.channels {
         // Where it goes, never its secret (a robot's URL is its credential).
-        let target = match &c.sender {
-            portwatch_notify::Sender::Http(h) => redact::url(&h.url),
-            portwatch_notify::Sender::Email(e) => format!("{} -> {}", redact::url(&e.url), e.to.join(", ")),
-            portwatch_notify::Sender::Syslog(s) => format!("{:?} {}", s.transport, s.addr),
-            portwatch_notify::Sender::Alertmanager(url) => redact::url(url),
-        };
+        let target = c.sender.target();
         writeln!(
             out,
             "channel {}: {} {target} (severity >= {}{})",

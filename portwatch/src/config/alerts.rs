@@ -4,10 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use portwatch_events::{PortSet, Proto, RiskClass};
-use portwatch_notify::email::check_address;
-use portwatch_notify::{
-    Channel, EmailChannel, HttpChannel, HttpKind, Route, Sender, SyslogChannel, Transport,
-};
+use portwatch_notify::{Channel, Route, Spec};
 use portwatch_projections::{ApprovalRequest, NotifyPolicy, Severity};
 use serde::Deserialize;
 
@@ -189,8 +186,6 @@ pub struct AlertSettings {
     pub allow: Vec<ApprovalRequest>,
 }
 
-const KINDS: &str = "webhook, slack, dingtalk, feishu, wecom, email, syslog or alertmanager";
-
 fn duration(
     at: &Origin<'_>,
     key: &str,
@@ -285,10 +280,13 @@ fn channel(
     key: &dyn Fn(&str) -> String,
     at: &Origin<'_>,
 ) -> Result<Channel, ConfigError> {
-    let kind = raw
+    let expected = || format!("expected {}", portwatch_notify::kinds::names());
+    let kind_name = raw
         .kind
         .clone()
-        .ok_or_else(|| at.invalid(&key("kind"), "(missing)", &format!("expected {KINDS}")))?;
+        .ok_or_else(|| at.invalid(&key("kind"), "(missing)", &expected()))?;
+    let kind = portwatch_notify::kinds::kind(&kind_name)
+        .ok_or_else(|| at.invalid(&key("kind"), &format!("{kind_name:?}"), &expected()))?;
     let url = raw
         .url
         .clone()
@@ -300,17 +298,6 @@ fn channel(
             &e.to_string(),
         )
     })?;
-    let scheme_is = |schemes: &[&str], expected: &str| {
-        if schemes.contains(&parsed.scheme()) && parsed.host().is_some() {
-            Ok(())
-        } else {
-            Err(at.invalid(
-                &key("url"),
-                &format!("{:?}", portwatch_events::redact::url(&url)),
-                &format!("expected {expected}"),
-            ))
-        }
-    };
     let secret = match (&raw.secret, &raw.secret_file) {
         (Some(_), Some(_)) => {
             return Err(at.invalid(
@@ -331,105 +318,29 @@ fn channel(
     if secret.as_deref().is_some_and(str::is_empty) {
         return Err(at.invalid(&key("secret"), "\"\"", "must not be empty"));
     }
-    let http = |kind: HttpKind| -> Result<Sender, ConfigError> {
-        scheme_is(&["http", "https"], "an http:// or https:// URL")?;
-        Ok(Sender::Http(HttpChannel {
-            kind,
-            url: url.clone(),
-            secret: secret.clone(),
-        }))
+    let spec = Spec {
+        url: &parsed,
+        written: &url,
+        secret: secret.as_deref(),
+        username: raw.username.as_deref(),
+        from: raw.from.as_deref(),
+        to: raw.to.as_deref().unwrap_or_default(),
+        cef: raw.cef,
+        facility: raw.facility,
+        node,
     };
-    let sender = match kind.as_str() {
-        "webhook" => http(HttpKind::Webhook)?,
-        "slack" => http(HttpKind::Slack)?,
-        "dingtalk" => http(HttpKind::Dingtalk)?,
-        "feishu" => http(HttpKind::Feishu)?,
-        "wecom" => http(HttpKind::Wecom)?,
-        "alertmanager" => {
-            scheme_is(
-                &["http", "https"],
-                "the Alertmanager's base URL, e.g. http://127.0.0.1:9093",
-            )?;
-            Sender::Alertmanager(url.clone())
-        }
-        "email" => {
-            scheme_is(
-                &["smtp", "smtps"],
-                "smtp://host[:port][?tls=required] or smtps://host[:port]",
-            )?;
-            let from = raw
-                .from
-                .clone()
-                .ok_or_else(|| at.invalid(&key("from"), "(missing)", "an email channel needs a sender"))?;
-            check_address(&from).map_err(|e| at.invalid(&key("from"), &format!("{from:?}"), &e))?;
-            let to = raw.to.clone().unwrap_or_default();
-            if to.is_empty() {
-                return Err(at.invalid(&key("to"), "[]", "an email channel needs at least one recipient"));
-            }
-            for t in &to {
-                check_address(t).map_err(|e| at.invalid(&key("to"), &format!("{t:?}"), &e))?;
-            }
-            if raw.username.is_some() != secret.is_some() {
-                return Err(at.invalid(
-                    &key("username"),
-                    &format!("{:?}", raw.username.clone().unwrap_or_default()),
-                    "SMTP AUTH needs both username and secret (the password)",
-                ));
-            }
-            // AUTH over a connection that may stay plain would send the password in
-            // the clear (opportunistic STARTTLS can be stripped on the way).
-            let starttls = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "required");
-            if raw.username.is_some() && parsed.scheme() == "smtp" && !starttls {
-                return Err(at.invalid(
-                    &key("url"),
-                    &format!("{:?}", portwatch_events::redact::url(&url)),
-                    "SMTP AUTH over plain smtp:// would send the password in the clear: use smtps:// or smtp://HOST:587?tls=required (STARTTLS)",
-                ));
-            }
-            Sender::Email(EmailChannel {
-                url: url.clone(),
-                username: raw.username.clone(),
-                password: secret.clone(),
-                from,
-                to,
-            })
-        }
-        "syslog" => {
-            scheme_is(&["udp", "tcp"], "udp://host:port or tcp://host:port")?;
-            let port = parsed.port().ok_or_else(|| {
-                at.invalid(
-                    &key("url"),
-                    &format!("{:?}", portwatch_events::redact::url(&url)),
-                    "needs a port, e.g. udp://siem:514",
-                )
-            })?;
-            let host = parsed.host_str().unwrap_or_default();
-            let facility = match raw.facility {
-                None => 16,
-                Some(f) if (0..=23).contains(&f) => f as u8,
-                Some(f) => {
-                    return Err(at.invalid(&key("facility"), &f.to_string(), "must be between 0 and 23"))
-                }
-            };
-            Sender::Syslog(SyslogChannel {
-                transport: if parsed.scheme() == "udp" {
-                    Transport::Udp
-                } else {
-                    Transport::Tcp
-                },
-                addr: format!("{host}:{port}"),
-                cef: raw.cef.unwrap_or(false),
-                facility,
-                hostname: node.to_string(),
-            })
-        }
-        _ => return Err(at.invalid(&key("kind"), &format!("{kind:?}"), &format!("expected {KINDS}"))),
-    };
+    let sender = kind
+        .build(&spec)
+        .map_err(|e| at.invalid(&key(e.key), &e.value, &e.why))?;
     let timeout = duration(at, &key("timeout"), raw.timeout.as_ref(), "10s")?;
     let ca_pem = match &raw.ca_file {
         None => None,
-        Some(_) if matches!(sender, Sender::Syslog(_)) => {
-            return Err(at.invalid(&key("ca_file"), "(set)", "syslog channels do not use TLS"))
+        Some(_) if !kind.tls() => {
+            return Err(at.invalid(
+                &key("ca_file"),
+                "(set)",
+                &format!("{} channels do not use TLS", kind.name()),
+            ))
         }
         Some(path) => {
             let pem = std::fs::read(path)
@@ -517,11 +428,14 @@ secret = "change-me"
         assert!(s.policy.baseline);
         assert_eq!(s.channels.len(), 1);
         assert_eq!(s.channels[0].name, "soc");
-        let Sender::Http(http) = &s.channels[0].sender else {
-            panic!("webhook is HTTP")
-        };
-        assert_eq!(http.kind, HttpKind::Webhook);
-        assert_eq!(http.secret.as_deref(), Some("change-me"));
+        let sender = &s.channels[0].sender;
+        assert_eq!(sender.kind(), "webhook");
+        let shown = format!("{sender:?}");
+        assert!(
+            shown.contains("secret: Some(\"<redacted>\")"),
+            "the secret is set: {shown}"
+        );
+        assert!(!shown.contains("change-me"), "{shown}");
     }
 
     #[test]
@@ -551,17 +465,12 @@ severity = "high"
         .expect("valid");
         let kinds: Vec<&str> = s.channels.iter().map(|c| c.sender.kind()).collect();
         assert_eq!(kinds, ["email", "syslog", "alertmanager"]);
-        let Sender::Syslog(syslog) = &s.channels[1].sender else {
-            panic!("syslog")
-        };
-        assert_eq!(
-            (
-                syslog.transport,
-                syslog.addr.as_str(),
-                syslog.cef,
-                syslog.hostname.as_str()
-            ),
-            (Transport::Tcp, "127.0.0.1:6514", true, "node-1")
+        let syslog = &s.channels[1].sender;
+        assert_eq!(syslog.target(), "Tcp 127.0.0.1:6514");
+        let shown = format!("{syslog:?}");
+        assert!(
+            shown.contains("cef: true") && shown.contains("hostname: \"node-1\""),
+            "{shown}"
         );
         assert_eq!(s.channels[2].route.min_severity, Severity::High);
     }

@@ -10,7 +10,78 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use portwatch_projections::Notification;
 
+use super::{Context, Deliver, Kind, Outcome, Spec, SpecError};
 use crate::format;
+
+/// `kind = "email"`.
+#[derive(Debug, Clone, Copy)]
+pub struct Email;
+
+impl Kind for Email {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn build(&self, spec: &Spec<'_>) -> Result<std::sync::Arc<dyn Deliver>, SpecError> {
+        let url = spec.url_with(
+            &["smtp", "smtps"],
+            "smtp://host[:port][?tls=required] or smtps://host[:port]",
+        )?;
+        let from = spec
+            .from
+            .ok_or_else(|| SpecError::new("from", "(missing)", "an email channel needs a sender"))?;
+        check_address(from).map_err(|e| SpecError::new("from", format!("{from:?}"), e))?;
+        if spec.to.is_empty() {
+            return Err(SpecError::new("to", "[]", "an email channel needs at least one recipient"));
+        }
+        for t in spec.to {
+            check_address(t).map_err(|e| SpecError::new("to", format!("{t:?}"), e))?;
+        }
+        if spec.username.is_some() != spec.secret.is_some() {
+            return Err(SpecError::new(
+                "username",
+                format!("{:?}", spec.username.unwrap_or_default()),
+                "SMTP AUTH needs both username and secret (the password)",
+            ));
+        }
+        // AUTH over a connection that may stay plain would send the password in the
+        // clear (opportunistic STARTTLS can be stripped on the way).
+        let starttls = url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+        if spec.username.is_some() && url.scheme() == "smtp" && !starttls {
+            return Err(SpecError::new(
+                "url",
+                spec.shown_url(),
+                "SMTP AUTH over plain smtp:// would send the password in the clear: use smtps:// or smtp://HOST:587?tls=required (STARTTLS)",
+            ));
+        }
+        Ok(std::sync::Arc::new(EmailChannel {
+            url: spec.written.to_string(),
+            username: spec.username.map(str::to_string),
+            password: spec.secret.map(str::to_string),
+            from: from.to_string(),
+            to: spec.to.to_vec(),
+        }))
+    }
+}
+
+impl Deliver for EmailChannel {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn target(&self) -> String {
+        format!("{} -> {}", portwatch_events::redact::url(&self.url), self.to.join(", "))
+    }
+
+    fn send<'a>(&'a self, n: &'a Notification, cx: Context<'a>) -> futures::future::BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match send(self, n, cx.timeout, cx.ca_pem).await {
+                Ok(code) => Outcome::delivered(Some(code)),
+                Err((code, e)) => Outcome::failed(code, e),
+            }
+        })
+    }
+}
 
 /// An SMTP destination.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,7 +102,7 @@ impl std::fmt::Debug for EmailChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password never reaches a log.
         f.debug_struct("EmailChannel")
-            .field("url", &self.url)
+            .field("url", &portwatch_events::redact::url(&self.url))
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("from", &self.from)

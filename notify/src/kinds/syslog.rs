@@ -7,7 +7,65 @@ use portwatch_events::Timestamp;
 use portwatch_projections::{Notification, NotificationKind, Severity};
 use tokio::io::AsyncWriteExt;
 
+use super::{Context, Deliver, Kind, Outcome, Spec, SpecError};
 use crate::format;
+
+/// `kind = "syslog"`: `udp://host:port` or `tcp://host:port`.
+#[derive(Debug, Clone, Copy)]
+pub struct Syslog;
+
+impl Kind for Syslog {
+    fn name(&self) -> &'static str {
+        "syslog"
+    }
+
+    fn tls(&self) -> bool {
+        false
+    }
+
+    fn build(&self, spec: &Spec<'_>) -> Result<std::sync::Arc<dyn Deliver>, SpecError> {
+        let url = spec.url_with(&["udp", "tcp"], "udp://host:port or tcp://host:port")?;
+        let port = url
+            .port()
+            .ok_or_else(|| SpecError::new("url", spec.shown_url(), "needs a port, e.g. udp://siem:514"))?;
+        let host = url.host_str().unwrap_or_default();
+        let facility = match spec.facility {
+            None => 16,
+            Some(f) if (0..=23).contains(&f) => f as u8,
+            Some(f) => return Err(SpecError::new("facility", f.to_string(), "must be between 0 and 23")),
+        };
+        Ok(std::sync::Arc::new(SyslogChannel {
+            transport: if url.scheme() == "udp" {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            },
+            addr: format!("{host}:{port}"),
+            cef: spec.cef.unwrap_or(false),
+            facility,
+            hostname: spec.node.to_string(),
+        }))
+    }
+}
+
+impl Deliver for SyslogChannel {
+    fn kind(&self) -> &'static str {
+        "syslog"
+    }
+
+    fn target(&self) -> String {
+        format!("{:?} {}", self.transport, self.addr)
+    }
+
+    fn send<'a>(&'a self, n: &'a Notification, cx: Context<'a>) -> futures::future::BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match send(self, n, cx.timeout).await {
+                Ok(()) => Outcome::delivered(None),
+                Err(e) => Outcome::failed(None, e),
+            }
+        })
+    }
+}
 
 /// How syslog messages travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,31 @@ use portwatch_events::Timestamp;
 use portwatch_projections::{Notification, NotificationKind};
 use serde_json::{json, Map, Value};
 
+use super::{HttpRequest, Robot};
 use crate::format;
+
+/// `kind = "alertmanager"`: `url` is the Alertmanager's base URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Alertmanager;
+
+impl Robot for Alertmanager {
+    fn name(&self) -> &'static str {
+        "alertmanager"
+    }
+
+    fn expected_url(&self) -> &'static str {
+        "the Alertmanager's base URL, e.g. http://127.0.0.1:9093"
+    }
+
+    fn request(&self, url: &str, _secret: Option<&str>, n: &Notification, now_ms: i64) -> HttpRequest {
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_else(chrono::Utc::now);
+        HttpRequest::json(
+            format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+            n,
+            &body(n, now),
+        )
+    }
+}
 
 /// How long a firing alert lasts in Alertmanager without news.
 pub const FIRING_FOR: chrono::Duration = chrono::Duration::hours(24);
