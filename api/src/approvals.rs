@@ -154,7 +154,7 @@ pub(crate) async fn create(
     };
     ctx.bounds
         .approval(&ctx.assets, request)
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = request.approval_id.clone();
     record(&ctx, vec![decision]).await?;
     tracing::info!(by = %me.user, approval = %id, "approval requested");
@@ -193,7 +193,7 @@ async fn decide(
             .second_person(&approval.requested_by, approval.requested_at, &me.actor())
     };
     if let Err(why) = second {
-        return Err(refuse(ctx, me, action, id, why).await);
+        return Err(refuse(ctx, me, action, id, why.to_string()).await);
     }
     if approval.decision.is_some() {
         return Err(ApiError::conflict(format!("approval {id} was decided already")));
@@ -203,7 +203,7 @@ async fn decide(
         // journal some other way.
         ctx.bounds
             .approval(&ctx.assets, &approval.request)
-            .map_err(ApiError::bad_request)?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let note = verdict.and_then(|v| v.note);
     let what = if grant {

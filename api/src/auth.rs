@@ -280,6 +280,11 @@ pub(crate) fn identify_session(ctx: &ApiContext, req: &Request) -> Option<Result
 /// The gate of every route that needs `min`: it puts the caller's [`Identity`]
 /// into the request for the handler.
 pub(crate) async fn gate(ctx: ApiContext, min: Role, mut req: Request, next: Next) -> Response {
+    // A change is decided against everything on record: what the shell or another
+    // process journalled a moment ago (a user, a token, a revocation) counts already.
+    if !req.method().is_safe() {
+        ctx.read_journal().await;
+    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)

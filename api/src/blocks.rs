@@ -197,7 +197,7 @@ pub(crate) async fn confirm(
             .second_person(&block.proposed_by, block.proposed_at, &me.actor())
     };
     if let Err(why) = second {
-        return Err(refuse(&ctx, &me, "confirm_block", &id, why).await);
+        return Err(refuse(&ctx, &me, "confirm_block", &id, why.to_string()).await);
     }
     if block.state() != BlockState::Proposed {
         return Err(ApiError::conflict(format!(

@@ -32,6 +32,27 @@ pub struct Protected {
     pub entry: String,
 }
 
+/// Why an approval is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalRefusal {
+    /// It names more addresses than allowed.
+    #[error("target `{net}`: {count} addresses, more than [approvals] max_addresses = {max}; file narrower approvals")]
+    TooWide {
+        /// The network.
+        net: ipnet::IpNet,
+        /// How many addresses it names (`2^128` for all of IPv6).
+        count: String,
+        /// The limit.
+        max: u128,
+    },
+    /// It is not inside the assets.
+    #[error("target `{0}`: not inside the assets ([[assets]]); only monitored addresses can be approved")]
+    OutsideAssets(ipnet::IpNet),
+    /// It names the service `unknown`.
+    #[error("service `unknown`: it would match every port detection cannot name; name the service expected (http, ssh, ...) or leave it out")]
+    UnknownService,
+}
+
 /// Why a block is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockRefusal {
@@ -107,30 +128,27 @@ pub fn inside_assets(assets: &Assets, net: &IpNet) -> bool {
 
 impl Bounds {
     /// Whether an approval keeps the limits; `Err` names the one it breaks.
-    pub fn approval(&self, assets: &Assets, r: &ApprovalRequest) -> Result<(), String> {
+    pub fn approval(&self, assets: &Assets, r: &ApprovalRequest) -> Result<(), ApprovalRefusal> {
         let n = addresses(&r.net);
         if n > self.max_addresses {
-            return Err(format!(
-                "target `{}`: {} addresses, more than [approvals] max_addresses = {}; file narrower approvals",
-                r.net,
-                if n == u128::MAX { "2^128".to_string() } else { n.to_string() },
-                self.max_addresses
-            ));
+            return Err(ApprovalRefusal::TooWide {
+                net: r.net,
+                count: if n == u128::MAX {
+                    "2^128".to_string()
+                } else {
+                    n.to_string()
+                },
+                max: self.max_addresses,
+            });
         }
         if !inside_assets(assets, &r.net) {
-            return Err(format!(
-                "target `{}`: not inside the assets ([[assets]]); only monitored addresses can be approved",
-                r.net
-            ));
+            return Err(ApprovalRefusal::OutsideAssets(r.net));
         }
         if r.service
             .as_deref()
             .is_some_and(|s| s.trim().eq_ignore_ascii_case("unknown"))
         {
-            return Err(
-                "service `unknown`: it would match every port detection cannot name; name the service expected (http, ssh, ...) or leave it out"
-                    .to_string(),
-            );
+            return Err(ApprovalRefusal::UnknownService);
         }
         Ok(())
     }
@@ -225,7 +243,10 @@ mod tests {
             ("203.0.113.0/24", Some("unknown"), "service `unknown`"),
             ("2001:db8:1::1", None, "not inside the assets"),
         ] {
-            let e = b.approval(&a, &approval(net, service)).expect_err(net);
+            let e = b
+                .approval(&a, &approval(net, service))
+                .expect_err(net)
+                .to_string();
             assert!(e.contains(named), "{net}: {e}");
         }
     }

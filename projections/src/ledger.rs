@@ -70,6 +70,90 @@ pub(crate) struct Known {
     pub(crate) escalated: bool,
 }
 
+/// Why a decider does not count as the second person (the two-person rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSecond {
+    /// They made the request.
+    #[error("{0} made the request; someone else must decide it (two-person rule)")]
+    Requester(String),
+    /// They decided without a token (the shell, the system).
+    #[error("{0} decided without a token; a second person decides with their own token (two-person rule)")]
+    NoToken(String),
+    /// Their token is not on record.
+    #[error("token {0} is not on record (two-person rule)")]
+    UnknownToken(String),
+    /// The token is someone else's.
+    #[error("token {token} is {owner}'s, not {who}'s (two-person rule)")]
+    NotTheirs {
+        /// The token.
+        token: String,
+        /// Whose it is.
+        owner: String,
+        /// Who used it.
+        who: String,
+    },
+    /// The token was issued for them by someone else.
+    #[error("token {token} was issued to {who} by {by}: a token issued for someone else counts for nobody's second confirmation (two-person rule)")]
+    Delegated {
+        /// The token.
+        token: String,
+        /// Its user.
+        who: String,
+        /// Who issued it.
+        by: String,
+    },
+    /// The requester issued it, or a token it descends from.
+    #[error("token {token} of {who} was issued by {requester} (through token {through}), who made the request: an admin cannot approve through a token they minted (two-person rule)")]
+    Minted {
+        /// The token.
+        token: String,
+        /// Its user.
+        who: String,
+        /// The requester.
+        requester: String,
+        /// The token of the chain the requester issued.
+        through: String,
+    },
+    /// The requester created them after asking.
+    #[error("{who} was created by {requester} after the request: a user the requester made since counts for no second confirmation (two-person rule)")]
+    CreatedSince {
+        /// The decider.
+        who: String,
+        /// The requester.
+        requester: String,
+    },
+    /// The requester gave them their role after asking.
+    #[error("{who} was given the role {role} by {requester} after the request (two-person rule)", role = role.as_str())]
+    PromotedSince {
+        /// The decider.
+        who: String,
+        /// The requester.
+        requester: String,
+        /// The role given.
+        role: Role,
+    },
+}
+
+/// Why the block controller refuses a block at apply time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockCheck {
+    /// The proposer has no operator role.
+    #[error("{0}, who proposed it, is not an operator")]
+    NotOperator(String),
+    /// Nobody confirmed it.
+    #[error("nobody confirmed it")]
+    Unconfirmed,
+    /// The confirmer has no approver role.
+    #[error("{0}, who confirmed it, is not an approver")]
+    NotApprover(String),
+    /// The confirmer is no second person.
+    #[error(transparent)]
+    NotSecond(#[from] NotSecond),
+    /// It breaks the limits.
+    #[error(transparent)]
+    Bounds(#[from] crate::bounds::BlockRefusal),
+}
+
 /// A token on record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenRecord {
@@ -526,32 +610,35 @@ impl Ledger {
     /// requester (an admin cannot mint their own second person), and the requester
     /// has neither created the decider nor given them their role since asking.
     /// `Err` says which part failed.
-    pub fn second_person(&self, requester: &str, asked_at: Timestamp, decider: &Actor) -> Result<(), String> {
-        let who = &decider.name;
+    pub fn second_person(
+        &self,
+        requester: &str,
+        asked_at: Timestamp,
+        decider: &Actor,
+    ) -> Result<(), NotSecond> {
+        let who = decider.name.clone();
         if who == requester {
-            return Err(format!(
-                "{who} made the request; someone else must decide it (two-person rule)"
-            ));
+            return Err(NotSecond::Requester(who));
         }
-        let Some(token_id) = decider.token.as_deref() else {
-            return Err(format!(
-                "{who} decided without a token; a second person decides with their own token (two-person rule)"
-            ));
+        let Some(token_id) = decider.token.clone() else {
+            return Err(NotSecond::NoToken(who));
         };
-        let Some(token) = self.tokens.get(token_id) else {
-            return Err(format!("token {token_id} is not on record (two-person rule)"));
+        let Some(token) = self.tokens.get(&token_id) else {
+            return Err(NotSecond::UnknownToken(token_id));
         };
-        if token.user != *who {
-            return Err(format!(
-                "token {token_id} is {}'s, not {who}'s (two-person rule)",
-                token.user
-            ));
+        if token.user != who {
+            return Err(NotSecond::NotTheirs {
+                token: token_id,
+                owner: token.user.clone(),
+                who,
+            });
         }
         if token.delegated {
-            return Err(format!(
-                "token {token_id} was issued to {who} by {}: a token issued for someone else counts for nobody's second confirmation (two-person rule)",
-                token.issued_by
-            ));
+            return Err(NotSecond::Delegated {
+                token: token_id,
+                who,
+                by: token.issued_by.clone(),
+            });
         }
         // Walk the issuers: a token made with a token the requester issued is the
         // requester's doing too. Bounded: ids are unique, so a chain has no loop
@@ -560,24 +647,28 @@ impl Ledger {
         for _ in 0..=self.tokens.len() {
             let Some(t) = link else { break };
             if t.issued_by == requester {
-                return Err(format!(
-                    "token {token_id} of {who} was issued by {requester} (through token {}), who made the request: an admin cannot approve through a token they minted (two-person rule)",
-                    t.id
-                ));
+                return Err(NotSecond::Minted {
+                    token: token_id,
+                    who,
+                    requester: requester.to_string(),
+                    through: t.id.clone(),
+                });
             }
             link = t.issued_with.as_deref().and_then(|id| self.tokens.get(id));
         }
-        if let Some(u) = self.user_records.get(who) {
+        if let Some(u) = self.user_records.get(&who) {
             if u.created_by == requester && u.created_at >= asked_at {
-                return Err(format!(
-                    "{who} was created by {requester} after the request: a user the requester made since counts for no second confirmation (two-person rule)"
-                ));
+                return Err(NotSecond::CreatedSince {
+                    who,
+                    requester: requester.to_string(),
+                });
             }
             if u.role_by == requester && u.role_at >= asked_at {
-                return Err(format!(
-                    "{who} was given the role {} by {requester} after the request (two-person rule)",
-                    u.role.as_str()
-                ));
+                return Err(NotSecond::PromotedSince {
+                    who,
+                    requester: requester.to_string(),
+                    role: u.role,
+                });
             }
         }
         Ok(())
@@ -593,16 +684,16 @@ impl Ledger {
         block: &crate::blocks::Block,
         bounds: &crate::bounds::Bounds,
         assets: &crate::Assets,
-    ) -> Result<(), String> {
+    ) -> Result<(), BlockCheck> {
         let proposer = &block.proposed_by;
         if self.role(proposer).is_none_or(|r| r < Role::Operator) {
-            return Err(format!("{proposer}, who proposed it, is not an operator"));
+            return Err(BlockCheck::NotOperator(proposer.clone()));
         }
         let Some(confirmer) = &block.confirmed_by else {
-            return Err("nobody confirmed it".to_string());
+            return Err(BlockCheck::Unconfirmed);
         };
         if self.role(confirmer).is_none_or(|r| r < Role::Approver) {
-            return Err(format!("{confirmer}, who confirmed it, is not an approver"));
+            return Err(BlockCheck::NotApprover(confirmer.clone()));
         }
         let actor = Actor {
             name: confirmer.clone(),
@@ -610,7 +701,7 @@ impl Ledger {
             client: None,
         };
         self.second_person(proposer, block.proposed_at, &actor)?;
-        bounds.block(assets, &block.request).map_err(|e| e.to_string())
+        Ok(bounds.block(assets, &block.request)?)
     }
 
     /// Whether the alert was told or silenced already.
@@ -701,18 +792,23 @@ mod tests {
         user(&mut l, 200, &with("ada", "t-ada"), "bob", "t-bob-by-ada");
         let e = l
             .second_person("ada", asked, &with("bob", "t-bob-by-ada"))
-            .expect_err("minted for bob");
+            .expect_err("minted for bob")
+            .to_string();
         assert!(
             e.contains("two-person rule") && e.contains("issued to bob by ada"),
             "{e}"
         );
         let e = l
             .second_person("zed", asked, &with("bob", "t-bob-by-ada"))
-            .expect_err("nobody's");
+            .expect_err("nobody's")
+            .to_string();
         assert!(e.contains("nobody"), "{e}");
         // carol's tokens descend from ada's.
         for t in ["t-carol", "t-carol2"] {
-            let e = l.second_person("ada", asked, &with("carol", t)).expect_err(t);
+            let e = l
+                .second_person("ada", asked, &with("carol", t))
+                .expect_err(t)
+                .to_string();
             assert!(e.contains("issued by ada"), "{t}: {e}");
         }
         // A user ada creates after asking, even with a token from the shell.
@@ -720,7 +816,8 @@ mod tests {
         user(&mut l, 301, &cli, "dan", "t-dan");
         let e = l
             .second_person("ada", asked, &with("dan", "t-dan"))
-            .expect_err("created since");
+            .expect_err("created since")
+            .to_string();
         assert!(e.contains("created by ada after the request"), "{e}");
         // Another person's request is not affected by ada's doings with dan.
         assert_eq!(l.second_person("bob", asked, &with("dan", "t-dan")), Ok(()));

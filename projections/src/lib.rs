@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 pub use approvals::{Approval, ApprovalState};
 pub use assets::{Asset, Assets};
 pub use ledger::{
-    AuditEntry, DeliveryState, Ledger, NotificationRecord, ScheduleChange, TokenRecord, UserRecord,
+    AuditEntry, BlockCheck, DeliveryState, Ledger, NotSecond, NotificationRecord, ScheduleChange,
+    TokenRecord, UserRecord,
 };
 pub use notifications::{Notifier, NotifyPolicy, Tick};
 pub use policy::Policy;

@@ -126,7 +126,8 @@ impl Controller<'_> {
                         match on_record.blocks().get(&req.block_id) {
                             Some(b) => on_record
                                 .check_block(b, &self.limits.bounds, &self.limits.assets)
-                                .err(),
+                                .err()
+                                .map(|e| e.to_string()),
                             None => Some("not on record".to_string()),
                         }
                     };
