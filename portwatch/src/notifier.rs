@@ -111,8 +111,19 @@ pub fn spawn(
 /// Fold the journal; grant the allow-list's approvals not on record yet; and on the
 /// very first start (no user on record) create the admin's first token: returned to
 /// be shown once; only its hash is journalled.
-pub async fn bootstrap(cfg: &Config, ledger: &Handle) -> anyhow::Result<Option<String>> {
-    ledger.catch_up().await?;
+pub async fn bootstrap(
+    cfg: &Config,
+    ledger: &Handle,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<String>> {
+    // A broker that has just created the journal's topic may not serve it for a
+    // moment (no leader yet): waited out, never taken for an empty journal.
+    if portwatch_projector::retry("reading the journal", stop, || ledger.catch_up())
+        .await
+        .is_none()
+    {
+        anyhow::bail!("stopped before the journal could be read");
+    }
     let seeds: Vec<Decision> = {
         let state = ledger.read();
         let now = chrono::Utc::now();

@@ -70,7 +70,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     });
     let journal = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
     let ledger = crate::notifier::ledger(&cfg, journal);
-    let first_token = crate::notifier::bootstrap(&cfg, &ledger).await?;
+    let first_token = crate::notifier::bootstrap(&cfg, &ledger, &mut stop).await?;
     let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics);
     let figures = ctx.figures.clone();
     let limits = crate::blocks::Limits {

@@ -1,5 +1,6 @@
 //! A scale-out stack for one test, inside a network namespace of its own: a real
-//! ClickHouse server and a real Kafka-protocol broker (tansu), both installed by
+//! ClickHouse server and a real broker, Apache Kafka 4 (KRaft, one node; or tansu
+//! with `PORTWATCH_TEST_BROKER=tansu`, lighter and faster to start), installed by
 //! `scripts/services.sh install` (the test command runs it) and started here on the
 //! namespace's private loopback, plus the portwatch roles the test spawns. Each test
 //! owns its services, so stopping ClickHouse or freezing the broker in one test does
@@ -24,6 +25,15 @@ pub const API: &str = "127.0.0.1:18080";
 
 fn services_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
+}
+
+/// The broker the stacks run: `kafka` (Apache Kafka, what production runs; the
+/// default) or `broker` (tansu) with `PORTWATCH_TEST_BROKER=tansu`.
+pub fn broker_engine() -> &'static str {
+    match std::env::var("PORTWATCH_TEST_BROKER").as_deref() {
+        Ok("tansu") => "broker",
+        _ => "kafka",
+    }
 }
 
 /// The config every role of a test stack shares, with `extra` appended.
@@ -160,13 +170,13 @@ impl Stack {
 
     pub fn start_broker(&mut self) {
         let dir = self.path("broker");
-        let out = self.services(&["broker", dir.to_str().unwrap(), &BROKER_PORT.to_string()]);
-        self.broker_pid = Some(Self::pid_of(&out, "broker"));
+        let engine = broker_engine();
+        let out = self.services(&[engine, dir.to_str().unwrap(), &BROKER_PORT.to_string()]);
+        self.broker_pid = Some(Self::pid_of(&out, engine));
     }
 
     /// Freeze (SIGSTOP) or thaw (SIGCONT) the broker. A frozen broker accepts no
-    /// request: to clients it is down. (Its storage here is in memory, so a real
-    /// restart would also lose the topics; see bench/README.md.)
+    /// request: to clients it is down, and it comes back with everything it held.
     pub fn freeze_broker(&self, frozen: bool) {
         let pid = self.broker_pid.expect("broker running");
         let sig = if frozen {

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Apache Kafka for tests, benchmarks and local trials: the broker's jars from Maven
+# Central (Debian's OpenJDK 17 runs them), one KRaft node per call, listening on
+# 127.0.0.1 only. See ../shared/INFRA.md for the facts this rests on.
+#
+#   scripts/kafka.sh install                 # idempotent; fetches the jars (needs mvn, java)
+#   scripts/kafka.sh start DIR PORT          # format DIR, start, wait ready, print PID
+#
+# scripts/services.sh installs and starts it as its `kafka` service (and stops it).
+#
+# `start` serves PLAINTEXT on PORT and the controller on PORT+1. Tests start brokers
+# inside network namespaces of their own (`ip netns exec NS scripts/kafka.sh ...`).
+# Extra broker settings may be appended from KAFKA_EXTRA_PROPERTIES (a file), for the
+# TLS and SASL listeners of the production tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The version docker-compose.yml runs too (image apache/kafka:$KAFKA_VERSION).
+KAFKA_VERSION="4.1.1"
+LOG4J_VERSION="2.24.3"
+SLF4J_VERSION="2.0.17"
+TOOLS="${PORTWATCH_TOOLS:-$PWD/target/tools}"
+HOME_DIR="$TOOLS/kafka-$KAFKA_VERSION-slf4j$SLF4J_VERSION"
+LIB="$HOME_DIR/lib"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install() {
+    if [ -f "$LIB/.complete" ]; then
+        return 0
+    fi
+    if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+        log "installing Maven and OpenJDK 17 (Debian)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven openjdk-17-jre-headless >/dev/null
+    fi
+    log "fetching Apache Kafka $KAFKA_VERSION (Maven Central)"
+    local tmp
+    tmp="$(mktemp -d)"
+    cat >"$tmp/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>portwatch.tests</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-server</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-storage</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+    rm -rf "$LIB.part"
+    # --strict-checksums: every artifact is checked against the repository's checksum.
+    mvn -q -B --strict-checksums -f "$tmp/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$LIB.part" -DincludeScope=runtime
+    rm -rf "$tmp"
+    rm -rf "$LIB"
+    mv "$LIB.part" "$LIB"
+    touch "$LIB/.complete"
+    log "Apache Kafka $KAFKA_VERSION: $(ls "$LIB" | wc -l) jars in $LIB"
+}
+
+start() { # start DIR PORT
+    local dir="$1" port="$2"
+    local controller=$((port + 1))
+    install
+    mkdir -p "$dir/data"
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# The tests' consumers use 2 s sessions to see a dead node quickly (the default
+# floor is 6 s).
+group.min.session.timeout.ms=1000
+# As in docker-compose.yml: topics exist only once `portwatch migrate --topics` made them.
+auto.create.topics.enable=false
+PROPS
+    cat >"$dir/log4j2.properties" <<'LOG'
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRefs = file
+rootLogger.appenderRef.file.ref = file
+LOG
+    if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+        cat "$KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
+    fi
+    local java=(java -Xms128m -Xmx512m -XX:+UseSerialGC -Djava.awt.headless=true
+        "-Dkafka.logs.dir=$dir" "-Dlog4j2.configurationFile=$dir/log4j2.properties"
+        -cp "$LIB/*")
+    local format=("${java[@]}" kafka.tools.StorageTool format -t "$(cat /proc/sys/kernel/random/uuid)" -c "$dir/server.properties" --ignore-formatted)
+    if [ -n "${KAFKA_SCRAM:-}" ]; then # 'SCRAM-SHA-512=[name=U,password=P]' ...
+        for s in $KAFKA_SCRAM; do format+=(--add-scram "$s"); done
+    fi
+    "${format[@]}" >"$dir/format.log" 2>&1 || {
+        cat "$dir/format.log" >&2
+        return 1
+    }
+    setsid "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+    local pid=$!
+    local deadline=$((SECONDS + 90))
+    until grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            log "Apache Kafka did not start; its log:"
+            tail -n 40 "$dir/server.log" "$dir/stdout.log" >&2 2>/dev/null || true
+            kill -9 "$pid" 2>/dev/null || true
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "$pid"
+}
+
+case "${1:-}" in
+install) install ;;
+start) start "$2" "$3" ;;
+*)
+    echo "usage: scripts/kafka.sh install | start DIR PORT (stop: scripts/services.sh stop PID)" >&2
+    exit 2
+    ;;
+esac
