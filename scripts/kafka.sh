@@ -10,8 +10,16 @@
 #
 # `start` serves PLAINTEXT on PORT and the controller on PORT+1. Tests start brokers
 # inside network namespaces of their own (`ip netns exec NS scripts/kafka.sh ...`).
-# Extra broker settings may be appended from KAFKA_EXTRA_PROPERTIES (a file), for the
-# TLS and SASL listeners of the production tests.
+#
+# With KAFKA_TLS_DIR set, the broker is what production runs instead: SASL_SSL only
+# (SCRAM-SHA-256/512, client certificates required: mTLS), the controller on SASL_SSL
+# with PLAIN, and ACLs enforced (StandardAuthorizer; super users broker, controller and
+# admin, nobody else may do anything no ACL allows). KAFKA_TLS_DIR holds ca.pem (the
+# private CA), server.p12 (the broker's key and certificate, password in store.pass),
+# broker.pass and controller.pass; users are made with KAFKA_SCRAM at format time
+# ('SCRAM-SHA-512=[name=U,password=P]' ..., broker among them). `acl DIR PORT ARGS...`
+# then runs Kafka's AclCommand as admin (password in KAFKA_TLS_DIR/admin.pass).
+# Extra broker settings may be appended from KAFKA_EXTRA_PROPERTIES (a file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,12 +73,71 @@ POM
     log "Apache Kafka $KAFKA_VERSION: $(ls "$LIB" | wc -l) jars in $LIB"
 }
 
+secure_listeners() { # secure_listeners PORT CONTROLLER_PORT
+    local port="$1" controller="$2" tls="$KAFKA_TLS_DIR"
+    local broker_pw controller_pw store_pw
+    broker_pw="$(cat "$tls/broker.pass")"
+    controller_pw="$(cat "$tls/controller.pass")"
+    store_pw="$(cat "$tls/store.pass")"
+    cat <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$broker_pw";
+listener.name.sasl_ssl.ssl.client.auth=required
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$controller_pw" user_controller="$controller_pw";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/server.p12
+ssl.keystore.password=$store_pw
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:broker;User:controller;User:admin
+allow.everyone.if.no.acl.found=false
+PROPS
+}
+
+acl() { # acl DIR PORT ARGS... (AclCommand as admin over SASL_SSL)
+    local dir="$1" port="$2"
+    shift 2
+    local tls="$KAFKA_TLS_DIR"
+    cat >"$dir/admin.properties" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(cat "$tls/admin.pass")";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/server.p12
+ssl.keystore.password=$(cat "$tls/store.pass")
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+PROPS
+    java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "-Dlog4j2.configurationFile=$dir/log4j2.properties" \
+        "-Dkafka.logs.dir=$dir" -cp "$LIB/*" org.apache.kafka.tools.AclCommand \
+        --bootstrap-server "127.0.0.1:$port" --command-config "$dir/admin.properties" "$@" >"$dir/acl.log" 2>&1 || {
+        cat "$dir/acl.log" >&2
+        return 1
+    }
+}
+
 start() { # start DIR PORT
     local dir="$1" port="$2"
     local controller=$((port + 1))
     install
     mkdir -p "$dir/data"
-    cat >"$dir/server.properties" <<PROPS
+    if [ -n "${KAFKA_TLS_DIR:-}" ]; then
+        secure_listeners "$port" "$controller" >"$dir/server.properties"
+    else
+        cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller
@@ -78,7 +145,10 @@ listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+PROPS
+    fi
+    cat >>"$dir/server.properties" <<PROPS
 log.dirs=$dir/data
 num.partitions=4
 offsets.topic.replication.factor=1
@@ -91,7 +161,7 @@ group.initial.rebalance.delay.ms=0
 # The tests' consumers use 2 s sessions to see a dead node quickly (the default
 # floor is 6 s).
 group.min.session.timeout.ms=1000
-# As in docker-compose.yml: topics exist only once `portwatch migrate --topics` made them.
+# As in docker-compose.yml: topics exist only once portwatch migrate --topics made them.
 auto.create.topics.enable=false
 PROPS
     cat >"$dir/log4j2.properties" <<'LOG'
@@ -137,8 +207,9 @@ LOG
 case "${1:-}" in
 install) install ;;
 start) start "$2" "$3" ;;
+acl) shift && acl "$@" ;;
 *)
-    echo "usage: scripts/kafka.sh install | start DIR PORT (stop: scripts/services.sh stop PID)" >&2
+    echo "usage: scripts/kafka.sh install | start DIR PORT | acl DIR PORT ARGS... (stop: scripts/services.sh stop PID)" >&2
     exit 2
     ;;
 esac

@@ -5,7 +5,8 @@
 # that carries its static binary). See ../shared/INFRA.md for the facts.
 #
 #   scripts/services.sh install                       # idempotent; needs root for apt
-#   scripts/services.sh clickhouse DIR HTTP_PORT      # start, wait ready, print PID
+#   scripts/services.sh clickhouse DIR HTTP_PORT      # start, wait ready, print PID (HTTPS only
+#                                                     # with CLICKHOUSE_TLS_DIR: ca.pem, server.pem, server.key)
 #   scripts/services.sh broker DIR PORT               # start tansu, wait ready, print PID
 #   scripts/services.sh kafka DIR PORT                # start Apache Kafka, wait ready, print PID
 #   scripts/services.sh stop PID...                   # SIGTERM, wait, SIGKILL after 20 s
@@ -64,12 +65,32 @@ clickhouse() { # clickhouse DIR HTTP_PORT
     local dir="$1" http="$2"
     mkdir -p "$dir"/{data,tmp,user_files,format_schemas,log}
     dir="$(cd "$dir" && pwd)"
+    # With CLICKHOUSE_TLS_DIR (server.pem, server.key), HTTPS on the port and no
+    # plaintext listener at all, as a production server behind a private CA.
+    local listeners ping=(curl -sf "http://127.0.0.1:$http/ping")
+    if [ -n "${CLICKHOUSE_TLS_DIR:-}" ]; then
+        local tls
+        tls="$(cd "$CLICKHOUSE_TLS_DIR" && pwd)"
+        listeners="<https_port>$http</https_port>
+    <openSSL><server>
+        <certificateFile>$tls/server.pem</certificateFile>
+        <privateKeyFile>$tls/server.key</privateKeyFile>
+        <verificationMode>none</verificationMode>
+        <loadDefaultCAFile>false</loadDefaultCAFile>
+        <cacheSessions>true</cacheSessions>
+        <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+        <preferServerCiphers>true</preferServerCiphers>
+    </server></openSSL>"
+        ping=(curl -sf --cacert "$tls/ca.pem" "https://127.0.0.1:$http/ping")
+    else
+        listeners="<http_port>$http</http_port>
+    <tcp_port>$((http + 1))</tcp_port>
+    <interserver_http_port>$((http + 2))</interserver_http_port>"
+    fi
     cat >"$dir/config.xml" <<EOF
 <yandex>
     <logger><level>warning</level><log>$dir/log/server.log</log><errorlog>$dir/log/error.log</errorlog><console>0</console></logger>
-    <http_port>$http</http_port>
-    <tcp_port>$((http + 1))</tcp_port>
-    <interserver_http_port>$((http + 2))</interserver_http_port>
+    $listeners
     <listen_host>127.0.0.1</listen_host>
     <path>$dir/data/</path>
     <tmp_path>$dir/tmp/</tmp_path>
@@ -97,7 +118,7 @@ EOF
 EOF
     /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
     local pid=$!
-    if ! wait_for 30 curl -sf "http://127.0.0.1:$http/ping"; then
+    if ! wait_for 30 "${ping[@]}"; then
         log "clickhouse did not become ready; its log:"
         tail -n 20 "$dir/log/error.log" "$dir/log/stdout.log" >&2 || true
         kill "$pid" 2>/dev/null || true

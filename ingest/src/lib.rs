@@ -21,7 +21,8 @@ pub mod spool;
 pub use embedded::EmbeddedLog;
 pub use journal::{Journal, JournalRecord};
 pub use kafka::{
-    Acks, Delivery, GroupReader, KafkaJournal, KafkaLog, KafkaSettings, TopicConsumer, TopicProducer, Topics,
+    Acks, Delivery, GroupReader, KafkaJournal, KafkaLog, KafkaSettings, Mechanism, Protocol, Refusal, Sasl,
+    Security, TopicConsumer, TopicProducer, Topics,
 };
 pub use reader::{EmbeddedReader, LogRecord, PartitionedReader, Polled};
 pub use spool::{SpoolLog, SpoolSettings, SpoolStats};
@@ -85,6 +86,21 @@ pub enum LogError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The brokers turned this client away (credentials, trust, protocol): the
+    /// settings must change, waiting does not help.
+    #[error("kafka at {brokers} refused this client: {why}")]
+    Refused {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// Which refusal.
+        why: kafka::Refusal,
+    },
+    /// The brokers' ACLs do not let this client's user use a topic.
+    #[error("kafka topic {topic}: this client's user may not use it (its ACLs do not allow it; does the role run with its own credentials?)")]
+    NotAuthorized {
+        /// Topic name.
+        topic: String,
+    },
     /// A topic does not exist.
     #[error("kafka topic {topic} does not exist (run `portwatch migrate` or start a control plane, which create it)")]
     NoSuchTopic {
@@ -122,9 +138,11 @@ impl LogError {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
             LogError::Io { .. } | LogError::Kafka { .. } => true,
-            LogError::NoSuchPartition { .. } | LogError::NoSuchTopic { .. } | LogError::SpoolFull { .. } => {
-                false
-            }
+            LogError::NoSuchPartition { .. }
+            | LogError::NoSuchTopic { .. }
+            | LogError::SpoolFull { .. }
+            | LogError::Refused { .. }
+            | LogError::NotAuthorized { .. } => false,
         }
     }
 }

@@ -169,14 +169,8 @@ fn scaleout_forged_decisions_grant_nothing() {
         api,
         &tokens,
         |records| {
-            let settings = portwatch_ingest::KafkaSettings {
-                brokers: format!("127.0.0.1:{BROKER_PORT}"),
-                topics: portwatch_ingest::Topics::with_prefix("portwatch."),
-                partitions: 4,
-                replication: 1,
-                client: BTreeMap::new(),
-                consumer: BTreeMap::new(),
-            };
+            let settings =
+                portwatch_ingest::KafkaSettings::new(&format!("127.0.0.1:{BROKER_PORT}"), "portwatch.", 4);
             let written = stack.ns.within(move || -> Result<(), String> {
                 use portwatch_ingest::Journal;
                 let journal = portwatch_ingest::KafkaJournal::open(&settings, Duration::from_secs(10))

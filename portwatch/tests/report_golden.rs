@@ -426,15 +426,7 @@ fn both_deployments_report_the_hand_computed_figures_of_a_scripted_history() {
     // --- scale-out: the observations and decisions topics -------------------------
     let out = stack.portwatch(&["migrate", "--topics"]);
     assert!(out.status.success(), "migrate: {}", stderr(&out));
-    let topics = portwatch_ingest::Topics::with_prefix("portwatch.");
-    let settings = portwatch_ingest::KafkaSettings {
-        brokers: format!("127.0.0.1:{BROKER_PORT}"),
-        topics,
-        partitions: 4,
-        replication: 1,
-        client: BTreeMap::new(),
-        consumer: BTreeMap::new(),
-    };
+    let settings = portwatch_ingest::KafkaSettings::new(&format!("127.0.0.1:{BROKER_PORT}"), "portwatch.", 4);
     let produced = {
         let (settings, parsed, decisions) = (
             settings.clone(),

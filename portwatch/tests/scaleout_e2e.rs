@@ -1,8 +1,10 @@
-//! Scale-out end to end on a real broker (tansu) and a real ClickHouse server:
-//! a control plane, two probe nodes in two zones scanning a loopback fleet, two
-//! projectors sharing the partitions. The ClickHouse state must equal the embedded
-//! mode's state for the same events, and SQL over the raw observations must answer
-//! when a port was first and last seen open.
+//! Scale-out end to end as production runs it: Apache Kafka reachable only over
+//! SASL_SSL (SCRAM, client certificates, ACLs that give each role's user only its
+//! topics) and ClickHouse only over HTTPS, both behind a private CA. A control
+//! plane, two probe nodes in two zones scanning a loopback fleet, two projectors
+//! sharing the partitions, a console session. The ClickHouse state must equal the
+//! embedded mode's state for the same events, and SQL over the raw observations
+//! must answer when a port was first and last seen open.
 //!
 //! Everything runs inside a network namespace of the test's own: the fleet, the
 //! services and every probe stay on its private loopback.
@@ -30,7 +32,7 @@ fn open_ports(stack: &Stack) -> Option<BTreeSet<(String, u64)>> {
 
 #[test]
 fn two_zones_two_projectors_match_the_embedded_fold() {
-    let stack = Stack::start("so-e2e", &stack_config("high_risk_ports = \"2s\"", ""));
+    let stack = Stack::start_secure("so-e2e", &stack_config("high_risk_ports = \"2s\"", ""));
     let fleet = [
         ("127.0.1.2", 22),
         ("127.0.1.3", 3306),
@@ -63,6 +65,33 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         stack.log("control.log"),
         stack.log("probe-a.log")
     );
+
+    // A console session: a viewer's token (journalled by the operator's shell as
+    // Kafka's admin) opens one, and the session reads the state.
+    let token = stack.token("vera", "viewer");
+    let login = stack
+        .ns
+        .http(
+            "POST",
+            API,
+            "/api/v1/session",
+            &[],
+            &format!(r#"{{"token":"{token}"}}"#),
+        )
+        .expect("session answer");
+    assert_eq!(login.status, 200, "{}", login.body);
+    let cookie = login
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, c)| c.split(';').next().map(str::to_string))
+        .expect("a session cookie");
+    let ports = stack
+        .ns
+        .http("GET", API, "/api/v1/ports", &[("Cookie", cookie.as_str())], "")
+        .expect("ports answer");
+    assert_eq!(ports.status, 200, "{}", ports.body);
+    assert!(ports.body.contains("127.0.2.5"), "{}", ports.body);
 
     // Close one port: covering scans declare it closed and its episode ends.
     servers.pop();

@@ -513,20 +513,13 @@ fn retention_drops_old_observation_partitions_and_jobs_only() {
 
 #[test]
 fn spool_overflow_is_refused_counted_and_loses_nothing_recorded() {
-    use portwatch_ingest::{EventLog, KafkaSettings, LogError, SpoolLog, SpoolSettings, Topics};
+    use portwatch_ingest::{EventLog, KafkaSettings, LogError, SpoolLog, SpoolSettings};
 
     // A namespace with no broker at all: the spool can only fill up.
     let ns = support::Netns::new("spool");
     let dir = support::tempdir();
     let path = dir.path().join("spool.db");
-    let kafka = KafkaSettings {
-        brokers: "127.0.0.1:9092".into(),
-        topics: Topics::with_prefix("t."),
-        partitions: 1,
-        replication: 1,
-        client: Default::default(),
-        consumer: Default::default(),
-    };
+    let kafka = KafkaSettings::new("127.0.0.1:9092", "t.", 1);
     let event = |i: u8| {
         portwatch_events::Event::new(
             &portwatch_events::Origin {

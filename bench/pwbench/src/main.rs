@@ -28,7 +28,7 @@ mod attack;
 mod pages;
 use portwatch_events::{Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task};
 use portwatch_ingest::kafka::{ensure_topics, produce_keyed};
-use portwatch_ingest::{EventLog, KafkaSettings, SpoolLog, SpoolSettings, Topics};
+use portwatch_ingest::{EventLog, KafkaSettings, SpoolLog, SpoolSettings};
 use portwatch_projections::{FoldConfig, State};
 use portwatch_stores::{Batch, ClickHouseSettings, ClickHouseStore, ObservationRow};
 
@@ -205,15 +205,11 @@ fn origin() -> Origin {
 
 fn kafka(brokers: &str, prefix: &str, partitions: u32) -> KafkaSettings {
     KafkaSettings {
-        brokers: brokers.into(),
-        topics: Topics::with_prefix(prefix),
-        partitions,
-        replication: 1,
-        client: BTreeMap::new(),
         consumer: BTreeMap::from([
             ("session.timeout.ms".to_string(), "2000".to_string()),
             ("heartbeat.interval.ms".to_string(), "500".to_string()),
         ]),
+        ..KafkaSettings::new(brokers, prefix, partitions)
     }
 }
 
@@ -223,9 +219,11 @@ fn clickhouse(url: &str, database: &str) -> ClickHouseStore {
         database: database.into(),
         user: None,
         password: None,
+        ca_file: None,
         validation: false,
         compression: true,
     })
+    .expect("no CA file, so no TLS set-up can fail")
 }
 
 fn line(value: serde_json::Value) {

@@ -11,8 +11,9 @@
 //! | dead-letter  | original | records the projector could not decode, with reason    |
 //! | decisions    | id       | the journal of decisions (one partition, one order)    |
 //!
-//! Producers are idempotent with `acks=all`. Every librdkafka option under
-//! `[kafka.client]` is passed through unchanged (TLS, SASL, timeouts).
+//! Producers are idempotent with `acks=all`. TLS and SASL come from the typed
+//! `[kafka]` keys ([`Security`]); other librdkafka options under `[kafka.client]`
+//! are passed through unchanged (timeouts, buffers).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -34,11 +35,13 @@ mod consumer;
 mod group;
 mod journal;
 mod producer;
+mod security;
 
 pub use consumer::{Acks, Delivery, TopicConsumer};
 pub use group::GroupReader;
 pub use journal::KafkaJournal;
 pub use producer::TopicProducer;
+pub use security::{classify, preflight, Mechanism, Protocol, Reachable, Refusal, Sasl, Security};
 
 /// Names of portwatch's topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +73,8 @@ impl Topics {
         }
     }
 
-    fn all(&self) -> [&str; 6] {
+    /// Every topic name.
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.jobs,
             &self.observations,
@@ -93,18 +97,35 @@ pub struct KafkaSettings {
     pub partitions: u32,
     /// Replication factor of each topic created here.
     pub replication: u32,
-    /// Extra librdkafka properties for every client, passed through (e.g.
-    /// `security.protocol`, `sasl.mechanisms`, `ssl.ca.location`).
+    /// TLS and SASL of every client.
+    pub security: Security,
+    /// Extra librdkafka properties for every client, passed through (never those
+    /// [`Security`] owns: see [`Security::owned_property`]).
     pub client: BTreeMap<String, String>,
     /// Extra librdkafka properties for consumers only (e.g. `session.timeout.ms`).
     pub consumer: BTreeMap<String, String>,
 }
 
 impl KafkaSettings {
-    /// Base client config: brokers plus the pass-through properties.
+    /// Plaintext settings for `brokers` with the topics under `prefix` (tools and
+    /// tests; the binary's come from the config).
+    pub fn new(brokers: &str, prefix: &str, partitions: u32) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topics: Topics::with_prefix(prefix),
+            partitions,
+            replication: 1,
+            security: Security::default(),
+            client: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+        }
+    }
+
+    /// Base client config: brokers, security, then the pass-through properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers);
+        self.security.apply(&mut cfg);
         for (k, v) in &self.client {
             cfg.set(k, v);
         }
@@ -113,30 +134,38 @@ impl KafkaSettings {
 
     /// Producer config: idempotent, acks=all, messages give up after `timeout`.
     pub fn producer_config(&self, timeout: Duration) -> ClientConfig {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", timeout.as_millis().to_string());
-        for (k, v) in &self.client {
+        self.with_defaults(&[
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+            ("linger.ms", "5".into()),
+            ("compression.type", "lz4".into()),
+            ("message.timeout.ms", timeout.as_millis().to_string()),
+        ])
+    }
+
+    /// Consumer config for `group`: manual commits, start from the beginning.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut cfg = self.with_defaults(&[
+            ("group.id", group.to_string()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("enable.partition.eof", "false".into()),
+        ]);
+        for (k, v) in &self.consumer {
             cfg.set(k, v);
         }
         cfg
     }
 
-    /// Consumer config for `group`: manual commits, start from the beginning.
-    pub fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
-        for (k, v) in self.client.iter().chain(&self.consumer) {
-            cfg.set(k, v);
+    /// The base config plus `defaults`, each unless `[kafka.client]` sets it
+    /// (`ClientConfig::config_map` hides secrets, so configs are not merged).
+    fn with_defaults(&self, defaults: &[(&str, String)]) -> ClientConfig {
+        let mut cfg = self.client_config();
+        for (k, v) in defaults {
+            if !self.client.contains_key(*k) {
+                cfg.set(*k, v);
+            }
         }
         cfg
     }
@@ -195,12 +224,16 @@ pub fn topic_partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration)
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| kafka_err("fetching metadata", e))?;
-    let n = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    Ok(u32::try_from(n).unwrap_or(0))
+    let Some(found) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(0);
+    };
+    match found.error().map(RDKafkaErrorCode::from) {
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(LogError::NotAuthorized {
+            topic: topic.to_string(),
+        }),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(0),
+        _ => Ok(u32::try_from(found.partitions().len()).unwrap_or(0)),
+    }
 }
 
 /// One record of any topic, as stored.

@@ -309,7 +309,7 @@ pub fn snapshot(cfg: &Config) -> anyhow::Result<()> {
 
 /// `portwatch snapshot --clickhouse`
 pub async fn snapshot_clickhouse(cfg: &Config) -> anyhow::Result<()> {
-    let store = portwatch_stores::ClickHouseStore::new(cfg.scaleout.clickhouse.clone());
+    let store = portwatch_stores::ClickHouseStore::new(cfg.scaleout.clickhouse.clone())?;
     store.check_schema().await?;
     let snapshot = store.snapshot().await?;
     let mut out = std::io::stdout().lock();

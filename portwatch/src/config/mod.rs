@@ -21,6 +21,7 @@ mod assets;
 pub mod scaleout;
 mod scan;
 mod schedule;
+mod secure;
 pub mod service;
 
 pub use assets::{RawAsset, RawScope};

@@ -51,7 +51,22 @@ pub struct RawKafka {
     pub replication: Option<i64>,
     /// Produce timeout ("10s").
     pub timeout: Option<String>,
-    /// librdkafka properties passed through to every client (TLS, SASL, ...).
+    /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: Option<String>,
+    /// `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN`.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user.
+    pub sasl_username: Option<String>,
+    /// File holding the SASL user's password.
+    pub sasl_password_file: Option<String>,
+    /// PEM bundle of the CA that signed the brokers' certificates.
+    pub ssl_ca_file: Option<String>,
+    /// The client's certificate (mTLS), PEM.
+    pub ssl_cert_file: Option<String>,
+    /// The client's private key (mTLS), PEM, unencrypted.
+    pub ssl_key_file: Option<String>,
+    /// librdkafka properties passed through to every client (timeouts, buffers; not
+    /// TLS or SASL, which have the keys above).
     pub client: Option<BTreeMap<String, String>>,
     /// librdkafka properties passed through to consumers only.
     pub consumer: Option<BTreeMap<String, String>>,
@@ -69,6 +84,10 @@ pub struct RawClickHouse {
     pub user: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// File holding the password (instead of `password`).
+    pub password_file: Option<String>,
+    /// PEM bundle of the CA that signed the server's certificate (https:// URLs).
+    pub ca_file: Option<String>,
     /// Client-side schema validation (off for ClickHouse < 24).
     pub validation: Option<bool>,
     /// LZ4 on the wire.
@@ -190,6 +209,18 @@ impl RawScaleOut {
             }
         };
         let k = self.kafka;
+        let security = super::secure::kafka(
+            &invalid,
+            &super::secure::KafkaKeys {
+                security_protocol: &k.security_protocol,
+                sasl_mechanism: &k.sasl_mechanism,
+                sasl_username: &k.sasl_username,
+                sasl_password_file: &k.sasl_password_file,
+                ssl_ca_file: &k.ssl_ca_file,
+                ssl_cert_file: &k.ssl_cert_file,
+                ssl_key_file: &k.ssl_key_file,
+            },
+        )?;
         let brokers = nonempty("kafka.brokers", k.brokers, DEFAULT_BROKERS)?;
         let prefix = k.topic_prefix.unwrap_or_else(|| DEFAULT_TOPIC_PREFIX.to_string());
         if !prefix
@@ -235,8 +266,9 @@ impl RawScaleOut {
             topics: Topics::with_prefix(&prefix),
             partitions,
             replication,
-            client: k.client.unwrap_or_default(),
-            consumer: k.consumer.unwrap_or_default(),
+            security,
+            client: super::secure::pass_through(&invalid, "kafka.client", k.client)?,
+            consumer: super::secure::pass_through(&invalid, "kafka.consumer", k.consumer)?,
         };
 
         let c = self.clickhouse;
@@ -267,11 +299,24 @@ impl RawScaleOut {
                 ))
             }
         };
+        let ca_file = super::secure::clickhouse_ca(&invalid, &url, c.ca_file.as_deref())?;
+        let password = match (c.password, &c.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "clickhouse.password_file",
+                    "(set)",
+                    "set either password or password_file, not both",
+                ))
+            }
+            (None, Some(path)) => Some(super::secure::secret(&invalid, "clickhouse.password_file", path)?),
+            (password, None) => password,
+        };
         let clickhouse = ClickHouseSettings {
             url,
             database,
             user: c.user,
-            password: c.password,
+            password,
+            ca_file,
             validation: c.validation.unwrap_or(false),
             compression: c.compression.unwrap_or(true),
         };
@@ -407,5 +452,81 @@ mod tests {
         }
         let err = error_of("[kafka]\nbrokerz = \"x\"\n");
         assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn security_keys_are_checked_together_and_secrets_stay_out_of_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "s3cret\n").expect("password file");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").expect("empty file");
+        let sasl = |extra: &str| {
+            format!(
+                "[kafka]\nsecurity_protocol = \"SASL_SSL\"\nsasl_username = \"probe\"\nsasl_password_file = \"{}\"\n{extra}",
+                pass.display()
+            )
+        };
+        for (extra, key, why) in [
+            ("[kafka]\nsecurity_protocol = \"TLS\"\n".to_string(), "kafka.security_protocol", "SASL_SSL"),
+            ("[kafka]\nsasl_username = \"x\"\n".to_string(), "kafka.sasl_username", "not PLAINTEXT"),
+            ("[kafka]\nssl_ca_file = \"/x\"\n".to_string(), "kafka.ssl_ca_file", "not PLAINTEXT"),
+            (
+                "[kafka]\nsecurity_protocol = \"SASL_SSL\"\nsasl_username = \"u\"\n".to_string(),
+                "kafka.sasl_password_file",
+                "needs the file",
+            ),
+            (
+                format!(
+                    "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_username = \"u\"\nsasl_password_file = \"{}\"\n",
+                    empty.display()
+                ),
+                "kafka.sasl_password_file",
+                "empty",
+            ),
+            (
+                "[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"PLAIN\"\n".to_string(),
+                "kafka.sasl_mechanism",
+                "in the clear",
+            ),
+            (sasl("sasl_mechanism = \"GSSAPI\"\n"), "kafka.sasl_mechanism", "SCRAM-SHA-512"),
+            (sasl("ssl_ca_file = \"/etc/hostname\"\n"), "kafka.ssl_ca_file", "PEM"),
+            (sasl("ssl_cert_file = \"/etc/hostname\"\n"), "kafka.ssl_key_file", "needs its private key"),
+            (
+                "[kafka.client]\n\"sasl.password\" = \"hunter2\"\n".to_string(),
+                "kafka.client.\"sasl.password\"",
+                "sasl_password_file",
+            ),
+            (
+                "[kafka.client]\n\"security.protocol\" = \"ssl\"\n".to_string(),
+                "kafka.client.\"security.protocol\"",
+                "kafka.security_protocol",
+            ),
+            (
+                "[clickhouse]\nca_file = \"/etc/hostname\"\n".to_string(),
+                "clickhouse.ca_file",
+                "https://",
+            ),
+            (
+                "[clickhouse]\nurl = \"https://ch:8443\"\nca_file = \"/nonexistent.pem\"\n".to_string(),
+                "clickhouse.ca_file",
+                "/nonexistent.pem",
+            ),
+        ] {
+            let err = error_of(&extra);
+            assert!(err.contains(key) && err.contains(why), "{extra}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let cfg = Config::parse(
+            &format!("{MINIMAL}{}", sasl("")),
+            ConfigSource::File("t.toml".into()),
+        )
+        .expect("parses");
+        let sasl = cfg.scaleout.kafka.security.sasl.clone().expect("SASL");
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("probe", "s3cret")
+        );
+        assert!(!format!("{:?}", cfg.scaleout.kafka).contains("s3cret"));
     }
 }

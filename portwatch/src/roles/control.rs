@@ -56,9 +56,16 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let metrics = install_metrics(None).await?;
     let cfg = Arc::new(cfg);
     let so = &cfg.scaleout;
-    let store = ClickHouseStore::new(so.clickhouse.clone());
+    let store = ClickHouseStore::new(so.clickhouse.clone())?;
     ready_clickhouse(&store, &mut stop).await?;
-    ready_kafka(&so.kafka, so.kafka_timeout, &mut stop).await?;
+    let t = &so.kafka.topics;
+    ready_kafka(
+        &so.kafka,
+        &[&t.jobs, &t.control, &t.alerts, &t.decisions],
+        so.kafka_timeout,
+        &mut stop,
+    )
+    .await?;
     let issuer = Arc::new(Issuer::new(
         store.clone(),
         TopicProducer::new(&so.kafka, &so.kafka.topics.jobs, so.kafka_timeout)?,

@@ -9,9 +9,12 @@ use crate::output;
 
 /// Run the migrations once and print what was done as one JSON line.
 pub async fn run(cfg: &Config, args: &MigrateArgs) -> anyhow::Result<()> {
-    let store = ClickHouseStore::new(cfg.scaleout.clickhouse.clone());
+    let store = ClickHouseStore::new(cfg.scaleout.clickhouse.clone())?;
     let report = store.migrate().await?;
     if args.topics {
+        // A refusal (credentials, trust, protocol) is named before anything is asked.
+        let (kafka, timeout) = (cfg.scaleout.kafka.clone(), cfg.scaleout.kafka_timeout);
+        tokio::task::spawn_blocking(move || portwatch_ingest::kafka::preflight(&kafka, timeout)).await??;
         portwatch_ingest::kafka::ensure_topics(&cfg.scaleout.kafka, cfg.scaleout.kafka_timeout).await?;
     }
     output::json_line(

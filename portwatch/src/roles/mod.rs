@@ -77,19 +77,46 @@ pub async fn ready_clickhouse(
     }
 }
 
-/// Create the topics where missing (waiting for the broker to be reachable).
+/// Wait for the brokers, then make sure portwatch's topics are there (creating the
+/// missing ones where this user may). A refusal (credentials, an untrusted broker
+/// certificate, a plaintext client at a TLS listener) ends the role at once with
+/// the reason: waiting would not change it.
+/// `needed` names the topics the role uses (its user may see no others).
 pub async fn ready_kafka(
     kafka: &KafkaSettings,
+    needed: &[&str],
     timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    match retry("kafka topics", stop, || {
-        portwatch_ingest::kafka::ensure_topics(kafka, timeout)
+    use portwatch_ingest::LogError;
+    let outcome = retry("kafka", stop, || async {
+        let settings = kafka.clone();
+        let preflight = tokio::task::spawn_blocking(move || portwatch_ingest::kafka::preflight(&settings, timeout))
+            .await
+            .map_err(|e| anyhow::anyhow!("kafka preflight task: {e}"))?;
+        match preflight {
+            Err(refused @ LogError::Refused { .. }) => Ok(Err(refused)),
+            Err(other) => Err(anyhow::Error::from(other)),
+            Ok(reachable) if !reachable.missing.iter().any(|t| needed.contains(&t.as_str())) => Ok(Ok(())),
+            Ok(reachable) => {
+                tracing::info!(missing = ?reachable.missing, "kafka topics missing; creating them");
+                portwatch_ingest::kafka::ensure_topics(kafka, timeout)
+                    .await
+                    .map(Ok)
+                    .with_context(|| {
+                        format!(
+                            "topics {} are missing or hidden from this user: run `portwatch migrate --topics` as a user who may create them",
+                            reachable.missing.join(", ")
+                        )
+                    })
+            }
+        }
     })
-    .await
-    {
+    .await;
+    match outcome {
         None => anyhow::bail!("stopped before the Kafka broker was reachable"),
-        Some(()) => Ok(()),
+        Some(Err(refused)) => Err(refused.into()),
+        Some(Ok(())) => Ok(()),
     }
 }
 

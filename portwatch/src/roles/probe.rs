@@ -86,7 +86,14 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         .clone()
         .or_else(|| so.probe.spool_path.clone())
         .unwrap_or_else(|| cfg.store_path.join(format!("spool-{zone}.db")));
-    ready_kafka(&so.kafka, so.kafka_timeout, &mut stop).await?;
+    let t = &so.kafka.topics;
+    ready_kafka(
+        &so.kafka,
+        &[&t.jobs, &t.observations, &t.control],
+        so.kafka_timeout,
+        &mut stop,
+    )
+    .await?;
 
     let spool = Arc::new(SpoolLog::open(
         SpoolSettings {

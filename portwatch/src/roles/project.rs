@@ -63,9 +63,16 @@ pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::
     crate::roles::install_metrics(args.metrics.as_deref()).await?;
     let so = &cfg.scaleout;
     let group = args.group.clone().unwrap_or_else(|| so.projector.group.clone());
-    let store = ClickHouseStore::new(so.clickhouse.clone());
+    let store = ClickHouseStore::new(so.clickhouse.clone())?;
     ready_clickhouse(&store, &mut stop).await?;
-    ready_kafka(&so.kafka, so.kafka_timeout, &mut stop).await?;
+    let t = &so.kafka.topics;
+    ready_kafka(
+        &so.kafka,
+        &[&t.observations, &t.alerts, &t.dead_letter],
+        so.kafka_timeout,
+        &mut stop,
+    )
+    .await?;
     let reader = GroupReader::join(&so.kafka, &group, so.kafka_timeout)?;
     let alerts = TopicProducer::new(&so.kafka, &so.kafka.topics.alerts, so.kafka_timeout)?;
     let topic = so.kafka.topics.observations.clone();

@@ -99,9 +99,97 @@ listen = "{API}"
 pub struct Stack {
     pub ns: Netns,
     pub dir: tempfile::TempDir,
+    /// The config of tools and tests (on a secure stack, the Kafka super user
+    /// `admin`'s).
     pub config: PathBuf,
+    /// On a secure stack: the TLS material and each role's own config.
+    pub secure: Option<Secure>,
     ch_pid: Option<i32>,
     broker_pid: Option<i32>,
+}
+
+/// A stack as production runs it: Apache Kafka reachable only over SASL_SSL with
+/// client certificates and ACLs, ClickHouse only over HTTPS, both behind a private
+/// CA made for the test.
+pub struct Secure {
+    /// ca.pem, server.pem/.key/.p12, client.pem/.key, other-ca.pem, `USER.pass`.
+    pub tls: PathBuf,
+    /// Each role's config, with its own Kafka user: control, probe, projector.
+    roles: std::collections::BTreeMap<&'static str, PathBuf>,
+}
+
+/// The Kafka users of a secure stack (SCRAM-SHA-512), and what the ACLs let the
+/// roles' users do: only the control plane writes decisions and jobs, only probe
+/// nodes write observations.
+pub const SECURE_USERS: [&str; 6] = ["broker", "admin", "control", "probe", "projector", "intruder"];
+
+/// `(user, operation, topics)` of a secure stack's ACLs (topics under `portwatch.`);
+/// every role's user may also read its consumer groups (`portwatch` prefixed).
+const ACLS: [(&str, &str, &[&str]); 6] = [
+    ("control", "Write", &["decisions", "jobs"]),
+    ("control", "Read", &["decisions", "control", "alerts"]),
+    ("probe", "Write", &["observations", "control"]),
+    ("probe", "Read", &["jobs"]),
+    ("projector", "Write", &["alerts", "dead-letter"]),
+    ("projector", "Read", &["observations"]),
+];
+
+/// A private CA, a server certificate for 127.0.0.1 (also the broker's client
+/// certificate between its own listeners), a client certificate for portwatch's
+/// roles, a second CA nobody trusts, and a password file per user, in `dir`.
+fn make_tls(dir: &Path) {
+    let script = r#"set -e
+ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem -days 2 -subj /CN=$1 2>/dev/null; }
+leaf() { # leaf NAME CN EKU
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj /CN=$2 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
+basicConstraints=CA:FALSE
+keyUsage=digitalSignature
+extendedKeyUsage=%s
+' "$3" > $1.ext
+    openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem -days 2 -extfile $1.ext 2>/dev/null
+}
+ca ca
+ca other-ca
+leaf server localhost serverAuth,clientAuth
+leaf client portwatch clientAuth
+printf %s "store-$RANDOM$RANDOM" > store.pass
+openssl pkcs12 -export -in server.pem -inkey server.key -certfile ca.pem -out server.p12 -passout file:store.pass
+chmod 600 *.key
+"#;
+    let status = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(status.success(), "making the test CA failed");
+    for user in SECURE_USERS.iter().chain(&["controller"]) {
+        let password: String = (0..24)
+            .map(|i| {
+                char::from(b'a' + ((std::process::id() as usize * 31 + i * 7 + user.len() * 13) % 26) as u8)
+            })
+            .collect();
+        std::fs::write(dir.join(format!("{user}.pass")), format!("{password}-{user}\n"))
+            .expect("password file");
+    }
+}
+
+/// `config` with `[kafka]` and `[clickhouse]` made secure for Kafka user `user`.
+pub fn secure_config(config: &str, tls: &Path, user: &str) -> String {
+    let t = tls.display();
+    let kafka = format!(
+        "[kafka]\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{user}\"\nsasl_password_file = \"{t}/{user}.pass\"\nssl_ca_file = \"{t}/ca.pem\"\nssl_cert_file = \"{t}/client.pem\"\nssl_key_file = \"{t}/client.key\"\n"
+    );
+    let plain_url = format!("url = \"http://127.0.0.1:{CH_PORT}\"");
+    assert!(
+        config.contains("[kafka]\n") && config.contains(&plain_url),
+        "a stack_config"
+    );
+    config.replacen("[kafka]\n", &kafka, 1).replacen(
+        &plain_url,
+        &format!("url = \"https://127.0.0.1:{CH_PORT}\"\nca_file = \"{t}/ca.pem\""),
+        1,
+    )
 }
 
 impl Stack {
@@ -124,6 +212,7 @@ impl Stack {
             ns,
             dir,
             config,
+            secure: None,
             ch_pid: None,
             broker_pid: None,
         };
@@ -132,13 +221,147 @@ impl Stack {
         stack
     }
 
+    /// Like [`Stack::start`], as production runs it (see [`Secure`]): Apache Kafka
+    /// only (tansu has no TLS), the ACLs of [`ACLS`] in place, `config` given to
+    /// each role with its own user and to tools as `admin`.
+    pub fn start_secure(tag: &str, config: &str) -> Stack {
+        let ns = Netns::new(tag);
+        let dir = tempdir();
+        let tls = dir.path().join("tls");
+        std::fs::create_dir_all(&tls).expect("tls dir");
+        make_tls(&tls);
+        let config = format!(
+            "{config}\n[store]\npath = \"{}\"\n",
+            dir.path().join("data").display()
+        );
+        let mut roles = std::collections::BTreeMap::new();
+        for user in ["control", "probe", "projector"] {
+            let path = dir.path().join(format!("{user}.toml"));
+            std::fs::write(&path, secure_config(&config, &tls, user)).expect("role config");
+            roles.insert(user, path);
+        }
+        let admin = write_config(dir.path(), &secure_config(&config, &tls, "admin"));
+        let mut stack = Stack {
+            ns,
+            dir,
+            config: admin,
+            secure: Some(Secure { tls, roles }),
+            ch_pid: None,
+            broker_pid: None,
+        };
+        stack.start_clickhouse();
+        stack.start_broker();
+        stack.grant_acls();
+        // As an operator deploys: the topics are made once, by a user who may.
+        let out = stack.portwatch(&["migrate", "--topics"]);
+        assert!(
+            out.status.success(),
+            "migrate --topics as admin: {}",
+            stderr(&out)
+        );
+        stack
+    }
+
+    fn tls_env(&self) -> Vec<(&'static str, String)> {
+        let Some(secure) = &self.secure else {
+            return Vec::new();
+        };
+        let tls = secure.tls.display().to_string();
+        let scram = SECURE_USERS
+            .iter()
+            .map(|u| {
+                let pw = std::fs::read_to_string(secure.tls.join(format!("{u}.pass"))).expect("password");
+                format!("SCRAM-SHA-512=[name={u},password={}]", pw.trim_end())
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        vec![
+            ("KAFKA_TLS_DIR", tls.clone()),
+            ("CLICKHOUSE_TLS_DIR", tls),
+            ("KAFKA_SCRAM", scram),
+        ]
+    }
+
+    /// The ACLs of [`ACLS`], granted by `admin` with Kafka's own tool (in parallel:
+    /// each is a JVM start).
+    fn grant_acls(&self) {
+        let dir = self.path("broker");
+        let mut calls: Vec<Vec<String>> = ACLS
+            .iter()
+            .map(|(user, op, topics)| {
+                let mut args = vec![
+                    "--add".to_string(),
+                    "--allow-principal".into(),
+                    format!("User:{user}"),
+                    "--operation".into(),
+                    (*op).into(),
+                ];
+                for t in *topics {
+                    args.extend(["--topic".to_string(), format!("portwatch.{t}")]);
+                }
+                args
+            })
+            .collect();
+        let mut groups = vec!["--add".to_string()];
+        for user in ["control", "probe", "projector"] {
+            groups.extend(["--allow-principal".to_string(), format!("User:{user}")]);
+        }
+        groups.extend(
+            [
+                "--operation",
+                "Read",
+                "--group",
+                "portwatch",
+                "--resource-pattern-type",
+                "prefixed",
+            ]
+            .map(String::from),
+        );
+        calls.push(groups);
+        let children: Vec<(usize, std::process::Child)> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, args)| {
+                let own = self.path(&format!("acl-{i}"));
+                std::fs::create_dir_all(&own).expect("acl dir");
+                std::fs::copy(dir.join("log4j2.properties"), own.join("log4j2.properties"))
+                    .expect("log config");
+                let mut cmd = self.ns.command("bash");
+                cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh"))
+                    .args(["acl", own.to_str().unwrap(), &BROKER_PORT.to_string()])
+                    .args(args);
+                for (k, v) in self.tls_env() {
+                    cmd.env(k, v);
+                }
+                (i, cmd.spawn().expect("kafka.sh acl"))
+            })
+            .collect();
+        for (i, child) in children {
+            let out = child.wait_with_output().expect("acl");
+            assert!(out.status.success(), "ACL {:?} failed", calls[i]);
+        }
+    }
+
+    /// The config a role runs with: on a secure stack its own user's.
+    fn config_for(&self, args: &[&str]) -> PathBuf {
+        let Some(secure) = &self.secure else {
+            return self.config.clone();
+        };
+        let user = match args.iter().find(|a| ["control", "probe", "project"].contains(a)) {
+            Some(&"project") => "projector",
+            Some(role) => role,
+            None => return self.config.clone(),
+        };
+        secure.roles[user].clone()
+    }
+
     fn services(&self, args: &[&str]) -> Output {
-        self.ns
-            .command("bash")
-            .arg(services_script())
-            .args(args)
-            .output()
-            .expect("run scripts/services.sh")
+        let mut cmd = self.ns.command("bash");
+        cmd.arg(services_script()).args(args);
+        for (k, v) in self.tls_env() {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run scripts/services.sh")
     }
 
     fn pid_of(out: &Output, what: &str) -> i32 {
@@ -170,7 +393,11 @@ impl Stack {
 
     pub fn start_broker(&mut self) {
         let dir = self.path("broker");
-        let engine = broker_engine();
+        let engine = if self.secure.is_some() {
+            "kafka"
+        } else {
+            broker_engine()
+        };
         let out = self.services(&[engine, dir.to_str().unwrap(), &BROKER_PORT.to_string()]);
         self.broker_pid = Some(Self::pid_of(&out, engine));
     }
@@ -189,7 +416,8 @@ impl Stack {
 
     /// Start a portwatch role with the stack's config; stderr goes to `log`.
     pub fn spawn(&self, args: &[&str], log: &str) -> Proc {
-        let mut full = vec!["--config", self.config.to_str().unwrap()];
+        let config = self.config_for(args);
+        let mut full = vec!["--config", config.to_str().unwrap()];
         full.extend_from_slice(args);
         Proc(self.ns.spawn_portwatch(&full, &self.path(log)))
     }
@@ -216,7 +444,7 @@ impl Stack {
         let file = std::fs::File::create(self.path(log)).expect("log file");
         let mut cmd = self.ns.command(super::bin());
         cmd.arg("--config")
-            .arg(&self.config)
+            .arg(self.config_for(args))
             .args(args)
             .env("PORTWATCH_LOG", "info");
         for (k, v) in env {
@@ -251,20 +479,23 @@ impl Stack {
 
     /// Run SQL on ClickHouse; the response body, or the error text.
     pub fn sql(&self, query: &str) -> Result<String, String> {
-        let out = self
-            .ns
-            .command("curl")
-            .args([
-                "-sS",
-                "--fail-with-body",
-                "--max-time",
-                "20",
-                "--data-binary",
-                query,
-            ])
-            .arg(format!("http://127.0.0.1:{CH_PORT}/?database=portwatch"))
-            .output()
-            .expect("curl");
+        let mut cmd = self.ns.command("curl");
+        cmd.args([
+            "-sS",
+            "--fail-with-body",
+            "--max-time",
+            "20",
+            "--data-binary",
+            query,
+        ]);
+        match &self.secure {
+            None => cmd.arg(format!("http://127.0.0.1:{CH_PORT}/?database=portwatch")),
+            Some(s) => cmd
+                .arg("--cacert")
+                .arg(s.tls.join("ca.pem"))
+                .arg(format!("https://127.0.0.1:{CH_PORT}/?database=portwatch")),
+        };
+        let out = cmd.output().expect("curl");
         if out.status.success() {
             Ok(stdout(&out))
         } else {

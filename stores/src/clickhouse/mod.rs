@@ -24,7 +24,7 @@ pub use rows::{Checkpoint, CheckpointRef, JobRow, ObservationRow, ProbeNodeRow, 
 /// How to reach ClickHouse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseSettings {
-    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    /// HTTP interface, e.g. `http://127.0.0.1:8123` or `https://ch.example:8443`.
     pub url: String,
     /// Database holding portwatch's tables (created by `migrate`).
     pub database: String,
@@ -32,6 +32,9 @@ pub struct ClickHouseSettings {
     pub user: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// PEM bundle of a private CA trusted for the server's certificate, beside the
+    /// system's roots (https:// URLs).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Let the client check row types against the server's schema. Needs a modern
     /// server; ClickHouse 18.16 lacks the format it uses, so it must be off there.
     pub validation: bool,
@@ -54,6 +57,16 @@ pub enum ClickHouseError {
         #[source]
         source: clickhouse::error::Error,
     },
+    /// The TLS client could not be set up (`ca_file`).
+    #[error("clickhouse at {url}: TLS set-up with ca_file {ca_file:?}: {why}")]
+    Tls {
+        /// Server URL.
+        url: String,
+        /// The CA bundle.
+        ca_file: Option<std::path::PathBuf>,
+        /// Why.
+        why: String,
+    },
     /// The database has a newer schema than this build knows.
     #[error("clickhouse database {database} has schema version {found}, newer than this build knows ({known}); upgrade portwatch instead of migrating")]
     NewerSchema {
@@ -74,6 +87,29 @@ pub enum ClickHouseError {
     },
 }
 
+/// The connector under the ClickHouse client: http:// and https://, the server's
+/// certificate checked against the system's roots plus `ca_file`.
+fn connector(
+    settings: &ClickHouseSettings,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String> {
+    let extra = match &settings.ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+            portwatch_trust::parse_pem(&pem).map_err(|e| e.to_string())?
+        }
+    };
+    let tls = portwatch_trust::client_config(&extra).map_err(|e| e.to_string())?;
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp))
+}
+
 /// Client of portwatch's ClickHouse database.
 #[derive(Clone)]
 pub struct ClickHouseStore {
@@ -92,9 +128,20 @@ impl std::fmt::Debug for ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    /// A store for `settings` (no connection is made until the first query).
-    pub fn new(settings: ClickHouseSettings) -> Self {
-        let mut server = Client::default()
+    /// A store for `settings` (no connection is made until the first query). Fails
+    /// only when `ca_file` cannot be read as a CA.
+    pub fn new(settings: ClickHouseSettings) -> Result<Self, ClickHouseError> {
+        let connector = connector(&settings).map_err(|why| ClickHouseError::Tls {
+            url: portwatch_events::redact::url(&settings.url),
+            ca_file: settings.ca_file.clone(),
+            why,
+        })?;
+        // Idle connections close before the server's keep-alive (3 s on older
+        // servers) would close them under a request.
+        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build(connector);
+        let mut server = Client::with_http_client(http)
             .with_url(&settings.url)
             .with_validation(settings.validation)
             .with_compression(if settings.compression {
@@ -109,11 +156,11 @@ impl ClickHouseStore {
             server = server.with_password(password);
         }
         let client = server.clone().with_database(&settings.database);
-        Self {
+        Ok(Self {
             client,
             server,
             settings,
-        }
+        })
     }
 
     /// The settings.
