@@ -215,8 +215,9 @@ fn broker_down_probe_spools_then_delivers_in_order() {
     std::thread::sleep(Duration::from_millis(500));
     stack.freeze_broker(true);
     let frozen = Instant::now();
-    std::thread::sleep(Duration::from_secs(12));
-    // The scans finished during the outage; their events wait in the spools.
+    // The scans finish during the outage and their events wait in the spools: a
+    // produce gives up after the 5 s timeout, so this takes 6 s at the least and
+    // longer on a loaded machine (bounded).
     let spooled = |log: &str| -> u64 {
         log.lines()
             .filter(|l| l.contains("events stay in the spool"))
@@ -231,8 +232,17 @@ fn broker_down_probe_spools_then_delivers_in_order() {
             .max()
             .unwrap_or(0)
     };
+    let both = wait_for(Duration::from_secs(45), || {
+        let log = stack.log("probe-a.log");
+        (frozen.elapsed() >= Duration::from_secs(12) && log.contains("job finished") && spooled(&log) > 0)
+            .then_some(())
+    });
     stack.freeze_broker(false);
     let outage = frozen.elapsed();
+    assert!(
+        both.is_some(),
+        "probe a did not finish its job into the spool during {outage:?} of outage"
+    );
     let log_a = stack.log("probe-a.log");
     assert!(
         log_a.contains("job finished"),
