@@ -81,6 +81,7 @@ pub async fn ready_clickhouse(
 /// missing ones where this user may). A refusal (credentials, an untrusted broker
 /// certificate, a plaintext client at a TLS listener) ends the role at once with
 /// the reason: waiting would not change it.
+///
 /// `needed` names the topics the role uses (its user may see no others).
 pub async fn ready_kafka(
     kafka: &KafkaSettings,

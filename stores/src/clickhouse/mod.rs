@@ -171,7 +171,7 @@ impl ClickHouseStore {
     fn err(&self, what: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> ClickHouseError + '_ {
         let what = what.into();
         move |source| ClickHouseError::Query {
-            url: self.settings.url.clone(),
+            url: portwatch_events::redact::url(&self.settings.url),
             what,
             source,
         }
