@@ -73,21 +73,13 @@ POM
     log "Apache Kafka $KAFKA_VERSION: $(ls "$LIB" | wc -l) jars in $LIB"
 }
 
-secure_listeners() { # secure_listeners PORT CONTROLLER_PORT
-    local port="$1" controller="$2" tls="$KAFKA_TLS_DIR"
+secure_listeners() { # the SASL_SSL listeners' security (TLS material in KAFKA_TLS_DIR)
+    local tls="$KAFKA_TLS_DIR"
     local broker_pw controller_pw store_pw
     broker_pw="$(cat "$tls/broker.pass")"
     controller_pw="$(cat "$tls/controller.pass")"
     store_pw="$(cat "$tls/store.pass")"
     cat <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$controller
-listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=SASL_SSL://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -134,21 +126,19 @@ start() { # start DIR PORT
     local controller=$((port + 1))
     install
     mkdir -p "$dir/data"
+    local listener=PLAINTEXT
     if [ -n "${KAFKA_TLS_DIR:-}" ]; then
-        secure_listeners "$port" "$controller" >"$dir/server.properties"
-    else
-        cat >"$dir/server.properties" <<PROPS
+        listener=SASL_SSL
+    fi
+    cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listener://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=$listener://127.0.0.1:$port
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-PROPS
-    fi
-    cat >>"$dir/server.properties" <<PROPS
+inter.broker.listener.name=$listener
+listener.security.protocol.map=$listener:$listener,CONTROLLER:$listener
 log.dirs=$dir/data
 num.partitions=4
 offsets.topic.replication.factor=1
@@ -175,6 +165,9 @@ rootLogger.level = INFO
 rootLogger.appenderRefs = file
 rootLogger.appenderRef.file.ref = file
 LOG
+    if [ "$listener" = SASL_SSL ]; then
+        secure_listeners >>"$dir/server.properties"
+    fi
     if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
         cat "$KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
     fi

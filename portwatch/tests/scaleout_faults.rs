@@ -297,19 +297,7 @@ fn poison_messages_go_to_the_dead_letter_topic() {
     assert!(migrate.status.success(), "{}", support::stderr(&migrate));
     let mut projector = stack.spawn(&["project"], "project.log");
 
-    let valid = portwatch_events::Event::new(
-        &portwatch_events::Origin {
-            node: "tester".into(),
-            job: portwatch_events::JobId::new(),
-            task: portwatch_events::Task::Adhoc,
-        },
-        chrono::Utc::now(),
-        portwatch_events::Observation::HostLiveness(portwatch_events::HostLiveness {
-            ip: "127.0.1.9".parse().unwrap(),
-            alive: true,
-            probes: Vec::new(),
-        }),
-    );
+    let valid = support::liveness_event("tester", "127.0.1.9".parse().unwrap(), true);
     let mut unknown_version: serde_json::Value = serde_json::from_str(&valid.to_json()).unwrap();
     unknown_version["v"] = 99.into();
     unknown_version["id"] = portwatch_events::EventId::new().to_string().into();
@@ -530,21 +518,7 @@ fn spool_overflow_is_refused_counted_and_loses_nothing_recorded() {
     let dir = support::tempdir();
     let path = dir.path().join("spool.db");
     let kafka = KafkaSettings::new("127.0.0.1:9092", "t.", 1);
-    let event = |i: u8| {
-        portwatch_events::Event::new(
-            &portwatch_events::Origin {
-                node: "n".into(),
-                job: portwatch_events::JobId::new(),
-                task: portwatch_events::Task::Adhoc,
-            },
-            chrono::Utc::now(),
-            portwatch_events::Observation::HostLiveness(portwatch_events::HostLiveness {
-                ip: std::net::IpAddr::from([127, 0, 1, i]),
-                alive: true,
-                probes: Vec::new(),
-            }),
-        )
-    };
+    let event = |i: u8| support::liveness_event("n", std::net::IpAddr::from([127, 0, 1, i]), true);
     let size = event(0).to_json().len() as u64;
     let settings = SpoolSettings {
         path: path.clone(),

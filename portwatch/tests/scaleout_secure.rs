@@ -151,18 +151,10 @@ fn wrong_credentials_trust_or_protocol_are_refused_by_name_and_acls_hold() {
     );
 
     // The ACLs, for portwatch's own clients.
-    let events = vec![portwatch_events::Event::new(
-        &portwatch_events::Origin {
-            node: "n".into(),
-            job: portwatch_events::JobId::new(),
-            task: portwatch_events::Task::Adhoc,
-        },
-        chrono::Utc::now(),
-        portwatch_events::Observation::HostLiveness(portwatch_events::HostLiveness {
-            ip: std::net::IpAddr::from([127, 0, 1, 9]),
-            alive: false,
-            probes: Vec::new(),
-        }),
+    let events = vec![support::liveness_event(
+        "n",
+        std::net::IpAddr::from([127, 0, 1, 9]),
+        false,
     )];
     let produce = |user: &str, topic: &'static str| {
         let (settings, events) = (kafka_as(&tls, user), events.clone());

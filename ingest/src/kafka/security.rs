@@ -110,7 +110,7 @@ impl Mechanism {
 }
 
 /// SASL credentials. The password is read from a file and shown nowhere: `Debug`
-/// prints its length only.
+/// prints `<redacted>` in its place.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sasl {
     /// Mechanism.
@@ -264,7 +264,6 @@ pub fn classify(code: RDKafkaErrorCode, reason: &str, security: &Security) -> Op
 }
 
 /// A client context that keeps the first refusal its connections met.
-#[derive(Default)]
 pub(crate) struct Watch {
     security: Security,
     refusal: Mutex<Option<Refusal>>,

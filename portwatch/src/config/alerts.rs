@@ -307,12 +307,7 @@ fn channel(
             ))
         }
         (Some(s), None) => Some(s.clone()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| at.invalid(&key("secret_file"), &format!("{path:?}"), &e.to_string()))?
-                .trim()
-                .to_string(),
-        ),
+        (None, Some(path)) => Some(super::secure::secret(at, &key("secret_file"), path)?),
         (None, None) => None,
     };
     if secret.as_deref().is_some_and(str::is_empty) {
@@ -342,13 +337,7 @@ fn channel(
                 &format!("{} channels do not use TLS", kind.name()),
             ))
         }
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
-            portwatch_trust::parse_pem(&pem)
-                .map_err(|e| at.invalid(&key("ca_file"), &format!("{path:?}"), &e.to_string()))?;
-            Some(pem)
-        }
+        Some(path) => Some(super::secure::certificates(at, &key("ca_file"), path)?),
     };
     let min_severity = match raw.severity.as_deref() {
         None | Some("medium") => Severity::Medium,

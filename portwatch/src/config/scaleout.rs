@@ -183,12 +183,8 @@ pub struct RawScaleOut {
 impl RawScaleOut {
     /// Apply defaults and check every value.
     pub fn validate(self, origin: &str) -> Result<ScaleOut, ConfigError> {
-        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let at = super::Origin(origin);
+        let invalid = |key: &str, value: &str, reason: &str| at.invalid(key, value, reason);
         let nonempty = |key: &str, value: Option<String>, default: &str| match value {
             Some(v) if v.trim().is_empty() => Err(invalid(key, "\"\"", "must not be empty")),
             Some(v) => Ok(v.trim().to_string()),
@@ -210,7 +206,7 @@ impl RawScaleOut {
         };
         let k = self.kafka;
         let security = super::secure::kafka(
-            &invalid,
+            &at,
             &super::secure::KafkaKeys {
                 security_protocol: &k.security_protocol,
                 sasl_mechanism: &k.sasl_mechanism,
@@ -267,8 +263,8 @@ impl RawScaleOut {
             partitions,
             replication,
             security,
-            client: super::secure::pass_through(&invalid, "kafka.client", k.client)?,
-            consumer: super::secure::pass_through(&invalid, "kafka.consumer", k.consumer)?,
+            client: super::secure::pass_through(&at, "kafka.client", k.client)?,
+            consumer: super::secure::pass_through(&at, "kafka.consumer", k.consumer)?,
         };
 
         let c = self.clickhouse;
@@ -299,7 +295,7 @@ impl RawScaleOut {
                 ))
             }
         };
-        let ca_file = super::secure::clickhouse_ca(&invalid, &url, c.ca_file.as_deref())?;
+        let ca_file = super::secure::clickhouse_ca(&at, &url, c.ca_file.as_deref())?;
         let password = match (c.password, &c.password_file) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -308,7 +304,7 @@ impl RawScaleOut {
                     "set either password or password_file, not both",
                 ))
             }
-            (None, Some(path)) => Some(super::secure::secret(&invalid, "clickhouse.password_file", path)?),
+            (None, Some(path)) => Some(super::secure::secret(&at, "clickhouse.password_file", path)?),
             (password, None) => password,
         };
         let clickhouse = ClickHouseSettings {

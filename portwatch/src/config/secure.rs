@@ -10,49 +10,45 @@ use std::path::PathBuf;
 
 use portwatch_ingest::{Mechanism, Protocol, Sasl, Security};
 
-use super::ConfigError;
-
-/// A key's error: `key`, the value as written, why.
-pub(super) type Invalid<'a> = &'a dyn Fn(&str, &str, &str) -> ConfigError;
+use super::{ConfigError, Origin};
 
 fn shown(path: &str) -> String {
     format!("{path:?}")
 }
 
-fn read(invalid: Invalid<'_>, key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| invalid(key, &shown(path), &e.to_string()))
+fn read(at: &Origin<'_>, key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| at.invalid(key, &shown(path), &e.to_string()))
 }
 
-/// A PEM bundle of certificates at `path` (a CA, or a client's chain).
-pub(super) fn certificates(invalid: Invalid<'_>, key: &str, path: &str) -> Result<PathBuf, ConfigError> {
-    let pem = read(invalid, key, path)?;
-    portwatch_trust::parse_pem(&pem).map_err(|e| invalid(key, &shown(path), &e.to_string()))?;
-    Ok(PathBuf::from(path))
+/// The PEM bundle of certificates at `path` (a CA, or a client's chain), checked.
+pub(super) fn certificates(at: &Origin<'_>, key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    let pem = read(at, key, path)?;
+    portwatch_trust::parse_pem(&pem).map_err(|e| at.invalid(key, &shown(path), &e.to_string()))?;
+    Ok(pem)
 }
 
-fn private_key(invalid: Invalid<'_>, key: &str, path: &str) -> Result<PathBuf, ConfigError> {
-    let pem = String::from_utf8_lossy(&read(invalid, key, path)?).into_owned();
+fn private_key(at: &Origin<'_>, key: &str, path: &str) -> Result<PathBuf, ConfigError> {
+    let pem = String::from_utf8_lossy(&read(at, key, path)?).into_owned();
     if pem.contains("ENCRYPTED PRIVATE KEY") || pem.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(invalid(
+        return Err(at.invalid(
             key,
             &shown(path),
             "the key is encrypted; portwatch reads no key password from its config: store the key unencrypted, readable by portwatch only",
         ));
     }
     if !pem.contains("PRIVATE KEY-----") {
-        return Err(invalid(key, &shown(path), "no PEM private key in the file"));
+        return Err(at.invalid(key, &shown(path), "no PEM private key in the file"));
     }
     Ok(PathBuf::from(path))
 }
 
-/// A password or other secret: the file's text without its final line break.
-pub(super) fn secret(invalid: Invalid<'_>, key: &str, path: &str) -> Result<String, ConfigError> {
-    let bytes = read(invalid, key, path)?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid(key, &shown(path), "not UTF-8 text"))?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    let text = text.strip_suffix('\r').unwrap_or(text);
+/// A password or other secret: the file's text without surrounding whitespace.
+pub(super) fn secret(at: &Origin<'_>, key: &str, path: &str) -> Result<String, ConfigError> {
+    let bytes = read(at, key, path)?;
+    let text = String::from_utf8(bytes).map_err(|_| at.invalid(key, &shown(path), "not UTF-8 text"))?;
+    let text = text.trim();
     if text.is_empty() {
-        return Err(invalid(key, &shown(path), "the file is empty"));
+        return Err(at.invalid(key, &shown(path), "the file is empty"));
     }
     Ok(text.to_string())
 }
@@ -69,11 +65,11 @@ pub(super) struct KafkaKeys<'a> {
 }
 
 /// `[kafka]`'s security keys, checked together.
-pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security, ConfigError> {
+pub(super) fn kafka(at: &Origin<'_>, k: &KafkaKeys<'_>) -> Result<Security, ConfigError> {
     let protocol = match &k.security_protocol {
         None => Protocol::default(),
         Some(text) => Protocol::parse(text).ok_or_else(|| {
-            invalid(
+            at.invalid(
                 "kafka.security_protocol",
                 &format!("{text:?}"),
                 &format!("expected one of {}", Protocol::NAMES.join(", ")),
@@ -92,7 +88,7 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
     ];
     if !protocol.sasl() {
         if let Some((key, _)) = sasl_keys.iter().find(|(_, set)| *set) {
-            return Err(invalid(
+            return Err(at.invalid(
                 key,
                 "(set)",
                 &format!("SASL is used only with kafka.security_protocol SASL_PLAINTEXT or SASL_SSL, not {protocol}"),
@@ -101,7 +97,7 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
     }
     if !protocol.tls() {
         if let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
-            return Err(invalid(
+            return Err(at.invalid(
                 key,
                 "(set)",
                 &format!("TLS is used only with kafka.security_protocol SSL or SASL_SSL, not {protocol}"),
@@ -112,7 +108,7 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
         let mechanism = match &k.sasl_mechanism {
             None => Mechanism::ScramSha512,
             Some(text) => Mechanism::parse(text).ok_or_else(|| {
-                invalid(
+                at.invalid(
                     "kafka.sasl_mechanism",
                     &format!("{text:?}"),
                     &format!("expected one of {}", Mechanism::NAMES.join(", ")),
@@ -120,7 +116,7 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
             })?,
         };
         if mechanism == Mechanism::Plain && !protocol.tls() {
-            return Err(invalid(
+            return Err(at.invalid(
                 "kafka.sasl_mechanism",
                 "\"PLAIN\"",
                 "PLAIN over SASL_PLAINTEXT sends the password in the clear: use SASL_SSL, or a SCRAM mechanism",
@@ -128,7 +124,7 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
         }
         let username = match k.sasl_username.as_deref().map(str::trim) {
             None | Some("") => {
-                return Err(invalid(
+                return Err(at.invalid(
                     "kafka.sasl_username",
                     "(missing)",
                     &format!("kafka.security_protocol {protocol} needs a user name"),
@@ -138,13 +134,13 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
         };
         let password = match &k.sasl_password_file {
             None => {
-                return Err(invalid(
+                return Err(at.invalid(
                     "kafka.sasl_password_file",
                     "(missing)",
                     &format!("kafka.security_protocol {protocol} needs the file holding the user's password"),
                 ))
             }
-            Some(path) => secret(invalid, "kafka.sasl_password_file", path)?,
+            Some(path) => secret(at, "kafka.sasl_password_file", path)?,
         };
         Some(Sasl {
             mechanism,
@@ -156,23 +152,23 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
     };
     let ca_file = match &k.ssl_ca_file {
         None => None,
-        Some(path) => Some(certificates(invalid, "kafka.ssl_ca_file", path)?),
+        Some(path) => certificates(at, "kafka.ssl_ca_file", path).map(|_| Some(PathBuf::from(path)))?,
     };
     let (cert_file, key_file) = match (&k.ssl_cert_file, &k.ssl_key_file) {
         (None, None) => (None, None),
         (Some(cert), Some(key)) => (
-            Some(certificates(invalid, "kafka.ssl_cert_file", cert)?),
-            Some(private_key(invalid, "kafka.ssl_key_file", key)?),
+            certificates(at, "kafka.ssl_cert_file", cert).map(|_| Some(PathBuf::from(cert)))?,
+            Some(private_key(at, "kafka.ssl_key_file", key)?),
         ),
         (Some(_), None) => {
-            return Err(invalid(
+            return Err(at.invalid(
                 "kafka.ssl_key_file",
                 "(missing)",
                 "kafka.ssl_cert_file needs its private key",
             ))
         }
         (None, Some(_)) => {
-            return Err(invalid(
+            return Err(at.invalid(
                 "kafka.ssl_cert_file",
                 "(missing)",
                 "kafka.ssl_key_file needs its certificate",
@@ -191,14 +187,14 @@ pub(super) fn kafka(invalid: Invalid<'_>, k: &KafkaKeys<'_>) -> Result<Security,
 /// `[kafka.client]` and `[kafka.consumer]`: pass-through properties, except those
 /// the typed keys own.
 pub(super) fn pass_through(
-    invalid: Invalid<'_>,
+    at: &Origin<'_>,
     table: &str,
     props: Option<BTreeMap<String, String>>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
     let props = props.unwrap_or_default();
     for key in props.keys() {
         if let Some(why) = Security::owned_property(key) {
-            return Err(invalid(&format!("{table}.{key:?}"), "(set)", why));
+            return Err(at.invalid(&format!("{table}.{key:?}"), "(set)", why));
         }
     }
     Ok(props)
@@ -206,7 +202,7 @@ pub(super) fn pass_through(
 
 /// `[clickhouse] ca_file`: only with an https:// URL.
 pub(super) fn clickhouse_ca(
-    invalid: Invalid<'_>,
+    at: &Origin<'_>,
     url: &str,
     ca_file: Option<&str>,
 ) -> Result<Option<PathBuf>, ConfigError> {
@@ -214,11 +210,11 @@ pub(super) fn clickhouse_ca(
         return Ok(None);
     };
     if !url.starts_with("https://") {
-        return Err(invalid(
+        return Err(at.invalid(
             "clickhouse.ca_file",
             &shown(path),
             "a CA is used only with an https:// clickhouse.url",
         ));
     }
-    certificates(invalid, "clickhouse.ca_file", path).map(Some)
+    certificates(at, "clickhouse.ca_file", path).map(|_| Some(PathBuf::from(path)))
 }

@@ -506,3 +506,20 @@ with db:
         .expect("python3");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A liveness event for `ip` from a test's own origin (node `node`, an ad-hoc job).
+pub fn liveness_event(node: &str, ip: std::net::IpAddr, alive: bool) -> portwatch_events::Event {
+    portwatch_events::Event::new(
+        &portwatch_events::Origin {
+            node: node.into(),
+            job: portwatch_events::JobId::new(),
+            task: portwatch_events::Task::Adhoc,
+        },
+        chrono::Utc::now(),
+        portwatch_events::Observation::HostLiveness(portwatch_events::HostLiveness {
+            ip,
+            alive,
+            probes: Vec::new(),
+        }),
+    )
+}

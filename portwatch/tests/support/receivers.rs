@@ -140,7 +140,8 @@ pub fn smtp(ns: &Netns, dir: &Path, port: u16) -> (Proc, PathBuf) {
 }
 
 /// A private CA and a server certificate it signed for 127.0.0.1 and localhost
-/// (openssl): `(ca.pem, server.pem, server.key)` in `dir`.
+/// (openssl; also good as a client certificate, as a Kafka broker presents it to
+/// its own listeners): `(ca.pem, server.pem, server.key)` in `dir`, `ca.key` beside.
 pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let script = r#"set -e
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=portwatch-test-ca 2>/dev/null
@@ -148,7 +149,7 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.ke
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
 basicConstraints=CA:FALSE
 keyUsage=digitalSignature
-extendedKeyUsage=serverAuth
+extendedKeyUsage=serverAuth,clientAuth
 ' > server.ext
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
 "#;

@@ -138,40 +138,29 @@ const ACLS: [(&str, &str, &[&str]); 6] = [
 /// certificate between its own listeners), a client certificate for portwatch's
 /// roles, a second CA nobody trusts, and a password file per user, in `dir`.
 fn make_tls(dir: &Path) {
-    let script = r#"set -e
-ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem -days 2 -subj /CN=$1 2>/dev/null; }
-leaf() { # leaf NAME CN EKU
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj /CN=$2 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
-basicConstraints=CA:FALSE
-keyUsage=digitalSignature
-extendedKeyUsage=%s
-' "$3" > $1.ext
-    openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem -days 2 -extfile $1.ext 2>/dev/null
-}
-ca ca
-ca other-ca
-leaf server localhost serverAuth,clientAuth
-leaf client portwatch clientAuth
-printf %s "store-$RANDOM$RANDOM" > store.pass
+    // The CA and the 127.0.0.1 server certificate every TLS test uses; here also the
+    // broker's client certificate between its own listeners.
+    super::receivers::private_ca(dir);
+    let mut script = String::from(
+        r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=portwatch 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null
+openssl rand -hex 16 > store.pass
 openssl pkcs12 -export -in server.pem -inkey server.key -certfile ca.pem -out server.p12 -passout file:store.pass
 chmod 600 *.key
-"#;
+"#,
+    );
+    for user in SECURE_USERS.iter().chain(&["controller"]) {
+        script.push_str(&format!("openssl rand -hex 16 > {user}.pass\n"));
+    }
     let status = std::process::Command::new("bash")
-        .args(["-c", script])
+        .args(["-c", &script])
         .current_dir(dir)
         .status()
         .expect("openssl (Debian package openssl)");
     assert!(status.success(), "making the test CA failed");
-    for user in SECURE_USERS.iter().chain(&["controller"]) {
-        let password: String = (0..24)
-            .map(|i| {
-                char::from(b'a' + ((std::process::id() as usize * 31 + i * 7 + user.len() * 13) % 26) as u8)
-            })
-            .collect();
-        std::fs::write(dir.join(format!("{user}.pass")), format!("{password}-{user}\n"))
-            .expect("password file");
-    }
 }
 
 /// `config` with `[kafka]` and `[clickhouse]` made secure for Kafka user `user`.
