@@ -101,6 +101,17 @@ pub enum LogError {
         /// Topic name.
         topic: String,
     },
+    /// The log no longer holds records this reader has not folded yet: they were
+    /// deleted or expired. Going on would fold a state without them.
+    #[error("kafka topic {topic} starts at offset {start}, but this reader has folded it only up to offset {next} (records {next}..{start} are gone: deleted or expired); refusing to go on without them")]
+    Gap {
+        /// Topic.
+        topic: String,
+        /// The next offset this reader needs.
+        next: u64,
+        /// The first offset the log still holds.
+        start: u64,
+    },
     /// A topic does not exist.
     #[error("kafka topic {topic} does not exist (run `portwatch migrate` or start a control plane, which create it)")]
     NoSuchTopic {
@@ -142,7 +153,8 @@ impl LogError {
             | LogError::NoSuchTopic { .. }
             | LogError::SpoolFull { .. }
             | LogError::Refused { .. }
-            | LogError::NotAuthorized { .. } => false,
+            | LogError::NotAuthorized { .. }
+            | LogError::Gap { .. } => false,
         }
     }
 }

@@ -117,12 +117,20 @@ pub async fn bootstrap(
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<String>> {
     // A broker that has just created the journal's topic may not serve it for a
-    // moment (no leader yet): waited out, never taken for an empty journal.
-    if portwatch_projector::retry("reading the journal", stop, || ledger.catch_up())
-        .await
-        .is_none()
-    {
-        anyhow::bail!("stopped before the journal could be read");
+    // moment (no leader yet): waited out, never taken for an empty journal. A
+    // journal whose first records are gone ends the start: folding the rest would
+    // forget users, approvals and what was notified, and mint a second admin token.
+    let read = portwatch_projector::retry("reading the journal", stop, || async {
+        match ledger.catch_up().await {
+            Err(e) if !e.is_retryable() => Ok(Err(e)),
+            other => other.map(Ok),
+        }
+    })
+    .await;
+    match read {
+        None => anyhow::bail!("stopped before the journal could be read"),
+        Some(Err(e)) => return Err(anyhow::Error::from(e).context("reading the journal of decisions")),
+        Some(Ok(_)) => {}
     }
     let seeds: Vec<Decision> = {
         let state = ledger.read();

@@ -50,7 +50,10 @@ impl KafkaJournal {
         let mut cfg = settings.client_config();
         cfg.set("group.id", "portwatch-journal")
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // An offset the log no longer holds is an error, never a silent jump to
+            // the end (librdkafka's default) or the start.
+            .set("auto.offset.reset", "error");
         let consumer: BaseConsumer = cfg.create().map_err(|e| kafka_err("creating reader", e))?;
         if topic_partitions(&consumer, &topic, timeout)? == 0 {
             return Err(LogError::NoSuchTopic { topic });
@@ -89,10 +92,18 @@ impl Journal for KafkaJournal {
         }
         // Where the broker says records wait, wait for them as long as a request
         // may take; else only briefly, for records the watermark does not show yet.
-        let (_, high) = tail
+        let (low, high) = tail
             .consumer
             .fetch_watermarks(&self.topic, 0, self.timeout)
             .map_err(|e| kafka_err("fetching watermarks", e))?;
+        let start = u64::try_from(low).unwrap_or(0);
+        if from < start {
+            return Err(LogError::Gap {
+                topic: self.topic.clone(),
+                next: from,
+                start,
+            });
+        }
         let wait = if u64::try_from(high).unwrap_or(0) > from {
             self.timeout
         } else {

@@ -20,8 +20,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use portwatch_events::Event;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -36,12 +34,14 @@ mod group;
 mod journal;
 mod producer;
 mod security;
+mod topics;
 
 pub use consumer::{Acks, Delivery, TopicConsumer};
 pub use group::GroupReader;
 pub use journal::KafkaJournal;
 pub use producer::TopicProducer;
 pub use security::{classify, preflight, Mechanism, Protocol, Reachable, Refusal, Sasl, Security};
+pub use topics::{ensure_topics, Retention, TopicsReport, DEFAULT_OBSERVATIONS_RETENTION};
 
 /// Names of portwatch's topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,9 @@ pub struct KafkaSettings {
     pub partitions: u32,
     /// Replication factor of each topic created here.
     pub replication: u32,
+    /// How long the observations topic keeps its records (ClickHouse's
+    /// `observations` table is the archive); the decisions topic keeps them forever.
+    pub observations_retention: Duration,
     /// TLS and SASL of every client.
     pub security: Security,
     /// Extra librdkafka properties for every client, passed through (never those
@@ -115,6 +118,7 @@ impl KafkaSettings {
             topics: Topics::with_prefix(prefix),
             partitions,
             replication: 1,
+            observations_retention: DEFAULT_OBSERVATIONS_RETENTION,
             security: Security::default(),
             client: BTreeMap::new(),
             consumer: BTreeMap::new(),
@@ -176,47 +180,6 @@ pub(crate) fn kafka_err(what: &str, err: KafkaError) -> LogError {
         what: what.to_string(),
         source: err,
     }
-}
-
-/// Create portwatch's topics where missing (existing ones are left as they are).
-pub async fn ensure_topics(settings: &KafkaSettings, timeout: Duration) -> Result<(), LogError> {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .client_config()
-        .create()
-        .map_err(|e| kafka_err("creating admin client", e))?;
-    let partitions = i32::try_from(settings.partitions).unwrap_or(i32::MAX);
-    let replication = i32::try_from(settings.replication).unwrap_or(i32::MAX);
-    let new: Vec<NewTopic<'_>> = settings
-        .topics
-        .all()
-        .iter()
-        .map(|&name| {
-            // The journal is one sequence: its readers fold it in one order.
-            let partitions = if name == settings.topics.decisions {
-                1
-            } else {
-                partitions
-            };
-            NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
-        })
-        .collect();
-    let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(timeout)))
-        .await
-        .map_err(|e| kafka_err("creating topics", e))?;
-    for result in results {
-        match result {
-            Ok(name) => tracing::info!(topic = %name, partitions, replication, "topic created"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(kafka_err(
-                    &format!("creating topic {name}"),
-                    KafkaError::AdminOp(code),
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Number of partitions of `topic` as the broker reports them.

@@ -51,6 +51,8 @@ pub struct RawKafka {
     pub replication: Option<i64>,
     /// Produce timeout ("10s").
     pub timeout: Option<String>,
+    /// How long the observations topic keeps records ("30d").
+    pub observations_retention: Option<String>,
     /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
     pub security_protocol: Option<String>,
     /// `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN`.
@@ -257,11 +259,18 @@ impl RawScaleOut {
             Duration::from_secs(10),
             Duration::from_secs(600),
         )?;
+        let observations_retention = duration(
+            "kafka.observations_retention",
+            &k.observations_retention,
+            portwatch_ingest::kafka::DEFAULT_OBSERVATIONS_RETENTION,
+            Duration::from_secs(3650 * 24 * 3600),
+        )?;
         let kafka = KafkaSettings {
             brokers,
             topics: Topics::with_prefix(&prefix),
             partitions,
             replication,
+            observations_retention,
             security,
             client: super::secure::pass_through(&at, "kafka.client", k.client)?,
             consumer: super::secure::pass_through(&at, "kafka.consumer", k.consumer)?,
@@ -405,6 +414,7 @@ mod tests {
         assert_eq!(so.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(so.kafka.topics.observations, "portwatch.observations");
         assert_eq!(so.kafka.partitions, 12);
+        assert_eq!(so.kafka.observations_retention.as_secs(), 30 * 24 * 3600);
         assert_eq!(so.clickhouse.database, "portwatch");
         assert!(
             !so.clickhouse.validation,
@@ -425,6 +435,11 @@ mod tests {
                 "\"a b\"",
             ),
             ("[kafka]\ntimeout = \"soon\"\n", "kafka.timeout", "\"soon\""),
+            (
+                "[kafka]\nobservations_retention = \"0s\"\n",
+                "kafka.observations_retention",
+                "\"0s\"",
+            ),
             (
                 "[clickhouse]\nurl = \"clickhouse:8123\"\n",
                 "clickhouse.url",

@@ -103,7 +103,7 @@ pub async fn ready_kafka(
                 tracing::info!(missing = ?reachable.missing, "kafka topics missing; creating them");
                 portwatch_ingest::kafka::ensure_topics(kafka, timeout)
                     .await
-                    .map(Ok)
+                    .map(|_| Ok(()))
                     .with_context(|| {
                         format!(
                             "topics {} are missing or hidden from this user: run `portwatch migrate --topics` as a user who may create them",
