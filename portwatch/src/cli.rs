@@ -162,8 +162,9 @@ pub enum Command {
     /// Use it to check a store against its log, or to rebuild state after changing
     /// [projection] settings.
     ///
-    /// Example:
+    /// Examples:
     ///   portwatch rebuild --to /tmp/rebuilt && portwatch --data /tmp/rebuilt ports
+    ///   portwatch rebuild --from-clickhouse --to /tmp/archive -c scaleout.toml
     #[command(verbatim_doc_comment)]
     Rebuild(RebuildArgs),
 
@@ -535,6 +536,10 @@ pub struct RebuildArgs {
     /// Directory for the rebuilt state.db (must not hold one already).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Fold the scale-out archive instead: ClickHouse's observations ([clickhouse]),
+    /// copied in log order into DIR/events.db, folded into DIR/state.db.
+    #[arg(long)]
+    pub from_clickhouse: bool,
 }
 
 /// `snapshot` flags.

@@ -121,6 +121,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Project(args) => roles::project::run(cfg, args, shutdown).await,
         Command::Control(args) => roles::control::run(cfg, args, shutdown).await,
         Command::Migrate(args) => roles::migrate::run(&cfg, &args).await,
+        Command::Rebuild(args) if args.from_clickhouse => {
+            projector::rebuild_from_clickhouse(&cfg, &args.to).await
+        }
         Command::Rebuild(args) => projector::rebuild(&cfg, &args.to).await,
         Command::Token(cli::TokenCommand::Create(args)) => commands::token::create(&cfg, &args).await,
         Command::Audit(args) => commands::token::audit(&cfg, &args).await,

@@ -61,26 +61,77 @@ pub async fn catch_up(log: Arc<dyn EventLog>, store: Arc<EmbeddedStore>, cfg: Fo
 
 /// `portwatch rebuild`: fold the whole log into a fresh store under `to`.
 pub async fn rebuild(cfg: &Config, to: &Path) -> anyhow::Result<()> {
-    let target = to.join("state.db");
-    if target.exists() {
-        return Err(crate::InputError(format!(
-            "--to {}: it already holds a state.db; choose an empty directory",
-            to.display()
-        ))
-        .into());
-    }
+    let target = fresh(to, "state.db")?;
     let log_path = cfg.events_path();
     if !log_path.exists() {
         return Err(crate::InputError(format!("no event log at {}", log_path.display())).into());
     }
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&log_path)?);
-    let store = Arc::new(EmbeddedStore::open(&target)?);
+    fold_into(log, &target, cfg).await?;
+    tracing::info!(to = %target.display(), "rebuilt state from the event log");
+    Ok(())
+}
+
+/// `portwatch rebuild --from-clickhouse`: the scale-out archive (ClickHouse's
+/// `observations`, kept for `[clickhouse] retention_months` while the topic keeps
+/// only `[kafka] observations_retention`) copied in log order into a fresh embedded
+/// log under `to`, and every projection folded from it into `to/state.db`: the
+/// state the projectors would reach folding the whole history again.
+pub async fn rebuild_from_clickhouse(cfg: &Config, to: &Path) -> anyhow::Result<()> {
+    /// Observations read per query.
+    const PAGE: u64 = 20_000;
+    let events_path = fresh(to, "events.db")?;
+    let target = fresh(to, "state.db")?;
+    let store = portwatch_stores::ClickHouseStore::new(cfg.scaleout.clickhouse.clone())?;
+    store.check_schema().await?;
+    let log = Arc::new(EmbeddedLog::open(&events_path)?);
+    let (mut after, mut copied) = (None, 0u64);
+    loop {
+        let page = store.archived(after, PAGE).await?;
+        let Some(&(partition, offset, _)) = page.last() else {
+            break;
+        };
+        let events = page
+            .iter()
+            .map(|(partition, offset, body)| {
+                portwatch_events::Event::from_json(body).map_err(|e| {
+                    anyhow::anyhow!(
+                        "clickhouse observations: the row of log partition {partition} offset {offset} does not decode: {e}"
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        log.append(&events)?;
+        copied += events.len() as u64;
+        after = Some((partition, offset));
+    }
+    fold_into(log, &target, cfg).await?;
+    tracing::info!(observations = copied, to = %to.display(), "rebuilt state from the ClickHouse archive");
+    Ok(())
+}
+
+/// `name` under `to`, which must not exist yet.
+fn fresh(to: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = to.join(name);
+    if path.exists() {
+        return Err(crate::InputError(format!(
+            "--to {}: it already holds a {name}; choose an empty directory",
+            to.display()
+        ))
+        .into());
+    }
+    Ok(path)
+}
+
+/// Fold the whole of `log` into a new store at `target`; fails when events are
+/// left unfolded.
+async fn fold_into(log: Arc<dyn EventLog>, target: &Path, cfg: &Config) -> anyhow::Result<()> {
+    let store = Arc::new(EmbeddedStore::open(target)?);
     catch_up(log.clone(), store.clone(), cfg.projection.clone()).await;
     let left = lag(&*log, &store)?;
     if left > 0 {
         anyhow::bail!("rebuild stopped with {left} events not folded (see the log above)");
     }
-    tracing::info!(to = %target.display(), "rebuilt state from the event log");
     Ok(())
 }
 

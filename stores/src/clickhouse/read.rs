@@ -128,6 +128,48 @@ impl ClickHouseStore {
         Ok(rows.into_iter().map(|r| (r.ts_ms, r.id, r.body)).collect())
     }
 
+    /// The archive in the order it was logged: at most `max` observations after
+    /// `after` (a log partition and offset), by partition then offset. Each is its
+    /// partition, offset and JSON body as recorded. A host's events share one
+    /// partition, so this is the order its fold saw them in.
+    pub async fn archived(
+        &self,
+        after: Option<(u32, u64)>,
+        max: u64,
+    ) -> Result<Vec<(u32, u64, String)>, ClickHouseError> {
+        #[derive(Debug, Row, Deserialize)]
+        struct Stored {
+            kpartition: u32,
+            koffset: u64,
+            body: String,
+        }
+        // Before the first row: partition 0, "offset -1" (a greater-or-equal there).
+        let (partition, offset, first) = match after {
+            Some((p, o)) => (p, o, 0u8),
+            None => (0, 0, 1),
+        };
+        let rows = self
+            .client
+            .query(
+                "SELECT ?fields FROM observations FINAL \
+                 WHERE kpartition > ? OR (kpartition = ? AND (koffset > ? OR (koffset = ? AND ? = 1))) \
+                 ORDER BY kpartition, koffset LIMIT ?",
+            )
+            .bind(partition)
+            .bind(partition)
+            .bind(offset)
+            .bind(offset)
+            .bind(first)
+            .bind(max)
+            .fetch_all::<Stored>()
+            .await
+            .map_err(self.err("reading the archived observations"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.kpartition, r.koffset, r.body))
+            .collect())
+    }
+
     /// Probe nodes, by name.
     pub async fn nodes(&self) -> Result<Vec<ProbeNodeRow>, ClickHouseError> {
         self.client
