@@ -49,6 +49,11 @@ fn packets(b: &[u8]) -> Vec<(u8, &[u8])> {
     out
 }
 
+/// Whether a SUBACK is among `b`'s packets.
+fn suback(b: &[u8]) -> bool {
+    packets(b).iter().any(|(kind, _)| *kind == 0x90)
+}
+
 /// The product and version in a `$SYS/broker/version` PUBLISH among `b`'s packets.
 pub fn version_publish(b: &[u8]) -> Option<(String, Option<String>)> {
     packets(b).into_iter().find_map(|(kind, body)| {
@@ -77,11 +82,17 @@ pub fn talk(conn: &mut Conn) -> Reply<'_> {
         };
         let mut found = Found::new("mqtt");
         if accepted {
-            let publish = conn
-                .exchange(&subscribe(), |b| version_publish(b).is_some())
+            let done = |b: &[u8]| version_publish(b).is_some();
+            let mut publish = conn
+                .exchange(&subscribe(), done)
                 .await
                 .ok()
                 .and_then(version_publish);
+            if publish.is_none() && suback(conn.buffered()) {
+                // The subscription was acknowledged but the retained message is late
+                // (a busy broker): one more read deadline for it.
+                publish = conn.read_until(done).await.ok().and_then(version_publish);
+            }
             if let Some((product, version)) = publish {
                 let product = if product.eq_ignore_ascii_case("mosquitto") {
                     "Mosquitto".to_string()
@@ -107,6 +118,7 @@ mod tests {
         assert_eq!(connack(&[0x20, 2, 0, 5]), Some(false));
         assert_eq!(connack(&CONNECT), None, "an echo");
         let mut b = vec![0x90, 3, 0, 1, 0]; // SUBACK
+        assert!(suback(&b) && !suback(&CONNECT));
         let payload = b"mosquitto version 2.0.11";
         b.push(0x30);
         b.push((2 + TOPIC.len() + payload.len()) as u8);

@@ -188,6 +188,11 @@ impl Conn {
         self.read_until(done).await
     }
 
+    /// What was received since the last [`Self::clear`].
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Forget what was received (before the next exchange).
     pub fn clear(&mut self) {
         self.buf.clear();
