@@ -109,6 +109,27 @@ fn projector_killed_mid_batch_loses_and_doubles_nothing() {
     let ahead = rows_ahead_of_checkpoint(&stack);
     eprintln!("partitions with rows ahead of their checkpoint after the crash: {ahead:?}");
 
+    // 1b. Crash inside a checkpoint: host images written, the offset not. The next
+    //     owner replays from the offset and must not fold those hosts' events twice.
+    let mut victim = stack.spawn_env(
+        &["project"],
+        "project-images.log",
+        &[("PORTWATCH_FAILPOINT", "checkpoint_after_images:2")],
+    );
+    let exited = wait_for(Duration::from_secs(60), || victim.0.try_wait().ok().flatten());
+    assert!(
+        exited.is_some(),
+        "failpoint never hit:\n{}",
+        stack.log("project-images.log")
+    );
+    let images_ahead = stack.sql_u64(
+        "SELECT count() FROM (SELECT kpartition, ver FROM projector_state FINAL) ANY INNER JOIN \
+         (SELECT kpartition, max(next_offset) AS committed FROM projector_offsets GROUP BY kpartition) \
+         USING kpartition WHERE ver > committed",
+    );
+    // (Another projector may already have folded past them by the time this looks.)
+    eprintln!("host images ahead of their partition's committed offset after the crash: {images_ahead}");
+
     // 2. SIGKILL at arbitrary moments while events flow; the other projector takes
     //    the partitions over, then the restarted one takes some back.
     let mut kills = 0;
@@ -127,6 +148,12 @@ fn projector_killed_mid_batch_loses_and_doubles_nothing() {
     assert!(
         !ahead.is_empty(),
         "the failpoint crash should have left rows past a checkpoint (the case under test)"
+    );
+    assert!(
+        stack
+            .log("project-images.log")
+            .contains("aborting between host images and offset"),
+        "the checkpoint crash should have left host images past the committed offset (the case under test)"
     );
     assert_eq!(steady.stop(), Some(0));
     assert_eq!(last.stop(), Some(0));
@@ -380,7 +407,8 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
             "001_init.sql",
             "002_read_model.sql",
             "003_reports.sql",
-            "004_deliveries.sql"
+            "004_deliveries.sql",
+            "005_projector_state.sql"
         ])
     );
     let tables = || {
@@ -400,6 +428,7 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
         "exposure_daily",
         "episode_reports",
         "deliveries",
+        "projector_state",
     ] {
         assert!(before.lines().any(|l| l == table), "{table} missing: {before}");
     }
@@ -407,14 +436,14 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     let second = stack.portwatch(&["migrate"]);
     assert!(second.status.success(), "{}", support::stderr(&second));
     let report: serde_json::Value = serde_json::from_str(support::stdout(&second).trim()).unwrap();
-    assert_eq!(report["from"], 4);
+    assert_eq!(report["from"], 5);
     assert_eq!(report["applied"], serde_json::json!([]));
     assert_eq!(tables(), before, "a second migrate changed nothing");
-    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 4);
+    assert_eq!(stack.sql_u64("SELECT count() FROM schema_migrations"), 5);
 
     // 002 interrupted half way (some of its columns added, the rest and its record
     // not): the next migrate finishes it, skipping the columns already there, and
-    // runs 003 and 004 again (their tables exist: nothing to do).
+    // runs 003, 004 and 005 again (their tables exist: nothing to do).
     for sql in [
         "ALTER TABLE alerts DROP COLUMN skey",
         "DROP TABLE schema_migrations",
@@ -429,7 +458,12 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     assert_eq!(report["from"], 1);
     assert_eq!(
         report["applied"],
-        serde_json::json!(["002_read_model.sql", "003_reports.sql", "004_deliveries.sql"])
+        serde_json::json!([
+            "002_read_model.sql",
+            "003_reports.sql",
+            "004_deliveries.sql",
+            "005_projector_state.sql"
+        ])
     );
     assert_eq!(
         stack.sql_u64("SELECT count() FROM system.columns WHERE database = 'portwatch' AND table = 'alerts' AND name = 'skey'"),

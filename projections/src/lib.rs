@@ -22,6 +22,7 @@ pub mod approvals;
 pub mod assets;
 pub mod blocks;
 pub mod bounds;
+mod checkpoint;
 pub mod lapses;
 pub mod ledger;
 pub mod notice;
@@ -29,7 +30,7 @@ pub mod notifications;
 pub mod policy;
 pub mod report;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use approvals::{Approval, ApprovalState};
 pub use assets::{Asset, Assets};
+pub use checkpoint::HostImage;
 pub use ledger::{
     AuditEntry, BlockCheck, DeliveryState, Ledger, NotSecond, NotificationRecord, ScheduleChange,
     TokenRecord, UserRecord,
@@ -332,6 +334,8 @@ pub struct State {
     open_episodes: BTreeMap<PortKey, Episode>,
     hosts: BTreeMap<IpAddr, HostRow>,
     recent: BTreeMap<IpAddr, VecDeque<EventId>>,
+    /// Hosts changed since the last [`State::take_changed`] (see [`HostImage`]).
+    changed: BTreeSet<IpAddr>,
 }
 
 /// Everything a [`State`] holds, as plain lists: what a projector checkpoints next to
@@ -402,6 +406,9 @@ impl State {
             .into_iter()
             .map(|(ip, ids)| (ip, ids.into_iter().collect()))
             .collect();
+        // Nothing of it is stored host by host yet.
+        let all: Vec<IpAddr> = state.host_images().map(|h| h.ip).collect();
+        state.mark_changed(all);
         state
     }
 
@@ -437,6 +444,7 @@ impl State {
             recent.pop_front();
         }
         recent.push_back(event.id);
+        self.changed.insert(event.observation.ip());
         let mut changes = match &event.observation {
             Observation::HostScan(scan) => self.apply_scan(event.id, event.ts, scan),
             Observation::HostLiveness(live) => self.apply_liveness(event.ts, live),

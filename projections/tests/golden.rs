@@ -3,14 +3,15 @@
 //! `PORTWATCH_BLESS=1` to rewrite `expected.json` after a deliberate change, then
 //! review the diff by hand.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
 use portwatch_events::Event;
 use portwatch_events::RiskClass;
 use portwatch_projections::{
-    fold_all, sort_alerts, sort_episodes, AlertKind, ChangeSet, FoldConfig, Severity, Snapshot, State,
-    StateImage,
+    fold_all, sort_alerts, sort_episodes, AlertKind, ChangeSet, FoldConfig, HostImage, Severity, Snapshot,
+    State, StateImage,
 };
 
 fn load(name: &str) -> Vec<Event> {
@@ -87,20 +88,67 @@ fn run_case(name: &str) {
         for event in &events[cut..] {
             changes.extend(state.apply(event));
         }
-        let mut episodes: Vec<_> = changes.episodes.into_values().collect();
-        sort_episodes(&mut episodes);
-        let mut alerts: Vec<_> = changes.alerts.into_values().collect();
-        sort_alerts(&mut alerts);
-        let resumed = Snapshot {
-            ports: state.ports().cloned().collect(),
-            episodes,
-            hosts: state.hosts().cloned().collect(),
-            alerts,
-        };
+        let resumed = snapshot_of(&state, changes);
         assert_eq!(
             resumed, expected,
             "{name}: resuming from a checkpoint at {cut} differs"
         );
+    }
+    resumes_from_host_images(name, &events, &expected);
+}
+
+/// The snapshot of a resumed fold: its state's rows and every change made on the way.
+fn snapshot_of(state: &State, changes: ChangeSet) -> Snapshot {
+    let mut episodes: Vec<_> = changes.episodes.into_values().collect();
+    sort_episodes(&mut episodes);
+    let mut alerts: Vec<_> = changes.alerts.into_values().collect();
+    sort_alerts(&mut alerts);
+    Snapshot {
+        ports: state.ports().cloned().collect(),
+        episodes,
+        hosts: state.hosts().cloned().collect(),
+        alerts,
+    }
+}
+
+/// Incremental checkpoints: every `every` events the images of the hosts changed
+/// since the last checkpoint are stored (a map standing in for the store, one image
+/// per host, the latest winning); a restart at `cut` restores from the stored images
+/// alone and goes on. The result equals the fold of everything in one go.
+fn resumes_from_host_images(name: &str, events: &[Event], expected: &Snapshot) {
+    for every in [1, 3, 7] {
+        for cut in [0, events.len() / 3, events.len() / 2, events.len()] {
+            let mut state = State::new(config());
+            let mut stored: BTreeMap<std::net::IpAddr, HostImage> = BTreeMap::new();
+            let mut changes = ChangeSet::default();
+            let mut written = 0usize;
+            for (i, event) in events[..cut].iter().enumerate() {
+                changes.extend(state.apply(event));
+                if (i + 1) % every == 0 {
+                    for ip in state.take_changed() {
+                        let json = serde_json::to_string(&state.host_image(ip)).expect("image json");
+                        written += 1;
+                        stored.insert(ip, serde_json::from_str(&json).expect("image parses"));
+                    }
+                }
+            }
+            // The events after the last checkpoint are folded again after the restart.
+            let resume = cut - cut % every;
+            let mut state = State::from_host_images(config(), stored.into_values());
+            assert_eq!(
+                state.changed_hosts(),
+                0,
+                "{name}: a restored state has nothing to write"
+            );
+            for event in &events[resume..] {
+                changes.extend(state.apply(event));
+            }
+            let resumed = snapshot_of(&state, changes);
+            assert_eq!(
+                &resumed, expected,
+                "{name}: resuming from host images (every {every}, cut {cut}, {written} written) differs"
+            );
+        }
     }
 }
 

@@ -17,8 +17,11 @@
 //!    one write in flight); a failed write is retried until it succeeds, so nothing
 //!    is skipped and the in-memory state never runs ahead of what will be written.
 //! 4. Where the sink keeps offsets with the rows (SQLite) that is the checkpoint;
-//!    otherwise (ClickHouse) each dirty partition's next offset and state are written
-//!    after its rows, every `checkpoint_interval` and at every rebalance or stop.
+//!    otherwise (ClickHouse) each dirty partition's checkpoint is written after its
+//!    rows, every `checkpoint_interval` and at every rebalance or stop: the images of
+//!    the hosts changed since the previous one (every event changes one host's share
+//!    of the state), then the next offset. A checkpoint costs what changed, not the
+//!    whole state.
 //!
 //! A crash anywhere resumes from the last durable offset and folds the same events
 //! into the same rows again: nothing lost, nothing doubled. Alerts, part of the
@@ -34,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use portwatch_ingest::{LogRecord, PartitionedReader};
-use portwatch_projections::{Alert, FoldConfig, PortState, State};
-use portwatch_stores::{Batch, StateSink};
+use portwatch_projections::{Alert, FoldConfig, HostImage, PortState, State};
+use portwatch_stores::{Batch, Loaded, StateSink};
 use tokio::sync::watch;
 
 use order::{Order, Part};
@@ -190,18 +193,15 @@ impl<R: PartitionedReader> Projector<R> {
             let Some(loaded) = retry(&what, stop, || sink.load(partition, &fold)).await else {
                 return;
             };
-            let (state, next) = loaded.unwrap_or_else(|| (State::new(self.settings.fold.clone()), 0));
-            tracing::info!(partition, next_offset = next, "partition state loaded");
-            self.parts.insert(
+            let loaded = loaded.unwrap_or_else(|| Loaded::at(State::new(self.settings.fold.clone()), 0));
+            tracing::info!(
                 partition,
-                Part {
-                    state,
-                    next,
-                    dirty: false,
-                    gap: None,
-                    contiguous: self.reader.contiguous(),
-                },
+                next_offset = loaded.next,
+                hosts_ahead = loaded.ahead.len(),
+                "partition state loaded"
             );
+            self.parts
+                .insert(partition, Part::new(loaded, self.reader.contiguous()));
         }
         let Some(part) = self.parts.get_mut(&partition) else {
             return;
@@ -241,6 +241,12 @@ impl<R: PartitionedReader> Projector<R> {
         }
         let (offset, produced_ms) = (record.offset, record.produced_ms);
         match record.event {
+            Ok(ref event) if part.holds(event.observation.ip(), offset) => {
+                // A checkpoint stored this host's image past the event but not its
+                // offset: the image holds the event, and its rows are written.
+                metrics::counter!("portwatch_projector_replayed_skipped_total").increment(1);
+                self.batch.reached(partition, offset);
+            }
             Ok(ref event) => {
                 let changes = part.state.apply(event);
                 self.batch.add(partition, offset, event, record.body, changes);
@@ -258,8 +264,7 @@ impl<R: PartitionedReader> Projector<R> {
             }
         }
         if let Some(part) = self.parts.get_mut(&partition) {
-            part.next = offset + 1;
-            part.dirty = true;
+            part.folded(offset);
         }
         self.events_in_batch += 1;
     }
@@ -298,32 +303,33 @@ impl<R: PartitionedReader> Projector<R> {
         }
     }
 
-    /// Write the checkpoint of every dirty partition; false when stopped first.
+    /// Write the checkpoint of every dirty partition (the images of its hosts changed
+    /// since the last one, then its offset); false when stopped first.
     async fn checkpoint(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
         let started = Instant::now();
         let mut committed = Vec::new();
+        let (mut hosts, mut bytes) = (0usize, 0u64);
         let sink = self.sink.clone();
         let what = format!("{} checkpoint", sink.name());
         for (&partition, part) in self.parts.iter_mut().filter(|(_, p)| p.dirty) {
-            let image = part.state.image();
-            tracing::debug!(
-                partition,
-                hosts = image.hosts.len(),
-                ports = image.ports.len(),
-                "checkpointing"
-            );
+            let changed = part.state.take_changed();
+            let images: Vec<HostImage> = changed.iter().map(|ip| part.state.host_image(*ip)).collect();
             let next = part.next;
-            if retry(&what, stop, || sink.checkpoint(partition, next, &image))
-                .await
-                .is_none()
-            {
+            let Some(written) = retry(&what, stop, || sink.checkpoint(partition, next, &images)).await else {
+                part.state.mark_changed(changed);
                 return false;
-            }
+            };
+            hosts += images.len();
+            bytes += written;
             part.dirty = false;
             committed.push((partition, next));
         }
+        metrics::counter!("portwatch_projector_checkpoint_hosts_total").increment(hosts as u64);
+        metrics::counter!("portwatch_projector_checkpoint_bytes_total").increment(bytes);
         tracing::debug!(
             partitions = committed.len(),
+            hosts,
+            bytes,
             ms = started.elapsed().as_millis() as u64,
             "checkpoint written"
         );
@@ -368,7 +374,7 @@ async fn write_batch(
         write_ms = started.elapsed().as_millis() as u64,
         "batch written"
     );
-    failpoint_after_write();
+    portwatch_stores::failpoint::pass("projector_after_write", "between write and checkpoint");
     metrics::counter!("portwatch_events_projected_total").increment(events as u64);
     metrics::counter!("portwatch_rows_written_total").increment(batch.rows() as u64);
     let alerts: Vec<Alert> = batch.new_alerts().cloned().collect();
@@ -381,25 +387,5 @@ async fn write_batch(
             true
         }
         _ => true,
-    }
-}
-
-/// Fault injection for the crash tests: `PORTWATCH_FAILPOINT=projector_after_write:N`
-/// aborts the process right after the N-th batch write, before its checkpoint: the
-/// worst moment for effectively-once.
-fn failpoint_after_write() {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let Ok(spec) = std::env::var("PORTWATCH_FAILPOINT") else {
-        return;
-    };
-    let Some(n) = spec
-        .strip_prefix("projector_after_write:")
-        .and_then(|n| n.parse::<u64>().ok())
-    else {
-        return;
-    };
-    if WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= n {
-        tracing::error!(failpoint = %spec, "failpoint reached: aborting between write and checkpoint");
-        std::process::abort();
     }
 }

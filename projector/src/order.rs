@@ -6,9 +6,12 @@
 //! first. A hole that persists for [`GAP_PATIENCE`] (a topic with transaction
 //! markers would have such holes) is logged and folded past.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use portwatch_projections::State;
+use portwatch_stores::Loaded;
 
 /// How long a hole in a partition's offsets is re-read before it is accepted as
 /// real. portwatch's producers write no transaction markers, so on its own topics a
@@ -29,6 +32,10 @@ pub(crate) struct Part {
     pub(crate) gap: Option<(Instant, Option<Instant>)>,
     /// Whether offsets are dense (see `PartitionedReader::contiguous`).
     pub(crate) contiguous: bool,
+    /// Hosts whose stored image is ahead of the checkpoint's offset (see
+    /// `Loaded::ahead`), and the highest such offset (past it, none is ahead).
+    ahead: HashMap<IpAddr, u64>,
+    ahead_until: u64,
 }
 
 /// What to do with a record at `offset` of a partition expecting `next`.
@@ -43,6 +50,34 @@ pub(crate) enum Order {
 }
 
 impl Part {
+    /// A partition as loaded from the sink.
+    pub(crate) fn new(loaded: Loaded, contiguous: bool) -> Self {
+        Self {
+            ahead_until: loaded.ahead.values().copied().max().unwrap_or(0),
+            state: loaded.state,
+            next: loaded.next,
+            dirty: false,
+            gap: None,
+            contiguous,
+            ahead: loaded.ahead,
+        }
+    }
+
+    /// Whether `ip`'s state already holds its event at `offset` (its image was stored
+    /// past it).
+    pub(crate) fn holds(&self, ip: IpAddr, offset: u64) -> bool {
+        self.ahead.get(&ip).is_some_and(|&at| offset < at)
+    }
+
+    /// The record at `offset` is folded (or set aside).
+    pub(crate) fn folded(&mut self, offset: u64) {
+        self.next = offset + 1;
+        self.dirty = true;
+        if !self.ahead.is_empty() && self.next >= self.ahead_until {
+            self.ahead.clear();
+        }
+    }
+
     pub(crate) fn order(&mut self, offset: u64, now: Instant) -> Order {
         if offset < self.next {
             return Order::Skip;
@@ -70,13 +105,7 @@ mod tests {
     use portwatch_projections::FoldConfig;
 
     fn part(next: u64) -> Part {
-        Part {
-            state: State::new(FoldConfig::default()),
-            next,
-            dirty: false,
-            gap: None,
-            contiguous: true,
-        }
+        Part::new(Loaded::at(State::new(FoldConfig::default()), next), true)
     }
 
     #[test]
@@ -119,5 +148,24 @@ mod tests {
         assert_eq!(p.order(5, t0 + GAP_PATIENCE / 2), Order::SeekBack { seek: true });
         assert_eq!(p.order(5, t0 + GAP_PATIENCE), Order::Fold);
         assert!(p.gap.is_none());
+    }
+
+    #[test]
+    fn a_host_stored_ahead_of_the_offset_skips_its_events_below_its_image() {
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let loaded = Loaded {
+            ahead: HashMap::from([(a, 8)]),
+            ..Loaded::at(State::new(FoldConfig::default()), 5)
+        };
+        let mut p = Part::new(loaded, true);
+        for offset in 5..8 {
+            assert!(p.holds(a, offset), "{a}'s image holds offset {offset}");
+            assert!(!p.holds(b, offset), "{b} has no image ahead");
+            p.folded(offset);
+        }
+        assert!(!p.holds(a, 8), "from its image's offset on, {a} folds again");
+        p.folded(8);
+        assert!(p.ahead.is_empty(), "past every image ahead nothing is remembered");
+        assert_eq!((p.next, p.dirty), (9, true));
     }
 }

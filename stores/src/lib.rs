@@ -15,14 +15,15 @@
 mod batch;
 mod clickhouse;
 mod embedded;
+pub mod failpoint;
 pub mod query;
 pub mod read;
 mod sink;
 
 pub use batch::{Batch, Versioned};
 pub use clickhouse::{
-    latest_schema_version, statements, Checkpoint, CheckpointRef, ClickHouseError, ClickHouseSettings,
-    ClickHouseStore, JobRow, MigrateReport, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows,
+    latest_schema_version, statements, Checkpoint, ClickHouseError, ClickHouseSettings, ClickHouseStore,
+    JobRow, MigrateReport, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows,
     MIGRATIONS as CLICKHOUSE_MIGRATIONS,
 };
 pub use embedded::{EmbeddedStore, Rows, StoreError, StoredJob, StoredTaskRuns, STORE_SCHEMA_VERSION};
@@ -30,4 +31,4 @@ pub use query::{AlertQuery, EpisodeQuery, HostQuery, IpRange, Page, PageRequest,
 pub use read::{
     EventCursor, Health, JobView, NodeView, ReadError, ReadFuture, ReadModel, StoredEvent, TaskRuns,
 };
-pub use sink::{ClickHouseSink, EmbeddedSink, SinkError, StateSink};
+pub use sink::{ClickHouseSink, EmbeddedSink, Loaded, SinkError, StateSink};

@@ -3,15 +3,18 @@
 //! The one projector loop is generic over a [`StateSink`]. The embedded store keeps
 //! a partition's next offset in the same SQLite transaction as the rows, so its
 //! checkpoints cost nothing; ClickHouse has no transactions, so its rows carry their
-//! offsets as versions and a separate checkpoint (next offset + fold state) is
-//! written after them. Either way a crash resumes from a point whose rows are all
-//! written, and folding the same events again writes the same rows.
+//! offsets as versions and a separate checkpoint is written after them: the images of
+//! the hosts changed since the last one ([`HostImage`]), then the next offset. Either
+//! way a crash resumes from a point whose rows are all written, and folding the same
+//! events again writes the same rows.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use portwatch_projections::{FoldConfig, State, StateImage};
+use portwatch_projections::{FoldConfig, HostImage, State};
 
 use crate::{Batch, ClickHouseError, ClickHouseStore, EmbeddedStore, StoreError};
 
@@ -29,6 +32,30 @@ pub enum SinkError {
     Task(String),
 }
 
+/// A partition's fold state as last made durable.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The state after every event before `next`.
+    pub state: State,
+    /// The next offset to fold.
+    pub next: u64,
+    /// Hosts whose stored image is ahead of `next`: a checkpoint stored their images
+    /// (at the offset given here) but not its offset. Their events before that offset
+    /// are in `state` already and must not be folded again.
+    pub ahead: HashMap<IpAddr, u64>,
+}
+
+impl Loaded {
+    /// A state with nothing ahead of its offset.
+    pub fn at(state: State, next: u64) -> Self {
+        Self {
+            state,
+            next,
+            ahead: HashMap::new(),
+        }
+    }
+}
+
 /// Where a projector's folded state goes.
 pub trait StateSink: Send + Sync {
     /// What to call the store in logs and metrics (`clickhouse`, `state store`).
@@ -40,7 +67,7 @@ pub trait StateSink: Send + Sync {
         &'a self,
         partition: u32,
         cfg: &'a FoldConfig,
-    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>>;
+    ) -> BoxFuture<'a, Result<Option<Loaded>, SinkError>>;
 
     /// Whether this store keeps the raw observations (then a batch carries them).
     fn keeps_observations(&self) -> bool;
@@ -53,14 +80,15 @@ pub trait StateSink: Send + Sync {
     /// no checkpoint is needed.
     fn offsets_with_rows(&self) -> bool;
 
-    /// Record that `partition` is folded up to `next`, with the state that goes with
-    /// it. Called only after the rows of everything before `next` are written.
+    /// Record that `partition` is folded up to `next`: first the images of the hosts
+    /// `changed` since its last checkpoint, then the offset. Called only after the rows
+    /// of everything before `next` are written. Answers the bytes of state written.
     fn checkpoint<'a>(
         &'a self,
         partition: u32,
         next: u64,
-        state: &'a StateImage,
-    ) -> BoxFuture<'a, Result<(), SinkError>>;
+        changed: &'a [HostImage],
+    ) -> BoxFuture<'a, Result<u64, SinkError>>;
 }
 
 /// The embedded store as a sink: the projection `state` of `portwatch up`.
@@ -111,7 +139,7 @@ impl StateSink for EmbeddedSink {
         &'a self,
         partition: u32,
         cfg: &'a FoldConfig,
-    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Option<Loaded>, SinkError>> {
         let cfg = cfg.clone();
         async move {
             self.blocking(move |store, projection| {
@@ -126,7 +154,7 @@ impl StateSink for EmbeddedSink {
                 }
                 // One partition's state is the whole state: the embedded log has one.
                 let next = store.next_offset(projection, partition)?;
-                Ok(Some((store.load_state(cfg)?, next)))
+                Ok(Some(Loaded::at(store.load_state(cfg)?, next)))
             })
             .await
         }
@@ -156,9 +184,9 @@ impl StateSink for EmbeddedSink {
         &'a self,
         _partition: u32,
         _next: u64,
-        _state: &'a StateImage,
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
-        async { Ok(()) }.boxed()
+        _changed: &'a [HostImage],
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        async { Ok(0) }.boxed()
     }
 }
 
@@ -186,10 +214,35 @@ impl StateSink for ClickHouseSink {
         &'a self,
         partition: u32,
         cfg: &'a FoldConfig,
-    ) -> BoxFuture<'a, Result<Option<(State, u64)>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Option<Loaded>, SinkError>> {
         async move {
-            let checkpoint = self.store.checkpoint(&self.group, &self.topic, partition).await?;
-            Ok(checkpoint.map(|cp| (State::from_image(cfg.clone(), cp.state), cp.next_offset)))
+            let Some(next) = self.store.checkpoint(&self.group, &self.topic, partition).await? else {
+                // Host images stored by a first checkpoint whose offset never was.
+                let (state, ahead) = self
+                    .store
+                    .host_images(&self.group, &self.topic, partition, cfg, 0)
+                    .await?;
+                return Ok((!ahead.is_empty()).then_some(Loaded {
+                    state,
+                    next: 0,
+                    ahead,
+                }));
+            };
+            let (state, ahead) = match next.legacy_state {
+                // A whole-state checkpoint of an earlier version: every host of it is
+                // written host by host at the next checkpoint.
+                Some(image) => (State::from_image(cfg.clone(), image), HashMap::new()),
+                None => {
+                    self.store
+                        .host_images(&self.group, &self.topic, partition, cfg, next.next_offset)
+                        .await?
+                }
+            };
+            Ok(Some(Loaded {
+                state,
+                next: next.next_offset,
+                ahead,
+            }))
         }
         .boxed()
     }
@@ -210,23 +263,20 @@ impl StateSink for ClickHouseSink {
         &'a self,
         partition: u32,
         next: u64,
-        state: &'a StateImage,
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        changed: &'a [HostImage],
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
         async move {
-            let checkpoint = crate::CheckpointRef {
-                next_offset: next,
-                state,
-            };
-            self.store
-                .commit_checkpoint(
-                    &self.group,
-                    &self.topic,
-                    partition,
-                    checkpoint,
-                    chrono::Utc::now(),
-                )
+            let bytes = self
+                .store
+                .write_host_images(&self.group, &self.topic, partition, next, changed)
                 .await?;
-            Ok(())
+            if !changed.is_empty() {
+                crate::failpoint::pass("checkpoint_after_images", "between host images and offset");
+            }
+            self.store
+                .commit_checkpoint(&self.group, &self.topic, partition, next, chrono::Utc::now())
+                .await?;
+            Ok(bytes)
         }
         .boxed()
     }

@@ -13,6 +13,9 @@
 //!   done when ClickHouse holds N observation rows.
 //! - `latency`: the same path at a steady rate; for each event, the time from its
 //!   creation to the moment its row is queryable (polled every 50 ms).
+//! - `round` / `verify`: sweeps of a large synthetic estate for the checkpoint
+//!   benchmark (`bench/checkpoint.sh`), and the check that the projectors' port
+//!   rows equal the fold of those sweeps.
 
 #![allow(clippy::print_stdout)]
 
@@ -26,7 +29,8 @@ use clap::{Parser, Subcommand};
 
 mod attack;
 mod pages;
-use portwatch_events::{Event, HostScan, JobId, Observation, Origin, OutcomeCounts, PortSet, Proto, Task};
+mod rounds;
+use portwatch_events::{Event, JobId, Origin, Task};
 use portwatch_ingest::kafka::{ensure_topics, produce_keyed};
 use portwatch_ingest::{EventLog, KafkaSettings, SpoolLog, SpoolSettings};
 use portwatch_projections::{FoldConfig, State};
@@ -133,6 +137,26 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         ports: usize,
     },
+    /// One sweep (round) of `hosts` synthetic hosts to the observations topic.
+    Round {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value_t = 12)]
+        partitions: u32,
+        #[arg(long)]
+        hosts: usize,
+        #[arg(long)]
+        round: u32,
+    },
+    /// Compare the port rows in ClickHouse with the fold of rounds 1..=ROUNDS.
+    Verify {
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        hosts: usize,
+        #[arg(long)]
+        rounds: u32,
+    },
     /// An unauthenticated attack on a running API (half-sent requests, wrong
     /// secrets), timed from a bystander.
     Attack(attack::Attack),
@@ -167,32 +191,13 @@ const HOSTS: usize = 65_536;
 /// The i-th synthetic event: a host scan summary of 8 high-risk ports, some open.
 fn synth(origin: &Origin, i: usize) -> Event {
     let h = (i % HOSTS) as u32;
-    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | h));
     let open: Vec<u16> = match i % 13 {
         0 => vec![22],
         1 => vec![80, 443],
         2 => vec![3306],
         _ => Vec::new(),
     };
-    let now = Utc::now();
-    Event::new(
-        origin,
-        now,
-        Observation::HostScan(HostScan {
-            ip,
-            proto: Proto::Tcp,
-            started_at: now,
-            covered: PortSet::parse("22,80,443,3306,5432,6379,8080,9200").expect("ports"),
-            counts: OutcomeCounts {
-                open: open.len() as u32,
-                closed: 8 - open.len() as u32,
-                ..OutcomeCounts::default()
-            },
-            open,
-            wildcard: false,
-            unverified: 0,
-        }),
-    )
+    rounds::host_scan(origin, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | h)), open)
 }
 
 fn origin() -> Origin {
@@ -431,6 +436,17 @@ async fn main() -> anyhow::Result<()> {
                 "seconds": started.elapsed().as_secs_f64(),
             }));
         }
+        Cmd::Round {
+            prefix,
+            partitions,
+            hosts,
+            round,
+        } => line(rounds::produce(&kafka(&cli.brokers, &prefix, partitions), hosts, round).await?),
+        Cmd::Verify {
+            database,
+            hosts,
+            rounds,
+        } => line(rounds::verify(&clickhouse(&cli.url, &database), hosts, rounds).await?),
         Cmd::Attack(a) => line(attack::run(a).await?),
         Cmd::Pages {
             api,

@@ -3,6 +3,8 @@
 //! Instances of one group share the topic's partitions; librdkafka tells each which
 //! it owns through rebalance callbacks, recorded here so that the projector can
 //! drop the state of a partition it lost and reload the state of one it gained.
+//! Rebalances are cooperative (incremental): a member keeps the partitions that do
+//! not move, with their state.
 //! Records that do not decode go to the dead-letter topic with the reason in a
 //! header (`portwatch-error`) and their origin (`portwatch-source`).
 
@@ -21,6 +23,9 @@ use rdkafka::{ClientContext, Offset as KOffset, TopicPartitionList};
 use super::{kafka_err, KafkaSettings};
 use crate::reader::{LogRecord, PartitionedReader, Polled};
 use crate::{LogError, Offset};
+
+/// The librdkafka setting of how a group's partitions are assigned.
+const ASSIGNMENT: &str = "partition.assignment.strategy";
 
 #[derive(Default)]
 struct Rebalances {
@@ -87,8 +92,13 @@ impl GroupReader {
     /// Join `group` on the observations topic of `settings`.
     pub fn join(settings: &KafkaSettings, group: &str, timeout: Duration) -> Result<Self, LogError> {
         let rebalances = Arc::new(Rebalances::default());
-        let consumer: StreamConsumer<Ctx> = settings
-            .consumer_config(group)
+        let mut cfg = settings.consumer_config(group);
+        if !settings.consumer.contains_key(ASSIGNMENT) {
+            // A member joining or leaving moves only the partitions that must move;
+            // the others keep folding, and only the moved ones reload their state.
+            cfg.set(ASSIGNMENT, "cooperative-sticky");
+        }
+        let consumer: StreamConsumer<Ctx> = cfg
             .create_with_context(Ctx {
                 rebalances: rebalances.clone(),
             })

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "004_deliveries.sql",
         include_str!("../../../sql/004_deliveries.sql"),
     ),
+    (
+        5,
+        "005_projector_state.sql",
+        include_str!("../../../sql/005_projector_state.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

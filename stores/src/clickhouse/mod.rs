@@ -3,10 +3,12 @@
 //! Same contract as the embedded store, kept without transactions: every row the
 //! projector writes carries `ver`, the log offset of the last event that changed it,
 //! and the tables are `ReplacingMergeTree(ver)`. The projector writes a batch's rows
-//! first and its checkpoint (next offset + fold state, [`Checkpoint`]) last. A crash
-//! in between makes the next owner of the partition resume from the previous
-//! checkpoint and fold the same events again, which writes the very same rows with
-//! the very same versions: nothing lost, nothing doubled once read with `FINAL`.
+//! first and its checkpoint last: the images of the hosts changed since the previous
+//! one (`projector_state`), then the next offset ([`Checkpoint`]). A crash in between
+//! makes the next owner of the partition resume from the previous checkpoint and fold
+//! the same events again (skipping a host's events that an image written ahead of the
+//! offset already holds), which writes the very same rows with the very same
+//! versions: nothing lost, nothing doubled once read with `FINAL`.
 //!
 //! The schema lives in `sql/` as numbered migrations (see sql/README.md); they are
 //! compiled in and applied by [`ClickHouseStore::migrate`].
@@ -19,7 +21,7 @@ mod write;
 use clickhouse::Client;
 
 pub use migrate::{latest_schema_version, statements, MigrateReport, MIGRATIONS};
-pub use rows::{Checkpoint, CheckpointRef, JobRow, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows};
+pub use rows::{Checkpoint, JobRow, ObservationRow, ProbeNodeRow, TaskJobCounts, TaskRunRows};
 
 /// How to reach ClickHouse.
 #[derive(Debug, Clone, PartialEq, Eq)]

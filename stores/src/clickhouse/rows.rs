@@ -5,14 +5,15 @@ use portwatch_events::{Event, Observation, Timestamp};
 use portwatch_projections::StateImage;
 use serde::{Deserialize, Serialize};
 
-/// A fold checkpoint of one partition: everything before `next_offset` is folded
-/// into `state`, and its rows are written.
+/// A partition's checkpoint: everything before `next_offset` is folded and its rows
+/// and host images are written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     /// The next offset to fold.
     pub next_offset: u64,
-    /// The fold state after every event before it.
-    pub state: StateImage,
+    /// The whole fold state, where an earlier version checkpointed it as one value;
+    /// `None`: the state is the partition's host images.
+    pub legacy_state: Option<StateImage>,
 }
 
 pub(super) fn secs(ts: Timestamp) -> u32 {
@@ -22,16 +23,6 @@ pub(super) fn secs(ts: Timestamp) -> u32 {
 pub(super) fn json<T: Serialize>(value: &T) -> String {
     // Serialising these plain data types cannot fail (no maps with non-string keys).
     serde_json::to_string(value).unwrap_or_default()
-}
-
-/// A checkpoint to write, borrowing the fold state (a partition's state can be tens
-/// of megabytes; it is serialised straight from the projector's image).
-#[derive(Debug, Clone, Copy)]
-pub struct CheckpointRef<'a> {
-    /// The next offset to fold.
-    pub next_offset: u64,
-    /// The fold state after every event before it.
-    pub state: &'a StateImage,
 }
 
 /// One raw observation as stored in `observations`.
@@ -181,6 +172,23 @@ pub(super) struct CheckpointRow {
     pub(super) next_offset: u64,
     pub(super) state: String,
     pub(super) written_at: u32,
+    pub(super) ver: u64,
+}
+
+/// One host's image in a partition's fold state (`projector_state`).
+#[derive(Debug, Row, Serialize)]
+pub(super) struct HostImageRow {
+    pub(super) consumer_group: String,
+    pub(super) topic: String,
+    pub(super) kpartition: u32,
+    pub(super) host: String,
+    pub(super) image: String,
+    pub(super) ver: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+pub(super) struct HostImageRead {
+    pub(super) image: String,
     pub(super) ver: u64,
 }
 

@@ -1,19 +1,26 @@
 //! Writing: a projector batch's rows, checkpoints, job and probe node rows, and the
 //! episodes' MTTD / MTTR figures and the deliveries of notifications.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
 use clickhouse::Row;
 use portwatch_events::Timestamp;
 use portwatch_projections::report::EpisodeReport;
 use portwatch_projections::NotificationRecord;
+use portwatch_projections::{FoldConfig, HostImage, State};
 use serde::Serialize;
 
 use super::rows::{
-    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRef, CheckpointRow, DeliveryRow,
-    EpisodeReportRow, EpisodeRow, HostStateRow, JobRow, PortStateRow, ProbeNodeRow,
+    json, secs, AlertRow, Checkpoint, CheckpointRead, CheckpointRow, DeliveryRow, EpisodeReportRow,
+    EpisodeRow, HostImageRead, HostImageRow, HostStateRow, JobRow, PortStateRow, ProbeNodeRow,
 };
 use super::{ClickHouseError, ClickHouseStore};
 use crate::batch::Batch;
 use crate::query::{alert_key, episode_key, host_key, ip_key, port_key};
+
+/// Host images per insert of a checkpoint.
+const HOST_IMAGES_PER_INSERT: usize = 20_000;
 
 impl ClickHouseStore {
     /// The last checkpoint of `group` for `topic`/`partition`.
@@ -35,14 +42,87 @@ impl ClickHouseStore {
         let Some(row) = rows.into_iter().max_by_key(|r| r.next_offset) else {
             return Ok(None);
         };
-        let state = serde_json::from_str(&row.state).map_err(|e| ClickHouseError::Corrupt {
-            table: "projector_offsets",
-            reason: format!("partition {partition}: {e}"),
-        })?;
+        let legacy_state = if row.state.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str(&row.state).map_err(|e| ClickHouseError::Corrupt {
+                    table: "projector_offsets",
+                    reason: format!("partition {partition}: {e}"),
+                })?,
+            )
+        };
         Ok(Some(Checkpoint {
             next_offset: row.next_offset,
-            state,
+            legacy_state,
         }))
+    }
+
+    /// The fold state of `group`'s `partition` of `topic` from its host images, read
+    /// as a stream, and the hosts whose image is ahead of `next_offset` (see
+    /// `projector_state` in sql/005), with the offset each is at.
+    pub async fn host_images(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        cfg: &FoldConfig,
+        next_offset: u64,
+    ) -> Result<(State, HashMap<IpAddr, u64>), ClickHouseError> {
+        let mut cursor = self
+            .client
+            .query("SELECT image, ver FROM projector_state FINAL WHERE consumer_group = ? AND topic = ? AND kpartition = ?")
+            .bind(group)
+            .bind(topic)
+            .bind(partition)
+            .fetch::<HostImageRead>()
+            .map_err(self.err("reading projector_state"))?;
+        let mut state = State::new(cfg.clone());
+        let mut ahead = HashMap::new();
+        while let Some(row) = cursor.next().await.map_err(self.err("reading projector_state"))? {
+            let image: HostImage =
+                serde_json::from_str(&row.image).map_err(|e| ClickHouseError::Corrupt {
+                    table: "projector_state",
+                    reason: format!("partition {partition}: {e}"),
+                })?;
+            if row.ver > next_offset {
+                ahead.insert(image.ip, row.ver);
+            }
+            state.restore_host(image);
+        }
+        Ok((state, ahead))
+    }
+
+    /// Store the images of hosts of `group`'s `partition` of `topic` as of the
+    /// checkpoint at `next_offset` (before that checkpoint's offset is committed);
+    /// answers the bytes of the images.
+    pub async fn write_host_images(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        images: &[HostImage],
+    ) -> Result<u64, ClickHouseError> {
+        let mut bytes = 0u64;
+        // In slices, so that a large checkpoint is not held as JSON all at once (a
+        // retry rewrites the slices already written, at the same version).
+        for slice in images.chunks(HOST_IMAGES_PER_INSERT) {
+            let rows: Vec<HostImageRow> = slice
+                .iter()
+                .map(|image| HostImageRow {
+                    consumer_group: group.to_string(),
+                    topic: topic.to_string(),
+                    kpartition: partition,
+                    host: image.ip.to_string(),
+                    image: json(image),
+                    ver: next_offset,
+                })
+                .collect();
+            bytes += rows.iter().map(|r| r.image.len() as u64).sum::<u64>();
+            self.insert("projector_state", rows.iter()).await?;
+        }
+        Ok(bytes)
     }
 
     /// Write a batch's rows (not its checkpoint). The tables are written concurrently;
@@ -155,23 +235,24 @@ impl ClickHouseStore {
         self.insert(table, rows.iter()).await
     }
 
-    /// Record that `group` has folded `partition` of `topic` up to `next_offset`.
+    /// Record that `group` has folded `partition` of `topic` up to `next_offset`
+    /// (its host images are written).
     pub async fn commit_checkpoint(
         &self,
         group: &str,
         topic: &str,
         partition: u32,
-        checkpoint: CheckpointRef<'_>,
+        next_offset: u64,
         now: Timestamp,
     ) -> Result<(), ClickHouseError> {
         let row = CheckpointRow {
             consumer_group: group.to_string(),
             topic: topic.to_string(),
             kpartition: partition,
-            next_offset: checkpoint.next_offset,
-            state: json(checkpoint.state),
+            next_offset,
+            state: String::new(),
             written_at: secs(now),
-            ver: checkpoint.next_offset,
+            ver: next_offset,
         };
         self.insert("projector_offsets", [row].iter()).await
     }
