@@ -15,13 +15,13 @@
 #   4. Both builds' port rows are compared with the pure fold of the two rounds.
 #
 # Usage (as root): bench/checkpoint.sh [HOSTS] [BEFORE]
-#   defaults: 1,000,000 hosts; BEFORE = f52471b (the last whole-state build)
+#   defaults: 1,000,000 hosts; BEFORE = 26924ac (the last whole-state build)
 # Everything runs inside a network namespace of its own; the namespace, every
 # process in it and the scratch directory are removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS="${1:-1000000}"
-BEFORE="${2:-f52471b}"
+BEFORE="${2:-26924ac}"
 PARTITIONS=12
 
 if [ "$(id -u)" -ne 0 ]; then echo "run as root (network namespace)" >&2; exit 1; fi
