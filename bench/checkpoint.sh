@@ -24,56 +24,23 @@ HOSTS="${1:-1000000}"
 BEFORE="${2:-26924ac}"
 PARTITIONS=12
 
-if [ "$(id -u)" -ne 0 ]; then echo "run as root (network namespace)" >&2; exit 1; fi
-bash scripts/services.sh install
-cargo build --release --locked -q -p portwatch -p portwatch-bench
-NS="pwt-ckpt-$$"
-TMP="$(mktemp -d)"
+source bench/lib.sh
+scaleout_lab ckpt kafka
 cleanup() {
-    for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || true
     git worktree remove --force "$TMP/before" 2>/dev/null || true
-    rm -rf "$TMP"
+    scaleout_lab_cleanup
 }
 trap cleanup EXIT
-in_ns() { ip netns exec "$NS" "$@"; }
 
 # The earlier build, from a worktree, in a target directory of its own kept under
 # target/ (the first run compiles everything once).
 git worktree add -q --detach "$TMP/before" "$BEFORE"
 (cd "$TMP/before" && CARGO_TARGET_DIR="$OLDPWD/target/bench-before" cargo build --release -q -p portwatch)
 cp target/bench-before/release/portwatch "$TMP/portwatch-before"
-cp target/release/portwatch "$TMP/portwatch-after"
-BENCH="$PWD/target/release/pwbench"
+cp "$PW" "$TMP/portwatch-after"
 
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-in_ns bash scripts/services.sh clickhouse "$TMP/clickhouse" 8123 >/dev/null
-in_ns bash scripts/kafka.sh start "$TMP/kafka" 9092 >/dev/null
 ch() { in_ns curl -sS --fail-with-body 'http://127.0.0.1:8123/' --data-binary "$1"; }
-echo "ClickHouse $(ch 'SELECT version()'), Apache Kafka 4.1.1; $(nproc) cores; $HOSTS hosts, $PARTITIONS partitions" >&2
-
-config() { # config PREFIX DATABASE
-    cat <<EOF
-[[assets]]
-cidr = "10.0.0.0/8"
-[scope]
-allow_reserved = true
-[kafka]
-brokers = "127.0.0.1:9092"
-topic_prefix = "$1"
-partitions = $PARTITIONS
-[kafka.consumer]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-[clickhouse]
-url = "http://127.0.0.1:8123"
-database = "$2"
-EOF
-}
-
-# Seconds since the epoch of an RFC 3339 timestamp (the projectors' log lines).
-epoch() { date -d "$1" +%s.%N; }
+echo "$HOSTS hosts, $PARTITIONS partitions" >&2
 
 # Wait until the group has checkpointed every record of the topic.
 wait_folded() { # wait_folded DATABASE TOTAL
@@ -131,7 +98,7 @@ run() { # run LABEL BINARY
     local label="$1" pw="$2" db="ck_$1" prefix="ck$1"
     local dir="$TMP/$label"
     mkdir -p "$dir"
-    config "$prefix" "$db" >"$dir/pw.toml"
+    scaleout_config "$prefix" "$db" 10.0.0.0/8 "$PARTITIONS" 6000 1000 >"$dir/pw.toml"
     in_ns "$pw" -c "$dir/pw.toml" migrate --topics >/dev/null
     ch "SYSTEM STOP MERGES $db.projector_offsets" >/dev/null
     if [ "$(ch "EXISTS TABLE $db.projector_state")" = 1 ]; then
@@ -139,7 +106,7 @@ run() { # run LABEL BINARY
     fi
     local -a pids=()
     start_projector() { # start_projector N
-        PORTWATCH_LOG=info in_ns "$pw" -c "$dir/pw.toml" project >"$dir/project$1.log" 2>&1 &
+        PORTWATCH_LOG=info ip netns exec "$NS" "$pw" -c "$dir/pw.toml" project >"$dir/project$1.log" 2>&1 &
         pids[$1]=$!
     }
     start_projector 1
@@ -153,7 +120,7 @@ run() { # run LABEL BINARY
     local bytes1
     bytes1=$(state_bytes "$db")
 
-    in_ns "$BENCH" round --prefix "$prefix" --partitions "$PARTITIONS" --hosts "$HOSTS" --round 2 >"$dir/round2.json" &
+    ip netns exec "$NS" "$BENCH" round --prefix "$prefix" --partitions "$PARTITIONS" --hosts "$HOSTS" --round 2 >"$dir/round2.json" &
     local producer=$!
     local third=$(( HOSTS / 3 ))
     for _ in $(seq 1 600); do

@@ -25,22 +25,7 @@ source bench/lib.sh
 scaleout_lab bench
 
 config() { # config PREFIX DATABASE
-    cat <<EOF
-[[assets]]
-cidr = "10.0.0.0/16"
-[scope]
-allow_reserved = true
-[kafka]
-brokers = "127.0.0.1:9092"
-topic_prefix = "$1"
-partitions = 6
-[kafka.consumer]
-"session.timeout.ms" = "2000"
-"heartbeat.interval.ms" = "500"
-[clickhouse]
-url = "http://127.0.0.1:8123"
-database = "$2"
-EOF
+    scaleout_config "$1" "$2" 10.0.0.0/16 6 2000 500
 }
 
 with_projector() { # with_projector NAME COMMAND...: run COMMAND while a projector folds NAME's topic

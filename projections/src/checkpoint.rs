@@ -7,12 +7,13 @@
 //! ([`State::take_changed`]). A store keeps each host's latest image with the log
 //! offset it was written at; the state is the union of those images.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use portwatch_events::{EventId, Proto};
 use serde::{Deserialize, Serialize};
 
-use crate::{Episode, HostRow, PortRow, State, StateImage};
+use crate::{Episode, HostRow, PortRow, State};
 
 /// One host's share of the fold state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,18 +78,9 @@ impl State {
 
     /// Add a host's stored share of the state (replacing what was there of it).
     pub fn restore_host(&mut self, image: HostImage) {
-        let ip = image.ip;
-        if let Some(host) = image.host {
-            self.hosts.insert(ip, host);
-        }
-        for row in image.ports {
-            self.ports.insert((row.ip, row.proto, row.port), row);
-        }
-        for ep in image.open_episodes.into_iter().filter(|e| e.closed_at.is_none()) {
-            self.open_episodes.insert((ep.ip, ep.proto, ep.port), ep);
-        }
+        self.add_rows(image.ports, image.open_episodes, image.host);
         if !image.recent.is_empty() {
-            self.recent.insert(ip, image.recent.into_iter().collect());
+            self.recent.insert(image.ip, image.recent.into_iter().collect());
         }
     }
 
@@ -101,20 +93,11 @@ impl State {
         state
     }
 
-    /// Every host's image, by address (a whole checkpoint).
-    pub fn host_images(&self) -> impl Iterator<Item = HostImage> + '_ {
-        let mut ips: Vec<IpAddr> = self.hosts.keys().copied().collect();
+    /// Every host the state holds anything of.
+    pub(crate) fn known_hosts(&self) -> BTreeSet<IpAddr> {
+        let mut ips: BTreeSet<IpAddr> = self.hosts.keys().copied().collect();
         ips.extend(self.ports.keys().map(|k| k.0));
         ips.extend(self.recent.keys().copied());
-        ips.sort();
-        ips.dedup();
-        ips.into_iter().map(|ip| self.host_image(ip))
-    }
-}
-
-impl StateImage {
-    /// The same state as hosts' images.
-    pub fn into_host_images(self, cfg: crate::FoldConfig) -> Vec<HostImage> {
-        State::from_image(cfg, self).host_images().collect()
+        ips
     }
 }

@@ -370,18 +370,29 @@ impl State {
         hosts: impl IntoIterator<Item = HostRow>,
     ) -> Self {
         let mut state = Self::new(cfg);
+        state.add_rows(ports, episodes, hosts);
+        state
+    }
+
+    /// Add stored rows, replacing what the state has under their keys (episodes:
+    /// only the open ones are kept).
+    fn add_rows(
+        &mut self,
+        ports: impl IntoIterator<Item = PortRow>,
+        episodes: impl IntoIterator<Item = Episode>,
+        hosts: impl IntoIterator<Item = HostRow>,
+    ) {
         for row in ports {
-            state.ports.insert((row.ip, row.proto, row.port), row);
+            self.ports.insert((row.ip, row.proto, row.port), row);
         }
         for ep in episodes {
             if ep.closed_at.is_none() {
-                state.open_episodes.insert((ep.ip, ep.proto, ep.port), ep);
+                self.open_episodes.insert((ep.ip, ep.proto, ep.port), ep);
             }
         }
         for host in hosts {
-            state.hosts.insert(host.ip, host);
+            self.hosts.insert(host.ip, host);
         }
-        state
     }
 
     /// The whole state as plain lists (see [`StateImage`]).
@@ -407,8 +418,7 @@ impl State {
             .map(|(ip, ids)| (ip, ids.into_iter().collect()))
             .collect();
         // Nothing of it is stored host by host yet.
-        let all: Vec<IpAddr> = state.host_images().map(|h| h.ip).collect();
-        state.mark_changed(all);
+        state.changed = state.known_hosts();
         state
     }
 
