@@ -62,19 +62,19 @@ state_bytes() { # state_bytes DATABASE: projector state written so far
     echo $(( $(ch "SELECT sum(length(state)) FROM $1.projector_offsets") + images ))
 }
 
-# Loads after an instant: "count max_s" over the projector logs given, where a load's
-# time runs from the partition's assignment to the "partition state loaded" line.
-loads_after() { # loads_after EPOCH LOG...
-    local since="$1"
-    shift
-    python3 - "$since" "$@" <<'PY'
+# Loads between two instants: "count max_s" over the projector logs given, where a
+# load's time runs from the partition's assignment to the "partition state loaded" line.
+loads_between() { # loads_between EPOCH EPOCH LOG...
+    local since="$1" until="$2"
+    shift 2
+    python3 - "$since" "$until" "$@" <<'PY'
 import re, sys, datetime
-since = float(sys.argv[1])
+since, until = float(sys.argv[1]), float(sys.argv[2])
 def ts(line):
     m = re.match(r'(\S+Z)', line)
     return datetime.datetime.fromisoformat(m.group(1).replace('Z', '+00:00')).timestamp() if m else None
 count, longest = 0, 0.0
-for path in sys.argv[2:]:
+for path in sys.argv[3:]:
     assigned = {}
     for line in open(path, errors='replace'):
         line = re.sub(r'\x1b\[[0-9;]*m', '', line)
@@ -86,7 +86,7 @@ for path in sys.argv[2:]:
             for p in filter(None, m.group(1).replace(' ', '').split(',')):
                 assigned[int(p)] = t
         m = re.search(r'partition state loaded partition=(\d+)', line)
-        if m and t >= since:
+        if m and since <= t < until:
             p = int(m.group(1))
             count += 1
             longest = max(longest, t - assigned.get(p, t))
@@ -145,8 +145,8 @@ run() { # run LABEL BINARY
     bytes2=$(state_bytes "$db")
 
     local join_loads kill_loads
-    join_loads=$(loads_after "$joined" "$dir"/project*.log)
-    kill_loads=$(loads_after "$killed" "$dir"/project2.log "$dir"/project3.log)
+    join_loads=$(loads_between "$joined" "$killed" "$dir"/project*.log)
+    kill_loads=$(loads_between "$killed" "$t2" "$dir"/project2.log "$dir"/project3.log)
     for pid in "${pids[2]}" "${pids[3]}"; do kill -INT "$pid" 2>/dev/null || true; done
     wait "${pids[2]}" "${pids[3]}" 2>/dev/null || true
     local verify
