@@ -10,8 +10,9 @@
 #   4. Latency: the same path at a steady rate; event created -> row queryable,
 #      p50/p90/p99 (rows polled every 50 ms).
 #
-# Usage (as root): bench/pipeline.sh [ROUNDS] [EVENTS] [LATENCY_RATE]
-#   defaults: 2 rounds, 1,000,000 events per measurement, 20,000 events/s
+# Usage (as root): bench/pipeline.sh [ROUNDS] [EVENTS] [LATENCY_RATE] [BROKER]
+#   defaults: 2 rounds, 1,000,000 events per measurement, 20,000 events/s, Apache
+#   Kafka (BROKER `tansu` for the tansu broker the earlier runs below used)
 # Everything runs inside a network namespace of its own (services on its private
 # loopback); the namespace and every process in it are removed at exit.
 set -euo pipefail
@@ -19,10 +20,11 @@ cd "$(dirname "$0")/.."
 ROUNDS="${1:-2}"
 EVENTS="${2:-1000000}"
 RATE="${3:-20000}"
+BROKER="${4:-kafka}"
 LATENCY_SECS=15
 
 source bench/lib.sh
-scaleout_lab bench
+scaleout_lab bench "$BROKER"
 
 config() { # config PREFIX DATABASE
     scaleout_config "$1" "$2" 10.0.0.0/16 6 2000 500
