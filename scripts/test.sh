@@ -84,9 +84,10 @@ if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 log "cargo test"
-# --all-targets: unit and integration tests (the crates have no doc tests to run).
+# --all-targets: unit and integration tests (the crates have no doc tests to run);
+# --no-fail-fast: one run names every failing test, not only the first binary's.
 results="$(mktemp)"
-cargo test --workspace --locked --all-targets 2>&1 | tee "$results"
+cargo test --workspace --locked --all-targets --no-fail-fast 2>&1 | tee "$results"
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$results"
