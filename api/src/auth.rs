@@ -84,6 +84,14 @@ impl Auth {
         self
     }
 
+    /// Sign console sessions with `key` (derived from the ledger's key, so that
+    /// every API process of the deployment accepts them); without one, sessions
+    /// end with the process.
+    pub fn session_key(mut self, key: [u8; 32]) -> Self {
+        self.sessions = crate::session::Sessions::with_key(key);
+        self
+    }
+
     /// Whether admins may issue tokens for other existing users (`[auth]
     /// admin_may_issue_for_others`).
     pub fn issuing_for_others(mut self, allowed: bool) -> Self {
@@ -238,6 +246,18 @@ pub(crate) async fn identify(
     identity_of_token(ctx, &record.id).ok_or_else(invalid)
 }
 
+/// The session of `cookie`, if its signature holds, it has not expired and it was
+/// not signed out.
+pub(crate) fn live_session(ctx: &ApiContext, cookie: &str) -> Option<session::Session> {
+    let session = ctx.auth.sessions.get(cookie)?;
+    let closed = ctx
+        .ledger
+        .read()
+        .ledger()
+        .session_closed(&session::digest(cookie));
+    (!closed).then_some(session)
+}
+
 /// What a cookie session means for a request: `None` when it sent no session
 /// cookie; else the caller, or why not.
 pub(crate) fn identify_session(ctx: &ApiContext, req: &Request) -> Option<Result<Identity, Response>> {
@@ -251,7 +271,7 @@ pub(crate) fn identify_session(ctx: &ApiContext, req: &Request) -> Option<Result
         )
             .into_response()
     };
-    let Some(session) = ctx.auth.sessions.get(&cookie) else {
+    let Some(session) = live_session(ctx, &cookie) else {
         return Some(Err(refused(
             StatusCode::UNAUTHORIZED,
             "the session ended; sign in again",

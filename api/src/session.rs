@@ -10,14 +10,21 @@
 //! the token. Requests with a bearer token need no CSRF token (nothing ambient).
 //!
 //! A session names the API token it was opened with, so revoking the token or
-//! changing the user's role takes effect at the session's next request. Sessions
-//! live in memory: a restart signs everyone out.
+//! changing the user's role takes effect at the session's next request.
+//!
+//! Sessions are kept nowhere: the cookie itself says which token and until when,
+//! signed (HMAC-SHA256) with a key derived from the ledger's key, which every API
+//! process of the deployment holds. So a session survives a restart of the API and
+//! works at every `control` instance, a standby that took over included. The CSRF
+//! token is the cookie's own HMAC under the same key. Signing out journals the
+//! cookie's digest (`session_closed`), which every instance folds: the cookie fails
+//! everywhere from then on, until it would have expired anyway.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
+use chrono::Utc;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -27,79 +34,94 @@ pub const COOKIE: &str = "portwatch_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most (the oldest go first): a bound on memory.
-const MAX_SESSIONS: usize = 10_000;
-/// Sessions one token opens at most (its oldest goes first), so that one token
-/// cannot fill the table and sign everyone else out.
-pub(crate) const MAX_PER_TOKEN: usize = 16;
+/// What the session key is derived for (see `portwatch_ledger::Key::derive`).
+pub const KEY_PURPOSE: &str = "console sessions v1";
 
-#[derive(Debug, Clone)]
+type HmacSha256 = Hmac<Sha256>;
+
+/// An open session, as its cookie says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Session {
     pub(crate) token_id: String,
     pub(crate) csrf: String,
-    expires: Instant,
+    pub(crate) expires: chrono::DateTime<Utc>,
 }
 
-/// The open sessions, by the SHA-256 of their cookie.
-#[derive(Debug, Default)]
+/// Opens and checks sessions with the deployment's session key.
 pub struct Sessions {
-    open: Mutex<HashMap<[u8; 32], Session>>,
+    key: [u8; 32],
 }
 
-fn key(cookie: &str) -> [u8; 32] {
-    Sha256::digest(cookie.as_bytes()).into()
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions(<key>)")
+    }
 }
 
-fn random_hex() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+impl Default for Sessions {
+    /// A key of this process only (tests): its sessions end with it.
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self { key }
+    }
+}
+
+/// The SHA-256 (hex) of a cookie: what a sign-out journals.
+pub(crate) fn digest(cookie: &str) -> String {
+    hex::encode(Sha256::digest(cookie.as_bytes()))
 }
 
 impl Sessions {
+    /// Sessions signed with `key` (derived from the ledger's key).
+    pub fn with_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self, what: &[&str]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        for part in what {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac
+    }
+
+    fn csrf(&self, cookie: &str) -> String {
+        hex::encode(self.mac(&["csrf", cookie]).finalize().into_bytes())
+    }
+
     /// A new session for the token `token_id`: (cookie value, CSRF token).
     pub(crate) fn open(&self, token_id: &str) -> (String, String) {
-        let (cookie, csrf) = (random_hex(), random_hex());
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        open.retain(|_, s| s.expires > now);
-        // The oldest of the sessions `of` picks goes when there are `max` of them.
-        let make_room = |open: &mut HashMap<[u8; 32], Session>, max: usize, of: &dyn Fn(&Session) -> bool| {
-            let held = open.values().filter(|s| of(s)).count();
-            let oldest = open
-                .iter()
-                .filter(|(_, s)| of(s))
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest.filter(|_| held >= max) {
-                open.remove(&oldest);
-            }
-        };
-        make_room(&mut open, MAX_PER_TOKEN, &|s| s.token_id == token_id);
-        make_room(&mut open, MAX_SESSIONS, &|_| true);
-        open.insert(
-            key(&cookie),
-            Session {
-                token_id: token_id.to_string(),
-                csrf: csrf.clone(),
-                expires: now + LIFETIME,
-            },
+        let mut nonce = [0u8; 16];
+        rand::rng().fill_bytes(&mut nonce);
+        let expires = (Utc::now() + LIFETIME).timestamp().to_string();
+        let nonce = hex::encode(nonce);
+        let tag = hex::encode(
+            self.mac(&["session", token_id, &expires, &nonce])
+                .finalize()
+                .into_bytes(),
         );
+        let cookie = format!("{token_id}.{expires}.{nonce}.{tag}");
+        let csrf = self.csrf(&cookie);
         (cookie, csrf)
     }
 
+    /// The session `cookie` opened, if its signature holds and it has not expired
+    /// (whether it was signed out is the ledger's to say).
     pub(crate) fn get(&self, cookie: &str) -> Option<Session> {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(&key(cookie))
-            .filter(|s| s.expires > Instant::now())
-            .cloned()
-    }
-
-    pub(crate) fn close(&self, cookie: &str) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(cookie));
+        let mut parts = cookie.rsplitn(4, '.');
+        let (tag, nonce, expires, token_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let tag = hex::decode(tag).ok()?;
+        self.mac(&["session", token_id, expires, nonce])
+            .verify_slice(&tag)
+            .ok()?;
+        let expires = chrono::DateTime::from_timestamp(expires.parse().ok()?, 0)?;
+        (expires > Utc::now()).then(|| Session {
+            token_id: token_id.to_string(),
+            csrf: self.csrf(cookie),
+            expires,
+        })
     }
 }
 
@@ -157,39 +179,47 @@ mod tests {
     }
 
     #[test]
-    fn sessions_open_close_and_compare_csrf_in_constant_time() {
-        let sessions = Sessions::default();
+    fn a_session_is_its_signed_cookie_and_nothing_else_passes() {
+        let sessions = Sessions::with_key([7; 32]);
         let (cookie, csrf) = sessions.open("t1");
         assert_ne!(cookie, csrf);
         let s = sessions.get(&cookie).expect("open");
         assert_eq!((s.token_id.as_str(), s.csrf.as_str()), ("t1", csrf.as_str()));
-        assert!(sessions.get("forged").is_none());
-        sessions.close(&cookie);
-        assert!(sessions.get(&cookie).is_none());
+        assert!(s.expires > Utc::now() + chrono::Duration::hours(11));
+        // Another process with the same key accepts it (a restart, a standby).
+        let again = Sessions::with_key([7; 32]).get(&cookie).expect("same key");
+        assert_eq!(again, s);
+        // Another key, a forged token id, a later expiry, a cut tag: refused.
+        assert!(Sessions::with_key([8; 32]).get(&cookie).is_none());
+        let parts: Vec<&str> = cookie.split('.').collect();
+        let forged = [
+            format!("t2.{}.{}.{}", parts[1], parts[2], parts[3]),
+            format!(
+                "t1.{}.{}.{}",
+                parts[1].parse::<i64>().expect("secs") + 3600,
+                parts[2],
+                parts[3]
+            ),
+            format!("t1.{}.{}.{}", parts[1], parts[2], &parts[3][..10]),
+            "forged".to_string(),
+            String::new(),
+        ];
+        for f in forged {
+            assert!(sessions.get(&f).is_none(), "{f}");
+        }
+        // An expired one, signed properly.
+        let past = (Utc::now() - chrono::Duration::seconds(1))
+            .timestamp()
+            .to_string();
+        let tag = hex::encode(
+            sessions
+                .mac(&["session", "t1", &past, "00"])
+                .finalize()
+                .into_bytes(),
+        );
+        assert!(sessions.get(&format!("t1.{past}.00.{tag}")).is_none());
+        assert_eq!(digest(&cookie).len(), 64);
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn one_token_holds_a_bounded_number_of_sessions() {
-        let sessions = Sessions::default();
-        let other = sessions.open("t2").0;
-        let first = sessions.open("t1").0;
-        for _ in 0..MAX_PER_TOKEN {
-            sessions.open("t1");
-        }
-        assert!(
-            sessions.get(&first).is_none(),
-            "the token's oldest session made room"
-        );
-        let held = sessions
-            .open
-            .lock()
-            .expect("lock")
-            .values()
-            .filter(|s| s.token_id == "t1")
-            .count();
-        assert_eq!(held, MAX_PER_TOKEN);
-        assert!(sessions.get(&other).is_some(), "another token's session stays");
     }
 }

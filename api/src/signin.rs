@@ -5,12 +5,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use portwatch_projections::Role;
+use chrono::Utc;
+use portwatch_projections::{Decision, DecisionKind, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{identify, identity_of_token};
+use crate::auth::{identify, identity_of_token, live_session};
 use crate::error::{ApiError, ErrorBody};
-use crate::session::{cookie_of, set_cookie, LIFETIME};
+use crate::session::{cookie_of, digest, set_cookie, LIFETIME};
 use crate::ApiContext;
 
 /// The body of `POST /api/v1/session`.
@@ -85,7 +86,7 @@ pub(crate) async fn current(State(ctx): State<ApiContext>, req: Request) -> Resp
     let Some(cookie) = cookie_of(req.headers()) else {
         return none();
     };
-    let Some(session) = ctx.auth.sessions.get(&cookie) else {
+    let Some(session) = live_session(&ctx, &cookie) else {
         return none();
     };
     match identity_of_token(&ctx, &session.token_id) {
@@ -99,12 +100,38 @@ pub(crate) async fn current(State(ctx): State<ApiContext>, req: Request) -> Resp
     }
 }
 
-/// Sign out: ends the session and clears its cookie.
+/// Sign out: ends the session (at every instance of the API: the sign-out is
+/// journalled) and clears its cookie.
 #[utoipa::path(delete, operation_id = "sign_out", path = "/api/v1/session", tag = "users", security(()),
-    responses((status = 204, description = "Signed out (or was not signed in).")))]
+    responses(
+        (status = 204, description = "Signed out (or was not signed in)."),
+        (status = 503, description = "The sign-out could not be journalled; the session still works. Try again.", body = ErrorBody),
+))]
 pub(crate) async fn logout(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
-    if let Some(cookie) = cookie_of(&headers) {
-        ctx.auth.sessions.close(&cookie);
+    let session = cookie_of(&headers).and_then(|cookie| Some((live_session(&ctx, &cookie)?, cookie)));
+    if let Some((session, cookie)) = session {
+        let by =
+            identity_of_token(&ctx, &session.token_id).map_or_else(|| "unknown".to_string(), |who| who.user);
+        let mut decision = Decision::new(
+            Utc::now(),
+            &by,
+            DecisionKind::SessionClosed {
+                session: digest(&cookie),
+                until: session.expires,
+            },
+        );
+        decision.token = Some(session.token_id.clone());
+        if let Err(e) = ctx.ledger.record(vec![decision]).await {
+            tracing::warn!(error = %e, "cannot journal a sign-out");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ErrorBody {
+                    error: "the sign-out could not be recorded; the session still works; try again".into(),
+                }),
+            )
+                .into_response();
+        }
+        tracing::info!(user = %by, token = %session.token_id, "console session closed");
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

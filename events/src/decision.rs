@@ -206,6 +206,14 @@ pub enum DecisionKind {
         /// Its id.
         token_id: String,
     },
+    /// A console session was signed out before it expired: its cookie no longer
+    /// works at any instance of the API, also after a restart.
+    SessionClosed {
+        /// The SHA-256 (hex) of the session's cookie.
+        session: String,
+        /// When the session would have expired; the record matters until then.
+        until: Timestamp,
+    },
     /// A notification is to be delivered to every channel its route matches.
     Notified {
         /// The message.
@@ -323,6 +331,7 @@ impl DecisionKind {
             DecisionKind::UserSet { .. } => "user_set",
             DecisionKind::TokenIssued(_) => "token_issued",
             DecisionKind::TokenRevoked { .. } => "token_revoked",
+            DecisionKind::SessionClosed { .. } => "session_closed",
             DecisionKind::Notified { .. } => "notified",
             DecisionKind::Silenced { .. } => "silenced",
             DecisionKind::Delivery(_) => "delivery",
@@ -351,6 +360,9 @@ impl DecisionKind {
             DecisionKind::UserSet { user, .. } => user.clone(),
             DecisionKind::TokenIssued(t) => format!("{} ({})", t.token_id, t.user),
             DecisionKind::TokenRevoked { token_id } => token_id.clone(),
+            DecisionKind::SessionClosed { session, .. } => {
+                format!("session {}", &session[..session.len().min(12)])
+            }
             DecisionKind::Notified { notification } => notification.id.clone(),
             DecisionKind::Silenced { alerts, .. } => alerts.first().map(|a| a.id.clone()).unwrap_or_default(),
             DecisionKind::Delivery(d) => format!("{} via {}", d.notification, d.channel),
@@ -418,6 +430,7 @@ impl Decision {
             }
             DecisionKind::TokenIssued(t) => format!("token:{}", t.token_id),
             DecisionKind::TokenRevoked { token_id } => format!("revoked:{token_id}"),
+            DecisionKind::SessionClosed { session, .. } => format!("session_closed:{session}"),
             DecisionKind::ApprovalRequested(r) => format!("approval:{}", r.approval_id),
             DecisionKind::ApprovalGranted { approval_id, .. } => format!("granted:{approval_id}"),
             DecisionKind::ApprovalRejected { approval_id, .. } => format!("rejected:{approval_id}"),

@@ -21,8 +21,8 @@ pub mod spool;
 pub use embedded::EmbeddedLog;
 pub use journal::{Journal, JournalRecord};
 pub use kafka::{
-    Acks, Delivery, GroupReader, KafkaJournal, KafkaLog, KafkaSettings, Mechanism, Protocol, Refusal, Sasl,
-    Security, TopicConsumer, TopicProducer, Topics,
+    Acks, Delivery, GroupReader, KafkaJournal, KafkaLog, KafkaSettings, Lease, Mechanism, Protocol, Refusal,
+    Sasl, Security, TopicConsumer, TopicProducer, Topics,
 };
 pub use reader::{EmbeddedReader, LogRecord, PartitionedReader, Polled};
 pub use spool::{SpoolLog, SpoolSettings, SpoolStats};

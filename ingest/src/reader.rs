@@ -68,6 +68,14 @@ pub trait PartitionedReader: Send {
     /// next expected offset means records not yet readable (Kafka without
     /// transactions) rather than offsets that never existed (SQLite row ids).
     fn contiguous(&self) -> bool;
+
+    /// The gap, if `partition` no longer holds the records from `next` on (they were
+    /// deleted or expired: Kafka retention): a [`crate::LogError::Gap`] naming the
+    /// topic, partition and offsets. A broker round trip, at most a few seconds;
+    /// never a gap where nothing expires.
+    fn gap(&self, _partition: u32, _next: Offset) -> Result<Option<crate::LogError>, crate::LogError> {
+        Ok(None)
+    }
 }
 
 /// The embedded log read by the one projector of `portwatch up`: it owns every

@@ -83,6 +83,17 @@ impl Key {
         }
     }
 
+    /// A key of its own for `purpose` (HMAC of the purpose under this key): the
+    /// console signs its session cookies with one, so that every process holding
+    /// the ledger's key accepts them and nothing signed for one use passes for
+    /// another.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"portwatch key for: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, canonical: &str) -> String {
         // HMAC takes keys of any length: its "invalid length" error cannot happen.
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");

@@ -581,6 +581,12 @@ pub struct ProjectArgs {
     /// Serve Prometheus metrics on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<String>,
+
+    /// Fold on when a partition's records after its checkpoint expired before any
+    /// projector folded them (the projector otherwise stops, naming the partition
+    /// and offsets). Those events are lost; later scans correct their hosts.
+    #[arg(long)]
+    pub accept_gap: bool,
 }
 
 /// `control` flags.

@@ -116,10 +116,16 @@ pub async fn bootstrap(
     ledger: &Handle,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<String>> {
-    // A broker that has just created the journal's topic may not serve it for a
-    // moment (no leader yet): waited out, never taken for an empty journal. A
-    // journal whose first records are gone ends the start: folding the rest would
-    // forget users, approvals and what was notified, and mint a second admin token.
+    read_journal(ledger, stop).await?;
+    seed(cfg, ledger).await
+}
+
+/// Fold the journal as it is now. A broker that has just created the journal's
+/// topic may not serve it for a moment (no leader yet): waited out, never taken for
+/// an empty journal. A journal whose first records are gone ends the start: folding
+/// the rest would forget users, approvals and what was notified, and mint a second
+/// admin token.
+pub async fn read_journal(ledger: &Handle, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
     let read = portwatch_projector::retry("reading the journal", stop, || async {
         match ledger.catch_up().await {
             Err(e) if !e.is_retryable() => Ok(Err(e)),
@@ -129,9 +135,29 @@ pub async fn bootstrap(
     .await;
     match read {
         None => anyhow::bail!("stopped before the journal could be read"),
-        Some(Err(e)) => return Err(anyhow::Error::from(e).context("reading the journal of decisions")),
-        Some(Ok(_)) => {}
+        Some(Err(e)) => Err(anyhow::Error::from(e).context("reading the journal of decisions")),
+        Some(Ok(_)) => Ok(()),
     }
+}
+
+/// Follow the journal every second until `stop`: a standby control instance serves
+/// what the leader and the other instances decided.
+pub async fn follow_journal(ledger: Handle, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = ledger.catch_up().await {
+            tracing::warn!(error = %e, "cannot read the journal of decisions; retrying");
+        }
+        if !portwatch_projector::pause(&mut stop, std::time::Duration::from_secs(1)).await {
+            return;
+        }
+    }
+}
+
+/// What the one deciding process records first (the embedded process; the leading
+/// control instance, at each term): the allow-list's approvals not on record yet;
+/// and, when no user is on record, the admin's first token, returned to be shown
+/// once (only its hash is journalled).
+pub async fn seed(cfg: &Config, ledger: &Handle) -> anyhow::Result<Option<String>> {
     let seeds: Vec<Decision> = {
         let state = ledger.read();
         let now = chrono::Utc::now();

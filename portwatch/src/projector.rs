@@ -35,6 +35,7 @@ pub fn embedded(
         checkpoint_interval: Duration::ZERO,
         fold: cfg.clone(),
         drain_on_stop: true,
+        accept_gap: false,
     };
     let sink = Arc::new(EmbeddedSink::new(store, cfg.clone()));
     Projector::new(EmbeddedReader::new(log, notify), sink, settings)
@@ -56,7 +57,9 @@ pub async fn catch_up(log: Arc<dyn EventLog>, store: Arc<EmbeddedStore>, cfg: Fo
     let mut projector = embedded(log, store, cfg, Arc::new(Notify::new()));
     projector.set_batch_wait(Duration::from_millis(1));
     let (_stop_tx, stop) = watch::channel(true);
-    projector.run(stop).await;
+    if let Err(err) = projector.run(stop).await {
+        tracing::error!(error = %err, "the fold stopped");
+    }
 }
 
 /// `portwatch rebuild`: fold the whole log into a fresh store under `to`.

@@ -93,13 +93,17 @@ pub fn bounds(cfg: &Config) -> portwatch_projections::bounds::Bounds {
     }
 }
 
-/// The API context of `cfg` over `read`, with the ledger.
+/// The API context of `cfg` over `read`, with the ledger; console sessions are
+/// signed with a key derived from the ledger's, so that they outlive the process
+/// and every API process of the deployment accepts them.
 pub fn context(
     cfg: &Config,
     read: Arc<dyn ReadModel>,
     ledger: portwatch_ledger::Handle,
     metrics: PrometheusHandle,
-) -> ApiContext {
+) -> anyhow::Result<ApiContext> {
+    let session_key = portwatch_ledger::Key::load_or_create(&cfg.ledger_key_path())?
+        .derive(portwatch_api::session::KEY_PURPOSE);
     let assets = Arc::new(cfg.asset_map());
     let figures = Arc::new(Figures::new(
         read.clone(),
@@ -107,21 +111,22 @@ pub fn context(
         assets.clone(),
         FIGURES_MAX_AGE,
     ));
-    ApiContext {
+    Ok(ApiContext {
         read,
         ledger,
         auth: Arc::new(
             Auth::new(cfg.anonymous_read)
                 .failures_per_minute(cfg.auth_failures_per_minute)
                 .issuing_for_others(cfg.admin_may_issue_for_others)
-                .secure_cookies(cfg.api.tls.is_some() || !cfg.api_listen.ip().is_loopback()),
+                .secure_cookies(cfg.api.tls.is_some() || !cfg.api_listen.ip().is_loopback())
+                .session_key(session_key),
         ),
         bounds: Arc::new(bounds(cfg)),
         assets,
         schedule: Arc::new(schedule(cfg)),
         metrics,
         figures,
-    }
+    })
 }
 
 /// The API server's limits: the config's, with connections capped at a quarter of

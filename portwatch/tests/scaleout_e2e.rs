@@ -69,23 +69,7 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
     // A console session: a viewer's token (journalled by the operator's shell as
     // Kafka's admin) opens one, and the session reads the state.
     let token = stack.token("vera", "viewer");
-    let login = stack
-        .ns
-        .http(
-            "POST",
-            API,
-            "/api/v1/session",
-            &[],
-            &format!(r#"{{"token":"{token}"}}"#),
-        )
-        .expect("session answer");
-    assert_eq!(login.status, 200, "{}", login.body);
-    let cookie = login
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, c)| c.split(';').next().map(str::to_string))
-        .expect("a session cookie");
+    let (cookie, _csrf) = stack.ns.sign_in(API, &token);
     let ports = stack
         .ns
         .http("GET", API, "/api/v1/ports", &[("Cookie", cookie.as_str())], "")

@@ -3,7 +3,9 @@
 //! retention and `observations` `[kafka] observations_retention`, repairing topics
 //! made before (read back with Kafka's admin API, other settings kept); once the
 //! journal's first records are deleted (DeleteRecords), `control` refuses to start,
-//! naming the topic and the offsets, and mints no second admin token.
+//! naming the topic and the offsets, and mints no second admin token. A projector
+//! whose checkpoint is older than what the observations topic still holds stops the
+//! same way, and folds on from the topic's start only when told to (`--accept-gap`).
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -85,7 +87,20 @@ fn the_journal_keeps_everything_and_a_control_plane_refuses_a_gap() {
         ],
         "{report}"
     );
-    let decisions = settings_of(&stack, "portwatch.decisions");
+    // An accepted change reaches the broker's own view through its metadata log a
+    // moment later.
+    let month = (30u64 * 24 * 3600 * 1000).to_string();
+    let applied = wait_for(Duration::from_secs(15), || {
+        let decisions = settings_of(&stack, "portwatch.decisions");
+        let observations = settings_of(&stack, "portwatch.observations");
+        (decisions["retention.ms"] == "-1" && observations["retention.ms"] == month).then_some(decisions)
+    });
+    let decisions = applied.unwrap_or_else(|| {
+        panic!(
+            "the repaired retention never showed: {:?}",
+            settings_of(&stack, "portwatch.decisions")
+        )
+    });
     assert_eq!(decisions["retention.ms"], "-1");
     assert_eq!(decisions["retention.bytes"], "-1");
     assert_eq!(
@@ -94,7 +109,7 @@ fn the_journal_keeps_everything_and_a_control_plane_refuses_a_gap() {
     );
     assert_eq!(
         settings_of(&stack, "portwatch.observations")["retention.ms"],
-        (30u64 * 24 * 3600 * 1000).to_string()
+        month
     );
     // Run again: nothing left to repair.
     let out = stack.portwatch(&["migrate", "--topics"]);
@@ -148,4 +163,101 @@ fn the_journal_keeps_everything_and_a_control_plane_refuses_a_gap() {
         "no second admin token"
     );
     assert!(!log.contains("control plane is up"), "{log}");
+}
+
+/// The high watermark of each partition of the observations topic.
+fn observation_ends(stack: &Stack) -> Vec<i64> {
+    stack.ns.within(|| {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer =
+            portwatch_ingest::KafkaSettings::new(&format!("127.0.0.1:{BROKER_PORT}"), "portwatch.", 4)
+                .consumer_config("portwatch-test-watermarks")
+                .create()
+                .unwrap();
+        (0..4)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks("portwatch.observations", p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn a_projector_refuses_observations_that_expired_unfolded_unless_told_to_go_on() {
+    let stack = Stack::start("so-gap", &stack_config("high_risk_ports = \"2s\"", ""));
+    let _redis = stack.ns.serve("127.0.1.7:6379");
+    let _control = stack.spawn(&["control"], "control.log");
+    let _probe = stack.spawn_probe("a");
+    let mut projector = stack.spawn(&["project"], "project.log");
+    // (Zero until the first role made the database.)
+    let folded = || {
+        stack
+            .sql("SELECT count() FROM observations")
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(90), || (folded() > 0).then_some(()))
+        .unwrap_or_else(|| panic!("nothing folded:\n{}", stack.log("project.log")));
+    assert_eq!(projector.stop(), Some(0));
+
+    // While no projector runs, more scans arrive; then every record the topic holds
+    // is deleted, as retention would after the projectors were down too long.
+    let before = observation_ends(&stack);
+    let grown = wait_for(Duration::from_secs(60), || {
+        let now = observation_ends(&stack);
+        (now.iter().sum::<i64>() >= before.iter().sum::<i64>() + 3).then_some(now)
+    })
+    .expect("no scans while the projector was down");
+    let deleted = stack.ns.within(move || {
+        let mut upto = rdkafka::TopicPartitionList::new();
+        for (p, end) in grown.iter().enumerate() {
+            upto.add_partition_offset("portwatch.observations", p as i32, rdkafka::Offset::Offset(*end))
+                .unwrap();
+        }
+        futures::executor::block_on(admin().delete_records(&upto, &AdminOptions::new()))
+            .map(|tpl| tpl.elements().iter().all(|e| e.error().is_ok()))
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(deleted, Ok(true));
+
+    // The projector stops, naming the partition and the offsets, and says what to do.
+    let mut refused = stack.spawn(&["project"], "project-gap.log");
+    let code =
+        wait_for(Duration::from_secs(60), || refused.0.try_wait().ok().flatten()).map(|status| status.code());
+    let log = stack.log("project-gap.log");
+    assert!(matches!(code, Some(Some(c)) if c != 0), "{code:?}:\n{log}");
+    eprintln!(
+        "refused: {}",
+        log.lines()
+            .rev()
+            .find(|l| l.contains("--accept-gap"))
+            .unwrap_or_default()
+    );
+    assert!(
+        log.contains("kafka topic portwatch.observations partition ")
+            && log.contains("but this reader has folded it only up to offset")
+            && log.contains("--accept-gap"),
+        "the gap is named:\n{log}"
+    );
+
+    // Told to, it folds on from where the topic starts: new scans are projected.
+    let _accepting = stack.spawn(&["project", "--accept-gap"], "project-accept.log");
+    let at_restart = folded();
+    wait_for(Duration::from_secs(60), || (folded() > at_restart).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "nothing folded after --accept-gap:\n{}",
+            stack.log("project-accept.log")
+        )
+    });
+    assert!(
+        stack
+            .log("project-accept.log")
+            .contains("records expired before any projector folded them"),
+        "{}",
+        stack.log("project-accept.log")
+    );
 }

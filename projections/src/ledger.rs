@@ -230,6 +230,8 @@ pub struct Ledger {
     audit: Vec<AuditEntry>,
     schedule: BTreeMap<Task, ScheduleChange>,
     tokens: BTreeMap<String, TokenRecord>,
+    /// Console sessions signed out before they expire, until they would have.
+    closed_sessions: BTreeMap<String, Timestamp>,
     applied: HashSet<String>,
     /// Alerts told or silenced: never decided about again.
     settled: HashSet<String>,
@@ -458,6 +460,13 @@ impl Ledger {
                     t.revoked_at.get_or_insert(d.at);
                 }
             }
+            DecisionKind::SessionClosed { session, until } => {
+                // Sessions past their expiry need no record: their cookies fail anyway.
+                self.closed_sessions.retain(|_, until| *until > d.at);
+                if *until > d.at {
+                    self.closed_sessions.insert(session.clone(), *until);
+                }
+            }
             DecisionKind::Delivery(a) => {
                 if let Some(&i) = self.by_id.get(&a.notification) {
                     let state = self.notifications[i]
@@ -591,6 +600,11 @@ impl Ledger {
     /// Every token, by id.
     pub fn tokens(&self) -> impl Iterator<Item = &TokenRecord> {
         self.tokens.values()
+    }
+
+    /// Whether the console session with this cookie digest was signed out.
+    pub fn session_closed(&self, digest: &str) -> bool {
+        self.closed_sessions.contains_key(digest)
     }
 
     /// Who created `user` and who set their role, if the user exists.

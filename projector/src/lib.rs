@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use portwatch_ingest::{LogRecord, PartitionedReader};
+use portwatch_ingest::{LogError, LogRecord, PartitionedReader};
 use portwatch_projections::{Alert, FoldConfig, HostImage, PortState, State};
 use portwatch_stores::{Batch, Loaded, StateSink};
 use tokio::sync::watch;
@@ -63,6 +63,10 @@ pub struct Settings {
     /// will fold it before the next start) rather than stop at the next batch
     /// boundary (Kafka: the group's next member resumes from the checkpoint).
     pub drain_on_stop: bool,
+    /// Fold on past records the log no longer holds (expired before any projector
+    /// folded them), logging the range, instead of stopping with
+    /// [`LogError::Gap`]: an operator's deliberate choice (`project --accept-gap`).
+    pub accept_gap: bool,
 }
 
 /// Where written alerts go besides the store (the scale-out alerts topic).
@@ -82,6 +86,8 @@ pub struct Projector<R: PartitionedReader> {
     batch: Batch,
     events_in_batch: usize,
     inflight: Option<tokio::task::JoinHandle<bool>>,
+    /// Why the fold cannot go on (records gone from the log).
+    refused: Option<LogError>,
 }
 
 impl<R: PartitionedReader> std::fmt::Debug for Projector<R> {
@@ -104,6 +110,7 @@ impl<R: PartitionedReader> Projector<R> {
             parts: BTreeMap::new(),
             events_in_batch: 0,
             inflight: None,
+            refused: None,
         }
     }
 
@@ -119,7 +126,10 @@ impl<R: PartitionedReader> Projector<R> {
     }
 
     /// Fold until `stop` is set (and, with `drain_on_stop`, the log is exhausted).
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Ends with [`LogError::Gap`] when a partition's log no longer holds the
+    /// records after its checkpoint (unless `accept_gap`), having written everything
+    /// folded before.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), LogError> {
         let mut last_checkpoint = Instant::now();
         let mut checkpoint_every = self.settings.checkpoint_interval;
         let mut last_gauges = Instant::now()
@@ -138,9 +148,18 @@ impl<R: PartitionedReader> Projector<R> {
             let revoked = polled.revoked;
             for record in polled.records {
                 self.handle(record, &mut stop).await;
+                if self.refused.is_some() {
+                    break;
+                }
             }
             if !self.flush(&mut stop).await {
-                return; // stopped while the store was down: it resumes from the last durable offset
+                return Ok(()); // stopped while the store was down: it resumes from the last durable offset
+            }
+            if let Some(refused) = self.refused.take() {
+                if self.settle().await && !self.sink.offsets_with_rows() {
+                    self.checkpoint(&mut stop).await;
+                }
+                return Err(refused);
             }
             let now_stopping = stopping(&stop);
             let needs_checkpoint = !self.sink.offsets_with_rows()
@@ -148,11 +167,11 @@ impl<R: PartitionedReader> Projector<R> {
             if needs_checkpoint {
                 // A checkpoint covers only written rows: wait for the write in flight.
                 if !self.settle().await {
-                    return;
+                    return Ok(());
                 }
                 let took = Instant::now();
                 if !self.checkpoint(&mut stop).await {
-                    return;
+                    return Ok(());
                 }
                 checkpoint_every = self.settings.checkpoint_interval.max(took.elapsed() * 20);
                 last_checkpoint = Instant::now();
@@ -173,7 +192,7 @@ impl<R: PartitionedReader> Projector<R> {
             };
             if done {
                 self.settle().await;
-                return;
+                return Ok(());
             }
         }
     }
@@ -193,7 +212,28 @@ impl<R: PartitionedReader> Projector<R> {
             let Some(loaded) = retry(&what, stop, || sink.load(partition, &fold)).await else {
                 return;
             };
-            let loaded = loaded.unwrap_or_else(|| Loaded::at(State::new(self.settings.fold.clone()), 0));
+            let mut loaded = loaded.unwrap_or_else(|| Loaded::at(State::new(self.settings.fold.clone()), 0));
+            match self.reader.gap(partition, loaded.next) {
+                Ok(None) => {}
+                Ok(Some(LogError::Gap { start, .. })) if self.settings.accept_gap => {
+                    metrics::counter!("portwatch_projector_gap_records_total").increment(start - loaded.next);
+                    tracing::error!(
+                        partition,
+                        from = loaded.next,
+                        to = start,
+                        "records expired before any projector folded them; folding on from the log's start (--accept-gap)"
+                    );
+                    loaded.next = start;
+                }
+                Ok(Some(gap)) => {
+                    self.refused = Some(gap);
+                    return;
+                }
+                Err(err) => {
+                    // The order check below still seeks back over a hole.
+                    tracing::warn!(partition, error = %err, "cannot read where the log starts");
+                }
+            }
             tracing::info!(
                 partition,
                 next_offset = loaded.next,

@@ -237,4 +237,23 @@ impl PartitionedReader for GroupReader {
     fn contiguous(&self) -> bool {
         true
     }
+
+    fn gap(&self, partition: u32, next: Offset) -> Result<Option<LogError>, LogError> {
+        let p = i32::try_from(partition).unwrap_or(i32::MAX);
+        let (low, _high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+            .map_err(|e| {
+                kafka_err(
+                    &format!("fetching the watermarks of {} partition {partition}", self.topic),
+                    e,
+                )
+            })?;
+        let start = u64::try_from(low).unwrap_or(0);
+        Ok((start > next).then(|| LogError::Gap {
+            topic: format!("{} partition {partition}", self.topic),
+            next,
+            start,
+        }))
+    }
 }

@@ -11,6 +11,9 @@
 //! | dead-letter  | original | records the projector could not decode, with reason    |
 //! | decisions    | id       | the journal of decisions (one partition, one order)    |
 //!
+//! The control plane's instances also join a group on `decisions` whose one partition
+//! is their lease: its holder leads ([`Lease`]).
+//!
 //! Producers are idempotent with `acks=all`. TLS and SASL come from the typed
 //! `[kafka]` keys ([`Security`]); other librdkafka options under `[kafka.client]`
 //! are passed through unchanged (timeouts, buffers).
@@ -32,6 +35,7 @@ use crate::{AppendReceipt, EventLog, LogError, Offset, Record};
 mod consumer;
 mod group;
 mod journal;
+mod lease;
 mod producer;
 mod security;
 mod topics;
@@ -39,6 +43,7 @@ mod topics;
 pub use consumer::{Acks, Delivery, TopicConsumer};
 pub use group::GroupReader;
 pub use journal::KafkaJournal;
+pub use lease::Lease;
 pub use producer::TopicProducer;
 pub use security::{classify, preflight, Mechanism, Protocol, Reachable, Refusal, Sasl, Security};
 pub use topics::{ensure_topics, Retention, TopicsReport, DEFAULT_OBSERVATIONS_RETENTION};

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -136,6 +137,25 @@ pub fn html(n: &Notification) -> String {
     )
 }
 
+/// `X-Portwatch-Delivery`: the notification's id, the same on every attempt (as on
+/// the HTTP kinds).
+#[derive(Debug, Clone)]
+struct Delivery(String);
+
+impl Header for Delivery {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str(super::http::DELIVERY_HEADER)
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_string()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// The message for `n`.
 pub fn message(channel: &EmailChannel, n: &Notification) -> Result<Message, String> {
     let from: Mailbox = channel
@@ -145,6 +165,7 @@ pub fn message(channel: &EmailChannel, n: &Notification) -> Result<Message, Stri
     let mut builder = Message::builder()
         .from(from)
         .subject(format::title(n))
+        .header(Delivery(n.id.clone()))
         // Mail systems that dedupe by Message-ID see a redelivery as what it is.
         .message_id(Some(format!(
             "<{}@portwatch>",

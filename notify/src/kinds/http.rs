@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use super::{Context, Deliver, Kind, Outcome, Spec, SpecError};
 
+/// The header that names a notification's delivery: the same on every attempt.
+pub(crate) const DELIVERY_HEADER: &str = "X-Portwatch-Delivery";
+
 /// An HTTP POST to make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpRequest {
@@ -22,13 +25,16 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
-    /// A JSON POST of `body` about `n` to `url`, keyed by the notification's id
-    /// (receivers that dedupe by `Idempotency-Key` see a redelivery as what it is).
+    /// A JSON POST of `body` about `n` to `url`, keyed by the notification's id in
+    /// `X-Portwatch-Delivery` and `Idempotency-Key`: every attempt at it, by any
+    /// control instance (a standby that took over included), carries the same key,
+    /// so a receiver sees a redelivery as what it is.
     pub fn json(url: String, n: &Notification, body: &serde_json::Value) -> HttpRequest {
         HttpRequest {
             url,
             headers: vec![
                 ("Content-Type".to_string(), "application/json".to_string()),
+                (DELIVERY_HEADER.to_string(), n.id.clone()),
                 ("Idempotency-Key".to_string(), n.id.clone()),
             ],
             // Serialising a JSON value cannot fail.

@@ -189,6 +189,10 @@ pub struct RawControl {
     /// that applies blocks), `"10.0.0.5:443"`, `"10.0.0.0/24:8080"`,
     /// `"[2001:db8::1]:22"`. The API's own port is always protected. Default: ["22"].
     pub protect: Option<Vec<String>>,
+    /// Scale-out: how long a leading `control` instance that stopped answering keeps
+    /// the lease before a standby takes over (the Kafka session timeout of the lease
+    /// group; at least the broker's `group.min.session.timeout.ms`). Default: "6s".
+    pub lease_timeout: Option<String>,
 }
 
 /// A `[control] protect` entry, checked: where (none: every address of the machine
@@ -254,6 +258,8 @@ pub struct ControlSettings {
     pub max_duration: Duration,
     /// Ports no block may cover (the API's own added by the binary).
     pub protect: Vec<ProtectEntry>,
+    /// How long a silent leader keeps the lease.
+    pub lease_timeout: Duration,
 }
 
 impl RawControl {
@@ -315,6 +321,17 @@ impl RawControl {
             .iter()
             .map(|p| ProtectEntry::parse(p).map_err(|e| at.invalid("control.protect", &format!("{p:?}"), &e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let text = self.lease_timeout.unwrap_or_else(|| "6s".into());
+        let lease_timeout = parse_duration(&text)
+            .ok()
+            .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(300)).contains(d))
+            .ok_or_else(|| {
+                at.invalid(
+                    "control.lease_timeout",
+                    &format!("{text:?}"),
+                    "a duration from 1s to 5m",
+                )
+            })?;
         Ok(ControlSettings {
             dry_run: self.dry_run.unwrap_or(true),
             driver,
@@ -322,6 +339,7 @@ impl RawControl {
             hook,
             max_duration,
             protect,
+            lease_timeout,
         })
     }
 }

@@ -52,6 +52,19 @@ impl Dispatch for Issuer {
         }
         .boxed()
     }
+
+    fn last_issued(&self, task: portwatch_events::Task) -> BoxFuture<'_, Option<chrono::DateTime<Utc>>> {
+        async move {
+            match self.store.last_issued(task.as_str()).await {
+                Ok(at) => at.and_then(|secs| chrono::DateTime::from_timestamp(i64::from(secs), 0)),
+                Err(err) => {
+                    tracing::warn!(task = %task, error = %err, "cannot read when the task last ran; running it now");
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -130,6 +143,12 @@ impl Issuer {
                 jobs.retain(|_, j| j.updated_at >= stale);
                 jobs.insert(order.id, row.clone());
             }
+            // On record before it is sent: a leader that dies right after sending
+            // leaves its successor the issue time, so the slot is not issued twice.
+            // (A probe node's later report has a later version and wins.)
+            if let Err(err) = self.store.write_jobs(std::slice::from_ref(&row)).await {
+                tracing::warn!(error = %err, "cannot record job in clickhouse");
+            }
             if let Err(err) = self.producer.send(&zone, &body).await {
                 self.jobs
                     .lock()
@@ -137,14 +156,20 @@ impl Issuer {
                     .remove(&order.id);
                 metrics::counter!("portwatch_jobs_issue_failed_total").increment(1);
                 tracing::error!(zone = %zone, task = %spec.task, error = %err, "cannot issue job; the next run of the task retries");
+                let failed = JobRow {
+                    state: "failed".into(),
+                    detail: serde_json::json!({ "error": format!("not issued: {err}") }).to_string(),
+                    updated_at: now_secs(),
+                    ver: now_ms().max(row.ver + 1),
+                    ..row
+                };
+                if let Err(err) = self.store.write_jobs(&[failed]).await {
+                    tracing::warn!(error = %err, "cannot record job in clickhouse");
+                }
                 continue;
             }
             metrics::counter!("portwatch_jobs_issued_total", "task" => spec.task.as_str()).increment(1);
             tracing::info!(job = %order.id, zone = %zone, task = %spec.task, targets = ips.len(), ports = spec.ports.len(), "job issued");
-            // (If it is already done, that row has a later version and stays.)
-            if let Err(err) = self.store.write_jobs(&[row]).await {
-                tracing::warn!(error = %err, "cannot record job in clickhouse");
-            }
         }
     }
 

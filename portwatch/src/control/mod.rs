@@ -8,5 +8,6 @@
 
 pub mod issuer;
 pub mod jobs;
+pub mod lead;
 pub mod nodes;
 pub mod scheduler;

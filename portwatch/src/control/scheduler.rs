@@ -54,6 +54,15 @@ pub enum Dispatched {
 pub trait Dispatch: Send + Sync {
     /// Run or issue one job.
     fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched>;
+
+    /// When a run of `task` was last handed on, where jobs outlive the process that
+    /// issued them (scale-out: the probe nodes run them whether or not this control
+    /// instance lives): a new leader's first run of the task then waits out the
+    /// cadence from there instead of issuing the slot's jobs a second time. None
+    /// where a process start means its jobs were cut short (embedded).
+    fn last_issued(&self, _task: Task) -> BoxFuture<'_, Option<chrono::DateTime<chrono::Utc>>> {
+        futures::future::ready(None).boxed()
+    }
 }
 
 /// Embedded: jobs run in this process.
@@ -263,7 +272,7 @@ impl Scheduler {
             let me = self.clone();
             let mut stop = shutdown.clone();
             loops.spawn(async move {
-                let mut last_start: Option<tokio::time::Instant> = None;
+                let mut last_start = me.resumed(task).await;
                 let mut announced: Option<Option<Duration>> = None;
                 loop {
                     let every = me.cadence(task);
@@ -300,6 +309,16 @@ impl Scheduler {
             });
         }
         while loops.join_next().await.is_some() {}
+    }
+
+    /// When the task's last run started, as an instant, if the dispatcher knows
+    /// one (see [`Dispatch::last_issued`]).
+    async fn resumed(&self, task: Task) -> Option<tokio::time::Instant> {
+        let at = self.dispatch.last_issued(task).await?;
+        let ago = (chrono::Utc::now() - at).to_std().unwrap_or_default();
+        let start = tokio::time::Instant::now().checked_sub(ago)?;
+        tracing::info!(task = %task, last_issued = %at.to_rfc3339(), "resuming the task's cadence from its last run on record");
+        Some(start)
     }
 
     async fn run_task(&self, task: Task) {

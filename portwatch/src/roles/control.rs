@@ -1,8 +1,10 @@
-//! `portwatch control`: the scale-out control plane (wiring). Schedules the monitoring tasks
-//! and issues their jobs to the probe nodes of each zone (topic `jobs`, keyed by
-//! zone), follows the control topic (heartbeats, leases, results) into ClickHouse,
-//! serves the API from ClickHouse, and writes the episodes' MTTD / MTTR figures
-//! there for the dashboards.
+//! `portwatch control`: the scale-out control plane (wiring). Every instance serves the
+//! API from ClickHouse and follows the journal of decisions; the instance holding the
+//! lease ([`portwatch_ingest::Lease`]) also schedules the monitoring tasks and issues
+//! their jobs to the probe nodes of each zone (topic `jobs`, keyed by zone), follows
+//! the control topic (heartbeats, leases, results) into ClickHouse, notifies, applies
+//! blocks, writes the episodes' MTTD / MTTR figures for the dashboards and runs
+//! retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use super::{install_metrics, ready_clickhouse, ready_kafka, stop_flag};
 use crate::cli::ControlArgs;
 use crate::config::Config;
 use crate::control::issuer::Issuer;
+use crate::control::lead::Parts;
 use crate::control::nodes::follow_control;
 use crate::control::scheduler::Scheduler;
 use crate::read_model::ClickHouseRead;
@@ -43,7 +46,9 @@ async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Re
     }
 }
 
-/// Run until `shutdown`.
+/// Run until `shutdown`. Every instance serves the API and follows the journal;
+/// the instance holding the lease ([`portwatch_ingest::Lease`]) also does what
+/// must happen once per deployment (see [`crate::control::lead`]).
 pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         cfg.api_listen = listen.parse().map_err(|_| {
@@ -66,69 +71,142 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         &mut stop,
     )
     .await?;
-    let issuer = Arc::new(Issuer::new(
-        store.clone(),
-        TopicProducer::new(&so.kafka, &so.kafka.topics.jobs, so.kafka_timeout)?,
-        cfg.asset_map(),
-    ));
     let read = Arc::new(ClickHouseRead {
         store: store.clone(),
         stale_after_secs: so.probe.heartbeat.as_secs() * 3,
     });
     let journal = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
     let ledger = crate::notifier::ledger(&cfg, journal);
-    let first_token = crate::notifier::bootstrap(&cfg, &ledger, &mut stop).await?;
-    let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics);
+    crate::notifier::read_journal(&ledger, &mut stop).await?;
+    let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics)?;
     let figures = ctx.figures.clone();
     let limits = crate::blocks::Limits {
         bounds: ctx.bounds.clone(),
         assets: ctx.assets.clone(),
     };
     let server = crate::serve::bind(cfg.api_listen, &cfg, ctx, stop.clone()).await?;
-    if let Some(token) = first_token {
-        crate::notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
-    }
     tracing::info!(listen = %cfg.api_listen, brokers = %so.kafka.brokers, clickhouse = %portwatch_events::redact::url(&so.clickhouse.url), "control plane is up");
 
-    let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), stop.clone()));
-    let retention = tokio::spawn(retention(store.clone(), so.retention_months, stop.clone()));
-    let (alert_feed, alert_rx) = tokio::sync::mpsc::unbounded_channel();
-    let alerts_follower = tokio::spawn(crate::notifier::follow_alerts_topic(
-        cfg.clone(),
-        alert_feed,
-        stop.clone(),
-    ));
-    let controller = tokio::spawn(crate::blocks::run(
-        cfg.control.clone(),
-        limits,
-        ledger.clone(),
-        read.clone(),
-        stop.clone(),
-    ));
-    let reporter = tokio::spawn(crate::reporter::run(
-        figures,
-        ledger.clone(),
-        Some(store.clone()),
-        stop.clone(),
-    ));
-    let notifier = crate::notifier::spawn(&cfg, ledger.clone(), read.clone(), alert_rx, stop.clone())?;
-    let scheduler = tokio::spawn(
-        Scheduler::new(cfg.clone(), read.clone(), issuer.clone())
-            .with_ledger(ledger)
-            .run(stop.clone()),
-    );
+    // The lease outlives the leader's parts: it is given up only once they stopped.
+    let lease = portwatch_ingest::Lease::join(
+        &so.kafka,
+        &format!("{}-leader", so.projector.group),
+        cfg.control.lease_timeout,
+    )?;
+    let (release, released) = watch::channel(false);
+    let journal_follower = tokio::spawn(crate::notifier::follow_journal(ledger.clone(), stop.clone()));
+
+    let mut held = lease.held();
+    tokio::spawn(async move {
+        loop {
+            metrics::gauge!("portwatch_control_leader").set(if *held.borrow_and_update() {
+                1.0
+            } else {
+                0.0
+            });
+            if held.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut parts = Parts::new(lease.held(), stop.clone());
+    // The leader records what the deployment starts with: the allow-list, and on
+    // the very first start the admin's token.
+    let (c, l) = (cfg.clone(), ledger.clone());
+    parts.spawn("bootstrap", move |_term| {
+        let (cfg, ledger) = (c.clone(), l.clone());
+        async move {
+            if let Err(err) = seed_as_leader(&cfg, &ledger).await {
+                tracing::error!(error = %format!("{err:#}"), "cannot record the allow-list or the first token");
+            }
+        }
+    });
+    let (c, s, r, l) = (cfg.clone(), store.clone(), read.clone(), ledger.clone());
+    parts.spawn("scheduler", move |term| {
+        schedule(c.clone(), s.clone(), r.clone(), l.clone(), term)
+    });
+    let (c, r, l) = (cfg.clone(), read.clone(), ledger.clone());
+    parts.spawn("notifier", move |term| {
+        notify(c.clone(), r.clone(), l.clone(), term)
+    });
+    let (c, r, l) = (cfg.clone(), read.clone(), ledger.clone());
+    parts.spawn("blocks", move |term| {
+        crate::blocks::run(c.control.clone(), limits.clone(), l.clone(), r.clone(), term)
+    });
+    let (s, l) = (store.clone(), ledger.clone());
+    parts.spawn("reporter", move |term| {
+        crate::reporter::run(figures.clone(), l.clone(), Some(s.clone()), term)
+    });
+    let (s, keep) = (store.clone(), so.retention_months);
+    parts.spawn("retention", move |term| retention(s.clone(), keep, term));
+    let lease = tokio::spawn(lease.run(released));
     server.await?;
-    let _ = scheduler.await;
-    let _ = notifier.await;
-    let _ = controller.await;
-    let _ = reporter.await;
-    let _ = alerts_follower.await;
-    let _ = retention.await;
+    parts.join().await;
+    release.send_replace(true);
+    let _ = lease.await;
+    let _ = journal_follower.await;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+/// One term of scheduling: jobs issued to the probe nodes, their reports followed
+/// into ClickHouse.
+async fn schedule(
+    cfg: Arc<Config>,
+    store: ClickHouseStore,
+    read: Arc<ClickHouseRead>,
+    ledger: portwatch_ledger::Handle,
+    term: watch::Receiver<bool>,
+) {
+    let so = &cfg.scaleout;
+    let producer = match TopicProducer::new(&so.kafka, &so.kafka.topics.jobs, so.kafka_timeout) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot produce jobs; not scheduling until the next term");
+            return;
+        }
+    };
+    let issuer = Arc::new(Issuer::new(store, producer, cfg.asset_map()));
+    let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), term.clone()));
+    Scheduler::new(cfg, read, issuer)
+        .with_ledger(ledger)
+        .run(term)
+        .await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),
         Err(err) => tracing::error!(error = %err, "control follower task failed"),
         Ok(Ok(())) => {}
     }
-    tracing::info!("control plane stopped");
+}
+
+/// One term of notifying: the alerts topic feeds the notifier.
+async fn notify(
+    cfg: Arc<Config>,
+    read: Arc<ClickHouseRead>,
+    ledger: portwatch_ledger::Handle,
+    term: watch::Receiver<bool>,
+) {
+    let (feed, alerts) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(crate::notifier::follow_alerts_topic(
+        cfg.clone(),
+        feed,
+        term.clone(),
+    ));
+    match crate::notifier::spawn(&cfg, ledger, read, alerts, term) {
+        Ok(notifier) => {
+            let _ = notifier.await;
+        }
+        Err(err) => tracing::error!(error = %format!("{err:#}"), "cannot start the notifier"),
+    }
+    let _ = follower.await;
+}
+
+/// The allow-list's approvals and, on the very first start, the admin's first
+/// token (kept in this instance's data directory and shown once).
+async fn seed_as_leader(cfg: &Config, ledger: &portwatch_ledger::Handle) -> anyhow::Result<()> {
+    ledger.catch_up().await?;
+    if let Some(token) = crate::notifier::seed(cfg, ledger).await? {
+        crate::notifier::show_first_token(&token, cfg.api_listen, &cfg.store_path)?;
+    }
     Ok(())
 }

@@ -83,12 +83,21 @@ pub async fn run(cfg: Config, args: ProjectArgs, shutdown: Shutdown) -> anyhow::
         checkpoint_interval: so.projector.checkpoint_interval,
         fold: cfg.projection.clone(),
         drain_on_stop: false,
+        accept_gap: args.accept_gap,
     };
     let sink = Arc::new(ClickHouseSink::new(store, group, topic));
-    Projector::new(reader, sink, settings)
+    let folded = Projector::new(reader, sink, settings)
         .with_outlet(Arc::new(AlertsTopic(alerts)))
         .run(stop)
         .await;
+    if let Err(gap) = folded {
+        return Err(anyhow::Error::from(gap).context(
+            "the observations after this group's checkpoint expired before any projector folded them \
+             (projectors stopped for longer than [kafka] observations_retention?); those events are lost, \
+             and the next scans correct the hosts they were about: start `portwatch project --accept-gap` \
+             once to fold on from where the topic starts",
+        ));
+    }
     tracing::info!("projector stopped");
     Ok(())
 }

@@ -108,7 +108,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     });
     let ledger = notifier::ledger(&cfg, cfg.sealed(embedded_log.clone())?);
     let first_token = notifier::bootstrap(&cfg, &ledger, &mut stop_rx.clone()).await?;
-    let api = serve::context(&cfg, read.clone(), ledger.clone(), metrics);
+    let api = serve::context(&cfg, read.clone(), ledger.clone(), metrics)?;
     let figures = api.figures.clone();
     let limits = crate::blocks::Limits {
         bounds: api.bounds.clone(),

@@ -265,6 +265,30 @@ sys.exit(r.returncode)\n";
             .expect("spawn portwatch")
     }
 
+    /// Sign in to the console at `api` with `token`: the session cookie (`name=value`)
+    /// and its CSRF token.
+    pub fn sign_in(&self, api: &str, token: &str) -> (String, String) {
+        let login = self
+            .http(
+                "POST",
+                api,
+                "/api/v1/session",
+                &[("Content-Type", "application/json")],
+                &format!(r#"{{"token":"{token}"}}"#),
+            )
+            .expect("sign-in answer");
+        assert_eq!(login.status, 200, "sign in: {}", login.body);
+        let cookie = login
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .and_then(|(_, c)| c.split(';').next().map(str::to_string))
+            .expect("a session cookie");
+        let view: serde_json::Value = serde_json::from_str(&login.body).expect("session view");
+        let csrf = view["csrf"].as_str().expect("csrf").to_string();
+        (cookie, csrf)
+    }
+
     /// GET and parse JSON, expecting 200.
     pub fn get_json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
         let (status, body) = self.http_get(addr, path)?;

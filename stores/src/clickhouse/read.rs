@@ -199,6 +199,18 @@ impl ClickHouseStore {
             .map_err(self.err("reading jobs"))
     }
 
+    /// When a job of `task` was last issued (seconds since the epoch), if ever.
+    pub async fn last_issued(&self, task: &str) -> Result<Option<u32>, ClickHouseError> {
+        let at = self
+            .client
+            .query("SELECT toUInt32(max(issued_at)) FROM jobs WHERE task = ?")
+            .bind(task)
+            .fetch_one::<u32>()
+            .await
+            .map_err(self.err("reading jobs"))?;
+        Ok(Some(at).filter(|at| *at > 0))
+    }
+
     /// Per task and zone: jobs issued since `since` (seconds) and how many of them
     /// failed; the newest job of each task and zone; the newest done and the newest
     /// failed one.
