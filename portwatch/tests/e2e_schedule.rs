@@ -175,13 +175,23 @@ fn a_cadence_set_by_an_admin_is_followed_recorded_and_kept() {
             "up serves again"
         );
     });
-    // One zone, every job done, all of its targets covered.
+    // One zone, every job done but at most the one the restart cut short, all of its
+    // targets covered.
     let zones = task_health_agrees_with_the_jobs(&ns, API, &admin);
     assert_eq!(zones.len(), 1);
     assert_eq!(
-        (&zones[0]["zone"], &zones[0]["failed"], &zones[0]["coverage"]),
-        (&"default".into(), &0.into(), &1.0.into()),
+        (&zones[0]["zone"], &zones[0]["coverage"]),
+        (&"default".into(), &1.0.into()),
         "{zones:?}"
+    );
+    let failed = zones[0]["failed"].as_u64().expect("failed");
+    assert!(
+        failed == 0
+            || (failed == 1
+                && zones[0]["last_failure"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("interrupted"))),
+        "only the restart may have cut a job short: {zones:?}"
     );
     assert_eq!(up.stop(), Some(0));
 }
