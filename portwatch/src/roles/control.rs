@@ -113,11 +113,16 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     // The leader records what the deployment starts with: the allow-list, and on
     // the very first start the admin's token.
     let (c, l) = (cfg.clone(), ledger.clone());
-    parts.spawn("bootstrap", move |_term| {
+    parts.spawn("bootstrap", move |mut term| {
         let (cfg, ledger) = (c.clone(), l.clone());
         async move {
-            if let Err(err) = seed_as_leader(&cfg, &ledger).await {
-                tracing::error!(error = %format!("{err:#}"), "cannot record the allow-list or the first token");
+            // Retried while the term lasts: a deployment must not be left without
+            // its first admin token by one failed append.
+            while let Err(err) = seed_as_leader(&cfg, &ledger).await {
+                tracing::error!(error = %format!("{err:#}"), "cannot record the allow-list or the first token; retrying");
+                if !crate::roles::pause(&mut term, std::time::Duration::from_secs(5)).await {
+                    return;
+                }
             }
         }
     });
