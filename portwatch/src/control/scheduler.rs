@@ -312,9 +312,11 @@ impl Scheduler {
     }
 
     /// When the task's last run started, as an instant, if the dispatcher knows
-    /// one (see [`Dispatch::last_issued`]).
+    /// one (see [`Dispatch::last_issued`]) within a few seconds (a store that does
+    /// not answer must not hold the task back: it runs now).
     async fn resumed(&self, task: Task) -> Option<tokio::time::Instant> {
-        let at = self.dispatch.last_issued(task).await?;
+        let asked = tokio::time::timeout(Duration::from_secs(10), self.dispatch.last_issued(task));
+        let at = asked.await.ok().flatten()?;
         let ago = (chrono::Utc::now() - at).to_std().unwrap_or_default();
         let start = tokio::time::Instant::now().checked_sub(ago)?;
         tracing::info!(task = %task, last_issued = %at.to_rfc3339(), "resuming the task's cadence from its last run on record");
