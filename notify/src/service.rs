@@ -92,25 +92,28 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// A notifier deciding through `ledger` (whose state the API reads for
-    /// deliveries) about the alerts of `read`.
+    /// deliveries) about the alerts of `read`, delivering over `channels` with
+    /// `senders` (made from the same channels by [`Senders::new`], once per process:
+    /// a control instance builds a notifier at every term it leads).
     pub fn new(
         ledger: Handle,
         read: Arc<dyn ReadModel>,
         assets: Arc<Assets>,
         channels: Vec<Channel>,
+        senders: Senders,
         timing: Timing,
-    ) -> Result<Self, NotifyError> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             ledger,
             read,
             assets,
-            senders: Senders::new(&channels)?,
+            senders,
             channels: channels.into_iter().map(Arc::new).collect(),
             timing,
             decided: Arc::new(Notify::new()),
             feed: None,
             last_full: None,
-        })
+        }
     }
 
     /// New alerts as they are written (the projector's outlet): then the store is

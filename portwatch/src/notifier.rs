@@ -10,7 +10,7 @@ use futures::FutureExt;
 use portwatch_ingest::Journal;
 use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_ledger::Handle;
-use portwatch_notify::{Service, Timing};
+use portwatch_notify::{Senders, Service, Timing};
 use portwatch_projections::{Alert, Decision, DecisionKind, Notifier};
 use portwatch_projector::AlertOutlet;
 use portwatch_stores::ReadModel;
@@ -81,11 +81,12 @@ pub fn ledger(cfg: &Config, journal: Arc<dyn Journal>) -> Handle {
 /// configured later hears about the exposures still open.
 pub fn spawn(
     cfg: &Config,
+    senders: Senders,
     ledger: Handle,
     read: Arc<dyn ReadModel>,
     feed: mpsc::UnboundedReceiver<Vec<Alert>>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> tokio::task::JoinHandle<()> {
     if cfg.alerts.channels.is_empty() {
         tracing::info!("no [[channels]] configured: alerts are recorded, nobody is notified");
     }
@@ -94,18 +95,25 @@ pub fn spawn(
         read,
         Arc::new(cfg.asset_map()),
         cfg.alerts.channels.clone(),
+        senders,
         Timing {
             warn_before: cfg.alerts.warn_before,
             ..Timing::default()
         },
-    )?
+    )
     .with_feed(feed);
     tracing::debug!(
         channels = cfg.alerts.channels.len(),
         group_wait = ?cfg.alerts.policy.group_wait.to_std().unwrap_or_default(),
         "notifier started"
     );
-    Ok(tokio::spawn(service.run(stop)))
+    tokio::spawn(service.run(stop))
+}
+
+/// What the channels send with (their private CAs' HTTP clients), made at start so
+/// that a bad `ca_file` ends the start with the channel named.
+pub fn senders(cfg: &Config) -> anyhow::Result<Senders> {
+    Ok(Senders::new(&cfg.alerts.channels)?)
 }
 
 /// Fold the journal; grant the allow-list's approvals not on record yet; and on the
@@ -140,12 +148,15 @@ pub async fn read_journal(ledger: &Handle, stop: &mut watch::Receiver<bool>) -> 
     }
 }
 
-/// Follow the journal every second until `stop`: a standby control instance serves
-/// what the leader and the other instances decided.
-pub async fn follow_journal(ledger: Handle, mut stop: watch::Receiver<bool>) {
+/// Follow the journal every second while `leading` is false, until `stop`: a
+/// standby control instance serves what the leader and the other instances decided
+/// (the leader's notifier follows it at every pass).
+pub async fn follow_journal(ledger: Handle, leading: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = ledger.catch_up().await {
-            tracing::warn!(error = %e, "cannot read the journal of decisions; retrying");
+        if !*leading.borrow() {
+            if let Err(e) = ledger.catch_up().await {
+                tracing::warn!(error = %e, "cannot read the journal of decisions; retrying");
+            }
         }
         if !portwatch_projector::pause(&mut stop, std::time::Duration::from_secs(1)).await {
             return;

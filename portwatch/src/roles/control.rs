@@ -78,6 +78,8 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let journal = cfg.sealed(Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?))?;
     let ledger = crate::notifier::ledger(&cfg, journal);
     crate::notifier::read_journal(&ledger, &mut stop).await?;
+    // Checked at start, also on a standby: a bad channel CA ends the start.
+    let senders = crate::notifier::senders(&cfg)?;
     let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics)?;
     let figures = ctx.figures.clone();
     let limits = crate::blocks::Limits {
@@ -94,7 +96,11 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
         cfg.control.lease_timeout,
     )?;
     let (release, released) = watch::channel(false);
-    let journal_follower = tokio::spawn(crate::notifier::follow_journal(ledger.clone(), stop.clone()));
+    let journal_follower = tokio::spawn(crate::notifier::follow_journal(
+        ledger.clone(),
+        lease.held(),
+        stop.clone(),
+    ));
 
     let mut held = lease.held();
     tokio::spawn(async move {
@@ -132,7 +138,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     });
     let (c, r, l) = (cfg.clone(), read.clone(), ledger.clone());
     parts.spawn("notifier", move |term| {
-        notify(c.clone(), r.clone(), l.clone(), term)
+        notify(c.clone(), senders.clone(), r.clone(), l.clone(), term)
     });
     let (c, r, l) = (cfg.clone(), read.clone(), ledger.clone());
     parts.spawn("blocks", move |term| {
@@ -187,6 +193,7 @@ async fn schedule(
 /// One term of notifying: the alerts topic feeds the notifier.
 async fn notify(
     cfg: Arc<Config>,
+    senders: portwatch_notify::Senders,
     read: Arc<ClickHouseRead>,
     ledger: portwatch_ledger::Handle,
     term: watch::Receiver<bool>,
@@ -197,12 +204,7 @@ async fn notify(
         feed,
         term.clone(),
     ));
-    match crate::notifier::spawn(&cfg, ledger, read, alerts, term) {
-        Ok(notifier) => {
-            let _ = notifier.await;
-        }
-        Err(err) => tracing::error!(error = %format!("{err:#}"), "cannot start the notifier"),
-    }
+    let _ = crate::notifier::spawn(&cfg, senders, ledger, read, alerts, term).await;
     let _ = follower.await;
 }
 

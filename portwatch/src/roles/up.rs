@@ -141,7 +141,14 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         None,
         stop_rx.clone(),
     ));
-    let notifier_task = notifier::spawn(&cfg, ledger.clone(), read.clone(), alert_rx, stop_rx.clone())?;
+    let notifier_task = notifier::spawn(
+        &cfg,
+        notifier::senders(&cfg)?,
+        ledger.clone(),
+        read.clone(),
+        alert_rx,
+        stop_rx.clone(),
+    );
     let scheduler_task = tokio::spawn(
         Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx }))
             .with_ledger(ledger)
