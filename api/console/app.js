@@ -133,9 +133,9 @@ pages.login = {
 pages.dashboard = {
   title: 'Dashboard',
   load: async () => {
-    const [month, day, nodes, tasks] = await Promise.all([
+    const [month, day, nodes, tasks, plan] = await Promise.all([
       get('/api/v1/report?by=risk&days=30'), get('/api/v1/report?by=risk&days=1'),
-      get('/api/v1/nodes'), get('/api/v1/tasks'),
+      get('/api/v1/nodes'), get('/api/v1/tasks'), get('/api/v1/plan'),
     ]);
     const g30 = Object.fromEntries(month.groups.map((g) => [g.key, g]));
     const g1 = Object.fromEntries(day.groups.map((g) => [g.key, g]));
@@ -173,6 +173,7 @@ pages.dashboard = {
         }),
         svg('text', { x: 0, y: 12 }, String(max))),
       h('h2', {}, 'Task health (last 24 h)'),
+      planWarnings(plan),
       taskHealthTable(tasks),
       h('h2', {}, 'Probe nodes'),
       nodesTable(nodes),
@@ -205,6 +206,31 @@ function taskHealthTable(tasks) {
   }
   return table(['task', 'runs every', 'zone', 'newest job', 'last finished', 'took', 'coverage', 'runs', 'failed', 'last failure'],
     rows, { 'data-test': 'task-health' });
+}
+
+// Whether the cadences can be met: per zone, each task's pass (expected and
+// measured), its share of the probe time, and the warnings with what would fix them.
+function planWarnings(plan) {
+  return plan.warnings.length
+    ? h('ul', { class: 'warnings', 'data-test': 'plan-warnings' }, plan.warnings.map((w) => h('li', { class: 'bad' }, w)))
+    : h('p', { class: 'ok', 'data-test': 'plan-warnings' }, 'Every cadence can be met.');
+}
+
+function planTable(plan) {
+  const share = (s) => (s >= 10 ? `${Math.round(s)}×` : `${(s * 100).toFixed(1)} %`);
+  const rows = [];
+  for (const z of plan.zones) {
+    z.tasks.forEach((t, i) => rows.push(h('tr', { 'data-task': t.task, 'data-zone': z.zone },
+      h('td', {}, i === 0 ? `${z.zone} (${z.nodes} node${z.nodes === 1 ? '' : 's'}, ${share(z.budget_share)} busy)` : ''),
+      h('td', {}, t.task), h('td', {}, secs(t.cadence_secs)),
+      h('td', { class: 'num' }, t.targets), h('td', { class: 'num' }, t.ports_per_target),
+      h('td', { class: 'num', 'data-field': 'expected' }, secs(t.expected_pass_secs)),
+      h('td', { class: 'num', 'data-field': 'measured' }, t.measured_pass_secs === null ? '' : secs(t.measured_pass_secs)),
+      h('td', { class: 'num' }, share(t.budget_share)),
+      h('td', { class: t.meets_cadence ? 'ok' : 'bad', 'data-field': 'meets' }, t.meets_cadence ? 'yes' : 'no'))));
+  }
+  return table(['zone', 'task', 'cadence', 'targets', 'ports', 'pass (expected)', 'pass (measured)', 'share', 'meets cadence'],
+    rows, { 'data-test': 'plan' });
 }
 
 function nodesTable(nodes) {
@@ -393,11 +419,14 @@ pages.tasks = {
       await refresh();
     }, 'Save', { 'data-test': 'cadence-form' })) : null,
   load: async () => {
-    const [schedule, tasks, jobs, nodes] = await Promise.all([get('/api/v1/schedule'), get('/api/v1/tasks'),
-      get('/api/v1/jobs?limit=100'), get('/api/v1/nodes')]);
+    const [schedule, tasks, jobs, nodes, plan] = await Promise.all([get('/api/v1/schedule'), get('/api/v1/tasks'),
+      get('/api/v1/jobs?limit=100'), get('/api/v1/nodes'), get('/api/v1/plan')]);
     return [
       h('h2', {}, 'Task health (last 24 h)'),
       taskHealthTable(tasks),
+      h('h2', {}, 'Plan: can the cadences be met?'),
+      planWarnings(plan),
+      planTable(plan),
       h('h2', {}, 'Configuration of the tasks'),
       table(['task', 'runs every', 'configured', 'changed by', 'in this build'], schedule.map((t) => h('tr', { 'data-task': t.task }, h('td', {}, t.task),
         h('td', { 'data-field': 'cadence' }, t.cadence || 'off'), h('td', {}, t.configured || 'off'),

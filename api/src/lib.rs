@@ -19,6 +19,7 @@ mod docs;
 mod error;
 mod events;
 mod params;
+pub mod plan;
 pub mod report;
 mod routes;
 mod schedule;
@@ -72,6 +73,8 @@ pub struct ApiContext {
     pub assets: Arc<Assets>,
     /// The schedule as configured.
     pub schedule: Arc<Vec<ScheduledTask>>,
+    /// The estate as the planner sees it (zones and their addresses, the rate).
+    pub estate: Arc<portwatch_work::Estate>,
     /// Prometheus renderer for `/metrics`.
     pub metrics: PrometheusHandle,
     /// Every episode's MTTD/MTTR figures, shared with the reporter.
@@ -184,6 +187,7 @@ fn groups() -> Vec<(Option<Role>, OpenApiRouter<ApiContext>)> {
                 .routes(routes!(routes::nodes))
                 .routes(routes!(schedule::list))
                 .routes(routes!(schedule::health))
+                .routes(routes!(plan::plan))
                 .routes(routes!(tokens::whoami))
                 .routes(routes!(report::report))
                 .routes(routes!(approvals::list))
@@ -519,6 +523,12 @@ mod tests {
                 set_at: None,
                 implemented: true,
             }]),
+            estate: Arc::new(portwatch_work::Estate {
+                zones: vec![("default".into(), 256)],
+                rate: 100.0,
+                high_risk_ports: 41,
+                liveness_ports: 4,
+            }),
             metrics,
             figures,
         }
@@ -772,6 +782,7 @@ mod tests {
         "/api/v1/schedule",
         "/api/v1/schedule/{task}",
         "/api/v1/tasks",
+        "/api/v1/plan",
         "/api/v1/report",
         "/api/v1/whoami",
         "/api/v1/approvals",
@@ -852,6 +863,8 @@ mod tests {
             !p.contains('{')
                 && ![
                     "/api/v1/hosts",
+                    // Reads the hosts too.
+                    "/api/v1/plan",
                     "/api/v1/tokens",
                     "/api/v1/audit",
                     "/api/v1/whoami",

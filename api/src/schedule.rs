@@ -24,7 +24,7 @@ use crate::{record, ApiContext};
 const LONGEST: Duration = Duration::from_secs(30 * 86_400);
 
 /// The schedule as it runs: the config's cadences, with the ledger's changes.
-fn effective(configured: &[ScheduledTask], ledger: &Ledger) -> Vec<ScheduledTask> {
+pub(crate) fn effective(configured: &[ScheduledTask], ledger: &Ledger) -> Vec<ScheduledTask> {
     configured
         .iter()
         .map(|t| {

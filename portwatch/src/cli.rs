@@ -176,6 +176,18 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Snapshot(SnapshotArgs),
 
+    /// Whether the cadences can be met: each task's pass per zone (expected, and
+    /// measured where it ran), its share of the rate budget, the worst-case time to
+    /// find a risky port, and what would fix a cadence that cannot be kept. Reads
+    /// the embedded state if there is one (liveness, nodes, recent passes).
+    ///
+    /// Examples:
+    ///   portwatch plan -c prod.toml
+    ///   portwatch plan --nodes 3 --json          # what three nodes a zone would give
+    ///   portwatch plan --clickhouse -c scaleout.toml
+    #[command(verbatim_doc_comment)]
+    Plan(PlanArgs),
+
     /// Scale-out: run a probe node that takes its zone's jobs from Kafka.
     ///
     /// Examples:
@@ -547,6 +559,22 @@ pub struct RebuildArgs {
 pub struct SnapshotArgs {
     /// Read the scale-out state from ClickHouse ([clickhouse]) instead of the
     /// embedded store.
+    #[arg(long)]
+    pub clickhouse: bool,
+}
+
+/// `plan` flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// One JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Plan every zone with this many probe nodes (what if), instead of those
+    /// running (without state: one).
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<u32>,
+    /// Plan the scale-out deployment: its zones, and its state in ClickHouse
+    /// ([clickhouse]) and journal (Kafka).
     #[arg(long)]
     pub clickhouse: bool,
 }

@@ -117,6 +117,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Events(args) => commands::query::events(&cfg, &args),
         Command::Snapshot(args) if args.clickhouse => commands::query::snapshot_clickhouse(&cfg).await,
         Command::Snapshot(_) => commands::query::snapshot(&cfg),
+        Command::Plan(args) => commands::plan::run(&cfg, &args).await,
         Command::Probe(args) => roles::probe::run(cfg, args, shutdown).await,
         Command::Project(args) => roles::project::run(cfg, args, shutdown).await,
         Command::Control(args) => roles::control::run(cfg, args, shutdown).await,

@@ -134,6 +134,25 @@ pub async fn run(
     }
 }
 
+/// How often the plan is made again for the log and `/metrics`.
+pub const PLAN_EVERY: Duration = Duration::from_secs(60);
+
+/// Make the plan every [`PLAN_EVERY`] (and at once) until `stop`: its gauges on
+/// `/metrics` (`portwatch_plan_*`), and each warning logged when it appears.
+pub async fn plan(ctx: portwatch_api::ApiContext, mut stop: watch::Receiver<bool>) {
+    let mut announcer = portwatch_work::Announcer::default();
+    loop {
+        match portwatch_api::plan::current(&ctx, None).await {
+            Ok(plan) => announcer.publish(&plan),
+            Err(err) => tracing::warn!(error = %err, "cannot make the plan now; trying again in a minute"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PLAN_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,3 +192,4 @@ mod tests {
         assert_eq!(changed(&later, &written), [&a2, &b]);
     }
 }
+

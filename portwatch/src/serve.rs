@@ -31,6 +31,23 @@ pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {
         .collect()
 }
 
+/// The estate as the planner sees it. Scale-out: each zone of the assets with its
+/// addresses; embedded: one zone, `default`, holding them all (its one process
+/// probes every zone).
+pub fn estate(cfg: &Config, scaleout: bool) -> portwatch_work::Estate {
+    let mut zones = portwatch_work::zone_sizes(&cfg.asset_map(), cfg.scope.exclusions());
+    if !scaleout {
+        let all = zones.iter().map(|(_, n)| *n).fold(0u64, u64::saturating_add);
+        zones = vec![(crate::config::DEFAULT_ZONE.to_string(), all)];
+    }
+    portwatch_work::Estate {
+        zones,
+        rate: f64::from(cfg.scan.rate.get()),
+        high_risk_ports: cfg.scan.high_risk_ports.len() as u64,
+        liveness_ports: cfg.scan.liveness_ports.len() as u64,
+    }
+}
+
 /// The addresses of this machine (of its network namespace): every interface's, and
 /// the whole network of a loopback interface (all of 127.0.0.0/8 is local on Linux).
 pub fn local_addresses() -> Vec<ipnet::IpNet> {
@@ -98,6 +115,7 @@ pub fn bounds(cfg: &Config) -> portwatch_projections::bounds::Bounds {
 /// and every API process of the deployment accepts them.
 pub fn context(
     cfg: &Config,
+    scaleout: bool,
     read: Arc<dyn ReadModel>,
     ledger: portwatch_ledger::Handle,
     metrics: PrometheusHandle,
@@ -124,6 +142,7 @@ pub fn context(
         bounds: Arc::new(bounds(cfg)),
         assets,
         schedule: Arc::new(schedule(cfg)),
+        estate: Arc::new(estate(cfg, scaleout)),
         metrics,
         figures,
     })

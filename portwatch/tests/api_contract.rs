@@ -300,6 +300,59 @@ fn embedded_and_scale_out_answer_the_same_api_the_same_way() {
         assert!(!shapes(&e).is_empty());
     }
 
+    // The plan: the embedded process is one zone holding every asset with its one
+    // node; the scale-out deployment plans each zone with the nodes heard from. Both
+    // give the high-risk pass beside the one measured, in the same shape.
+    let (e, c) = (
+        get(&stack, EMBEDDED_API, "/api/v1/plan").body,
+        get(&stack, CONTROL_API, "/api/v1/plan").body,
+    );
+    let zones = |v: &Value| -> Vec<(String, u64, u64)> {
+        v["zones"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no zones: {v}"))
+            .iter()
+            .map(|z| {
+                (
+                    z["zone"].as_str().unwrap_or_default().to_string(),
+                    z["assets"].as_u64().unwrap_or(0),
+                    z["nodes"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(zones(&e), vec![("default".to_string(), 32, 1)], "{e}");
+    assert_eq!(
+        zones(&c),
+        vec![("a".to_string(), 16, 1), ("b".to_string(), 16, 1)],
+        "{c}"
+    );
+    let high = |v: &Value, zone: usize| -> Value {
+        v["zones"][zone]["tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["task"] == "high_risk_ports").cloned())
+            .unwrap_or_else(|| panic!("no high_risk_ports in the plan: {v}"))
+    };
+    for (name, plan, zone) in [("embedded", &e, 0), ("scale-out", &c, 0), ("scale-out", &c, 1)] {
+        let t = high(plan, zone);
+        // 16 or 32 hosts × 7 ports at 100,000 probes/s.
+        let hosts = t["targets"].as_f64().expect("targets");
+        assert_eq!(t["ports_per_target"], 7, "{name}: {t}");
+        let expected = t["expected_pass_secs"].as_f64().expect("expected");
+        assert!((expected - hosts * 7.0 / 100_000.0).abs() < 1e-9, "{name}: {t}");
+        assert!(
+            t["measured_pass_secs"].as_f64().is_some(),
+            "{name}: a pass ran: {t}"
+        );
+        assert_eq!(t["meets_cadence"], true, "{name}: {t}");
+    }
+    assert!(shapes_agree(&high(&e, 0), &high(&c, 0)));
+    assert_eq!(
+        get(&stack, CONTROL_API, "/api/v1/plan?nodes=0").status,
+        400,
+        "a what-if of no node is refused"
+    );
+
     // --- stop every producer; serve both again from what they recorded ------------
     for p in &mut producers {
         assert_eq!(p.stop(), Some(0), "clean stop");

@@ -198,6 +198,11 @@ impl Scope {
         &self.assets
     }
 
+    /// The networks never probed, whatever the assets say.
+    pub fn exclusions(&self) -> &[IpNet] {
+        &self.exclude
+    }
+
     /// The per-job address cap.
     pub fn max_targets(&self) -> u128 {
         self.max_targets

@@ -1,6 +1,8 @@
 //! The work model of portwatch: what the monitoring tasks cost and whether their
-//! cadences can be met ([`plan`]), the same in both deployments.
+//! cadences can be met ([`plan`], over what [`estate`] reads), the same in both deployments.
 
+pub mod estate;
 pub mod plan;
 
+pub use estate::{current, observe, zone_sizes, Announcer, Estate};
 pub use plan::{plan, Detection, Plan, Settings, TaskPlan, ZoneFacts, ZonePlan};

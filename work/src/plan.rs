@@ -99,7 +99,7 @@ pub struct ZonePlan {
     pub assets: u64,
     /// Hosts counted live (assets × the liveness ratio last seen).
     pub live_hosts: u64,
-    /// Probe nodes.
+    /// Probe nodes running there (the figures count at least one).
     pub nodes: u32,
     /// Probes per second of all its nodes together.
     pub probes_per_sec: f64,
@@ -173,6 +173,13 @@ pub fn plan(zones: &[ZoneFacts], settings: &Settings) -> Plan {
 }
 
 fn plan_zone(zone: &ZoneFacts, s: &Settings, warnings: &mut Vec<String>) -> ZonePlan {
+    if zone.nodes == 0 && !s.cadences.is_empty() {
+        warnings.push(format!(
+            "zone {}: no probe node is running there (none sent a heartbeat lately): none of its tasks runs; \
+             start one (`portwatch probe --zone {}`); the figures below are for one",
+            zone.name, zone.name
+        ));
+    }
     let nodes = zone.nodes.max(1);
     let per_sec = s.rate.max(f64::MIN_POSITIVE) * f64::from(nodes);
     let mut tasks = Vec::new();
@@ -216,7 +223,7 @@ fn plan_zone(zone: &ZoneFacts, s: &Settings, warnings: &mut Vec<String>) -> Zone
             },
         });
     }
-    let budget_share: f64 = tasks.iter().map(|t| t.budget_share).sum();
+    let budget_share = tasks.iter().map(|t| t.budget_share).fold(0.0, |a, b| a + b);
     if budget_share > 1.0 {
         let largest = tasks
             .iter()
@@ -292,7 +299,7 @@ fn plan_zone(zone: &ZoneFacts, s: &Settings, warnings: &mut Vec<String>) -> Zone
         zone: zone.name.clone(),
         assets: zone.assets,
         live_hosts: live,
-        nodes,
+        nodes: zone.nodes,
         probes_per_sec: per_sec,
         tasks,
         budget_share,

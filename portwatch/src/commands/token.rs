@@ -16,7 +16,7 @@ use crate::InputError;
 
 /// The deployment's ledger (the embedded log, or Kafka's decisions topic), read to
 /// its end.
-async fn ledger(cfg: &Config, kafka: bool) -> anyhow::Result<Handle> {
+pub(crate) async fn ledger(cfg: &Config, kafka: bool) -> anyhow::Result<Handle> {
     let inner: Arc<dyn Journal> = if kafka {
         let so = &cfg.scaleout;
         Arc::new(KafkaJournal::open(&so.kafka, so.kafka_timeout)?)

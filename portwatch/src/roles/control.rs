@@ -80,8 +80,9 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     crate::notifier::read_journal(&ledger, &mut stop).await?;
     // Checked at start, also on a standby: a bad channel CA ends the start.
     let senders = crate::notifier::senders(&cfg)?;
-    let ctx = crate::serve::context(&cfg, read.clone(), ledger.clone(), metrics)?;
+    let ctx = crate::serve::context(&cfg, true, read.clone(), ledger.clone(), metrics)?;
     let figures = ctx.figures.clone();
+    let planned = ctx.clone();
     let limits = crate::blocks::Limits {
         bounds: ctx.bounds.clone(),
         assets: ctx.assets.clone(),
@@ -147,6 +148,9 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let (s, l) = (store.clone(), ledger.clone());
     parts.spawn("reporter", move |term| {
         crate::reporter::run(figures.clone(), l.clone(), Some(s.clone()), term)
+    });
+    parts.spawn("planner", move |term| {
+        crate::reporter::plan(planned.clone(), term)
     });
     let (s, keep) = (store.clone(), so.retention_months);
     parts.spawn("retention", move |term| retention(s.clone(), keep, term));

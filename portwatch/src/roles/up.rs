@@ -108,8 +108,9 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     });
     let ledger = notifier::ledger(&cfg, cfg.sealed(embedded_log.clone())?);
     let first_token = notifier::bootstrap(&cfg, &ledger, &mut stop_rx.clone()).await?;
-    let api = serve::context(&cfg, read.clone(), ledger.clone(), metrics)?;
+    let api = serve::context(&cfg, false, read.clone(), ledger.clone(), metrics)?;
     let figures = api.figures.clone();
+    let planner = tokio::spawn(crate::reporter::plan(api.clone(), stop_rx.clone()));
     let limits = crate::blocks::Limits {
         bounds: api.bounds.clone(),
         assets: api.assets.clone(),
@@ -164,6 +165,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let _ = notifier_task.await;
     let _ = controller.await;
     let _ = reporter.await;
+    let _ = planner.await;
     // A job cancelled mid-append still completes that append on the blocking pool.
     appender.settled(DRAIN_TIMEOUT).await;
     let _ = drain_tx.send(true);

@@ -204,6 +204,21 @@ try {
         throw new Error(`the task health differs from the API's: ${JSON.stringify({ shown, running, tasks: [...tasksShown] })}`);
       }
       step('task health shown', { zones: shown.map((r) => r.zone), runs: shown.map((r) => Number(r.runs)) });
+      // The plan: a row per zone and running task, as the API plans them, with
+      // whether each meets its cadence, and the warnings (or that there are none).
+      const plan = await page.evaluate(async () => {
+        const rows = [...document.querySelectorAll('[data-test=plan] tbody tr')]
+          .map((tr) => ({ task: tr.dataset.task, zone: tr.dataset.zone, meets: tr.querySelector('[data-field=meets]').textContent }));
+        const warnings = document.querySelector('[data-test=plan-warnings]').textContent;
+        const api = await (await fetch('/api/v1/plan')).json();
+        return { rows, warnings, api };
+      });
+      const planned = plan.api.zones.flatMap((z) => z.tasks.map((t) => ({ task: t.task, zone: z.zone, meets: t.meets_cadence ? 'yes' : 'no' })));
+      if (!planned.length || JSON.stringify(plan.rows) !== JSON.stringify(planned)
+        || plan.api.warnings.some((w) => !plan.warnings.includes(w))) {
+        throw new Error(`the plan differs from the API's: ${JSON.stringify({ shown: plan.rows, planned, warnings: plan.warnings })}`);
+      }
+      step('plan shown', { rows: plan.rows.length, warnings: plan.api.warnings.length });
     }
     await shot(name);
   }
