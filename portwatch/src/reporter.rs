@@ -192,4 +192,3 @@ mod tests {
         assert_eq!(changed(&later, &written), [&a2, &b]);
     }
 }
-

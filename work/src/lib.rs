@@ -1,6 +1,8 @@
 //! The work model of portwatch: what the monitoring tasks cost and whether their
 //! cadences can be met ([`plan`], over what [`estate`] reads), the same in both deployments.
 
+pub mod board;
+pub mod chunk;
 pub mod estate;
 pub mod plan;
 
