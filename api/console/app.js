@@ -201,10 +201,11 @@ function taskHealthTable(tasks) {
         h('td', { class: 'num', 'data-field': 'coverage' }, z && z.coverage !== null ? `${Math.round(z.coverage * 100)} %` : ''),
         h('td', { class: 'num', 'data-field': 'runs' }, z ? z.runs : ''),
         h('td', { class: z && z.failed ? 'num bad' : 'num', 'data-field': 'failed' }, z ? z.failed : ''),
+        h('td', { class: z && z.overruns ? 'num bad' : 'num', 'data-field': 'overruns' }, z ? z.overruns : ''),
         h('td', {}, f ? `${when(f.updated_at)}: ${f.error || 'failed'}` : '')));
     });
   }
-  return table(['task', 'runs every', 'zone', 'newest job', 'last finished', 'took', 'coverage', 'runs', 'failed', 'last failure'],
+  return table(['task', 'runs every', 'zone', 'newest pass', 'last finished', 'took', 'coverage', 'passes', 'failed', 'overruns', 'last failure'],
     rows, { 'data-test': 'task-health' });
 }
 
@@ -432,9 +433,11 @@ pages.tasks = {
         h('td', { 'data-field': 'cadence' }, t.cadence || 'off'), h('td', {}, t.configured || 'off'),
         h('td', {}, t.set_by ? `${t.set_by}, ${when(t.set_at)}` : ''), h('td', {}, t.implemented ? 'yes' : 'not yet')))),
       h('p', { class: 'muted' }, 'Cadences come from the [schedule] section of the config file; an admin may change them here (recorded in the journal).'),
-      h('h2', {}, 'Jobs (newest first)'),
-      table(['job', 'task', 'state', 'zone', 'node', 'targets', 'hosts done', 'open found', 'started', 'duration', 'error'],
+      h('h2', {}, 'Passes and their chunks (newest first)'),
+      table(['job', 'task', 'chunk', 'state', 'zone', 'node', 'targets', 'hosts done', 'open found', 'started', 'duration', 'error'],
         jobs.map((j) => h('tr', {}, h('td', {}, h('code', {}, j.id.slice(0, 13))), h('td', {}, j.task),
+          h('td', {}, j.pass ? `${j.chunk + 1} of ${j.chunks}${j.try_no > 1 ? `, try ${j.try_no}` : ''}`
+            : j.chunks ? `pass: ${j.chunks_ended} of ${j.chunks} ended${j.overruns ? `, ${j.overruns} overrun` : ''}` : ''),
           h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'done' ? 'ok' : '' }, j.state), h('td', {}, j.zone),
           h('td', {}, j.node || ''), h('td', { class: 'num' }, j.targets), h('td', { class: 'num' }, j.hosts_done ?? ''),
           h('td', { class: 'num' }, j.open_found ?? ''), h('td', {}, when(j.started_at)),

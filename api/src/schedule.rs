@@ -130,16 +130,20 @@ pub(crate) struct TaskParams {
     hours: Option<u32>,
 }
 
-/// One task in one zone: its jobs in the period, the newest one, and the figures
-/// of the newest one that finished.
+/// One task in one zone: its passes in the period (a pass is cut into chunks, each
+/// run by a node: those are in the job list too, but not counted here), the newest
+/// one, and the figures of the newest one that finished.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct ZoneHealth {
     /// The zone (`default` in the embedded deployment).
     pub zone: String,
-    /// Jobs issued in the period.
+    /// Passes issued in the period.
     pub runs: u64,
     /// Of those, failed.
     pub failed: u64,
+    /// Cadence slots skipped in the period because its pass was still running
+    /// (the task overran its cadence: see `GET /api/v1/plan`).
+    pub overruns: u64,
     /// The newest job (it may still be queued or running).
     pub last: Option<JobView>,
     /// The newest job that finished, well or not.
@@ -180,6 +184,7 @@ fn zone_health(runs: TaskRuns) -> ZoneHealth {
         zone: runs.zone,
         runs: runs.runs,
         failed: runs.failed,
+        overruns: runs.overruns,
         last: runs.last,
         last_finished,
         duration_secs,
@@ -247,6 +252,12 @@ mod tests {
             error: None,
             started_at: at(started),
             updated_at: at(updated),
+            pass: None,
+            chunk: None,
+            chunks: None,
+            chunks_ended: None,
+            try_no: None,
+            overruns: None,
         }
     }
 
@@ -257,6 +268,7 @@ mod tests {
             zone: "a".into(),
             runs: 3,
             failed: 1,
+            overruns: 0,
             last: Some(last),
             last_done: done,
             last_failure: failure,

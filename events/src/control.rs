@@ -23,6 +23,30 @@ pub struct JobOrder {
     pub ports: PortSet,
     /// When the control plane issued it.
     pub issued_at: Timestamp,
+    /// The probe node it is leased to; none in orders of earlier versions (any
+    /// node of the zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The pass and chunk it is an attempt of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<ChunkRef>,
+    /// The lease's first deadline: a node that reads the order later skips it
+    /// (the chunk has been leased to another node by then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<Timestamp>,
+}
+
+/// Where a chunk attempt belongs: its pass and its place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// The pass.
+    pub pass: JobId,
+    /// The chunk's place in it (0-based).
+    pub index: u32,
+    /// Chunks of the pass.
+    pub chunks: u32,
+    /// Which try of the chunk (1 the first).
+    pub try_no: u32,
 }
 
 /// What a probe node reports on the control topic.

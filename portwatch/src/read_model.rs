@@ -87,6 +87,12 @@ impl EmbeddedRead {
             error: r.error,
             started_at: Some(r.started_at),
             updated_at: Some(r.finished_at.unwrap_or(r.started_at)),
+            pass: r.chunk.map(|c| c.pass.to_string()),
+            chunk: r.chunk.map(|c| c.index),
+            chunks: r.chunk.map(|c| c.chunks).or(r.progress.map(|p| p.chunks)),
+            chunks_ended: r.progress.map(|p| p.ended),
+            try_no: r.chunk.map(|c| c.try_no),
+            overruns: r.progress.map(|p| p.overruns),
         }
     }
 }
@@ -198,6 +204,7 @@ impl ReadModel for EmbeddedRead {
                         zone: self.zone.clone(),
                         runs: s.runs,
                         failed: s.failed,
+                        overruns: s.overruns,
                         last: view(s.last),
                         last_done: view(s.last_done),
                         last_failure: view(s.last_failed),
@@ -213,7 +220,7 @@ impl ReadModel for EmbeddedRead {
             .board
             .list()
             .into_iter()
-            .find(|r| r.state == JobState::Running)
+            .find(|r| r.state == JobState::Running && r.progress.is_none())
             .map(|r| r.job.to_string());
         let node = NodeView {
             node: self.node.clone(),
@@ -268,6 +275,14 @@ fn job_view(r: JobRow) -> JobView {
         error: detail["error"].as_str().map(str::to_string),
         started_at: at(r.issued_at),
         updated_at: at(r.updated_at),
+        pass: detail["pass"].as_str().map(str::to_string),
+        chunk: detail["chunk"].as_u64().and_then(|n| u32::try_from(n).ok()),
+        chunks: detail["chunks"].as_u64().and_then(|n| u32::try_from(n).ok()),
+        chunks_ended: detail["chunks_ended"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok()),
+        try_no: detail["try"].as_u64().and_then(|n| u32::try_from(n).ok()),
+        overruns: detail["overruns"].as_u64(),
     }
 }
 
@@ -278,7 +293,8 @@ fn node_view(n: ProbeNodeRow, stale_after_secs: u64, now: u32) -> NodeView {
         zone: n.zone,
         health: if age <= stale_after_secs { "ok" } else { "stale" },
         last_heartbeat_age_secs: age,
-        running_job: (!n.running_job.is_empty()).then_some(n.running_job),
+        // A stale node runs nothing as far as anyone knows: its chunk is leased again.
+        running_job: (age <= stale_after_secs && !n.running_job.is_empty()).then_some(n.running_job),
         spooled: n.spooled,
         spool_overflow: n.spool_overflow,
     }
@@ -378,10 +394,10 @@ impl ReadModel for ClickHouseRead {
                     .collect()
             };
             let (mut done, mut failures) = (by_key(rows.last_done), by_key(rows.last_failed));
-            let counts: std::collections::HashMap<(String, String), (u64, u64)> = rows
+            let counts: std::collections::HashMap<(String, String), (u64, u64, u64)> = rows
                 .counts
                 .into_iter()
-                .map(|c| ((c.task, c.zone), (c.runs, c.failed)))
+                .map(|c| ((c.task, c.zone), (c.runs, c.failed, c.overruns)))
                 .collect();
             Ok(rows
                 .last
@@ -391,12 +407,13 @@ impl ReadModel for ClickHouseRead {
                         .into_iter()
                         .find(|t| t.as_str() == j.task)?;
                     let key = (j.task.clone(), j.zone.clone());
-                    let (runs, failed) = counts.get(&key).copied().unwrap_or_default();
+                    let (runs, failed, overruns) = counts.get(&key).copied().unwrap_or_default();
                     Some(TaskRuns {
                         task,
                         zone: j.zone.clone(),
                         runs,
                         failed,
+                        overruns,
                         last_done: done.remove(&key).map(job_view),
                         last_failure: failures.remove(&key).map(job_view),
                         last: Some(job_view(j)),

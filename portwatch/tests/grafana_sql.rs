@@ -89,8 +89,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Vec<&'static str>, bool
     );
     add(
         "portwatch-overview",
-        "Jobs by state (last 24 h)",
-        &["zone", "task", "state", "jobs"],
+        "Passes by state (last 24 h)",
+        &["zone", "task", "state", "passes"],
         true,
     );
     add(
@@ -272,8 +272,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Vec<&'static str>, bool
     );
     add(
         "portwatch-probes",
-        "Jobs per zone and state",
-        &["zone", "state", "jobs"],
+        "Passes per zone and state",
+        &["zone", "state", "passes"],
         true,
     );
     add(
@@ -284,7 +284,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Vec<&'static str>, bool
     );
     add(
         "portwatch-probes",
-        "Failed jobs",
+        "Failed passes and chunk attempts",
         &["updated_at", "zone", "node", "task", "detail"],
         false,
     );

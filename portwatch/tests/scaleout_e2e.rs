@@ -113,9 +113,12 @@ fn two_zones_two_projectors_match_the_embedded_fold() {
         ])
     );
 
-    // Jobs went to the right zone's node.
+    // Chunk attempts went to the right zone's node (passes name no node).
     let jobs = stack
-        .sql("SELECT zone, node, count() FROM jobs FINAL WHERE state = 'done' GROUP BY zone, node ORDER BY zone FORMAT TSV")
+        .sql(
+            "SELECT zone, node, count() FROM jobs FINAL WHERE state = 'done' \
+             AND visitParamExtractString(detail, 'pass') != '' GROUP BY zone, node ORDER BY zone FORMAT TSV",
+        )
         .unwrap();
     let rows: Vec<Vec<&str>> = jobs.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 2, "done jobs by zone and node: {jobs}");

@@ -208,12 +208,14 @@ secret = "{SECRET}"
     // and its journal record; the key tells the receiver.)
     assert_eq!(accepted.len(), hosts.len(), "each accepted: {accepted:?}");
 
-    // Jobs: none issued twice for a slot of the cadence, in either zone. Wait for
-    // the next slot's jobs, which the standby issues when the cadence says.
+    // Passes: none issued twice for a slot of the cadence, in either zone (their
+    // chunk attempts are rows of their own). Wait for the next slot's passes, which
+    // the standby issues when the cadence says.
     let issued = |zone: &str| -> Vec<u64> {
         let text = stack
             .sql(&format!(
-                "SELECT toUInt32(issued_at) FROM jobs FINAL WHERE task = 'high_risk_ports' AND zone = '{zone}' ORDER BY issued_at FORMAT TSV"
+                "SELECT toUInt32(issued_at) FROM jobs FINAL WHERE task = 'high_risk_ports' AND zone = '{zone}' \
+                 AND visitParamExtractString(detail, 'pass') = '' ORDER BY issued_at FORMAT TSV"
             ))
             .expect("jobs");
         text.lines().map(|l| l.trim().parse().expect("secs")).collect()

@@ -238,10 +238,12 @@ pub struct StoredJob {
 pub struct StoredTaskRuns {
     /// The task.
     pub task: String,
-    /// Jobs started since the time asked.
+    /// Passes started since the time asked (chunk attempts are not counted).
     pub runs: u64,
     /// Of those, failed.
     pub failed: u64,
+    /// Cadence slots its passes in the period overran.
+    pub overruns: u64,
     /// Its newest job.
     pub last: Option<String>,
     /// Its newest job that finished well, whenever it was.
@@ -551,15 +553,17 @@ impl EmbeddedStore {
         let since = since.to_rfc3339();
         let mut out = Vec::with_capacity(tasks.len());
         for &task in tasks {
-            let (runs, failed) = conn
+            let (runs, failed, overruns) = conn
                 .prepare_cached(
                     "SELECT COUNT(*), \
-                            COALESCE(SUM(json_extract(data, '$.state') = 'failed'), 0) \
-                     FROM jobs WHERE json_extract(data, '$.task') = ?1 AND started_at >= ?2",
+                            COALESCE(SUM(json_extract(data, '$.state') = 'failed'), 0), \
+                            COALESCE(SUM(json_extract(data, '$.progress.overruns')), 0) \
+                     FROM jobs WHERE json_extract(data, '$.task') = ?1 AND started_at >= ?2 \
+                     AND json_extract(data, '$.chunk') IS NULL",
                 )
                 .and_then(|mut stmt| {
                     stmt.query_row(params![task, since], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -568,10 +572,12 @@ impl EmbeddedStore {
                 let sql = match state {
                     None => {
                         "SELECT data FROM jobs WHERE json_extract(data, '$.task') = ?1 \
+                         AND json_extract(data, '$.chunk') IS NULL \
                          ORDER BY started_at DESC, id DESC LIMIT 1"
                     }
                     Some(_) => {
                         "SELECT data FROM jobs WHERE json_extract(data, '$.task') = ?1 \
+                         AND json_extract(data, '$.chunk') IS NULL \
                          AND json_extract(data, '$.state') = ?2 ORDER BY started_at DESC, id DESC LIMIT 1"
                     }
                 };
@@ -589,6 +595,7 @@ impl EmbeddedStore {
                 task: task.to_string(),
                 runs: runs as u64,
                 failed: failed as u64,
+                overruns: overruns.max(0) as u64,
                 last,
                 last_done,
                 last_failed,
@@ -866,6 +873,22 @@ mod tests {
                 job("e", "liveness", 50, "done"),
             ])
             .expect("put");
+        // A chunk attempt is on the job list, not a run of its task; a pass says
+        // how many slots it overran.
+        let attempt = StoredJob {
+            id: "f".into(),
+            started_at: at(400),
+            data: "{\"id\":\"f\",\"task\":\"full_ports\",\"state\":\"failed\",\"chunk\":{\"index\":0}}"
+                .into(),
+        };
+        let overran = StoredJob {
+            id: "d".into(),
+            started_at: at(300),
+            data:
+                "{\"id\":\"d\",\"task\":\"full_ports\",\"state\":\"running\",\"progress\":{\"overruns\":2}}"
+                    .into(),
+        };
+        store.put_jobs(&[attempt, overran.clone()]).expect("put");
         let runs = store
             .task_runs(&["full_ports", "liveness", "admin_panels"], at(100))
             .expect("runs");
@@ -875,7 +898,8 @@ mod tests {
                 task: "full_ports".into(),
                 runs: 3,
                 failed: 1,
-                last: Some(job("d", "full_ports", 300, "running").data),
+                overruns: 2,
+                last: Some(overran.data),
                 last_done: Some(job("b", "full_ports", 100, "done").data),
                 last_failed: Some(job("c", "full_ports", 200, "failed").data),
             }
@@ -891,6 +915,7 @@ mod tests {
                 task: "admin_panels".into(),
                 runs: 0,
                 failed: 0,
+                overruns: 0,
                 last: None,
                 last_done: None,
                 last_failed: None

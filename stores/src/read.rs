@@ -52,6 +52,19 @@ pub struct JobView {
     /// Its last change.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<Timestamp>,
+    /// A chunk attempt: the pass it belongs to (none for a pass).
+    pub pass: Option<String>,
+    /// A chunk attempt: the chunk's place in its pass (0-based).
+    pub chunk: Option<u32>,
+    /// Chunks of the pass.
+    pub chunks: Option<u32>,
+    /// A pass: chunks ended (done or failed).
+    pub chunks_ended: Option<u32>,
+    /// A chunk attempt: which try of the chunk (1 the first; a chunk whose
+    /// holder went silent is tried again).
+    pub try_no: Option<u32>,
+    /// A pass: cadence slots skipped while it ran (its task overran).
+    pub overruns: Option<u64>,
 }
 
 /// One probe node, the same in both deployments (the embedded process is its own
@@ -87,6 +100,9 @@ pub struct TaskRuns {
     pub runs: u64,
     /// Of those, failed (an embedded job cut short by a stop counts).
     pub failed: u64,
+    /// Cadence slots skipped in the period because the task's pass was still
+    /// running (overruns).
+    pub overruns: u64,
     /// The newest job.
     pub last: Option<JobView>,
     /// The newest job that finished well.

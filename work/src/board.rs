@@ -49,6 +49,8 @@ pub struct Pass {
     pub zone: String,
     /// Addresses of the whole pass.
     pub addresses: u64,
+    /// The ports its chunks probe, together.
+    pub ports: String,
     /// Chunks in all.
     pub chunks: u32,
     /// Chunks finished well.
@@ -76,7 +78,7 @@ impl Pass {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Overrun {
     /// The unfinished pass.
-    pub running: Pass,
+    pub running: Box<Pass>,
 }
 
 impl std::fmt::Display for Overrun {
@@ -224,7 +226,7 @@ impl Board {
             .and_then(|id| self.passes.get(id))
         {
             return Err(Overrun {
-                running: running.pass.clone(),
+                running: Box::new(running.pass.clone()),
             });
         }
         let n = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
@@ -233,6 +235,13 @@ impl Board {
             task,
             zone: zone.to_string(),
             addresses: chunks.iter().map(|c| c.addresses).sum(),
+            ports: portwatch_events::PortSet::from_ranges(
+                chunks
+                    .iter()
+                    .flat_map(|c| c.ports.ranges().iter().copied())
+                    .collect(),
+            )
+            .to_string(),
             chunks: n,
             done: 0,
             failed: 0,
@@ -398,6 +407,14 @@ impl Board {
             });
         }
         out
+    }
+
+    /// The pass an attempt (current or stale) belongs to.
+    pub fn pass_of(&self, attempt: JobId) -> Option<JobId> {
+        self.leases
+            .get(&attempt)
+            .map(|h| h.pass)
+            .or_else(|| self.stale.get(&attempt).map(|(p, _)| *p))
     }
 
     /// The attempts `node` holds.

@@ -94,6 +94,12 @@ impl TopicConsumer {
         })
     }
 
+    /// Whether the group gave this member its partitions yet (a member joins while
+    /// [`TopicConsumer::next`] is being awaited).
+    pub fn assigned(&self) -> bool {
+        self.consumer.assignment().is_ok_and(|a| a.count() > 0)
+    }
+
     /// Commit `delivery` (and everything before it in its partition), waiting for
     /// the broker.
     pub fn commit(&self, delivery: &Delivery) -> Result<(), LogError> {

@@ -441,6 +441,9 @@ pub struct Config {
     pub scan: ScanSettings,
     /// Cadence of each enabled task.
     pub schedule: BTreeMap<Task, Duration>,
+    /// How long one chunk of a pass should take at a node's rate (`[schedule]
+    /// chunk_target`).
+    pub chunk_target: Duration,
     /// Fold tuning.
     pub projection: FoldConfig,
     /// State directory.
@@ -570,7 +573,10 @@ impl RawConfig {
         };
         let (assets, scope) = assets::validate(self.assets, self.scope, &at)?;
         let scan = self.scan.validate(&at)?;
-        let schedule = self.schedule.validate(&at)?;
+        let schedule::ScheduleSettings {
+            cadences: schedule,
+            chunk_target,
+        } = self.schedule.validate(&at)?;
 
         let close_after_misses = match self.projection.close_after_misses {
             None => DEFAULT_CLOSE_AFTER_MISSES,
@@ -658,6 +664,7 @@ impl RawConfig {
             scope,
             scan,
             schedule,
+            chunk_target,
             projection: FoldConfig {
                 close_after_misses,
                 policy: service.policy.clone(),

@@ -30,11 +30,25 @@ pub struct RawSchedule {
     pub offline_full_ports: Option<String>,
     /// Task 8.
     pub all_assets_full_ports: Option<String>,
+    /// How long one chunk of a pass should take at a node's rate. Default: 30s.
+    pub chunk_target: Option<String>,
+}
+
+/// Default `[schedule] chunk_target`.
+pub(super) const DEFAULT_CHUNK_TARGET: Duration = Duration::from_secs(30);
+
+/// The checked `[schedule]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ScheduleSettings {
+    /// Each running task's cadence.
+    pub(super) cadences: BTreeMap<Task, Duration>,
+    /// How long a chunk should take at one node's rate.
+    pub(super) chunk_target: Duration,
 }
 
 impl RawSchedule {
-    /// Every task's cadence, checked.
-    pub(super) fn validate(self, at: &Origin<'_>) -> Result<BTreeMap<Task, Duration>, ConfigError> {
+    /// Every task's cadence and the chunk size, checked.
+    pub(super) fn validate(self, at: &Origin<'_>) -> Result<ScheduleSettings, ConfigError> {
         let invalid = |key: &str, value: &str, reason: &str| at.invalid(key, value, reason);
         let s = &self;
         let mut schedule = BTreeMap::new();
@@ -60,6 +74,24 @@ impl RawSchedule {
             }
             schedule.insert(task, d);
         }
-        Ok(schedule)
+        let chunk_target = match &s.chunk_target {
+            None => DEFAULT_CHUNK_TARGET,
+            Some(text) => {
+                let d = parse_duration(text)
+                    .map_err(|r| invalid("schedule.chunk_target", &format!("{text:?}"), &r))?;
+                if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                    return Err(invalid(
+                        "schedule.chunk_target",
+                        &format!("{text:?}"),
+                        "must be from 1s to 1h",
+                    ));
+                }
+                d
+            }
+        };
+        Ok(ScheduleSettings {
+            cadences: schedule,
+            chunk_target,
+        })
     }
 }

@@ -1,9 +1,10 @@
 //! Jobs: one run of one task over its targets, and how its results reach the log.
 //!
 //! A job streams host results from the scanner, turns each into observation events
-//! and appends them to the event log as soon as the host is done, so a long job's
-//! findings show up while it is still running and a crash loses at most the hosts in
-//! flight (which the next run covers again).
+//! and appends them to the event log as soon as the host is done (with the hosts
+//! finished meanwhile, in one write), so a long job's findings show up while it is
+//! still running and a crash loses at most the hosts in flight (which the next run
+//! covers again).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+pub use portwatch_events::control::ChunkRef;
 use portwatch_events::{Event, JobId, Observation, Origin, PortSet, Task, Timestamp};
 use portwatch_ingest::{EventLog, LogError};
 use portwatch_probes::{HostResult, Pinger, ScanProgress, ScanRequest, Scanner, Scope};
@@ -135,6 +137,24 @@ pub struct JobRecord {
     pub open_found: u64,
     /// Why it failed.
     pub error: Option<String>,
+    /// A chunk attempt: its pass and chunk (none for a pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<ChunkRef>,
+    /// A pass: how far its chunks are (none for a chunk attempt, and for jobs
+    /// recorded before passes were cut into chunks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<PassProgress>,
+}
+
+/// How far a pass is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PassProgress {
+    /// Chunks in all.
+    pub chunks: u32,
+    /// Chunks ended (done or failed).
+    pub ended: u32,
+    /// Cadence slots skipped while it ran (overruns).
+    pub overruns: u64,
 }
 
 /// The most recent jobs, newest first; with a store, every change of a job is also
@@ -183,6 +203,19 @@ impl JobBoard {
         (board, writer)
     }
 
+    /// Record `record` (a pass), replacing what the board has of it.
+    pub fn put(&self, record: JobRecord) {
+        self.persist(&record);
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match jobs.iter_mut().find(|r| r.job == record.job) {
+            Some(known) => *known = record,
+            None => {
+                jobs.push_front(record);
+                jobs.truncate(JOB_BOARD_SIZE);
+            }
+        }
+    }
+
     fn update(&self, job: JobId, f: impl FnOnce(&mut JobRecord)) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(record) = jobs.iter_mut().find(|r| r.job == job) {
@@ -212,6 +245,38 @@ impl JobBoard {
             .iter()
             .cloned()
             .collect()
+    }
+}
+
+/// Embedded: passes on the job board (and so in the state store).
+#[derive(Debug, Clone)]
+pub struct BoardPasses(pub Arc<JobBoard>);
+
+impl portwatch_work::PassLog for BoardPasses {
+    fn record(&self, pass: &portwatch_work::board::Pass, overruns: u64, error: Option<&str>) {
+        let state = match (pass.finished(), pass.failed) {
+            (false, _) => JobState::Running,
+            (true, 0) => JobState::Done,
+            (true, _) => JobState::Failed,
+        };
+        self.0.put(JobRecord {
+            job: pass.pass,
+            task: pass.task,
+            state,
+            started_at: pass.started_at,
+            finished_at: pass.finished_at,
+            targets: pass.addresses,
+            ports: pass.ports.clone(),
+            hosts_done: pass.hosts,
+            open_found: pass.open,
+            error: error.map(str::to_string),
+            chunk: None,
+            progress: Some(PassProgress {
+                chunks: pass.chunks,
+                ended: pass.done + pass.failed,
+                overruns,
+            }),
+        });
     }
 }
 
@@ -257,6 +322,27 @@ pub struct JobSpec {
     pub targets: Vec<IpAddr>,
     /// Ports per target.
     pub ports: PortSet,
+    /// The pass and chunk it is an attempt of, if it is one.
+    pub chunk: Option<ChunkRef>,
+}
+
+impl JobSpec {
+    /// The attempt `lease` is of its chunk.
+    pub fn of_lease(lease: portwatch_work::board::Lease) -> Self {
+        let targets = portwatch_probes::TargetSet::from_nets(lease.chunk.targets);
+        Self {
+            job: lease.attempt,
+            task: lease.task,
+            targets: targets.iter().collect(),
+            ports: lease.chunk.ports,
+            chunk: Some(ChunkRef {
+                pass: lease.pass,
+                index: lease.index,
+                chunks: lease.chunks,
+                try_no: lease.try_no,
+            }),
+        }
+    }
 }
 
 /// Run a job to the end; its events are in the log when this returns `Ok`.
@@ -277,6 +363,8 @@ pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecor
         hosts_done: 0,
         open_found: 0,
         error: None,
+        chunk: spec.chunk,
+        progress: None,
     });
     tracing::info!(job = %origin.job, task = %spec.task, targets = spec.targets.len(), ports = spec.ports.len(), "job started");
     let result = match spec.task {
@@ -315,6 +403,24 @@ pub async fn run_job(ctx: &JobContext, spec: JobSpec) -> anyhow::Result<JobRecor
         .ok_or_else(|| anyhow::anyhow!("job {} vanished from the board", origin.job))
 }
 
+/// Most host results appended to the log in one batch.
+const APPEND_BATCH: usize = 1024;
+
+/// The next host results: one as soon as it comes, with those already waiting
+/// behind it (up to [`APPEND_BATCH`]): a fast scan appends in batches (one write
+/// for many hosts), a slow one host by host, without waiting. None at the end.
+async fn next_batch<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < APPEND_BATCH {
+        match rx.try_recv() {
+            Ok(more) => batch.push(more),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyhow::Result<(u64, u64)> {
     let (tx, mut rx) = mpsc::channel::<HostResult>(64);
     let scanner = ctx.scanner.clone();
@@ -332,10 +438,14 @@ async fn run_port_scan(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> any
         scanner.scan(targets.into_iter(), request, tx).await
     });
     let (mut hosts, mut open) = (0u64, 0u64);
-    while let Some(result) = rx.recv().await {
-        hosts += 1;
-        open += result.open.len() as u64;
-        ctx.appender.append(result.to_events(origin)).await?;
+    while let Some(batch) = next_batch(&mut rx).await {
+        let mut events = Vec::new();
+        for result in &batch {
+            hosts += 1;
+            open += result.open.len() as u64;
+            events.extend(result.to_events(origin));
+        }
+        ctx.appender.append(events).await?;
         ctx.board.update(origin.job, |r| {
             r.hosts_done = hosts;
             r.open_found = open;
@@ -403,10 +513,14 @@ async fn run_liveness(ctx: &JobContext, origin: &Origin, spec: &JobSpec) -> anyh
     let targets = spec.targets.clone();
     let ping = tokio::spawn(async move { pinger.ping(targets, (&ports, &scope), tx).await });
     let mut hosts = 0u64;
-    while let Some(verdict) = rx.recv().await {
-        hosts += 1;
-        let event = Event::new(origin, Utc::now(), Observation::HostLiveness(verdict));
-        ctx.appender.append(vec![event]).await?;
+    while let Some(batch) = next_batch(&mut rx).await {
+        hosts += batch.len() as u64;
+        let now = Utc::now();
+        let events = batch
+            .into_iter()
+            .map(|verdict| Event::new(origin, now, Observation::HostLiveness(verdict)))
+            .collect();
+        ctx.appender.append(events).await?;
     }
     ping.await??;
     Ok((hosts, 0))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use portwatch_events::control::{Control, ControlKind};
 use portwatch_ingest::{Acks, TopicConsumer};
-use portwatch_stores::ProbeNodeRow;
+use portwatch_stores::{JobRow, ProbeNodeRow};
 use tokio::sync::watch;
 
 use super::issuer::Issuer;
@@ -19,11 +19,46 @@ pub async fn follow_control(
 ) -> anyhow::Result<()> {
     let so = &cfg.scaleout;
     let group = format!("{}-control", so.projector.group);
-    let consumer = TopicConsumer::join(&so.kafka, &group, &so.kafka.topics.control, Acks::Auto, &[])?;
+    // Read at once: an idle node gets its next chunk as soon as it reports the last.
+    let consumer = TopicConsumer::join(
+        &so.kafka,
+        &group,
+        &so.kafka.topics.control,
+        Acks::Auto,
+        &[("fetch.wait.max.ms", "100")],
+    )?;
+    // Rows are written behind the follower, batched: a slow ClickHouse must not
+    // delay the heartbeats that renew the nodes' leases.
+    let (rows, mut pending) =
+        tokio::sync::mpsc::unbounded_channel::<(Option<ProbeNodeRow>, Option<JobRow>)>();
+    let store = issuer.store().clone();
+    let writer = tokio::spawn(async move {
+        while let Some(first) = pending.recv().await {
+            let (mut nodes, mut jobs) = (Vec::new(), Vec::new());
+            let mut add = |(node, job): (Option<ProbeNodeRow>, Option<JobRow>)| {
+                nodes.extend(node);
+                jobs.extend(job);
+            };
+            add(first);
+            while let Ok(more) = pending.try_recv() {
+                add(more);
+            }
+            if !nodes.is_empty() {
+                if let Err(err) = store.write_nodes(&nodes).await {
+                    tracing::warn!(error = %err, "cannot record heartbeats");
+                }
+            }
+            if !jobs.is_empty() {
+                if let Err(err) = store.write_jobs(&jobs).await {
+                    tracing::warn!(error = %err, "cannot record job states");
+                }
+            }
+        }
+    });
     loop {
         let msg = tokio::select! {
             m = consumer.next() => m,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stop.wait_for(|s| *s) => break,
         };
         let msg = match msg {
             Ok(m) => m,
@@ -40,6 +75,9 @@ pub async fn follow_control(
                 continue;
             }
         };
+        // The board first (a heartbeat renews its node's lease), the rows after:
+        // a slow ClickHouse must not make a living node's lease run out.
+        let updated = issuer.job_update(&control).await;
         if let ControlKind::NodeHeartbeat {
             running_job,
             spooled,
@@ -57,14 +95,14 @@ pub async fn follow_control(
                 body: text.clone(),
                 ver: u64::try_from(control.at.timestamp_millis()).unwrap_or(0),
             };
-            if let Err(err) = issuer.store().write_nodes(&[row]).await {
-                tracing::warn!(error = %err, "cannot record heartbeat");
-            }
+            let _ = rows.send((Some(row), None));
         }
-        if let Some(row) = issuer.job_update(&control).await {
-            if let Err(err) = issuer.store().write_jobs(&[row]).await {
-                tracing::warn!(error = %err, "cannot record job state");
-            }
+        if let Some(row) = updated {
+            let _ = rows.send((None, Some(row)));
         }
     }
+    // What was read is written before the term ends.
+    drop(rows);
+    let _ = writer.await;
+    Ok(())
 }

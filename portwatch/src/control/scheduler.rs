@@ -10,20 +10,27 @@
 //! | IP_ONLINE  | assets not known to be dead (unknown counts as online, so new assets are scanned at once) |
 //! | IP_OFFLINE | assets whose last liveness check got no answer |
 //! | PORT_OPEN  | ports currently open in state                |
+//!
+//! A run of a task is a pass per zone, cut into chunks (`portwatch_work::chunk`)
+//! and put on the work board, which refuses a pass while the task's last one in the
+//! zone is unfinished: that slot is an overrun, recorded on the running pass, and
+//! nothing piles up.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use portwatch_events::{JobId, PortSet, Proto, Task};
 use portwatch_projections::{PortRow, PortState};
 use portwatch_stores::ReadModel;
 use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use portwatch_work::board::Outcome;
+use portwatch_work::chunk::{Chunk, Sizing};
+use portwatch_work::Work;
 
 use super::jobs::{run_job, JobContext, JobSpec};
 
@@ -37,54 +44,68 @@ pub fn implemented(task: Task) -> bool {
     task != Task::Adhoc
 }
 
-/// What became of a dispatched job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dispatched {
-    /// Run here and finished; it found this many open ports.
-    Ran {
-        /// Open ports found.
-        open_found: u64,
-    },
-    /// Handed to someone else (a probe node), or failed (logged by the dispatcher).
-    Handed,
-}
-
-/// Where jobs go: run in this process (embedded), or issued to the probe nodes of
-/// each zone (scale-out). The scheduler decides *what* to run; a dispatcher *where*.
-pub trait Dispatch: Send + Sync {
-    /// Run or issue one job.
-    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched>;
-
-    /// When a run of `task` was last handed on, where jobs outlive the process that
-    /// issued them (scale-out: the probe nodes run them whether or not this control
-    /// instance lives): a new leader's first run of the task then waits out the
-    /// cadence from there instead of issuing the slot's jobs a second time. None
-    /// where a process start means its jobs were cut short (embedded).
-    fn last_issued(&self, _task: Task) -> BoxFuture<'_, Option<chrono::DateTime<chrono::Utc>>> {
-        futures::future::ready(None).boxed()
-    }
-}
-
-/// Embedded: jobs run in this process.
+/// Embedded: the process is its own probe node; its worker takes the chunks of its
+/// zone from the board, most urgent first, renews its lease while it runs one, and
+/// reports how each ended.
 #[derive(Debug)]
-pub struct LocalRunner {
+pub struct LocalPool {
     /// What jobs need.
     pub ctx: JobContext,
+    /// The board.
+    pub work: Arc<Work>,
+    /// The zone whose chunks it takes.
+    pub zone: String,
+    /// Woken when a scan found open ports (see [`Scheduler::detect_now`]).
+    pub detect_now: Arc<tokio::sync::Notify>,
 }
 
-impl Dispatch for LocalRunner {
-    fn dispatch(&self, spec: JobSpec) -> BoxFuture<'_, Dispatched> {
-        async move {
-            // Errors are recorded on the job board and logged by run_job; the task
-            // loop carries on with its next run.
-            match run_job(&self.ctx, spec).await {
-                Ok(record) => Dispatched::Ran {
-                    open_found: record.open_found,
-                },
-                Err(_) => Dispatched::Handed,
+impl LocalPool {
+    /// Take and run chunks until `stop`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let renew_every = self.work.lease_for() / 3;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            self.work.expire();
+            let Some(lease) = self.work.take(&self.zone, &self.ctx.node) else {
+                tokio::select! {
+                    _ = self.work.wait(FOLLOW) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            };
+            let (attempt, task) = (lease.attempt, lease.task);
+            let spec = JobSpec::of_lease(lease);
+            let run = run_job(&self.ctx, spec);
+            tokio::pin!(run);
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break Some(r),
+                    _ = tokio::time::sleep(renew_every) => { self.work.renew(attempt); }
+                    _ = stop.changed() => break None,
+                }
+            };
+            match result {
+                // Cut short by a stop: recorded as interrupted at the next start.
+                None => return,
+                Some(Ok(record)) => {
+                    self.work.finish(
+                        attempt,
+                        &Outcome::Done {
+                            hosts: record.hosts_done,
+                            open: record.open_found,
+                        },
+                    );
+                    let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
+                    if scan && record.open_found > 0 {
+                        self.detect_now.notify_one();
+                    }
+                }
+                // Logged and on the job list by run_job.
+                Some(Err(err)) => self.work.finish(attempt, &Outcome::Failed(format!("{err:#}"))),
             }
         }
-        .boxed()
     }
 }
 
@@ -94,8 +115,12 @@ pub struct Scheduler {
     cfg: Arc<Config>,
     /// Where target sets are read from.
     read: Arc<dyn ReadModel>,
-    /// Where jobs go.
-    dispatch: Arc<dyn Dispatch>,
+    /// Where passes go, cut into chunks.
+    work: Arc<Work>,
+    /// How big chunks are.
+    sizing: Sizing,
+    /// Scale-out: the assets, whose zones split a pass; embedded: none (one zone).
+    zones: Option<Arc<portwatch_projections::Assets>>,
     /// The last target-set facts read, used while the store is unreachable.
     last_facts: Arc<std::sync::Mutex<Option<Facts>>>,
     /// Wakes the service detection task early: a job run here found open ports, so
@@ -115,12 +140,25 @@ impl std::fmt::Debug for Scheduler {
 type Facts = (HashSet<IpAddr>, Vec<PortRow>);
 
 impl Scheduler {
-    /// A scheduler reading target sets from `read` and sending jobs to `dispatch`.
-    pub fn new(cfg: Arc<Config>, read: Arc<dyn ReadModel>, dispatch: Arc<dyn Dispatch>) -> Self {
+    /// A scheduler reading target sets from `read` and putting passes on `work`:
+    /// one per zone of the assets with `zones`, else one (zone `default`).
+    pub fn new(
+        cfg: Arc<Config>,
+        read: Arc<dyn ReadModel>,
+        work: Arc<Work>,
+        zones: Option<Arc<portwatch_projections::Assets>>,
+    ) -> Self {
+        let sizing = Sizing {
+            rate: f64::from(cfg.scan.rate.get()),
+            target: cfg.chunk_target,
+            max_entries: portwatch_work::chunk::MAX_ENTRIES,
+        };
         Self {
             cfg,
             read,
-            dispatch,
+            work,
+            sizing,
+            zones,
             last_facts: Default::default(),
             detect_now: Default::default(),
             ledger: None,
@@ -185,6 +223,7 @@ impl Scheduler {
             task,
             targets,
             ports,
+            chunk: None,
         };
         let specs = match task {
             Task::Liveness => vec![spec(self.assets(), scan.liveness_ports.clone())],
@@ -258,8 +297,8 @@ impl Scheduler {
 
     /// Run every implemented task at its cadence until `shutdown` flips. Each runs
     /// once when it is switched on (at start, for the configured ones), then every
-    /// cadence (measured from the start of the previous run; a run that overruns
-    /// its cadence delays the next instead of stacking up). The cadences are looked
+    /// cadence (measured from the start of the previous slot; a slot that finds the
+    /// last pass unfinished is an overrun, and the next slot tries again). The cadences are looked
     /// at again every second, so an admin's change applies within one.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let mut loops = JoinSet::new();
@@ -274,6 +313,9 @@ impl Scheduler {
             loops.spawn(async move {
                 let mut last_start = me.resumed(task).await;
                 let mut announced: Option<Option<Duration>> = None;
+                // Woken early (detection after a scan found ports): not a cadence
+                // slot, so a pass still running then is no overrun.
+                let mut woken = false;
                 loop {
                     let every = me.cadence(task);
                     if announced != Some(every) {
@@ -288,9 +330,10 @@ impl Scheduler {
                     if due == Some(Duration::ZERO) {
                         last_start = Some(tokio::time::Instant::now());
                         tokio::select! {
-                            _ = me.run_task(task) => {}
+                            _ = me.run_task(task, !woken) => {}
                             _ = stop.changed() => return,
                         }
+                        woken = false;
                         continue;
                     }
                     tokio::select! {
@@ -299,6 +342,7 @@ impl Scheduler {
                             // Give the projector a moment to fold the scan that woke us.
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             last_start = None;
+                            woken = true;
                         }
                         _ = stop.changed() => return,
                     }
@@ -315,7 +359,7 @@ impl Scheduler {
     /// one (see [`Dispatch::last_issued`]) within a few seconds (a store that does
     /// not answer must not hold the task back: it runs now).
     async fn resumed(&self, task: Task) -> Option<tokio::time::Instant> {
-        let asked = tokio::time::timeout(Duration::from_secs(10), self.dispatch.last_issued(task));
+        let asked = tokio::time::timeout(Duration::from_secs(10), self.work.log().last_issued(task));
         let at = asked.await.ok().flatten()?;
         let ago = (chrono::Utc::now() - at).to_std().unwrap_or_default();
         let start = tokio::time::Instant::now().checked_sub(ago)?;
@@ -323,7 +367,35 @@ impl Scheduler {
         Some(start)
     }
 
-    async fn run_task(&self, task: Task) {
+    /// Woken when a scan run here found open ports: service detection runs then
+    /// (in scale-out the results arrive through the projector, and the cadence
+    /// applies).
+    pub fn detect_now(&self) -> Arc<tokio::sync::Notify> {
+        self.detect_now.clone()
+    }
+
+    /// The zone of each target: its asset's (scale-out), else `default`.
+    fn by_zone(&self, targets: Vec<IpAddr>) -> BTreeMap<String, Vec<IpAddr>> {
+        let mut zones: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        match &self.zones {
+            None => {
+                zones.insert(crate::config::DEFAULT_ZONE.to_string(), targets);
+            }
+            Some(assets) => {
+                for ip in targets {
+                    match assets.lookup(ip) {
+                        Some(asset) => zones.entry(asset.zone.clone()).or_default().push(ip),
+                        None => tracing::warn!(%ip, "target outside every asset; not scanned"),
+                    }
+                }
+            }
+        }
+        zones
+    }
+
+    /// Put a pass of `task` on the board in each zone with targets, cut into
+    /// chunks; `slot`: at its cadence (a pass still running then is an overrun).
+    async fn run_task(&self, task: Task, slot: bool) {
         let specs = match self.jobs_for(task).await {
             Ok(specs) => specs,
             Err(err) => {
@@ -334,13 +406,18 @@ impl Scheduler {
         if specs.is_empty() {
             tracing::debug!(task = %task, "nothing to scan");
         }
-        let scan = !matches!(task, Task::Liveness | Task::ServiceDetection | Task::AdminPanels);
+        let mut chunks: BTreeMap<String, Vec<Chunk>> = BTreeMap::new();
         for spec in specs {
-            if let Dispatched::Ran { open_found } = self.dispatch.dispatch(spec).await {
-                if scan && open_found > 0 && self.cadence(Task::ServiceDetection).is_some() {
-                    self.detect_now.notify_one();
-                }
+            for (zone, ips) in self.by_zone(spec.targets) {
+                chunks
+                    .entry(zone)
+                    .or_default()
+                    .extend(portwatch_work::chunk::split(&ips, &spec.ports, &self.sizing));
             }
+        }
+        for (zone, chunks) in chunks {
+            // An overrun is logged, counted and recorded on the running pass.
+            let _ = self.work.submit(task, &zone, chunks, slot);
         }
     }
 }

@@ -12,12 +12,13 @@ use std::time::Duration;
 use chrono::Utc;
 use portwatch_ingest::{KafkaJournal, TopicProducer};
 use portwatch_stores::ClickHouseStore;
+use portwatch_work::Work;
 use tokio::sync::watch;
 
 use super::{install_metrics, ready_clickhouse, ready_kafka, stop_flag};
 use crate::cli::ControlArgs;
 use crate::config::Config;
-use crate::control::issuer::Issuer;
+use crate::control::issuer::{ClickHousePasses, Issuer};
 use crate::control::lead::Parts;
 use crate::control::nodes::follow_control;
 use crate::control::scheduler::Scheduler;
@@ -181,12 +182,23 @@ async fn schedule(
             return;
         }
     };
-    let issuer = Arc::new(Issuer::new(store, producer, cfg.asset_map()));
+    // A chunk's lease lasts three heartbeats of its node: as long as the node
+    // counts as alive.
+    let lease_for = so.probe.heartbeat * 3;
+    let work = Arc::new(Work::new(
+        lease_for,
+        Box::new(ClickHousePasses::new(store.clone())),
+    ));
+    let issuer = Arc::new(Issuer::new(store, producer, work.clone(), lease_for));
+    issuer.close_abandoned().await;
     let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), term.clone()));
-    Scheduler::new(cfg, read, issuer)
+    let dispatcher = tokio::spawn(issuer.clone().run(term.clone()));
+    let zones = Arc::new(cfg.asset_map());
+    Scheduler::new(cfg, read, work, Some(zones))
         .with_ledger(ledger)
         .run(term)
         .await;
+    let _ = dispatcher.await;
     match follower.await {
         Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "control follower failed"),
         Err(err) => tracing::error!(error = %err, "control follower task failed"),

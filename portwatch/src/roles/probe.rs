@@ -1,10 +1,13 @@
 //! `portwatch probe --zone Z`: a probe node of the scale-out deployment.
 //!
-//! Probe nodes of one zone form a consumer group on the jobs topic (jobs are keyed by
-//! zone). A node leases a job by taking its record: it announces the lease on the
-//! control topic, heartbeats while it scans, reports the result, and only then
-//! commits the job's offset. A node that dies mid-job never commits it, so the group
-//! hands the job to the zone's next node (or to this one on restart).
+//! The leader leases each chunk of a pass to one idle probe node of its zone, as an
+//! order addressed to it on the jobs topic (see `control::issuer`); each node reads
+//! the topic in a consumer group of its own and runs the orders addressed to it, one
+//! at a time: it announces the attempt on the control topic, heartbeats while it
+//! scans (which renews the lease), reports the result, and commits the order's
+//! offset. A node that dies mid-chunk stops heartbeating: once the lease runs out
+//! the leader gives the chunk to another node; an order read after its lease ran
+//! out (a node that was down) is skipped.
 //!
 //! Observations go through the local spool ([`SpoolLog`]): recorded once on disk,
 //! delivered to Kafka in order when the broker is reachable. The node refuses any job
@@ -66,6 +69,10 @@ impl Node {
     }
 }
 
+/// The longest a starting node waits for its share of the jobs topic before its
+/// first heartbeat.
+const JOIN_WAIT: Duration = Duration::from_secs(60);
+
 /// Run until `shutdown`.
 pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(name) = &args.node {
@@ -126,22 +133,42 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         running: Mutex::new(None),
     });
 
-    let group = format!("{}probe-{zone}", so.kafka.topics.jobs.trim_end_matches("jobs"));
+    // Each node reads the orders in a group of its own and takes those addressed to
+    // it: the leader leases each chunk to one idle node (see control::issuer).
+    let group = format!(
+        "{}probe-{zone}-{}",
+        so.kafka.topics.jobs.trim_end_matches("jobs"),
+        cfg.node
+    );
     // A job holds its record until it is done; scans can take a while.
     let jobs = TopicConsumer::join(
         &so.kafka,
         &group,
         &so.kafka.topics.jobs,
         Acks::Manual,
-        &[("max.poll.interval.ms", "3600000")],
+        &[("max.poll.interval.ms", "3600000"), ("fetch.wait.max.ms", "100")],
     )?;
     tracing::info!(node = %cfg.node, zone = %zone, group = %group, spool = %spool_path.display(), mode = ?ctx.scanner.mode(), "probe node started");
 
+    let jobs = Arc::new(jobs);
     let beat = {
         let node = node.clone();
         let mut stop = stop.clone();
         let every = so.probe.heartbeat;
+        let jobs = jobs.clone();
         tokio::spawn(async move {
+            // The leader hands chunks to the nodes it hears from: the first word
+            // waits until the orders can reach this node (its group gave it the
+            // topic's partitions), so that none lapses unread meanwhile.
+            let joining = tokio::time::Instant::now();
+            while !jobs.assigned() && joining.elapsed() < JOIN_WAIT {
+                if !super::pause(&mut stop, Duration::from_millis(100)).await {
+                    return;
+                }
+            }
+            if !jobs.assigned() {
+                tracing::warn!(waited = ?JOIN_WAIT, "the jobs topic's partitions are not assigned yet; reporting in anyway");
+            }
             loop {
                 node.heartbeat().await;
                 if !super::pause(&mut stop, every).await {
@@ -165,8 +192,13 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         };
         match JobOrder::from_json(&msg.payload) {
             Err(err) => tracing::error!(offset = msg.offset, error = %err, "undecodable job skipped"),
-            Ok(order) if order.zone != zone => {
-                tracing::debug!(job = %order.id, zone = %order.zone, "job for another zone");
+            Ok(order) if order.zone != zone || order.node.as_ref().is_some_and(|n| *n != cfg.node) => {
+                tracing::trace!(job = %order.id, zone = %order.zone, node = ?order.node, "order for another node");
+            }
+            Ok(order) if order.lease_until.is_some_and(|until| until < Utc::now()) => {
+                // Read after its lease ran out (this node was down or behind): the
+                // chunk went to another node.
+                tracing::info!(job = %order.id, "order read after its lease ran out; skipped");
             }
             Ok(order) => {
                 let done = run_order(&cfg, &ctx, &node, order, &mut stop).await;
@@ -232,6 +264,7 @@ async fn run_order(
         task: order.task,
         targets: targets.iter().collect(),
         ports: order.ports.clone(),
+        chunk: order.chunk,
     };
     let result = tokio::select! {
         r = run_job(ctx, spec) => Some(r),

@@ -13,8 +13,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::cli::UpArgs;
 use crate::config::{Config, ConfigSource};
-use crate::control::jobs::{Appender, JobBoard, JobContext};
-use crate::control::scheduler::{LocalRunner, Scheduler};
+use crate::control::jobs::{Appender, BoardPasses, JobBoard, JobContext};
+use crate::control::scheduler::{LocalPool, Scheduler};
 use crate::read_model::EmbeddedRead;
 use crate::serve;
 use crate::{notifier, projector};
@@ -22,6 +22,9 @@ use crate::{InputError, Shutdown};
 
 /// How long a graceful stop waits for the projector to fold what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long the local worker's lease on a chunk lasts unless renewed.
+const LOCAL_LEASE: Duration = Duration::from_secs(15);
 
 /// Run until `shutdown`.
 pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -150,11 +153,23 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         alert_rx,
         stop_rx.clone(),
     );
-    let scheduler_task = tokio::spawn(
-        Scheduler::new(cfg.clone(), read, Arc::new(LocalRunner { ctx }))
-            .with_ledger(ledger)
-            .run(stop_rx.clone()),
+    // The process is its own probe node: one worker takes the chunks, renewing
+    // its lease while it runs one.
+    let work = Arc::new(portwatch_work::Work::new(
+        LOCAL_LEASE,
+        Box::new(BoardPasses(board.clone())),
+    ));
+    let scheduler = Scheduler::new(cfg.clone(), read, work.clone(), None).with_ledger(ledger);
+    let pool = tokio::spawn(
+        LocalPool {
+            ctx,
+            work,
+            zone: crate::config::DEFAULT_ZONE.to_string(),
+            detect_now: scheduler.detect_now(),
+        }
+        .run(stop_rx.clone()),
     );
+    let scheduler_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 
     let server = tokio::spawn(server);
 
@@ -162,6 +177,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     tracing::info!("stopping: finishing the projection of recorded events");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
+    let _ = pool.await;
     let _ = notifier_task.await;
     let _ = controller.await;
     let _ = reporter.await;

@@ -21,6 +21,7 @@ use nix::sched::{setns, CloneFlags};
 
 pub mod receivers;
 pub mod scaleout;
+pub mod sweep;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

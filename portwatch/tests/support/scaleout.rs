@@ -413,7 +413,12 @@ impl Stack {
 
     /// A probe node of `zone`, named `probe-{zone}`, logging to `probe-{zone}.log`.
     pub fn spawn_probe(&self, zone: &str) -> Proc {
-        let data = self.path(&format!("probe-{zone}"));
+        self.spawn_probe_named(zone, &format!("probe-{zone}"))
+    }
+
+    /// A probe node of `zone` named `name`, logging to `{name}.log`.
+    pub fn spawn_probe_named(&self, zone: &str, name: &str) -> Proc {
+        let data = self.path(name);
         self.spawn(
             &[
                 "--data",
@@ -422,9 +427,9 @@ impl Stack {
                 "--zone",
                 zone,
                 "--node",
-                &format!("probe-{zone}"),
+                name,
             ],
-            &format!("probe-{zone}.log"),
+            &format!("{name}.log"),
         )
     }
 

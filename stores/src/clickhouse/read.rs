@@ -199,6 +199,19 @@ impl ClickHouseStore {
             .map_err(self.err("reading jobs"))
     }
 
+    /// The passes recorded as running (a chunk attempt names its pass; passes do not).
+    pub async fn running_passes(&self) -> Result<Vec<JobRow>, ClickHouseError> {
+        self.client
+            .query(
+                "SELECT ?fields FROM jobs FINAL WHERE state = 'running' \
+                 AND visitParamExtractString(detail, 'pass') = '' \
+                 SETTINGS optimize_move_to_prewhere = 0",
+            )
+            .fetch_all::<JobRow>()
+            .await
+            .map_err(self.err("reading jobs"))
+    }
+
     /// When a job of `task` was last issued (seconds since the epoch), if ever.
     pub async fn last_issued(&self, task: &str) -> Result<Option<u32>, ClickHouseError> {
         let at = self
@@ -211,16 +224,17 @@ impl ClickHouseStore {
         Ok(Some(at).filter(|at| *at > 0))
     }
 
-    /// Per task and zone: jobs issued since `since` (seconds) and how many of them
-    /// failed; the newest job of each task and zone; the newest done and the newest
+    /// Per task and zone: passes issued since `since` (seconds), how many of them
+    /// failed and the slots they overran; the newest job of each task and zone; the newest done and the newest
     /// failed one.
     pub async fn task_runs(&self, since: u32) -> Result<TaskRunRows, ClickHouseError> {
         let counts = self
             .client
             .query(
-                "SELECT task, zone, count() AS runs, countIf(state = 'failed') AS failed \
-                 FROM jobs FINAL WHERE issued_at >= toDateTime(?) GROUP BY task, zone \
-                 SETTINGS optimize_move_to_prewhere = 0",
+                "SELECT task, zone, count() AS runs, countIf(state = 'failed') AS failed, \
+                        sum(visitParamExtractUInt(detail, 'overruns')) AS overruns \
+                 FROM jobs FINAL WHERE issued_at >= toDateTime(?) AND visitParamExtractString(detail, 'pass') = '' \
+                 GROUP BY task, zone SETTINGS optimize_move_to_prewhere = 0",
             )
             .bind(since)
             .fetch_all::<TaskJobCounts>()
@@ -228,7 +242,9 @@ impl ClickHouseStore {
             .map_err(self.err("reading jobs"))?;
         // The newest job of each task and zone, of those in `state` when given.
         let newest = |state: Option<&'static str>| async move {
-            let filter = state.map_or(String::new(), |s| format!(" WHERE state = '{s}'"));
+            // Passes only: a chunk attempt names its pass.
+            let filter = state.map_or(String::new(), |s| format!(" AND state = '{s}'"));
+            let filter = format!(" WHERE visitParamExtractString(detail, 'pass') = ''{filter}");
             self.client
                 .query(&format!(
                     "SELECT ?fields FROM jobs FINAL{filter} ORDER BY task, zone, issued_at DESC, id DESC \

@@ -235,10 +235,12 @@ pub struct TaskJobCounts {
     pub task: String,
     /// Zone.
     pub zone: String,
-    /// Jobs issued.
+    /// Passes issued.
     pub runs: u64,
     /// Of those, failed.
     pub failed: u64,
+    /// Cadence slots they overran.
+    pub overruns: u64,
 }
 
 /// What the task health reads from `jobs`.
