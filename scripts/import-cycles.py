@@ -80,8 +80,7 @@ LAYERS = [
     ("api/", ("portwatch_notify",)),
     ("ledger/", ("portwatch_notify", "portwatch_api")),
     ("notify/", ("portwatch_api",)),
-    ("portwatch/src/blocks/", ("portwatch_notify", "portwatch_api")),
-    ("portwatch/src/control/", ("portwatch_notify", "portwatch_api")),
+    ("work/", ("portwatch_notify", "portwatch_api")),
 ]
 CRATE_NAME = re.compile(r"\bportwatch_[a-z]+\b")
 

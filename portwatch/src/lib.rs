@@ -3,14 +3,14 @@
 //! `main.rs` only parses the command line, sets up tracing and calls [`run`]. The
 //! roles that run until stopped are in [`roles`] (`up`, `probe`, `project`,
 //! `control`, `migrate`: wiring only); one-shot commands in [`commands`] (`scan`,
-//! `ping`, the store queries); scheduling and job running in [`control`]; the API's
-//! adapters to each deployment's store in [`read_model`] and [`serve`].
+//! `ping`, the plan, the store queries); the API's adapters to each deployment's
+//! store in [`read_model`] and [`serve`]. Scheduling, chunks and leases, running
+//! jobs, the probe nodes and the block controller are the work crate's
+//! (`portwatch_work`).
 
-pub mod blocks;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod control;
 pub mod notifier;
 pub mod output;
 pub mod projector;

@@ -14,7 +14,7 @@ use portwatch_stores::{
     StoredEvent, TaskRuns,
 };
 
-use crate::control::jobs::{JobBoard, JobRecord, JobState};
+use portwatch_work::jobs::{JobBoard, JobRecord, JobState};
 
 /// Embedded: the SQLite state store, the event log (for the lag) and this
 /// process's job board; the process is its own single probe node.

@@ -11,7 +11,7 @@ use portwatch_events::Task;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::control::scheduler::{cadence, implemented};
+use portwatch_work::schedule::{cadence, implemented};
 
 /// Every schedulable task with its configured cadence.
 pub fn schedule(cfg: &Config) -> Vec<ScheduledTask> {

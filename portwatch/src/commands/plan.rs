@@ -12,10 +12,10 @@ use portwatch_work::{Plan, ZonePlan};
 
 use crate::cli::PlanArgs;
 use crate::config::Config;
-use crate::control::jobs::JobBoard;
 use crate::output::{json_line, Table};
 use crate::read_model::{ClickHouseRead, EmbeddedRead};
 use crate::InputError;
+use portwatch_work::jobs::JobBoard;
 
 /// `portwatch plan`
 pub async fn run(cfg: &Config, args: &PlanArgs) -> anyhow::Result<()> {

@@ -13,9 +13,9 @@ use portwatch_stores::{AlertQuery, EmbeddedStore, EpisodeQuery, HostQuery, PageR
 
 use crate::cli::{AlertsArgs, EpisodesArgs, EventsArgs, OutputArgs, PortsArgs, StateFilter};
 use crate::config::Config;
-use crate::control::scheduler::{cadence, implemented};
 use crate::output::{json_line, service_words, ts, Table};
 use crate::InputError;
+use portwatch_work::schedule::{cadence, implemented};
 
 pub(crate) fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {
     let path = cfg.state_path();

@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 
 use crate::cli::ScanArgs;
 use crate::config::{check_concurrency, check_rate, check_timeout, check_tries, Config, ScanSettings};
-use crate::control::jobs::{detection_class, Appender};
 use crate::output::{json_line, service_words};
 use crate::{InputError, Shutdown};
+use portwatch_work::jobs::{detection_class, Appender};
 
 /// One open port with what detection found on it (`scan --service --json`): the
 /// plain line (its `risk` is the detected class) and the detection.

@@ -53,7 +53,7 @@ pub const DEFAULT_STORE_PATH: &str = "portwatch-data";
 /// Default API address.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7678";
 /// Default zone of an asset.
-pub const DEFAULT_ZONE: &str = "default";
+pub const DEFAULT_ZONE: &str = portwatch_work::DEFAULT_ZONE;
 /// Shortest accepted task cadence.
 pub const MIN_CADENCE: Duration = Duration::from_secs(1);
 
@@ -195,72 +195,7 @@ pub struct RawControl {
     pub lease_timeout: Option<String>,
 }
 
-/// A `[control] protect` entry, checked: where (none: every address of the machine
-/// that applies blocks) and which port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProtectEntry {
-    /// The addresses; none: this machine's.
-    pub net: Option<ipnet::IpNet>,
-    /// The port.
-    pub port: u16,
-    /// As written.
-    pub text: String,
-}
-
-impl ProtectEntry {
-    /// Parse `22`, `10.0.0.5:443`, `10.0.0.0/24:8080` or `[2001:db8::1]:22`.
-    pub fn parse(text: &str) -> Result<ProtectEntry, String> {
-        let port = |p: &str| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("port `{p}`: 1 to 65535"))
-        };
-        let (net, p) = match text.rsplit_once(':') {
-            None => (None, text),
-            Some((addr, p)) => {
-                let addr = addr.trim_start_matches('[').trim_end_matches(']');
-                let net = portwatch_projections::approvals::parse_target(addr)?;
-                (Some(net), p)
-            }
-        };
-        Ok(ProtectEntry {
-            net,
-            port: port(p)?,
-            text: text.to_string(),
-        })
-    }
-}
-
-/// How blocks are applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlDriver {
-    /// nftables on this machine.
-    Nftables,
-    /// A command.
-    Command(Vec<String>),
-    /// An HTTP API.
-    Http(String),
-}
-
-/// Checked `[control]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlSettings {
-    /// Render and check only.
-    pub dry_run: bool,
-    /// The driver.
-    pub driver: ControlDriver,
-    /// nftables table.
-    pub table: String,
-    /// nftables hook.
-    pub hook: String,
-    /// Longest block.
-    pub max_duration: Duration,
-    /// Ports no block may cover (the API's own added by the binary).
-    pub protect: Vec<ProtectEntry>,
-    /// How long a silent leader keeps the lease.
-    pub lease_timeout: Duration,
-}
+pub use portwatch_work::blocks::{ControlDriver, ControlSettings, ProtectEntry};
 
 impl RawControl {
     fn validate(self, at: &Origin<'_>) -> Result<ControlSettings, ConfigError> {
@@ -473,6 +408,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the scheduler is told: the scope, the port lists, the rate, the
+    /// cadences and the chunk size.
+    pub fn schedule_settings(&self) -> portwatch_work::schedule::Settings {
+        portwatch_work::schedule::Settings {
+            scope: self.scope.clone(),
+            liveness_ports: self.scan.liveness_ports.clone(),
+            high_risk_ports: self.scan.high_risk_ports.clone(),
+            rate: f64::from(self.scan.rate.get()),
+            redetect_after: self.service.redetect_after,
+            cadences: self.schedule.clone(),
+            chunk_target: self.chunk_target,
+        }
+    }
+
     /// The assets, for lookups (owner, system, zone of an address).
     pub fn asset_map(&self) -> Assets {
         Assets::new(self.assets.clone())

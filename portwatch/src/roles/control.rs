@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use super::{install_metrics, ready_clickhouse, ready_kafka, stop_flag};
 use crate::cli::ControlArgs;
 use crate::config::Config;
-use crate::control::issuer::{ClickHousePasses, Issuer};
-use crate::control::lead::Parts;
-use crate::control::nodes::follow_control;
-use crate::control::scheduler::Scheduler;
 use crate::read_model::ClickHouseRead;
 use crate::{InputError, Shutdown};
+use portwatch_work::issuer::{ClickHousePasses, Issuer};
+use portwatch_work::lead::Parts;
+use portwatch_work::nodes::follow_control;
+use portwatch_work::schedule::Scheduler;
 
 /// Retention: at start and then daily, drop the monthly partitions of raw
 /// observations older than `keep_months`, and delete the jobs issued before then.
@@ -49,7 +49,7 @@ async fn retention(store: ClickHouseStore, keep_months: u32, mut stop: watch::Re
 
 /// Run until `shutdown`. Every instance serves the API and follows the journal;
 /// the instance holding the lease ([`portwatch_ingest::Lease`]) also does what
-/// must happen once per deployment (see [`crate::control::lead`]).
+/// must happen once per deployment (see [`portwatch_work::lead`]).
 pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         cfg.api_listen = listen.parse().map_err(|_| {
@@ -84,7 +84,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     let ctx = crate::serve::context(&cfg, true, read.clone(), ledger.clone(), metrics)?;
     let figures = ctx.figures.clone();
     let planned = ctx.clone();
-    let limits = crate::blocks::Limits {
+    let limits = portwatch_work::blocks::Limits {
         bounds: ctx.bounds.clone(),
         assets: ctx.assets.clone(),
     };
@@ -144,7 +144,7 @@ pub async fn run(mut cfg: Config, args: ControlArgs, shutdown: Shutdown) -> anyh
     });
     let (c, r, l) = (cfg.clone(), read.clone(), ledger.clone());
     parts.spawn("blocks", move |term| {
-        crate::blocks::run(c.control.clone(), limits.clone(), l.clone(), r.clone(), term)
+        portwatch_work::blocks::run(c.control.clone(), limits.clone(), l.clone(), r.clone(), term)
     });
     let (s, l) = (store.clone(), ledger.clone());
     parts.spawn("reporter", move |term| {
@@ -191,10 +191,17 @@ async fn schedule(
     ));
     let issuer = Arc::new(Issuer::new(store, producer, work.clone(), lease_for));
     issuer.close_abandoned().await;
-    let follower = tokio::spawn(follow_control(cfg.clone(), issuer.clone(), term.clone()));
+    let follower = {
+        let (cfg, issuer, term) = (cfg.clone(), issuer.clone(), term.clone());
+        tokio::spawn(async move {
+            let so = &cfg.scaleout;
+            let group = format!("{}-control", so.projector.group);
+            follow_control(&so.kafka, &group, &so.kafka.topics.control, issuer, term).await
+        })
+    };
     let dispatcher = tokio::spawn(issuer.clone().run(term.clone()));
     let zones = Arc::new(cfg.asset_map());
-    Scheduler::new(cfg, read, work, Some(zones))
+    Scheduler::new(Arc::new(cfg.schedule_settings()), read, work, Some(zones))
         .with_ledger(ledger)
         .run(term)
         .await;

@@ -1,7 +1,7 @@
 //! `portwatch probe --zone Z`: a probe node of the scale-out deployment.
 //!
 //! The leader leases each chunk of a pass to one idle probe node of its zone, as an
-//! order addressed to it on the jobs topic (see `control::issuer`); each node reads
+//! order addressed to it on the jobs topic (see `portwatch_work::issuer`); each node reads
 //! the topic in a consumer group of its own and runs the orders addressed to it, one
 //! at a time: it announces the attempt on the control topic, heartbeats while it
 //! scans (which renews the lease), reports the result, and commits the order's
@@ -26,8 +26,8 @@ use tokio::sync::{watch, Notify};
 use super::{ready_kafka, stop_flag};
 use crate::cli::ProbeArgs;
 use crate::config::Config;
-use crate::control::jobs::{run_job, Appender, JobBoard, JobContext, JobSpec};
 use crate::{InputError, Shutdown};
+use portwatch_work::jobs::{run_job, Appender, JobBoard, JobContext, JobSpec};
 
 struct Node {
     name: String,
@@ -134,7 +134,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
     });
 
     // Each node reads the orders in a group of its own and takes those addressed to
-    // it: the leader leases each chunk to one idle node (see control::issuer).
+    // it: the leader leases each chunk to one idle node (see portwatch_work::issuer).
     let group = format!(
         "{}probe-{zone}-{}",
         so.kafka.topics.jobs.trim_end_matches("jobs"),

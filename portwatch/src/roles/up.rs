@@ -13,12 +13,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::cli::UpArgs;
 use crate::config::{Config, ConfigSource};
-use crate::control::jobs::{Appender, BoardPasses, JobBoard, JobContext};
-use crate::control::scheduler::{LocalPool, Scheduler};
 use crate::read_model::EmbeddedRead;
 use crate::serve;
 use crate::{notifier, projector};
 use crate::{InputError, Shutdown};
+use portwatch_work::jobs::{Appender, BoardPasses, JobBoard, JobContext};
+use portwatch_work::schedule::{LocalPool, Scheduler};
 
 /// How long a graceful stop waits for the projector to fold what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -114,7 +114,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     let api = serve::context(&cfg, false, read.clone(), ledger.clone(), metrics)?;
     let figures = api.figures.clone();
     let planner = tokio::spawn(crate::reporter::plan(api.clone(), stop_rx.clone()));
-    let limits = crate::blocks::Limits {
+    let limits = portwatch_work::blocks::Limits {
         bounds: api.bounds.clone(),
         assets: api.assets.clone(),
     };
@@ -132,7 +132,7 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
     // The projector drains and stops only once the scheduler, the last appender, has.
     let (drain_tx, drain_rx) = watch::channel(false);
     let projector_task = tokio::spawn(projector.run(drain_rx));
-    let controller = tokio::spawn(crate::blocks::run(
+    let controller = tokio::spawn(portwatch_work::blocks::run(
         cfg.control.clone(),
         limits,
         ledger.clone(),
@@ -159,7 +159,8 @@ pub async fn run(mut cfg: Config, args: UpArgs, shutdown: Shutdown) -> anyhow::R
         LOCAL_LEASE,
         Box::new(BoardPasses(board.clone())),
     ));
-    let scheduler = Scheduler::new(cfg.clone(), read, work.clone(), None).with_ledger(ledger);
+    let scheduler =
+        Scheduler::new(Arc::new(cfg.schedule_settings()), read, work.clone(), None).with_ledger(ledger);
     let pool = tokio::spawn(
         LocalPool {
             ctx,

@@ -5,7 +5,7 @@ use portwatch_events::redact;
 use portwatch_projections::BlockRequest;
 
 use super::nftables::Nftables;
-use crate::config::{ControlDriver, ControlSettings};
+use super::{ControlDriver, ControlSettings};
 
 /// A driver, ready to use.
 #[derive(Debug, Clone)]

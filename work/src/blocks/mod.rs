@@ -5,6 +5,7 @@
 
 pub mod drivers;
 pub mod nftables;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use portwatch_stores::ReadModel;
 use portwatch_stores::{PageRequest, PortQuery};
 use tokio::sync::watch;
 
-use crate::config::ControlSettings;
+pub use settings::{ControlDriver, ControlSettings, ProtectEntry};
 
 /// Who acts for the controller in the journal.
 pub const CONTROLLER: &str = "controller";

@@ -8,25 +8,19 @@ use portwatch_ingest::{Acks, TopicConsumer};
 use portwatch_stores::{JobRow, ProbeNodeRow};
 use tokio::sync::watch;
 
-use super::issuer::Issuer;
-use crate::config::Config;
+use crate::issuer::Issuer;
 
-/// Follow the control topic into ClickHouse (probe nodes, job states).
+/// Follow the control topic (`topic` of `kafka`, in consumer group `group`) into
+/// the issuer's board and ClickHouse (probe nodes, job states).
 pub async fn follow_control(
-    cfg: Arc<Config>,
+    kafka: &portwatch_ingest::KafkaSettings,
+    group: &str,
+    topic: &str,
     issuer: Arc<Issuer>,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let so = &cfg.scaleout;
-    let group = format!("{}-control", so.projector.group);
+) -> Result<(), portwatch_ingest::LogError> {
     // Read at once: an idle node gets its next chunk as soon as it reports the last.
-    let consumer = TopicConsumer::join(
-        &so.kafka,
-        &group,
-        &so.kafka.topics.control,
-        Acks::Auto,
-        &[("fetch.wait.max.ms", "100")],
-    )?;
+    let consumer = TopicConsumer::join(kafka, group, topic, Acks::Auto, &[("fetch.wait.max.ms", "100")])?;
     // Rows are written behind the follower, batched: a slow ClickHouse must not
     // delay the heartbeats that renew the nodes' leases.
     let (rows, mut pending) =

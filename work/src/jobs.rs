@@ -252,8 +252,8 @@ impl JobBoard {
 #[derive(Debug, Clone)]
 pub struct BoardPasses(pub Arc<JobBoard>);
 
-impl portwatch_work::PassLog for BoardPasses {
-    fn record(&self, pass: &portwatch_work::board::Pass, overruns: u64, error: Option<&str>) {
+impl crate::PassLog for BoardPasses {
+    fn record(&self, pass: &crate::board::Pass, overruns: u64, error: Option<&str>) {
         let state = match (pass.finished(), pass.failed) {
             (false, _) => JobState::Running,
             (true, 0) => JobState::Done,
@@ -328,7 +328,7 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// The attempt `lease` is of its chunk.
-    pub fn of_lease(lease: portwatch_work::board::Lease) -> Self {
+    pub fn of_lease(lease: crate::board::Lease) -> Self {
         let targets = portwatch_probes::TargetSet::from_nets(lease.chunk.targets);
         Self {
             job: lease.attempt,

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::board::{Lease, Outcome, Pass};
+use crate::{PassLog, Work};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -27,8 +29,6 @@ use portwatch_events::control::{ChunkRef, Control, ControlKind, JobOrder};
 use portwatch_events::{JobId, Task, SCHEMA_VERSION};
 use portwatch_ingest::TopicProducer;
 use portwatch_stores::{ClickHouseStore, JobRow};
-use portwatch_work::board::{Lease, Outcome, Pass};
-use portwatch_work::{PassLog, Work};
 use tokio::sync::watch;
 
 /// How often the dispatcher looks for idle nodes when nothing wakes it.

@@ -11,7 +11,7 @@
 //! | IP_OFFLINE | assets whose last liveness check got no answer |
 //! | PORT_OPEN  | ports currently open in state                |
 //!
-//! A run of a task is a pass per zone, cut into chunks (`portwatch_work::chunk`)
+//! A run of a task is a pass per zone, cut into chunks ([`crate::chunk`])
 //! and put on the work board, which refuses a pass while the task's last one in the
 //! zone is unfinished: that slot is an overrun, recorded on the running pass, and
 //! nothing piles up.
@@ -28,15 +28,13 @@ use portwatch_stores::{HostQuery, PageRequest, PortQuery};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use portwatch_work::board::Outcome;
-use portwatch_work::chunk::{Chunk, Sizing};
-use portwatch_work::Work;
-
-use super::jobs::{run_job, JobContext, JobSpec};
+use crate::board::Outcome;
+use crate::chunk::{Chunk, Sizing};
+use crate::jobs::{run_job, JobContext, JobSpec};
+use crate::Work;
 
 /// How often a task's loop looks at its cadence again (an admin may change it).
 const FOLLOW: Duration = Duration::from_secs(1);
-use crate::config::Config;
 
 /// Whether this build implements a task (the others are accepted in config, logged
 /// once, and skipped).
@@ -109,10 +107,29 @@ impl LocalPool {
     }
 }
 
+/// What the scheduler is told by the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The asset scope (its addresses are IP_ASSETS; nothing outside it is probed).
+    pub scope: portwatch_probes::Scope,
+    /// Ports the liveness check tries.
+    pub liveness_ports: PortSet,
+    /// The high-risk port list.
+    pub high_risk_ports: PortSet,
+    /// Probes per second of one node.
+    pub rate: f64,
+    /// A service identified longer ago is identified again.
+    pub redetect_after: Duration,
+    /// Each running task's configured cadence.
+    pub cadences: std::collections::BTreeMap<Task, Duration>,
+    /// How long a chunk should take at one node's rate.
+    pub chunk_target: Duration,
+}
+
 /// Builds job specs from target sets and runs the task loops.
 #[derive(Clone)]
 pub struct Scheduler {
-    cfg: Arc<Config>,
+    cfg: Arc<Settings>,
     /// Where target sets are read from.
     read: Arc<dyn ReadModel>,
     /// Where passes go, cut into chunks.
@@ -143,15 +160,15 @@ impl Scheduler {
     /// A scheduler reading target sets from `read` and putting passes on `work`:
     /// one per zone of the assets with `zones`, else one (zone `default`).
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Arc<Settings>,
         read: Arc<dyn ReadModel>,
         work: Arc<Work>,
         zones: Option<Arc<portwatch_projections::Assets>>,
     ) -> Self {
         let sizing = Sizing {
-            rate: f64::from(cfg.scan.rate.get()),
+            rate: cfg.rate,
             target: cfg.chunk_target,
-            max_entries: portwatch_work::chunk::MAX_ENTRIES,
+            max_entries: crate::chunk::MAX_ENTRIES,
         };
         Self {
             cfg,
@@ -206,7 +223,7 @@ impl Scheduler {
 
     /// The jobs one run of `task` consists of (empty when there is nothing to do).
     pub async fn jobs_for(&self, task: Task) -> anyhow::Result<Vec<JobSpec>> {
-        let scan = &self.cfg.scan;
+        let scan = &self.cfg;
         let (dead, open) = self.facts().await?;
         let online = || -> anyhow::Result<Vec<IpAddr>> {
             Ok(self
@@ -238,8 +255,7 @@ impl Scheduler {
                 // else now) or not for `redetect_after`; task 5: web ports),
                 // grouped so that hosts with the same open ports share a job.
                 let stale = chrono::Utc::now()
-                    - chrono::Duration::from_std(self.cfg.service.redetect_after)
-                        .unwrap_or(chrono::Duration::MAX);
+                    - chrono::Duration::from_std(self.cfg.redetect_after).unwrap_or(chrono::Duration::MAX);
                 let wanted = |r: &PortRow| match task {
                     Task::ServiceDetection => r.detected_at.is_none_or(|at| at < stale || at < r.last_change),
                     Task::AdminPanels => matches!(r.service.as_deref(), Some("http" | "https")),
@@ -292,7 +308,7 @@ impl Scheduler {
                 };
             }
         }
-        self.cfg.schedule.get(&task).copied()
+        self.cfg.cadences.get(&task).copied()
     }
 
     /// Run every implemented task at its cadence until `shutdown` flips. Each runs
@@ -302,7 +318,7 @@ impl Scheduler {
     /// at again every second, so an admin's change applies within one.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let mut loops = JoinSet::new();
-        for &task in self.cfg.schedule.keys() {
+        for &task in self.cfg.cadences.keys() {
             if !implemented(task) {
                 tracing::warn!(task = %task, "task is scheduled but not implemented in this version; skipping it");
             }
@@ -379,7 +395,7 @@ impl Scheduler {
         let mut zones: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
         match &self.zones {
             None => {
-                zones.insert(crate::config::DEFAULT_ZONE.to_string(), targets);
+                zones.insert(crate::DEFAULT_ZONE.to_string(), targets);
             }
             Some(assets) => {
                 for ip in targets {
@@ -412,7 +428,7 @@ impl Scheduler {
                 chunks
                     .entry(zone)
                     .or_default()
-                    .extend(portwatch_work::chunk::split(&ips, &spec.ports, &self.sizing));
+                    .extend(crate::chunk::split(&ips, &spec.ports, &self.sizing));
             }
         }
         for (zone, chunks) in chunks {
@@ -425,4 +441,185 @@ impl Scheduler {
 /// Format a cadence for people.
 pub fn cadence(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::FutureExt;
+    use portwatch_projections::{Alert, Asset, Assets, Episode, HostRow};
+    use portwatch_stores::{
+        AlertQuery, EpisodeQuery, EventCursor, Health, JobView, NodeView, Page, ReadFuture, StoredEvent,
+        TaskRuns,
+    };
+
+    use super::*;
+    use crate::board::Pass;
+
+    /// A read model of hosts only (the scheduler's facts); the rest is empty.
+    struct Hosts(Vec<HostRow>);
+
+    fn page<T>(items: Vec<T>) -> ReadFuture<'static, Page<T>>
+    where
+        T: Send + 'static,
+    {
+        async move { Ok(Page { items, next: None }) }.boxed()
+    }
+
+    impl ReadModel for Hosts {
+        fn ports<'a>(&'a self, _: &'a PortQuery, _: &'a PageRequest) -> ReadFuture<'a, Page<PortRow>> {
+            page(Vec::new())
+        }
+        fn hosts<'a>(&'a self, _: &'a HostQuery, _: &'a PageRequest) -> ReadFuture<'a, Page<HostRow>> {
+            page(self.0.clone())
+        }
+        fn episodes<'a>(&'a self, _: &'a EpisodeQuery, _: &'a PageRequest) -> ReadFuture<'a, Page<Episode>> {
+            page(Vec::new())
+        }
+        fn alerts<'a>(&'a self, _: &'a AlertQuery, _: &'a PageRequest) -> ReadFuture<'a, Page<Alert>> {
+            page(Vec::new())
+        }
+        fn observations<'a>(
+            &'a self,
+            _: IpAddr,
+            _: Option<&'a EventCursor>,
+            _: usize,
+        ) -> ReadFuture<'a, Vec<StoredEvent>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn jobs(&self, _: usize) -> ReadFuture<'_, Vec<JobView>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn task_runs(&self, _: portwatch_events::Timestamp) -> ReadFuture<'_, Vec<TaskRuns>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn nodes(&self) -> ReadFuture<'_, Vec<NodeView>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn health(&self) -> ReadFuture<'_, Health> {
+            async {
+                Ok(Health {
+                    status: "ok",
+                    projection_lag: None,
+                })
+            }
+            .boxed()
+        }
+    }
+
+    /// One record of a pass: (task, zone, chunks, overruns, finished).
+    type Record = (Task, String, u32, u64, bool);
+
+    /// The passes recorded.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<Record>>);
+
+    impl crate::PassLog for Arc<Recorded> {
+        fn record(&self, pass: &Pass, overruns: u64, _: Option<&str>) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push((
+                pass.task,
+                pass.zone.clone(),
+                pass.chunks,
+                overruns,
+                pass.finished(),
+            ));
+        }
+    }
+
+    fn dead(ip: &str) -> HostRow {
+        HostRow {
+            ip: ip.parse().expect("ip"),
+            alive: Some(false),
+            last_alive: None,
+            last_checked: None,
+            scans: 0,
+            open_ports: 0,
+            wildcard: false,
+            coverage: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_puts_a_pass_per_zone_on_the_board_and_the_next_one_overruns() {
+        let net = |cidr: &str, zone: &str| Asset {
+            net: cidr.parse().expect("net"),
+            owner: None,
+            system: None,
+            zone: zone.into(),
+        };
+        let assets = Arc::new(Assets::new(vec![
+            net("10.0.0.0/24", "a"),
+            net("10.0.1.0/25", "b"),
+        ]));
+        let settings = Settings {
+            scope: portwatch_probes::Scope::new(
+                vec![
+                    "10.0.0.0/24".parse().expect("net"),
+                    "10.0.1.0/25".parse().expect("net"),
+                ],
+                1 << 20,
+            ),
+            liveness_ports: PortSet::parse("22,80,443").expect("ports"),
+            high_risk_ports: PortSet::parse("1-40").expect("ports"),
+            rate: 100.0,
+            redetect_after: Duration::from_secs(3600),
+            cadences: [(Task::HighRiskPorts, Duration::from_secs(60))].into(),
+            chunk_target: Duration::from_secs(10),
+        };
+        let recorded = Arc::new(Recorded::default());
+        let work = Arc::new(Work::new(Duration::from_secs(15), Box::new(recorded.clone())));
+        // Two dead hosts in zone a are not high-risk targets.
+        let read = Arc::new(Hosts(vec![dead("10.0.0.1"), dead("10.0.0.2")]));
+        let scheduler = Scheduler::new(Arc::new(settings), read, work.clone(), Some(assets));
+        scheduler.run_task(Task::HighRiskPorts, true).await;
+        // 1,000 probes a chunk: 25 hosts of 40 ports; a: 254 live hosts in 11 chunks,
+        // b: 128 in 6.
+        let passes = work.passes();
+        let chunks: Vec<(String, u32, u64)> = passes
+            .iter()
+            .map(|p| (p.zone.clone(), p.chunks, p.addresses))
+            .collect();
+        assert_eq!(chunks, [("a".to_string(), 11, 254), ("b".to_string(), 6, 128)]);
+        // The next slot finds both unfinished: an overrun each, nothing queued.
+        scheduler.run_task(Task::HighRiskPorts, true).await;
+        assert_eq!(work.passes().len(), 2);
+        let log = recorded.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let overran: Vec<(&str, u64)> = log
+            .iter()
+            .filter(|r| r.3 > 0)
+            .map(|r| (r.1.as_str(), r.3))
+            .collect();
+        assert_eq!(overran, [("a", 1), ("b", 1)]);
+        // A wake-up out of slot (detection after a scan) is no overrun.
+        scheduler.run_task(Task::HighRiskPorts, false).await;
+        assert_eq!(
+            recorded.0.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            log.len()
+        );
+        // The zone's worker takes a's chunks, most urgent first, and finishes the pass.
+        while let Some(lease) = work.take("a", "n1") {
+            assert!(lease
+                .chunk
+                .targets
+                .iter()
+                .all(|n| !n.contains(&"10.0.0.1".parse::<IpAddr>().expect("ip"))));
+            work.finish(
+                lease.attempt,
+                &Outcome::Done {
+                    hosts: lease.chunk.addresses,
+                    open: 0,
+                },
+            );
+        }
+        let last = recorded
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .cloned();
+        assert_eq!(last, Some((Task::HighRiskPorts, "a".to_string(), 11, 1, true)));
+        scheduler.run_task(Task::HighRiskPorts, true).await;
+        assert_eq!(work.passes().len(), 2, "a new pass in a, b still running");
+    }
 }
