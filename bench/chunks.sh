@@ -6,8 +6,9 @@
 # the pass should take, runs one pass (control + N probe nodes + a projector, fresh
 # topics and database), and reads the pass's duration from its row in `jobs`.
 #
-# Usage (as root): bench/chunks.sh [RATE] [BROKER] [NODES...]
-#   defaults: 100000 probes/s per node, tansu (or `kafka`), node counts 1 and 3
+# Usage (as root): [CIDR=127.16.0.0/12] bench/chunks.sh [RATE] [BROKER] [NODES...]
+#   defaults: 100000 probes/s per node, tansu (or `kafka`), node counts 1 and 3;
+#   CIDR (inside 127/8) another range, e.g. 127.16.0.0/16 for a quick run
 # The loopback of the namespace answers for all of 127/8: every address is a live
 # host with its 41 ports closed (a RST each). Everything runs inside a network
 # namespace of its own, removed with every process in it at exit.
@@ -17,6 +18,7 @@ RATE="${1:-100000}"
 BROKER="${2:-tansu}"
 COUNTS=("${@:3}")
 [ "${#COUNTS[@]}" -gt 0 ] || COUNTS=(1 3)
+CIDR="${CIDR:-127.16.0.0/12}"
 PORTS="21-23,25,53,80,110,111,135,139,143,443,445,993,995,1433,1521,2049,2375,2376,3306,3389,5432,5601,5900-5902,5984,6379,7001,8080,8443,9000,9042,9200,9300,11211,27017,27018,50000,50070"
 
 source bench/lib.sh
@@ -25,7 +27,7 @@ scaleout_lab chunks "$BROKER"
 config() { # config NAME
     cat <<EOF
 [[assets]]
-cidr = "127.16.0.0/12"
+cidr = "$CIDR"
 [scope]
 allow_reserved = true
 max_targets = 1048576
