@@ -1,7 +1,7 @@
 //! The work model of portwatch, the same in both deployments and usable without the
 //! binary (which keeps only the wiring):
 //!
-//! - what a pass costs and whether the cadences can be met ([`plan`], over what
+//! - what a pass costs and whether the cadences can be met ([`plan`](mod@plan), over what
 //!   [`estate`] reads);
 //! - how a pass is cut ([`chunk`]), who holds which chunk and what comes first
 //!   ([`board`], [`work`]);

@@ -372,7 +372,7 @@ impl Scheduler {
     }
 
     /// When the task's last run started, as an instant, if the dispatcher knows
-    /// one (see [`Dispatch::last_issued`]) within a few seconds (a store that does
+    /// one (see [`crate::PassLog::last_issued`]) within a few seconds (a store that does
     /// not answer must not hold the task back: it runs now).
     async fn resumed(&self, task: Task) -> Option<tokio::time::Instant> {
         let asked = tokio::time::timeout(Duration::from_secs(10), self.work.log().last_issued(task));
