@@ -140,7 +140,7 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
         so.kafka.topics.jobs.trim_end_matches("jobs"),
         cfg.node
     );
-    // A job holds its record until it is done; scans can take a while.
+    // An order is committed once run (or skipped); a chunk can take a while.
     let jobs = TopicConsumer::join(
         &so.kafka,
         &group,
@@ -203,7 +203,8 @@ pub async fn run(mut cfg: Config, args: ProbeArgs, shutdown: Shutdown) -> anyhow
             Ok(order) => {
                 let done = run_order(&cfg, &ctx, &node, order, &mut stop).await;
                 if !done {
-                    // Stopped mid-job: leave the record uncommitted so it runs again.
+                    // Stopped mid-chunk: left uncommitted, it runs again at the next start
+                    // if its lease still holds then (else the leader gave it to another).
                     break;
                 }
             }
