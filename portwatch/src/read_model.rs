@@ -73,12 +73,7 @@ impl EmbeddedRead {
         JobView {
             id: r.job.to_string(),
             task: r.task.as_str().to_string(),
-            state: match r.state {
-                JobState::Running => "running",
-                JobState::Done => "done",
-                JobState::Failed => "failed",
-            }
-            .to_string(),
+            state: r.state.as_str().to_string(),
             zone: self.zone.clone(),
             node: Some(self.node.clone()),
             targets: r.targets,

@@ -232,26 +232,14 @@ fn three_nodes_share_a_pass_and_a_killed_nodes_chunk_is_leased_again() {
         // repeat), and finished.
         let tried = attempts(&all, p);
         for chunk in 0..p["chunks"].as_u64().expect("chunks") {
-            let of: Vec<&&Value> = tried.iter().filter(|a| a["chunk"] == chunk).collect();
-            let mut tries: Vec<u64> = of.iter().filter_map(|a| a["try_no"].as_u64()).collect();
-            tries.sort_unstable();
-            assert_eq!(
-                tries,
-                (1..=of.len() as u64).collect::<Vec<_>>(),
-                "{p}: chunk {chunk}: {of:#?}"
-            );
+            let of = support::sweep::tries_of(p, &tried, chunk);
             assert!(
                 of.iter().any(|a| a["state"] == "done"),
                 "{p}: chunk {chunk}: {of:#?}"
             );
         }
     }
-    let tasks = stack.ns.get_json(API, "/api/v1/tasks").expect("task health");
-    let zone = tasks
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["task"] == "high_risk_ports"))
-        .and_then(|t| t["zones"].get(0).cloned())
-        .expect("high_risk_ports ran");
+    let zone = support::sweep::task_zone(&stack.ns, API, "high_risk_ports");
     assert!(
         zone["overruns"].as_u64() > Some(0),
         "a 1 s cadence, passes of seconds: {zone}"

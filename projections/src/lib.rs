@@ -238,6 +238,22 @@ pub struct HostRow {
     pub coverage: Vec<CoverageMark>,
 }
 
+impl HostRow {
+    /// A host nothing was recorded of yet.
+    pub fn unseen(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            alive: None,
+            last_alive: None,
+            last_checked: None,
+            scans: 0,
+            open_ports: 0,
+            wildcard: false,
+            coverage: Vec::new(),
+        }
+    }
+}
+
 /// The last time a given set of ports was scanned on a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoverageMark {
@@ -474,16 +490,7 @@ impl State {
     }
 
     fn host_mut(&mut self, ip: IpAddr) -> &mut HostRow {
-        self.hosts.entry(ip).or_insert_with(|| HostRow {
-            ip,
-            alive: None,
-            last_alive: None,
-            last_checked: None,
-            scans: 0,
-            open_ports: 0,
-            wildcard: false,
-            coverage: Vec::new(),
-        })
+        self.hosts.entry(ip).or_insert_with(|| HostRow::unseen(ip))
     }
 
     fn apply_liveness(&mut self, ts: Timestamp, live: &HostLiveness) -> Vec<Change> {

@@ -24,6 +24,7 @@ use portwatch_events::{JobId, Task};
 use serde::Serialize;
 
 use crate::chunk::Chunk;
+use crate::jobs::JobState;
 
 /// The lanes, most urgent first.
 pub const LANES: usize = 3;
@@ -71,6 +72,15 @@ impl Pass {
     /// Whether every chunk ended.
     pub fn finished(&self) -> bool {
         self.done + self.failed >= self.chunks
+    }
+
+    /// Running, done, or failed (ended with a chunk failed).
+    pub fn state(&self) -> JobState {
+        match (self.finished(), self.failed) {
+            (false, _) => JobState::Running,
+            (true, 0) => JobState::Done,
+            (true, _) => JobState::Failed,
+        }
     }
 }
 

@@ -86,11 +86,6 @@ impl ClickHousePasses {
 
 /// The row of a pass.
 fn pass_row(pass: &Pass, overruns: u64, error: Option<&str>) -> JobRow {
-    let state = match (pass.finished(), pass.failed) {
-        (false, _) => "running",
-        (true, 0) => "done",
-        (true, _) => "failed",
-    };
     let mut detail = serde_json::json!({
         "chunks": pass.chunks,
         "chunks_ended": pass.done + pass.failed,
@@ -109,7 +104,7 @@ fn pass_row(pass: &Pass, overruns: u64, error: Option<&str>) -> JobRow {
         id: pass.pass.to_string(),
         zone: pass.zone.clone(),
         task: pass.task.as_str().to_string(),
-        state: state.into(),
+        state: pass.state().as_str().into(),
         node: String::new(),
         targets: pass.addresses,
         issued_at: secs(pass.started_at),

@@ -114,6 +114,17 @@ pub enum JobState {
     Failed,
 }
 
+impl JobState {
+    /// As the job list says it: `running`, `done` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
 /// One job as the board keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -254,15 +265,10 @@ pub struct BoardPasses(pub Arc<JobBoard>);
 
 impl crate::PassLog for BoardPasses {
     fn record(&self, pass: &crate::board::Pass, overruns: u64, error: Option<&str>) {
-        let state = match (pass.finished(), pass.failed) {
-            (false, _) => JobState::Running,
-            (true, 0) => JobState::Done,
-            (true, _) => JobState::Failed,
-        };
         self.0.put(JobRecord {
             job: pass.pass,
             task: pass.task,
-            state,
+            state: pass.state(),
             started_at: pass.started_at,
             finished_at: pass.finished_at,
             targets: pass.addresses,

@@ -529,14 +529,8 @@ mod tests {
 
     fn dead(ip: &str) -> HostRow {
         HostRow {
-            ip: ip.parse().expect("ip"),
             alive: Some(false),
-            last_alive: None,
-            last_checked: None,
-            scans: 0,
-            open_ports: 0,
-            wildcard: false,
-            coverage: Vec::new(),
+            ..HostRow::unseen(ip.parse().expect("ip"))
         }
     }
 

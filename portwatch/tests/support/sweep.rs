@@ -61,15 +61,34 @@ pub fn found_while_sweeping(
     (seen, server)
 }
 
+/// Task health of `task` in its first zone (it ran).
+pub fn task_zone(ns: &Netns, api: &str, task: &str) -> Value {
+    let tasks = ns.get_json(api, "/api/v1/tasks").expect("task health");
+    tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["task"] == task))
+        .and_then(|t| t["zones"].get(0).cloned())
+        .unwrap_or_else(|| panic!("{task} never ran: {tasks}"))
+}
+
+/// The attempts of `chunk` of `pass` among `attempts`, once checked that the chunk
+/// was issued once per try: tries 1, 2, ... with no gap or repeat.
+pub fn tries_of<'a>(pass: &Value, attempts: &[&'a Value], chunk: u64) -> Vec<&'a Value> {
+    let of: Vec<&Value> = attempts.iter().copied().filter(|a| a["chunk"] == chunk).collect();
+    let mut tries: Vec<u64> = of.iter().filter_map(|a| a["try_no"].as_u64()).collect();
+    tries.sort_unstable();
+    assert_eq!(
+        tries,
+        (1..=of.len() as u64).collect::<Vec<_>>(),
+        "{pass}: chunk {chunk}: {of:#?}"
+    );
+    of
+}
+
 /// The full-port task overran its cadence, and nothing piled up: one pass at a
 /// time, each chunk issued once per try.
 pub fn overran_without_pile_up(ns: &Netns, api: &str) {
-    let tasks = ns.get_json(api, "/api/v1/tasks").expect("task health");
-    let zone = tasks
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["task"] == "full_ports"))
-        .and_then(|t| t["zones"].get(0).cloned())
-        .expect("full_ports ran");
+    let zone = task_zone(ns, api, "full_ports");
     assert!(
         zone["overruns"].as_u64() > Some(0),
         "a cadence shorter than the pass: {zone}"
@@ -91,17 +110,7 @@ pub fn overran_without_pile_up(ns: &Netns, api: &str) {
         // Every chunk issued at most once per try; no more chunks than the pass has.
         assert!(tried.len() as u64 <= p["chunks"].as_u64().unwrap_or(0), "{p}");
         for chunk in &tried {
-            let mut tries: Vec<u64> = of
-                .iter()
-                .filter(|a| a["chunk"] == *chunk)
-                .filter_map(|a| a["try_no"].as_u64())
-                .collect();
-            tries.sort_unstable();
-            assert_eq!(
-                tries,
-                (1..=tries.len() as u64).collect::<Vec<_>>(),
-                "{p}: chunk {chunk}"
-            );
+            tries_of(p, &of, *chunk);
         }
         assert!(of.len() as u64 >= ended.min(1), "{p}");
     }
