@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use portwatch_events::{JobId, Task};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chunk::Chunk;
-use crate::jobs::JobState;
 
 /// The lanes, most urgent first.
 pub const LANES: usize = 3;
@@ -36,6 +35,29 @@ pub fn lane(task: Task) -> usize {
         Task::Liveness | Task::HighRiskPorts | Task::OfflineHighRiskPorts | Task::Adhoc => 0,
         Task::PortRecheck | Task::ServiceDetection | Task::AdminPanels => 1,
         Task::FullPorts | Task::OfflineFullPorts | Task::AllAssetsFullPorts => 2,
+    }
+}
+
+/// State of a pass or of a chunk attempt (a job of the job list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Still scanning.
+    Running,
+    /// Finished.
+    Done,
+    /// Stopped by an error.
+    Failed,
+}
+
+impl JobState {
+    /// As the job list says it: `running`, `done` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
     }
 }
 

@@ -102,28 +102,7 @@ impl Appender {
     }
 }
 
-/// State of a job in the job board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Still scanning.
-    Running,
-    /// Finished.
-    Done,
-    /// Stopped by an error.
-    Failed,
-}
-
-impl JobState {
-    /// As the job list says it: `running`, `done` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-        }
-    }
-}
+pub use crate::board::JobState;
 
 /// One job as the board keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
